@@ -1,0 +1,65 @@
+"""AMP-for-Email CORS: which senders may have their emails read our feeds.
+
+Version 2: the mail client sends `AMP-Email-Sender`; we echo it in
+`AMP-Email-Allow-Sender` when the sender is on the allow-list.
+Version 1 (deprecated, still sent by some clients): `Origin` plus the
+`__amp_source_origin` query parameter holding the sender; we answer with
+`Access-Control-Allow-Origin`, `AMP-Access-Control-Allow-Source-Origin` and
+`Access-Control-Expose-Headers`.
+A request with neither (curl, a test, a web page) gets no CORS headers: a browser will
+then refuse to hand the response to another origin, and the signed token still guards
+the data.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from starlette.datastructures import Headers, QueryParams
+
+from app.errors import Forbidden
+
+SOURCE_ORIGIN_PARAM = "__amp_source_origin"
+
+
+class SenderNotAllowed(Forbidden):
+    code = "sender_not_allowed"
+
+
+class AmpCors:
+    """Checks a request's sender against the allow-list and returns the headers to add."""
+
+    def __init__(self, senders: Iterable[str]) -> None:
+        patterns = []
+        for sender in senders:
+            if sender == "*":
+                patterns.append(".+")
+            else:
+                # '*' stands for any run of characters except '@', so '*@example.com'
+                # matches any local part but never 'a@evil.test@example.com'.
+                patterns.append("[^@]*".join(re.escape(p) for p in sender.lower().split("*")))
+        self._allowed = re.compile("|".join(f"(?:{p})" for p in patterns) or "(?!)")
+
+    def allows(self, sender: str) -> bool:
+        return len(sender) <= 320 and self._allowed.fullmatch(sender.lower()) is not None
+
+    def headers(self, headers: Headers, query: QueryParams) -> dict[str, str]:
+        """Response headers for this request, or `SenderNotAllowed`."""
+        sender = headers.get("amp-email-sender")
+        if sender is not None:
+            if not self.allows(sender):
+                raise SenderNotAllowed("this sender may not load Kairos content")
+            return {"AMP-Email-Allow-Sender": sender}
+        source = query.get(SOURCE_ORIGIN_PARAM)
+        if source is not None:
+            origin = headers.get("origin")
+            if not origin or not self.allows(source):
+                raise SenderNotAllowed("this sender may not load Kairos content")
+            return {
+                "Access-Control-Allow-Origin": origin,
+                "AMP-Access-Control-Allow-Source-Origin": source,
+                "Access-Control-Expose-Headers": "AMP-Access-Control-Allow-Source-Origin",
+                "Access-Control-Allow-Credentials": "true",
+            }
+        return {}

@@ -1,0 +1,94 @@
+"""The app factory: `create_app(settings)` builds every dependency once and wires routes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.demo import load_demo
+from app.errors import EXCEPTION_HANDLERS, StoreUnavailable
+from app.logs import configure_logging
+from app.middleware.body_limit import BodyLimitMiddleware
+from app.middleware.observe import ObserveMiddleware
+from app.openapi import spec
+from app.profiles.store import ProfileStore
+from app.responses import JSONResponse
+from app.routes import feeds, health, profiles
+from app.services import Services, build_services
+from app.settings import Settings
+
+log = logging.getLogger("kairos")
+
+
+def create_app(settings: Settings | None = None, *, store: ProfileStore | None = None) -> Starlette:
+    """A Kairos ASGI app. `store` overrides the backend chosen by the settings."""
+    settings = settings or Settings.from_env()
+    services = build_services(settings, store)
+    openapi_doc = spec(settings.public_url)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_doc)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await _start(services)
+        try:
+            yield
+        finally:
+            await services.store.close()
+
+    app = Starlette(
+        routes=[
+            *health.routes(services),
+            *feeds.routes(services),
+            *profiles.routes(services),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ],
+        middleware=[
+            Middleware(ObserveMiddleware, metrics=services.metrics),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app
+
+
+async def _start(services: Services) -> None:
+    settings = services.settings
+    if settings.generated_secret:
+        log.warning(
+            "KAIROS_SECRET_KEYS is not set: signing with a development key generated on "
+            "this machine. Set KAIROS_SECRET_KEYS before sending real email."
+        )
+    if not settings.api_keys:
+        log.warning("KAIROS_API_KEYS is not set: the profiles API answers 401 to every call")
+    if settings.demo_data:
+        try:
+            products, readers = await load_demo(services.store)
+            log.info("demo data loaded: %d products, %d readers", products, readers)
+        except StoreUnavailable as exc:
+            log.warning("could not load demo data: %s", exc)
+    try:
+        await services.store.ping()
+        services.metrics.store_up.set(1)
+    except StoreUnavailable as exc:
+        # Start anyway: feeds answer with fallbacks and /readyz says 503 until it is back.
+        services.metrics.store_up.set(0)
+        log.warning("profile store %s is unreachable at start-up: %s", services.store.name, exc)
+    log.info("kairos ready: store=%s budget=%dms", services.store.name, settings.budget_ms)
+
+
+def factory() -> Starlette:
+    """Entry point for `uvicorn --factory app.app:factory` (settings from the environment)."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+    return create_app(settings)

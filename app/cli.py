@@ -1,0 +1,234 @@
+"""The `kairos` command: serve, sign, import."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from app.errors import KairosError
+from app.feeds import FEEDS
+from app.importer import BadImportLine, product_row, profile_row, read_jsonl
+from app.profiles.redis import RedisStore
+from app.profiles.schema import check_user_id
+from app.progress import Progress
+from app.settings import ConfigError, Settings
+from app.tokens import Tokens
+
+BATCH = 1000
+MAX_REPORTED_ERRORS = 20
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.run(args)
+        return result
+    except ConfigError as exc:
+        print(f"kairos: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KairosError as exc:
+        print(f"kairos: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kairos", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument(
+        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1"))
+    )
+    serve.set_defaults(run=_serve)
+
+    sign = sub.add_parser("sign", help="print a signed open-time URL")
+    sign_sub = sign.add_subparsers(required=True, metavar="KIND")
+    feed = sign_sub.add_parser("feed", help="a feed URL for <amp-list>")
+    feed.add_argument("name", choices=sorted(FEEDS))
+    feed.add_argument("--user", required=True, help="the reader's opaque user id")
+    feed.add_argument("--campaign")
+    feed.add_argument("--ttl", type=int, metavar="SECONDS", help="expire after this long")
+    feed.set_defaults(run=_sign_feed)
+
+    imp = sub.add_parser("import", help="load JSONL files into the store")
+    imp.add_argument("kind", choices=["profiles", "catalog"])
+    imp.add_argument("file", type=Path)
+    imp.add_argument(
+        "--server",
+        metavar="URL",
+        help="import through a running server's API (needed for the embedded store); "
+        "the API key is read from KAIROS_API_KEY",
+    )
+    imp.set_defaults(run=_import)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings.from_env()  # fail fast, before any worker starts
+    if args.workers > 1 and settings.redis_url is None:
+        raise ConfigError(
+            "the embedded store lives inside one process: set REDIS_URL to run "
+            f"{args.workers} workers, or use --workers 1"
+        )
+    uvicorn.run(
+        "app.app:factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        # Our own access log leaves out query strings, where tokens travel.
+        access_log=False,
+        proxy_headers=True,
+        log_level=settings.log_level.lower(),
+    )
+    return 0
+
+
+def _sign_feed(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    check_user_id(args.user)
+    if args.ttl is not None and args.ttl <= 0:
+        raise ConfigError("--ttl must be a positive number of seconds")
+    token = Tokens(settings.secret_keys).sign(
+        "feed", args.user, args.name, campaign=args.campaign, ttl_s=args.ttl
+    )
+    print(f"{settings.public_url}/v1/feeds/{args.name}?{urlencode({'t': token})}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    if not path.is_file():
+        print(f"kairos: no such file: {path}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    if args.server:
+        return asyncio.run(_import_http(args.kind, path, args.server))
+    if settings.redis_url is None:
+        print(
+            "kairos: the embedded store lives inside the server process: set REDIS_URL, "
+            "or pass --server URL to import through a running server",
+            file=sys.stderr,
+        )
+        return 2
+    store = RedisStore(settings.redis_url.reveal(), timeout_s=5.0)
+    return asyncio.run(_import_redis(args.kind, path, store))
+
+
+def _rows(kind: str, path: Path, errors: list[str]) -> Iterable[Any]:
+    for number, row in _lines(path, errors):
+        try:
+            yield profile_row(path, number, row) if kind == "profiles" else product_row(
+                path, number, row
+            )
+        except BadImportLine as exc:
+            errors.append(str(exc))
+
+
+def _lines(path: Path, errors: list[str]) -> Iterable[tuple[int, dict[str, Any]]]:
+    try:
+        yield from read_jsonl(path)
+    except BadImportLine as exc:
+        errors.append(str(exc))
+
+
+async def _import_redis(kind: str, path: Path, store: RedisStore) -> int:
+    errors: list[str] = []
+    progress = Progress(_count_lines(path), f"import {kind}")
+    imported = 0
+    try:
+        batch: list[Any] = []
+        for row in _rows(kind, path, errors):
+            batch.append(row)
+            if len(batch) >= BATCH:
+                imported += await _write(store, kind, batch)
+                progress.advance(len(batch))
+                batch = []
+        if batch:
+            imported += await _write(store, kind, batch)
+            progress.advance(len(batch))
+    finally:
+        progress.close()
+        await store.close()
+    return _report(imported, errors)
+
+
+async def _write(store: RedisStore, kind: str, batch: list[Any]) -> int:
+    if kind == "profiles":
+        return await store.put_many(batch)
+    return await store.put_products(batch)
+
+
+async def _import_http(kind: str, path: Path, server: str) -> int:
+    if kind != "profiles":
+        print("kairos: only profiles can be imported through the API", file=sys.stderr)
+        return 2
+    api_key = os.environ.get("KAIROS_API_KEY", "")
+    if not api_key:
+        print("kairos: set KAIROS_API_KEY to import through the API", file=sys.stderr)
+        return 2
+    errors: list[str] = []
+    progress = Progress(_count_lines(path), "import profiles")
+    imported = 0
+    headers = {"Authorization": f"Bearer {api_key}"}
+    limit = asyncio.Semaphore(32)
+
+    async def put(client: httpx.AsyncClient, user_id: str, profile: dict[str, Any]) -> None:
+        nonlocal imported
+        try:
+            async with limit:
+                response = await client.put(f"/v1/profiles/{user_id}", json=profile)
+        except httpx.HTTPError as exc:
+            errors.append(f"{user_id}: {type(exc).__name__}: {exc}")
+        else:
+            if response.status_code in (200, 201):
+                imported += 1
+            else:
+                errors.append(f"{user_id}: HTTP {response.status_code} {response.text[:200]}")
+        progress.advance()
+
+    async with httpx.AsyncClient(base_url=server.rstrip("/"), headers=headers) as client:
+        pending: set[asyncio.Task[None]] = set()
+        for user_id, profile in _rows(kind, path, errors):
+            pending.add(asyncio.create_task(put(client, user_id, profile)))
+            if len(pending) >= 256:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if pending:
+            await asyncio.wait(pending)
+    progress.close()
+    return _report(imported, errors)
+
+
+def _report(imported: int, errors: list[str]) -> int:
+    for message in errors[:MAX_REPORTED_ERRORS]:
+        print(message, file=sys.stderr)
+    if len(errors) > MAX_REPORTED_ERRORS:
+        print(f"... and {len(errors) - MAX_REPORTED_ERRORS} more errors", file=sys.stderr)
+    print(f"imported {imported}, rejected {len(errors)}")
+    return 1 if errors else 0
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

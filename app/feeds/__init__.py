@@ -1,0 +1,16 @@
+"""Feed builders for AMP `<amp-list>`: one small module per feed, registered here."""
+
+from __future__ import annotations
+
+from app.feeds.base import FeedBuilder, FeedContext
+from app.feeds.cart import build_cart
+from app.feeds.profile import build_profile
+from app.feeds.recommendations import build_recommendations
+
+FEEDS: dict[str, FeedBuilder] = {
+    "profile": build_profile,
+    "cart": build_cart,
+    "recommendations": build_recommendations,
+}
+
+__all__ = ["FEEDS", "FeedBuilder", "FeedContext"]

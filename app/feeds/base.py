@@ -1,0 +1,59 @@
+"""What a feed builder receives and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from app.catalog import Catalog
+from app.profiles.store import Profile
+
+Item = dict[str, Any]
+
+CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF "}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedContext:
+    """One reader's profile (read-only: it may be shared with other requests), the
+    catalog and the feed's query options."""
+
+    profile: Profile
+    catalog: Catalog
+    limit: int
+
+
+FeedBuilder = Callable[[FeedContext], Awaitable[list[Item]]]
+
+
+def personalized(profile: Profile) -> bool:
+    """False when the reader declined personalization: then no behavioural data is used."""
+    consent = profile.get("consent") or {}
+    return consent.get("personalization", True) is not False
+
+
+def money(amount: float, currency: str | None) -> str:
+    """A price for display, e.g. '€39.00'; unknown currencies as '39.00 XYZ'."""
+    if currency is None:
+        return f"{amount:,.2f}"
+    symbol = CURRENCY_SYMBOLS.get(currency)
+    if symbol is None:
+        return f"{amount:,.2f} {currency}"
+    return f"{symbol}{amount:,.0f}" if currency == "JPY" else f"{symbol}{amount:,.2f}"
+
+
+def product_item(product: Item) -> Item:
+    """The display fields of a catalog product."""
+    price = product.get("price")
+    currency = product.get("currency")
+    return {
+        "sku": product["sku"],
+        "title": product.get("title", ""),
+        "price": price,
+        "currency": currency,
+        "price_display": money(price, currency) if price is not None else "",
+        "image_url": product.get("image_url", ""),
+        "url": product.get("url", ""),
+        "category": product.get("category", ""),
+    }

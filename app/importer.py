@@ -1,0 +1,57 @@
+"""Reading JSONL files of profiles and products, line by line, with clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from app.profiles.schema import SKU, check_user_id, validate_profile
+
+
+class BadImportLine(ValueError):
+    """A line of an import file is invalid; the message names the file and line."""
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; `BadImportLine` on bad JSON."""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise BadImportLine(f"{path}:{number}: not valid JSON: {exc}") from None
+            if not isinstance(row, dict):
+                raise BadImportLine(f"{path}:{number}: each line must be a JSON object")
+            yield number, row
+
+
+def profile_row(path: Path, number: int, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(user_id, clean profile) from one import line, or `BadImportLine` naming the line."""
+    row = dict(row)
+    user_id = row.pop("user_id", None)
+    if not isinstance(user_id, str):
+        raise BadImportLine(f"{path}:{number}: missing string field 'user_id'")
+    try:
+        check_user_id(user_id)
+        return user_id, validate_profile(row)
+    except Exception as exc:  # KairosError carries the field in its message
+        raise BadImportLine(f"{path}:{number}: {exc}") from None
+
+
+def product_row(path: Path, number: int, row: dict[str, Any]) -> dict[str, Any]:
+    """A catalog product from one import line, or `BadImportLine` naming the line."""
+    sku = row.get("sku")
+    if not isinstance(sku, str) or not SKU.fullmatch(sku):
+        raise BadImportLine(f"{path}:{number}: 'sku' must be 1-64 letters, digits or _ . : / -")
+    price = row.get("price")
+    if price is not None and (isinstance(price, bool) or not isinstance(price, int | float)):
+        raise BadImportLine(f"{path}:{number}: 'price' must be a number")
+    popularity = row.get("popularity", 0)
+    if isinstance(popularity, bool) or not isinstance(popularity, int | float):
+        raise BadImportLine(f"{path}:{number}: 'popularity' must be a number")
+    return row

@@ -1,0 +1,15 @@
+"""Logging set-up: one line per record, to stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("kairos")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

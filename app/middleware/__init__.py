@@ -1,0 +1,1 @@
+"""Cross-cutting concerns as plain ASGI middleware."""

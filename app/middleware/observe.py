@@ -1,0 +1,65 @@
+"""Access log and request metrics, labelled by route template (never by raw path, which
+may hold a token and would explode the metric's cardinality)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.metrics import Metrics
+
+log = logging.getLogger("kairos.access")
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._children: dict[tuple[str, str, int], tuple[object, object]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        fallback = ""
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status, fallback
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name, value in message.get("headers", ()):
+                    if name == b"x-kairos-fallback":
+                        fallback = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            key = (template, method, status)
+            children = self._children.get(key)
+            if children is None:
+                children = (
+                    self.metrics.requests.labels(template, method, str(status)),
+                    self.metrics.latency.labels(template),
+                )
+                self._children[key] = children
+            children[0].inc()  # type: ignore[attr-defined]
+            children[1].observe(elapsed)  # type: ignore[attr-defined]
+            if log.isEnabledFor(logging.INFO):
+                path = template if "{token}" in template else scope["path"]
+                log.info(
+                    "%s %s %d %.1fms%s",
+                    method,
+                    path,
+                    status,
+                    elapsed * 1000,
+                    f" fallback={fallback}" if fallback else "",
+                )

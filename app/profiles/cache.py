@@ -1,0 +1,169 @@
+"""What stands in front of the store: a short-TTL cache, single-flight, the time budget.
+
+A reader's lookup never raises: a store that is down or slower than the budget yields the
+last value seen for that reader (stale), else no profile and the reason why, so the
+caller serves its fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import LRUCache, TTLCache
+
+from app.errors import StoreUnavailable
+from app.metrics import Metrics
+from app.profiles.store import Profile, ProfileStore, Updater
+
+log = logging.getLogger("kairos.profiles")
+
+_MISS = object()
+
+# Fallback reasons, as named in `X-Kairos-Fallback` and the metrics.
+STORE_DOWN = "store-unavailable"
+BUDGET = "budget"
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A profile (or None) and where it came from: cache, store or stale; `reason` says
+    why the store could not answer, when it could not."""
+
+    profile: Profile | None
+    source: str
+    reason: str | None = None
+
+
+class CachedProfiles:
+    """Profile reads through cache and single-flight within a time budget; writes that
+    invalidate. Owns the store it wraps."""
+
+    def __init__(
+        self,
+        store: ProfileStore,
+        metrics: Metrics,
+        *,
+        ttl_s: float,
+        size: int,
+        retry_s: float,
+    ) -> None:
+        self.store = store
+        self._metrics = metrics
+        self._fresh: TTLCache[str, Profile | None] | None = (
+            TTLCache(maxsize=size, ttl=ttl_s) if ttl_s > 0 else None
+        )
+        self._stale: LRUCache[str, Profile] = LRUCache(maxsize=size)
+        self._inflight: dict[str, asyncio.Future[Profile | None]] = {}
+        self._epoch = 0
+        self._retry_s = retry_s
+        self._down_until = 0.0
+        self._hit = metrics.cache.labels("hit")
+        self._miss = metrics.cache.labels("miss")
+        self._stale_hit = metrics.cache.labels("stale")
+        self._store_errors = metrics.store_errors.labels(store.name)
+
+    async def get(self, user_id: str, budget_s: float) -> Lookup:
+        """The reader's profile within `budget_s` seconds. Never raises."""
+        if self._fresh is not None:
+            cached = self._fresh.get(user_id, _MISS)
+            if cached is not _MISS:
+                self._hit.inc()
+                return Lookup(cached, "cache")  # type: ignore[arg-type]
+        self._miss.inc()
+        if self._down_until and time.monotonic() < self._down_until:
+            # The store failed a moment ago: don't make every open wait to learn it again.
+            return self._stale_or_none(user_id, STORE_DOWN)
+        flight = self._inflight.get(user_id)
+        if flight is None:
+            flight = asyncio.ensure_future(self._load(user_id, self._epoch))
+            self._inflight[user_id] = flight
+            flight.add_done_callback(lambda f, u=user_id: self._landed(u, f))
+        try:
+            async with asyncio.timeout(budget_s):
+                # shield: a reader that gives up must not cancel the load the others
+                # wait on; it lands in the cache for the next open.
+                profile = await asyncio.shield(flight)
+        except TimeoutError:
+            return self._stale_or_none(user_id, BUDGET)
+        except StoreUnavailable:
+            return self._stale_or_none(user_id, STORE_DOWN)
+        return Lookup(profile, "store")
+
+    async def put(self, user_id: str, profile: Profile) -> None:
+        try:
+            await self.store.put(user_id, profile)
+        finally:
+            self.invalidate(user_id)
+
+    async def update(self, user_id: str, change: Updater) -> Profile | None:
+        try:
+            return await self.store.update(user_id, change)
+        finally:
+            self.invalidate(user_id)
+
+    async def delete(self, user_id: str) -> bool:
+        try:
+            return await self.store.delete(user_id)
+        finally:
+            self.invalidate(user_id)
+
+    async def read_through(self, user_id: str) -> Profile | None:
+        """The stored profile, straight from the store (raises `StoreUnavailable`)."""
+        return await self.store.get(user_id)
+
+    def invalidate(self, user_id: str) -> None:
+        """Forget every cached copy of this reader, including loads still in flight."""
+        self._epoch += 1
+        if self._fresh is not None:
+            self._fresh.pop(user_id, None)
+        self._stale.pop(user_id, None)
+        self._inflight.pop(user_id, None)
+
+    def clear(self) -> None:
+        self._epoch += 1
+        if self._fresh is not None:
+            self._fresh.clear()
+        self._stale.clear()
+        self._inflight.clear()
+
+    def mark_up(self) -> None:
+        self._down_until = 0.0
+
+    async def _load(self, user_id: str, epoch: int) -> Profile | None:
+        try:
+            profile = await self.store.get(user_id)
+        except StoreUnavailable as exc:
+            self._store_errors.inc()
+            if not self._down_until:
+                log.warning("profile store unavailable: %s", exc)
+            self._down_until = time.monotonic() + self._retry_s
+            raise
+        if self._down_until:
+            log.info("profile store is back")
+            self._down_until = 0.0
+        if epoch == self._epoch:
+            # Only a load that started after the last write may fill the cache.
+            if self._fresh is not None:
+                self._fresh[user_id] = profile
+            if profile is None:
+                self._stale.pop(user_id, None)
+            else:
+                self._stale[user_id] = profile
+        return profile
+
+    def _landed(self, user_id: str, flight: asyncio.Future[Any]) -> None:
+        if self._inflight.get(user_id) is flight:
+            del self._inflight[user_id]
+        if not flight.cancelled():
+            flight.exception()  # retrieved here so an unawaited failure is not logged
+
+    def _stale_or_none(self, user_id: str, reason: str) -> Lookup:
+        profile = self._stale.get(user_id)
+        if profile is not None:
+            self._stale_hit.inc()
+            return Lookup(profile, "stale", reason)
+        return Lookup(None, "none", reason)

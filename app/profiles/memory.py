@@ -1,0 +1,76 @@
+"""The embedded store: in-process, the default, so the server runs with no services.
+
+It lives in one process: several workers each get their own, so use Redis for those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from app.profiles.store import Product, Profile, Updater
+
+
+class MemoryStore:
+    """Keeps JSON bytes, not objects, so callers can never alias stored data."""
+
+    name = "embedded"
+
+    def __init__(self) -> None:
+        self._profiles: dict[str, bytes] = {}
+        self._products: dict[str, bytes] = {}
+        self._popularity: dict[str, float] = {}
+
+    async def get(self, user_id: str) -> Profile | None:
+        raw = self._profiles.get(user_id)
+        return None if raw is None else orjson.loads(raw)
+
+    async def put(self, user_id: str, profile: Profile) -> None:
+        self._profiles[user_id] = orjson.dumps(profile)
+
+    async def put_many(self, profiles: Iterable[tuple[str, Profile]]) -> int:
+        count = 0
+        for user_id, profile in profiles:
+            self._profiles[user_id] = orjson.dumps(profile)
+            count += 1
+        return count
+
+    async def update(self, user_id: str, change: Updater) -> Profile | None:
+        # No await between read and write: atomic on the event loop.
+        raw = self._profiles.get(user_id)
+        current = None if raw is None else orjson.loads(raw)
+        new = change(current)
+        if new is None:
+            return current
+        self._profiles[user_id] = orjson.dumps(new)
+        return new
+
+    async def delete(self, user_id: str) -> bool:
+        return self._profiles.pop(user_id, None) is not None
+
+    async def get_products(self, skus: Sequence[str]) -> dict[str, Product]:
+        found = {}
+        for sku in skus:
+            raw = self._products.get(sku)
+            if raw is not None:
+                found[sku] = orjson.loads(raw)
+        return found
+
+    async def put_products(self, products: Iterable[Product]) -> int:
+        count = 0
+        for product in products:
+            self._products[product["sku"]] = orjson.dumps(product)
+            self._popularity[product["sku"]] = float(product.get("popularity", 0))
+            count += 1
+        return count
+
+    async def popular(self, limit: int) -> list[str]:
+        ranked = sorted(self._popularity.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [sku for sku, _ in ranked[:limit]]
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None

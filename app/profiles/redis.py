@@ -1,0 +1,140 @@
+"""The Redis store: the production and scale-out backend.
+
+Every key of one reader carries the reader's id as a hash tag (`kairos:{u123}:profile`),
+so all of them land in one slot and the layout works unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, WatchError
+
+from app.errors import StoreUnavailable
+from app.profiles.store import Product, Profile, Updater
+
+CATALOG_KEY = "kairos:catalog"
+POPULAR_KEY = "kairos:popular"
+MAX_WATCH_RETRIES = 50
+
+
+def profile_key(user_id: str) -> str:
+    return f"kairos:{{{user_id}}}:profile"
+
+
+class RedisStore:
+    """Profiles as JSON strings, the catalog as one hash, popularity as a sorted set."""
+
+    name = "redis"
+
+    def __init__(self, url: str, *, timeout_s: float = 0.5, pool_size: int = 64) -> None:
+        # No retries inside the client: the caller's time budget decides what happens
+        # next (stale cache or fallback), and a retry loop would only spend that budget.
+        no_retry = Retry(NoBackoff(), 0)
+        self._pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool_size,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=30,
+            retry=no_retry,
+        )
+        self.redis = Redis(connection_pool=self._pool, retry=no_retry)
+
+    async def get(self, user_id: str) -> Profile | None:
+        raw = await self._call(self.redis.get(profile_key(user_id)))
+        return None if raw is None else _loads(raw)
+
+    async def put(self, user_id: str, profile: Profile) -> None:
+        await self._call(self.redis.set(profile_key(user_id), orjson.dumps(profile)))
+
+    async def put_many(self, profiles: Iterable[tuple[str, Profile]]) -> int:
+        count = 0
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user_id, profile in profiles:
+                    pipe.set(profile_key(user_id), orjson.dumps(profile))
+                    count += 1
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return count
+
+    async def update(self, user_id: str, change: Updater) -> Profile | None:
+        key = profile_key(user_id)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for _ in range(MAX_WATCH_RETRIES):
+                    try:
+                        await pipe.watch(key)
+                        raw = await pipe.get(key)
+                        current = None if raw is None else _loads(raw)
+                        new = change(current)
+                        if new is None:
+                            await pipe.unwatch()
+                            return current
+                        pipe.multi()
+                        pipe.set(key, orjson.dumps(new))
+                        await pipe.execute()
+                        return new
+                    except WatchError:
+                        continue
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        raise StoreUnavailable(f"profile {user_id} kept changing during the update")
+
+    async def delete(self, user_id: str) -> bool:
+        return bool(await self._call(self.redis.delete(profile_key(user_id))))
+
+    async def get_products(self, skus: Sequence[str]) -> dict[str, Product]:
+        if not skus:
+            return {}
+        raws = await self._call(self.redis.hmget(CATALOG_KEY, list(skus)))
+        return {sku: _loads(raw) for sku, raw in zip(skus, raws, strict=True) if raw}
+
+    async def put_products(self, products: Iterable[Product]) -> int:
+        mapping: dict[str, bytes] = {}
+        scores: dict[str, float] = {}
+        for product in products:
+            mapping[product["sku"]] = orjson.dumps(product)
+            scores[product["sku"]] = float(product.get("popularity", 0))
+        if mapping:
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(CATALOG_KEY, mapping=mapping)  # type: ignore[arg-type]
+                    pipe.zadd(POPULAR_KEY, scores)  # type: ignore[arg-type]
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:
+                raise StoreUnavailable(f"redis: {exc}") from exc
+        return len(mapping)
+
+    async def popular(self, limit: int) -> list[str]:
+        skus = await self._call(self.redis.zrevrange(POPULAR_KEY, 0, limit - 1))
+        return [s.decode() for s in skus]
+
+    async def ping(self) -> None:
+        await self._call(self.redis.ping())
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self._pool.disconnect()
+
+    @staticmethod
+    async def _call(awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise StoreUnavailable("redis holds a value that is not JSON") from exc

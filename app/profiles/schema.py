@@ -1,0 +1,222 @@
+"""The profile document: known fields typed and size-capped, CRM extras under `attributes`.
+
+Strings are stored exactly as given (data, not markup) and escaped only on output.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from app.errors import BadRequest, Unprocessable
+
+USER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+LOCALE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}")
+CURRENCY = re.compile(r"[A-Z]{3}")
+SKU = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
+
+MAX_LIST = 100
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTES_BYTES = 16 * 1024
+READ_ONLY = frozenset({"segments", "counters", "updated_at", "user_id"})
+
+Profile = dict[str, Any]
+
+
+def check_user_id(user_id: str) -> str:
+    """The id unchanged, or 400. Ids are opaque: no braces (they pick the Redis hash slot),
+    no '@' (an email address is PII and must not travel in signed URLs)."""
+    if not USER_ID.fullmatch(user_id):
+        raise BadRequest(
+            "user_id must be 1-128 characters of letters, digits and _ . : -",
+            code="invalid_user_id",
+            field="user_id",
+        )
+    return user_id
+
+
+def _fail(field: str, message: str) -> Unprocessable:
+    return Unprocessable(f"{field}: {message}", field=field)
+
+
+def _str(max_len: int, pattern: re.Pattern[str] | None = None) -> Callable[[str, Any], str]:
+    def check(field: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise _fail(field, "must be a string")
+        if len(value) > max_len:
+            raise _fail(field, f"must be at most {max_len} characters")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise _fail(field, "has an invalid format")
+        return value
+
+    return check
+
+
+def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def check(field: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(field, "must be an integer")
+        if not lo <= value <= hi:
+            raise _fail(field, f"must be between {lo} and {hi}")
+        return value
+
+    return check
+
+
+def _number(lo: float, hi: float) -> Callable[[str, Any], float]:
+    def check(field: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _fail(field, "must be a number")
+        if not lo <= value <= hi:
+            raise _fail(field, f"must be between {lo} and {hi}")
+        return value
+
+    return check
+
+
+def _bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(field, "must be true or false")
+    return value
+
+
+def _url(field: str, value: Any) -> str:
+    value = _str(2048)(field, value)
+    if not re.match(r"https?://[^\s/]", value, re.IGNORECASE):
+        raise _fail(field, "must be an absolute http(s) URL")
+    return value
+
+
+def _email(field: str, value: Any) -> str:
+    value = _str(254)(field, value)
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+        raise _fail(field, "must be an email address")
+    return value
+
+
+def _timezone(field: str, value: Any) -> str:
+    value = _str(64)(field, value)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _fail(field, "must be an IANA time zone such as Europe/London") from None
+    return value
+
+
+def _object(
+    fields: dict[str, Callable[[str, Any], Any]], required: tuple[str, ...] = ()
+) -> Callable[[str, Any], dict[str, Any]]:
+    def check(field: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise _fail(field, "must be an object")
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key not in fields:
+                raise _fail(f"{field}.{key}", "is not a known field")
+            if item is not None:
+                out[key] = fields[key](f"{field}.{key}", item)
+        for key in required:
+            if key not in out:
+                raise _fail(f"{field}.{key}", "is required")
+        return out
+
+    return check
+
+
+def _list(item: Callable[[str, Any], Any]) -> Callable[[str, Any], list[Any]]:
+    def check(field: str, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise _fail(field, "must be a list")
+        if len(value) > MAX_LIST:
+            raise _fail(field, f"must have at most {MAX_LIST} items")
+        return [item(f"{field}[{i}]", v) for i, v in enumerate(value)]
+
+    return check
+
+
+def _attributes(field: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(field, "must be an object")
+    if len(value) > MAX_ATTRIBUTES:
+        raise _fail(field, f"must have at most {MAX_ATTRIBUTES} keys")
+    for key in value:
+        if not isinstance(key, str) or not 1 <= len(key) <= 64:
+            raise _fail(field, "keys must be 1-64 characters")
+    if len(orjson.dumps(value)) > MAX_ATTRIBUTES_BYTES:
+        raise _fail(field, f"must be at most {MAX_ATTRIBUTES_BYTES} bytes as JSON")
+    return value
+
+
+CART_ITEM = _object(
+    {
+        "sku": _str(64, SKU),
+        "title": _str(200),
+        "price": _number(0, 1e9),
+        "currency": _str(3, CURRENCY),
+        "qty": _int(1, 9999),
+        "image_url": _url,
+        "url": _url,
+    },
+    required=("sku",),
+)
+RECOMMENDATION = _object({"sku": _str(64, SKU), "score": _number(-1e9, 1e9)}, ("sku",))
+
+FIELDS: dict[str, Callable[[str, Any], Any]] = {
+    "first_name": _str(100),
+    "last_name": _str(100),
+    "email": _email,
+    "locale": _str(35, LOCALE),
+    "timezone": _timezone,
+    "tier": _str(32),
+    "loyalty_points": _int(0, 10**12),
+    "cart": _list(CART_ITEM),
+    "recommendations": _list(RECOMMENDATION),
+    "consent": _object({"personalization": _bool, "tracking": _bool}),
+    "attributes": _attributes,
+}
+
+
+def validate_profile(doc: Any) -> Profile:
+    """A clean copy of a profile document, or `Unprocessable` naming the first bad field."""
+    if not isinstance(doc, dict):
+        raise Unprocessable("the profile must be a JSON object", code="invalid_body")
+    out: Profile = {}
+    for key, value in doc.items():
+        if key in READ_ONLY:
+            raise _fail(key, "is computed by Kairos and cannot be written")
+        check = FIELDS.get(key)
+        if check is None:
+            raise Unprocessable(
+                f"{key}: is not a known field; put CRM-specific fields under 'attributes'",
+                field=key,
+            )
+        if value is not None:
+            out[key] = check(key, value)
+    return out
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON Merge Patch: objects merge, `null` deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def writable_part(profile: Profile) -> Profile:
+    """The fields a client may write (computed ones stripped)."""
+    return {k: v for k, v in profile.items() if k not in READ_ONLY}
+
+
+def computed_part(profile: Profile) -> Profile:
+    """The fields Kairos computes (segments, counters), kept across client writes."""
+    return {k: v for k, v in profile.items() if k in READ_ONLY and k != "updated_at"}

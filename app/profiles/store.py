@@ -1,0 +1,45 @@
+"""The protocol every profile store backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+Profile = dict[str, Any]
+Product = dict[str, Any]
+Updater = Callable[[Profile | None], Profile | None]
+
+
+class ProfileStore(Protocol):
+    """Readers' profiles and the shared catalog.
+
+    Every method raises `app.errors.StoreUnavailable` when the backend cannot answer.
+    """
+
+    name: str
+
+    async def get(self, user_id: str) -> Profile | None: ...
+
+    async def put(self, user_id: str, profile: Profile) -> None: ...
+
+    async def put_many(self, profiles: Iterable[tuple[str, Profile]]) -> int: ...
+
+    async def update(self, user_id: str, change: Updater) -> Profile | None:
+        """Apply `change` to the stored profile atomically and store what it returns.
+
+        `change` gets the current profile (or None) and returns the new one, or None to
+        leave the store untouched. Returns the profile as stored afterwards.
+        """
+        ...
+
+    async def delete(self, user_id: str) -> bool: ...
+
+    async def get_products(self, skus: Sequence[str]) -> dict[str, Product]: ...
+
+    async def put_products(self, products: Iterable[Product]) -> int: ...
+
+    async def popular(self, limit: int) -> list[str]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...

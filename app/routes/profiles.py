@@ -1,0 +1,100 @@
+"""`/v1/profiles/{user_id}`: CRM sync and privacy requests, behind a Bearer API key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.errors import BadRequest, NotFound, UnsupportedMediaType
+from app.profiles.schema import (
+    Profile,
+    check_user_id,
+    computed_part,
+    merge_patch,
+    validate_profile,
+    writable_part,
+)
+from app.responses import JSONResponse
+from app.services import Services
+
+
+def routes(services: Services) -> list[Route]:
+    api_keys, profiles = services.api_keys, services.profiles
+
+    async def get_profile(request: Request) -> Response:
+        api_keys.check(request)
+        user_id = check_user_id(request.path_params["user_id"])
+        profile = await profiles.read_through(user_id)
+        if profile is None:
+            raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")
+        return JSONResponse({"user_id": user_id, **profile})
+
+    async def put_profile(request: Request) -> Response:
+        api_keys.check(request)
+        user_id = check_user_id(request.path_params["user_id"])
+        clean = validate_profile(await _json_body(request))
+
+        existed = False
+
+        def replace(current: Profile | None) -> Profile:
+            nonlocal existed
+            existed = current is not None
+            return {**computed_part(current or {}), **clean, "updated_at": _now()}
+
+        stored = await profiles.update(user_id, replace)
+        status = 200 if existed else 201
+        return JSONResponse({"user_id": user_id, **(stored or {})}, status_code=status)
+
+    async def patch_profile(request: Request) -> Response:
+        api_keys.check(request)
+        user_id = check_user_id(request.path_params["user_id"])
+        patch = await _json_body(request)
+        if not isinstance(patch, dict):
+            raise BadRequest("a merge patch must be a JSON object", code="invalid_body")
+        validate_profile({k: v for k, v in patch.items() if v is not None})
+
+        def apply(current: Profile | None) -> Profile:
+            if current is None:
+                raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")
+            merged = merge_patch(writable_part(current), patch)
+            clean = validate_profile(merged)
+            return {**computed_part(current), **clean, "updated_at": _now()}
+
+        stored = await profiles.update(user_id, apply)
+        return JSONResponse({"user_id": user_id, **(stored or {})})
+
+    async def delete_profile(request: Request) -> Response:
+        api_keys.check(request)
+        user_id = check_user_id(request.path_params["user_id"])
+        if not await profiles.delete(user_id):
+            raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")
+        return Response(status_code=204)
+
+    return [
+        Route("/v1/profiles/{user_id}", get_profile, methods=["GET"]),
+        Route("/v1/profiles/{user_id}", put_profile, methods=["PUT"]),
+        Route("/v1/profiles/{user_id}", patch_profile, methods=["PATCH"]),
+        Route("/v1/profiles/{user_id}", delete_profile, methods=["DELETE"]),
+    ]
+
+
+async def _json_body(request: Request) -> Any:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in ("application/json", "application/merge-patch+json"):
+        raise UnsupportedMediaType("send the body as application/json")
+    body = await request.body()
+    if not body:
+        raise BadRequest("the request body is empty", code="invalid_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,66 @@
+"""Everything a handler needs, built once per app and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.amp_cors import AmpCors
+from app.auth import ApiKeys
+from app.catalog import Catalog
+from app.fallbacks import Fallbacks
+from app.feeds import FEEDS
+from app.metrics import Metrics
+from app.profiles.cache import CachedProfiles
+from app.profiles.memory import MemoryStore
+from app.profiles.redis import RedisStore
+from app.profiles.store import ProfileStore
+from app.settings import Settings
+from app.tokens import Tokens
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    metrics: Metrics
+    tokens: Tokens
+    api_keys: ApiKeys
+    profiles: CachedProfiles
+    catalog: Catalog
+    fallbacks: Fallbacks
+    amp_cors: AmpCors
+
+    @property
+    def store(self) -> ProfileStore:
+        return self.profiles.store
+
+
+def build_store(settings: Settings) -> ProfileStore:
+    """The Redis store when REDIS_URL is set, else the embedded one."""
+    if settings.redis_url is not None:
+        return RedisStore(
+            settings.redis_url.reveal(),
+            timeout_s=settings.redis_timeout_ms / 1000,
+            pool_size=settings.redis_pool_size,
+        )
+    return MemoryStore()
+
+
+def build_services(settings: Settings, store: ProfileStore | None = None) -> Services:
+    metrics = Metrics()
+    store = store or build_store(settings)
+    return Services(
+        settings=settings,
+        metrics=metrics,
+        tokens=Tokens(settings.secret_keys),
+        api_keys=ApiKeys(settings.api_keys),
+        profiles=CachedProfiles(
+            store,
+            metrics,
+            ttl_s=settings.cache_ttl_s,
+            size=settings.cache_size,
+            retry_s=settings.store_retry_ms / 1000,
+        ),
+        catalog=Catalog(store),
+        fallbacks=Fallbacks(settings.fallbacks_dir, metrics, list(FEEDS)),
+        amp_cors=AmpCors(settings.amp_senders),
+    )
