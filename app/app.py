@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, store: ProfileStore | None =
             Middleware(ObserveMiddleware, metrics=services.metrics),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
         ],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.services = services

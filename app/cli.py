@@ -49,9 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    serve.add_argument(
-        "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1"))
-    )
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
     serve.set_defaults(run=_serve)
 
     sign = sub.add_parser("sign", help="print a signed open-time URL")
@@ -135,8 +133,10 @@ def _import(args: argparse.Namespace) -> int:
 def _rows(kind: str, path: Path, errors: list[str]) -> Iterable[Any]:
     for number, row in _lines(path, errors):
         try:
-            yield profile_row(path, number, row) if kind == "profiles" else product_row(
-                path, number, row
+            yield (
+                profile_row(path, number, row)
+                if kind == "profiles"
+                else product_row(path, number, row)
             )
         except BadImportLine as exc:
             errors.append(str(exc))

@@ -66,13 +66,22 @@ def spec(public_url: str) -> dict[str, Any]:
                             "required": True,
                             "schema": {"enum": ["profile", "cart", "recommendations"]},
                         },
-                        {"name": "t", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {
+                            "name": "t",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
                         {
                             "name": "limit",
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 1, "maximum": 20},
                         },
-                        {"name": "__amp_source_origin", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "__amp_source_origin",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                        },
                         {"name": "AMP-Email-Sender", "in": "header", "schema": {"type": "string"}},
                     ],
                     "responses": {

@@ -33,7 +33,6 @@ class Progress:
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         self.stream.write(
-            f"{self.label} [{bar:<30}] {self.done}/{self.total} "
-            f"{fraction:4.0%} {rate:,.0f}/s{end}"
+            f"{self.label} [{bar:<30}] {self.done}/{self.total} {fraction:4.0%} {rate:,.0f}/s{end}"
         )
         self.stream.flush()

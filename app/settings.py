@@ -82,9 +82,7 @@ class Settings:
         e = dict(os.environ if environ is None else environ)
         env = e.get("KAIROS_ENV", "development").strip().lower()
         if env not in ("development", "production", "test"):
-            raise ConfigError(
-                f"KAIROS_ENV must be development, production or test, not {env!r}"
-            )
+            raise ConfigError(f"KAIROS_ENV must be development, production or test, not {env!r}")
         production = env == "production"
 
         keys = _csv(e.get("KAIROS_SECRET_KEYS", ""))

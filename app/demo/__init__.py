@@ -17,5 +17,7 @@ async def load_demo(store: ProfileStore) -> tuple[int, int]:
     products = await store.put_products(
         product_row(CATALOG, n, row) for n, row in read_jsonl(CATALOG)
     )
-    profiles = await store.put_many(profile_row(PROFILES, n, row) for n, row in read_jsonl(PROFILES))
+    profiles = await store.put_many(
+        profile_row(PROFILES, n, row) for n, row in read_jsonl(PROFILES)
+    )
     return products, profiles

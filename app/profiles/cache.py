@@ -8,6 +8,7 @@ caller serves its fallback.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ class CachedProfiles:
         if flight is None:
             flight = asyncio.ensure_future(self._load(user_id, self._epoch))
             self._inflight[user_id] = flight
-            flight.add_done_callback(lambda f, u=user_id: self._landed(u, f))
+            flight.add_done_callback(functools.partial(self._landed, user_id))
         try:
             async with asyncio.timeout(budget_s):
                 # shield: a reader that gives up must not cancel the load the others

@@ -77,9 +77,9 @@ class RedisStore:
                         current = None if raw is None else _loads(raw)
                         new = change(current)
                         if new is None:
-                            await pipe.unwatch()
+                            await pipe.unwatch()  # type: ignore[no-untyped-call]
                             return current
-                        pipe.multi()
+                        pipe.multi()  # type: ignore[no-untyped-call]
                         pipe.set(key, orjson.dumps(new))
                         await pipe.execute()
                         return new
@@ -108,7 +108,7 @@ class RedisStore:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     pipe.hset(CATALOG_KEY, mapping=mapping)  # type: ignore[arg-type]
-                    pipe.zadd(POPULAR_KEY, scores)  # type: ignore[arg-type]
+                    pipe.zadd(POPULAR_KEY, scores)
                     await pipe.execute()
             except (RedisError, OSError) as exc:
                 raise StoreUnavailable(f"redis: {exc}") from exc
@@ -133,7 +133,7 @@ class RedisStore:
             raise StoreUnavailable(f"redis: {exc}") from exc
 
 
-def _loads(raw: bytes) -> Any:
+def _loads(raw: bytes | str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

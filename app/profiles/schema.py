@@ -85,26 +85,26 @@ def _bool(field: str, value: Any) -> bool:
 
 
 def _url(field: str, value: Any) -> str:
-    value = _str(2048)(field, value)
-    if not re.match(r"https?://[^\s/]", value, re.IGNORECASE):
+    text = _str(2048)(field, value)
+    if not re.match(r"https?://[^\s/]", text, re.IGNORECASE):
         raise _fail(field, "must be an absolute http(s) URL")
-    return value
+    return text
 
 
 def _email(field: str, value: Any) -> str:
-    value = _str(254)(field, value)
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+    text = _str(254)(field, value)
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
         raise _fail(field, "must be an email address")
-    return value
+    return text
 
 
 def _timezone(field: str, value: Any) -> str:
-    value = _str(64)(field, value)
+    text = _str(64)(field, value)
     try:
-        ZoneInfo(value)
+        ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
         raise _fail(field, "must be an IANA time zone such as Europe/London") from None
-    return value
+    return text
 
 
 def _object(
