@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -39,9 +40,13 @@ def create_app(settings: Settings | None = None, *, store: ProfileStore | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await _start(services)
+        follower = asyncio.create_task(services.profiles.follow_changes())
         try:
             yield
         finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
             await services.store.close()
 
     app = Starlette(

@@ -164,6 +164,8 @@ async def _import_redis(kind: str, path: Path, store: RedisStore) -> int:
         if batch:
             imported += await _write(store, kind, batch)
             progress.advance(len(batch))
+        if kind == "profiles" and imported:
+            await store.publish_change("*")  # running servers drop their cached copies
     finally:
         progress.close()
         await store.close()

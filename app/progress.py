@@ -15,6 +15,7 @@ class Progress:
         self.done = 0
         self.start = time.monotonic()
         self._last = 0.0
+        self._drawn_at = -1
         self._tty = stream.isatty()
 
     def advance(self, n: int = 1) -> None:
@@ -25,9 +26,11 @@ class Progress:
             self._draw(end="\r" if self._tty else "\n")
 
     def close(self) -> None:
-        self._draw(end="\n")
+        if self._tty or self._drawn_at != self.done:
+            self._draw(end="\n")
 
     def _draw(self, end: str) -> None:
+        self._drawn_at = self.done
         fraction = min(self.done / self.total, 1.0)
         bar = "#" * int(fraction * 30)
         elapsed = time.monotonic() - self.start

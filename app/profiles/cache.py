@@ -99,18 +99,51 @@ class CachedProfiles:
             await self.store.put(user_id, profile)
         finally:
             self.invalidate(user_id)
+        await self._announce(user_id)
 
     async def update(self, user_id: str, change: Updater) -> Profile | None:
         try:
-            return await self.store.update(user_id, change)
+            result = await self.store.update(user_id, change)
         finally:
             self.invalidate(user_id)
+        await self._announce(user_id)
+        return result
 
     async def delete(self, user_id: str) -> bool:
         try:
-            return await self.store.delete(user_id)
+            deleted = await self.store.delete(user_id)
         finally:
             self.invalidate(user_id)
+        await self._announce(user_id)
+        return deleted
+
+    async def follow_changes(self, retry_s: float = 1.0) -> None:
+        """Invalidate what other servers sharing the store changed; runs until cancelled."""
+        while True:
+            changes = self.store.changes()
+            if changes is None:
+                return
+            try:
+                async for user_id in changes:
+                    if user_id == "*":
+                        self.clear()
+                    else:
+                        self.invalidate(user_id)
+            except StoreUnavailable:
+                pass
+            # Changes made while we were not listening are unknown: drop fresh copies
+            # (stale ones stay, they are all we have while the store is down).
+            self._epoch += 1
+            if self._fresh is not None:
+                self._fresh.clear()
+            await asyncio.sleep(retry_s)
+
+    async def _announce(self, user_id: str) -> None:
+        try:
+            await self.store.publish_change(user_id)
+        except StoreUnavailable as exc:
+            # The write itself landed; other servers catch up within the cache TTL.
+            log.warning("could not announce a change to other servers: %s", exc)
 
     async def read_through(self, user_id: str) -> Profile | None:
         """The stored profile, straight from the store (raises `StoreUnavailable`)."""

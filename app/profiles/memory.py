@@ -5,7 +5,7 @@ It lives in one process: several workers each get their own, so use Redis for th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import orjson
 
@@ -68,6 +68,12 @@ class MemoryStore:
     async def popular(self, limit: int) -> list[str]:
         ranked = sorted(self._popularity.items(), key=lambda kv: (-kv[1], kv[0]))
         return [sku for sku, _ in ranked[:limit]]
+
+    async def publish_change(self, user_id: str) -> None:
+        return None
+
+    def changes(self) -> AsyncIterator[str] | None:
+        return None
 
     async def ping(self) -> None:
         return None

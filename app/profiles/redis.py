@@ -6,7 +6,7 @@ so all of them land in one slot and the layout works unchanged on Redis Cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -20,6 +20,7 @@ from app.profiles.store import Product, Profile, Updater
 
 CATALOG_KEY = "kairos:catalog"
 POPULAR_KEY = "kairos:popular"
+CHANGES_CHANNEL = "kairos:changes"
 MAX_WATCH_RETRIES = 50
 
 
@@ -117,6 +118,24 @@ class RedisStore:
     async def popular(self, limit: int) -> list[str]:
         skus = await self._call(self.redis.zrevrange(POPULAR_KEY, 0, limit - 1))
         return [s.decode() for s in skus]
+
+    async def publish_change(self, user_id: str) -> None:
+        await self._call(self.redis.publish(CHANGES_CHANNEL, user_id))
+
+    def changes(self) -> AsyncIterator[str] | None:
+        return self._follow_changes()
+
+    async def _follow_changes(self) -> AsyncIterator[str]:
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self._call(pubsub.subscribe(CHANGES_CHANNEL))
+            while True:
+                # A bounded wait: idle channels are normal and must not look like errors.
+                message = await self._call(pubsub.get_message(timeout=1.0))
+                if message is not None and message["type"] == "message":
+                    yield message["data"].decode()
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def ping(self) -> None:
         await self._call(self.redis.ping())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 Profile = dict[str, Any]
@@ -39,6 +39,14 @@ class ProfileStore(Protocol):
     async def put_products(self, products: Iterable[Product]) -> int: ...
 
     async def popular(self, limit: int) -> list[str]: ...
+
+    async def publish_change(self, user_id: str) -> None:
+        """Tell every server sharing this store that `user_id` changed ('*': everyone)."""
+        ...
+
+    def changes(self) -> AsyncIterator[str] | None:
+        """The user ids other servers changed, or None for a store no one else shares."""
+        ...
 
     async def ping(self) -> None: ...
 
