@@ -14,9 +14,7 @@ the data.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-
-from starlette.datastructures import Headers, QueryParams
+from collections.abc import Iterable, Mapping
 
 from app.errors import Forbidden
 
@@ -44,22 +42,23 @@ class AmpCors:
     def allows(self, sender: str) -> bool:
         return len(sender) <= 320 and self._allowed.fullmatch(sender.lower()) is not None
 
-    def headers(self, headers: Headers, query: QueryParams) -> dict[str, str]:
-        """Response headers for this request, or `SenderNotAllowed`."""
-        sender = headers.get("amp-email-sender")
+    def headers(
+        self, sender: str | None, origin: str | None, query: Mapping[str, str]
+    ) -> list[tuple[bytes, bytes]]:
+        """Response headers for a request with these `AMP-Email-Sender` and `Origin`
+        headers and query parameters, or `SenderNotAllowed`."""
         if sender is not None:
             if not self.allows(sender):
                 raise SenderNotAllowed("this sender may not load Kairos content")
-            return {"AMP-Email-Allow-Sender": sender}
+            return [(b"amp-email-allow-sender", sender.encode("latin-1"))]
         source = query.get(SOURCE_ORIGIN_PARAM)
-        if source is not None:
-            origin = headers.get("origin")
-            if not origin or not self.allows(source):
-                raise SenderNotAllowed("this sender may not load Kairos content")
-            return {
-                "Access-Control-Allow-Origin": origin,
-                "AMP-Access-Control-Allow-Source-Origin": source,
-                "Access-Control-Expose-Headers": "AMP-Access-Control-Allow-Source-Origin",
-                "Access-Control-Allow-Credentials": "true",
-            }
-        return {}
+        if source is None:
+            return []
+        if not origin or not self.allows(source):
+            raise SenderNotAllowed("this sender may not load Kairos content")
+        return [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"amp-access-control-allow-source-origin", source.encode("latin-1")),
+            (b"access-control-expose-headers", b"AMP-Access-Control-Allow-Source-Origin"),
+            (b"access-control-allow-credentials", b"true"),
+        ]

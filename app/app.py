@@ -51,8 +51,9 @@ def create_app(settings: Settings | None = None, *, store: ProfileStore | None =
 
     app = Starlette(
         routes=[
-            *health.routes(services),
+            # The open-time route first: it takes nearly all the traffic.
             *feeds.routes(services),
+            *health.routes(services),
             *profiles.routes(services),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],

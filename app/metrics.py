@@ -1,11 +1,98 @@
-"""Prometheus metrics, one registry per app (no global state)."""
+"""Prometheus metrics, one registry per app (no global state).
+
+Counters and histograms on the request path are plain numbers, updated without locks
+(the server is one event loop per process) and turned into metric families only when
+Prometheus scrapes: prometheus-client's own locked children cost more than a whole
+cached feed answer.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class CounterChild:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class HistogramChild:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+class Counter:
+    """A labelled counter; `labels(...)` returns a child to keep and `inc()`."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, list(labelnames)
+        self.children: dict[tuple[str, ...], CounterChild] = {}
+
+    def labels(self, *values: str) -> CounterChild:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = CounterChild()
+        return child
+
+    def collect(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in self.children.items():
+            family.add_metric(list(values), child.value)
+        return family
+
+
+class Histogram:
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, list(labelnames)
+        self.buckets = tuple(buckets)
+        self.children: dict[tuple[str, ...], HistogramChild] = {}
+
+    def labels(self, *values: str) -> HistogramChild:
+        child = self.children.get(values)
+        if child is None:
+            child = self.children[values] = HistogramChild(self.buckets)
+        return child
+
+    def collect(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in self.children.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip((*self.buckets, float("inf")), child.counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            family.add_metric(list(values), buckets, child.sum)
+        return family
+
+
+class _Collector:
+    def __init__(self, metrics: Sequence[Counter | Histogram]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._metrics:
+            yield metric.collect()
 
 
 class Metrics:
@@ -14,29 +101,25 @@ class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
-            "kairos_requests", "HTTP requests answered", ["route", "method", "status"], registry=r
+            "kairos_requests", "HTTP requests answered", ["route", "method", "status"]
         )
         self.latency = Histogram(
-            "kairos_request_seconds",
-            "HTTP request latency",
-            ["route"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            "kairos_request_seconds", "HTTP request latency", ["route"], LATENCY_BUCKETS
         )
-        self.cache = Counter(
-            "kairos_profile_cache", "Profile lookups by outcome", ["result"], registry=r
-        )
+        self.cache = Counter("kairos_profile_cache", "Profile lookups by outcome", ["result"])
         self.fallbacks = Counter(
-            "kairos_fallbacks", "Fallback content served", ["kind", "name", "reason"], registry=r
+            "kairos_fallbacks", "Fallback content served", ["kind", "name", "reason"]
         )
         self.store_errors = Counter(
-            "kairos_store_errors", "Profile store calls that failed", ["store"], registry=r
+            "kairos_store_errors", "Profile store calls that failed", ["store"]
+        )
+        self.registry.register(
+            _Collector([self.requests, self.latency, self.cache, self.fallbacks, self.store_errors])
         )
         self.store_up = Gauge(
-            "kairos_store_up", "1 when the last store check succeeded", registry=r
+            "kairos_store_up", "1 when the last store check succeeded", registry=self.registry
         )
 
     def render(self) -> bytes:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from cachetools import LRUCache
 from itsdangerous import BadData, URLSafeSerializer
 
 from app.errors import Forbidden
@@ -67,9 +66,8 @@ class Tokens:
         }
         # A token string that verified once will verify again: skip the HMAC on repeat
         # opens. Keyed by the full string (signature included), so tampering misses.
-        self._verified: dict[str, LRUCache[str, Grant]] = {
-            p: LRUCache(maxsize=cache_size) for p in PURPOSES
-        }
+        self._verified: dict[str, dict[str, Grant]] = {p: {} for p in PURPOSES}
+        self._cache_size = cache_size
 
     def sign(
         self,
@@ -98,7 +96,7 @@ class Tokens:
         Expiry is not checked here: an expired grant still names its resource, so the
         caller can serve that resource's fallback instead of an error.
         """
-        cache = self._verified[purpose] if purpose in self._verified else None
+        cache = self._verified.get(purpose)
         if cache is not None:
             grant = cache.get(token)
             if grant is not None:
@@ -113,6 +111,8 @@ class Tokens:
             raise BadToken("malformed token") from None
         grant = _grant(purpose, payload)
         if cache is not None:
+            if len(cache) >= self._cache_size:
+                del cache[next(iter(cache))]  # first in, first out: cheap and bounded
             cache[token] = grant
         return grant
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from app.catalog import Catalog
-from app.profiles.store import Profile
+from app.profiles.store import Product, Profile
 
 Item = dict[str, Any]
 
@@ -17,11 +17,18 @@ CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "
 @dataclass(frozen=True, slots=True)
 class FeedContext:
     """One reader's profile (read-only: it may be shared with other requests), the
-    catalog and the feed's query options."""
+    catalog, the feed's query options and the request's deadline (`loop.time()`)."""
 
     profile: Profile
     catalog: Catalog
     limit: int
+    deadline: float
+
+    async def products(self, skus: Sequence[str]) -> dict[str, Product]:
+        return await self.catalog.products(skus, self.deadline)
+
+    async def popular(self, limit: int) -> list[Product]:
+        return await self.catalog.popular(limit, self.deadline)
 
 
 FeedBuilder = Callable[[FeedContext], Awaitable[list[Item]]]

@@ -7,7 +7,7 @@ from app.feeds.base import FeedContext, Item, money, product_item
 
 async def build_cart(ctx: FeedContext) -> list[Item]:
     lines = (ctx.profile.get("cart") or [])[: ctx.limit]
-    products = await ctx.catalog.products([line["sku"] for line in lines])
+    products = await ctx.products([line["sku"] for line in lines])
     items = []
     for line in lines:
         item = product_item({**products.get(line["sku"], {}), **line})

@@ -14,13 +14,13 @@ async def build_recommendations(ctx: FeedContext) -> list[Item]:
             profile.get("recommendations") or [], key=lambda r: -float(r.get("score", 0))
         )
         skus = [r["sku"] for r in picks if r["sku"] not in in_cart]
-        products = await ctx.catalog.products(skus[: limit * 2])
+        products = await ctx.products(skus[: limit * 2])
         for sku in skus:
             if sku in products and len(items) < limit:
                 items.append({**product_item(products[sku]), "source": "personal"})
     if len(items) < limit:
         seen = {item["sku"] for item in items} | in_cart
-        for product in await ctx.catalog.popular(limit + len(seen)):
+        for product in await ctx.popular(limit + len(seen)):
             if product["sku"] not in seen and len(items) < limit:
                 items.append({**product_item(product), "source": "popular"})
     return items

@@ -8,6 +8,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import BadRequest, KairosError, PayloadTooLarge
 from app.responses import JSONResponse
 
+BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -19,8 +21,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared = chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
+                declared = True
                 error: KairosError | None = None
                 if not value.isdigit():
                     error = BadRequest("Content-Length is not a number")
@@ -30,7 +34,13 @@ class BodyLimitMiddleware:
                     response = JSONResponse(error.body(), status_code=error.status)
                     await response(scope, receive, send)
                     return
-                break
+            elif name == b"transfer-encoding":
+                chunked = True
+        if (declared and not chunked) or (not chunked and scope["method"] in BODYLESS):
+            # A declared length already within the cap (the HTTP server never delivers
+            # more than Content-Length), or no body at all: nothing to watch.
+            await self.app(scope, receive, send)
+            return
         received = 0
         limit = self.max_bytes
 

@@ -10,6 +10,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import Metrics
 
+# Set in the scope by handlers that served fallback content, for the access log.
+FALLBACK_SCOPE_KEY = "kairos.fallback"
+
 log = logging.getLogger("kairos.access")
 
 
@@ -25,15 +28,11 @@ class ObserveMiddleware:
             return
         start = time.perf_counter()
         status = 500
-        fallback = ""
 
         async def observed_send(message: Message) -> None:
-            nonlocal status, fallback
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                for name, value in message.get("headers", ()):
-                    if name == b"x-kairos-fallback":
-                        fallback = value.decode("latin-1")
             await send(message)
 
         try:
@@ -55,6 +54,7 @@ class ObserveMiddleware:
             children[1].observe(elapsed)  # type: ignore[attr-defined]
             if log.isEnabledFor(logging.INFO):
                 path = template if "{token}" in template else scope["path"]
+                fallback = scope.get(FALLBACK_SCOPE_KEY)
                 log.info(
                     "%s %s %d %.1fms%s",
                     method,

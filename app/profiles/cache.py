@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import LRUCache, TTLCache
@@ -22,8 +22,6 @@ from app.profiles.store import Profile, ProfileStore, Updater
 
 log = logging.getLogger("kairos.profiles")
 
-_MISS = object()
-
 # Fallback reasons, as named in `X-Kairos-Fallback` and the metrics.
 STORE_DOWN = "store-unavailable"
 BUDGET = "budget"
@@ -31,12 +29,15 @@ BUDGET = "budget"
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """A profile (or None) and where it came from: cache, store or stale; `reason` says
-    why the store could not answer, when it could not."""
+    """A profile (or None) and where it came from: cache, store, stale or none; `reason`
+    says why the store could not answer, when it could not. `memo` is a scratch dict
+    that lives exactly as long as this cached copy of the profile (None when the copy is
+    not cached): callers keep what they derive from the profile there."""
 
     profile: Profile | None
     source: str
     reason: str | None = None
+    memo: dict[Any, Any] | None = field(default=None, compare=False, repr=False)
 
 
 class CachedProfiles:
@@ -54,11 +55,11 @@ class CachedProfiles:
     ) -> None:
         self.store = store
         self._metrics = metrics
-        self._fresh: TTLCache[str, Profile | None] | None = (
+        self._fresh: TTLCache[str, Lookup] | None = (
             TTLCache(maxsize=size, ttl=ttl_s) if ttl_s > 0 else None
         )
         self._stale: LRUCache[str, Profile] = LRUCache(maxsize=size)
-        self._inflight: dict[str, asyncio.Future[Profile | None]] = {}
+        self._inflight: dict[str, asyncio.Task[Lookup]] = {}
         self._epoch = 0
         self._retry_s = retry_s
         self._down_until = 0.0
@@ -67,32 +68,44 @@ class CachedProfiles:
         self._stale_hit = metrics.cache.labels("stale")
         self._store_errors = metrics.store_errors.labels(store.name)
 
+    def cached(self, user_id: str) -> Lookup | None:
+        """The reader's fresh cached profile, without waiting, or None on a miss."""
+        if self._fresh is None:
+            return None
+        lookup = self._fresh.get(user_id)
+        if lookup is not None:
+            self._hit.inc()
+        return lookup
+
     async def get(self, user_id: str, budget_s: float) -> Lookup:
         """The reader's profile within `budget_s` seconds. Never raises."""
-        if self._fresh is not None:
-            cached = self._fresh.get(user_id, _MISS)
-            if cached is not _MISS:
-                self._hit.inc()
-                return Lookup(cached, "cache")  # type: ignore[arg-type]
+        lookup = self.cached(user_id)
+        if lookup is not None:
+            return lookup
         self._miss.inc()
         if self._down_until and time.monotonic() < self._down_until:
             # The store failed a moment ago: don't make every open wait to learn it again.
             return self._stale_or_none(user_id, STORE_DOWN)
+        loop = asyncio.get_running_loop()
         flight = self._inflight.get(user_id)
         if flight is None:
-            flight = asyncio.ensure_future(self._load(user_id, self._epoch))
+            flight = loop.create_task(self._load(user_id, self._epoch))
             self._inflight[user_id] = flight
             flight.add_done_callback(functools.partial(self._landed, user_id))
+        # Each reader waits on its own future with its own timer: one that gives up
+        # must not cancel the load the others wait on; that load lands in the cache for
+        # the next open. (Cheaper than asyncio.timeout + shield on this hot path.)
+        waiter: asyncio.Future[Lookup] = loop.create_future()
+        flight.add_done_callback(functools.partial(_relay, waiter))
+        timer = loop.call_later(budget_s, _expire, waiter)
         try:
-            async with asyncio.timeout(budget_s):
-                # shield: a reader that gives up must not cancel the load the others
-                # wait on; it lands in the cache for the next open.
-                profile = await asyncio.shield(flight)
+            return await waiter
         except TimeoutError:
             return self._stale_or_none(user_id, BUDGET)
         except StoreUnavailable:
             return self._stale_or_none(user_id, STORE_DOWN)
-        return Lookup(profile, "store")
+        finally:
+            timer.cancel()
 
     async def put(self, user_id: str, profile: Profile) -> None:
         try:
@@ -167,7 +180,7 @@ class CachedProfiles:
     def mark_up(self) -> None:
         self._down_until = 0.0
 
-    async def _load(self, user_id: str, epoch: int) -> Profile | None:
+    async def _load(self, user_id: str, epoch: int) -> Lookup:
         try:
             profile = await self.store.get(user_id)
         except StoreUnavailable as exc:
@@ -179,15 +192,18 @@ class CachedProfiles:
         if self._down_until:
             log.info("profile store is back")
             self._down_until = 0.0
-        if epoch == self._epoch:
+        if epoch != self._epoch:
             # Only a load that started after the last write may fill the cache.
-            if self._fresh is not None:
-                self._fresh[user_id] = profile
-            if profile is None:
-                self._stale.pop(user_id, None)
-            else:
-                self._stale[user_id] = profile
-        return profile
+            return Lookup(profile, "store")
+        if profile is None:
+            self._stale.pop(user_id, None)
+        else:
+            self._stale[user_id] = profile
+        if self._fresh is None:
+            return Lookup(profile, "store")
+        memo: dict[Any, Any] = {}
+        self._fresh[user_id] = Lookup(profile, "cache", memo=memo)
+        return Lookup(profile, "store", memo=memo)
 
     def _landed(self, user_id: str, flight: asyncio.Future[Any]) -> None:
         if self._inflight.get(user_id) is flight:
@@ -201,3 +217,19 @@ class CachedProfiles:
             self._stale_hit.inc()
             return Lookup(profile, "stale", reason)
         return Lookup(None, "none", reason)
+
+
+def _relay(waiter: asyncio.Future[Lookup], flight: asyncio.Future[Lookup]) -> None:
+    if waiter.done():
+        return
+    if flight.cancelled():
+        waiter.set_exception(StoreUnavailable("the profile load was cancelled"))
+    elif (exc := flight.exception()) is not None:
+        waiter.set_exception(exc)
+    else:
+        waiter.set_result(flight.result())
+
+
+def _expire(waiter: asyncio.Future[Lookup]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

@@ -3,21 +3,25 @@
 Order of work: verify the token, check the sender allow-list, then read data. Anything
 that goes wrong with the data (missing reader, store down, budget overrun, bad stored
 data) is answered 200 with the feed's fallback, named in `X-Kairos-Fallback`.
+
+This is the route every email open hits, so it is a plain ASGI endpoint: no Request or
+Response objects, headers prepared once. Errors it raises are still answered by the
+app's exception handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from app.errors import BadRequest, NotFound, StoreUnavailable
 from app.feeds import FEEDS, FeedContext
+from app.http import header, query_dict
+from app.middleware.observe import FALLBACK_SCOPE_KEY
 from app.services import Services
 from app.tokens import BadToken
 
@@ -25,59 +29,84 @@ log = logging.getLogger("kairos.feeds")
 
 DEFAULT_LIMIT = 4
 MAX_LIMIT = 20
-NO_STORE = "private, no-store"
+BASE_HEADERS = (
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"private, no-store"),
+)
 
 
-def routes(services: Services) -> list[Route]:
-    tokens, cors, profiles = services.tokens, services.amp_cors, services.profiles
-    catalog, fallbacks = services.catalog, services.fallbacks
-    budget_s = services.settings.budget_s
+class FeedEndpoint:
+    def __init__(self, services: Services) -> None:
+        self.tokens = services.tokens
+        self.cors = services.amp_cors
+        self.profiles = services.profiles
+        self.catalog = services.catalog
+        self.fallbacks = services.fallbacks
+        self.budget_s = services.settings.budget_s
 
-    async def feed(request: Request) -> Response:
-        start = time.monotonic()
-        name = request.path_params["feed"]
-        grant = tokens.verify("feed", request.query_params.get("t", ""))
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        deadline = asyncio.get_running_loop().time() + self.budget_s
+        name = scope["path_params"]["feed"]
+        query = query_dict(scope["query_string"])
+        grant = self.tokens.verify("feed", query.get("t", ""))
         if grant.resource != name:
             raise BadToken("this token is for another feed")
-        if name not in FEEDS:
+        builder = FEEDS.get(name)
+        if builder is None:
             raise NotFound(f"no feed named {name!r}")
-        headers = cors.headers(request.headers, request.query_params)
-        headers["Cache-Control"] = NO_STORE
+        cors = self.cors.headers(
+            header(scope, b"amp-email-sender"), header(scope, b"origin"), query
+        )
+        limit = _limit(query.get("limit"))
 
         reason = None
         body = b""
         if grant.expired():
             reason = "expired-token"
         else:
-            lookup = await profiles.get(grant.user_id, budget_s)
+            lookup = self.profiles.cached(grant.user_id) or await self.profiles.get(
+                grant.user_id, self.budget_s
+            )
             if lookup.profile is None:
                 reason = lookup.reason or "missing-profile"
             else:
-                ctx = FeedContext(lookup.profile, catalog, _limit(request))
-                remaining = budget_s - (time.monotonic() - start)
-                try:
-                    async with asyncio.timeout(max(remaining, 0.001)):
-                        items = await FEEDS[name](ctx)
-                    body = orjson.dumps({"items": items})
-                except TimeoutError:
-                    reason = "budget"
-                except StoreUnavailable:
-                    reason = "store-unavailable"
-                except (KeyError, TypeError, ValueError, AttributeError):
-                    log.exception("feed %s: stored data for a reader is invalid", name)
-                    reason = "invalid-data"
+                # A feed built from a cached profile is kept beside it until the profile
+                # changes or the catalog cache turns over.
+                memo, key = lookup.memo, (name, limit)
+                generation = self.catalog.generation()
+                built = memo.get(key) if memo is not None else None
+                if built is not None and built[1] == generation:
+                    body = built[0]
+                else:
+                    ctx = FeedContext(lookup.profile, self.catalog, limit, deadline)
+                    try:
+                        body = orjson.dumps({"items": await builder(ctx)})
+                        if memo is not None:
+                            memo[key] = (body, generation)
+                    except TimeoutError:
+                        reason = "budget"
+                    except StoreUnavailable:
+                        reason = "store-unavailable"
+                    except (KeyError, TypeError, ValueError, AttributeError):
+                        log.exception("feed %s: stored data for a reader is invalid", name)
+                        reason = "invalid-data"
+
         if reason is not None:
-            body = fallbacks.feed(name, reason)
-            headers["X-Kairos-Fallback"] = reason
-        return Response(body, media_type="application/json", headers=headers)
+            body = self.fallbacks.feed(name, reason)
+            cors = [(b"x-kairos-fallback", reason.encode()), *cors]
+            scope[FALLBACK_SCOPE_KEY] = reason  # for the access log
+        headers = [*BASE_HEADERS, (b"content-length", str(len(body)).encode()), *cors]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    return [Route("/v1/feeds/{feed}", feed, methods=["GET"])]
+
+def routes(services: Services) -> list[Route]:
+    return [Route("/v1/feeds/{feed}", FeedEndpoint(services), methods=["GET"])]
 
 
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit")
+def _limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", field="limit")
     return int(raw)

@@ -1,0 +1,826 @@
+"""Feeds benchmark: Kairos's cart feed against bare Starlette baselines, under wrk.
+
+    cd /work/main && .venv/bin/python bench/feeds.py [--duration 10] [--connections 64]
+    .venv/bin/python bench/feeds.py --quick        # 3 s runs, a smoke test
+
+Four servers, one at a time, each its own uvicorn process (uvloop, httptools, 1 worker,
+no access log) pinned to one core with taskset, while wrk (1 thread, pinned to the other
+core) cycles through one signed feed URL per reader:
+
+  a  kairos-cached   Kairos, cart feed, profiles from the in-process cache
+                     (KAIROS_CACHE_TTL_MS=600000, every reader warmed first)
+  b  kairos-redis    Kairos, cart feed, one Redis GET per request (KAIROS_CACHE_TTL_MS=0;
+                     the catalog keeps its own in-process cache)
+  c  bare-static     bare Starlette: orjson.dumps of the body Kairos served in (a)
+  d  bare-redis      bare Starlette: one pooled redis.asyncio GET + orjson.loads/dumps
+
+It starts its own redis-server (temporary directory, no persistence) on a free port,
+seeds it through Kairos's RedisStore, checks that every server answers every reader 200
+with the expected body before measuring, and for (a)/(b) reads Kairos's /metrics to show
+the profile cache really was hit (a) or bypassed (b).
+
+Prints req/s and p50/p99 latency per server, then the ratios a/c (target >= 0.7) and
+b/d (target >= 0.8). Exit status: 0 when the bench ran (whatever the ratios), 1 when
+something broke (a server did not start, a wrong answer, a fallback, a non-2xx), 130 on
+Ctrl-C. Every process it starts is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import http.client
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "bench"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+import redis  # noqa: E402
+
+from app.catalog import Catalog  # noqa: E402
+from app.feeds import FEEDS, FeedContext  # noqa: E402
+from app.profiles.memory import MemoryStore  # noqa: E402
+from app.profiles.redis import RedisStore, profile_key  # noqa: E402
+from app.profiles.schema import validate_profile  # noqa: E402
+from app.routes.feeds import DEFAULT_LIMIT  # noqa: E402
+from app.settings import Secret  # noqa: E402
+from app.tokens import Tokens  # noqa: E402
+
+SECRET_KEY = "kairos-bench-feeds-0123456789abcdefghijk"  # fixed, 40 characters
+assert len(SECRET_KEY) == 40
+FEED = "cart"
+PRODUCTS = 50
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0
+TARGETS = (("a", "c", 0.7), ("b", "d", 0.8))
+
+
+class BenchError(Exception):
+    """Something broke: the bench cannot give a meaningful figure."""
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the bench itself dies (even by SIGKILL)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Processes:
+    """Every long-running process the bench started, stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self._procs: list[tuple[str, subprocess.Popen[bytes], Any]] = []
+
+    def start(
+        self, name: str, argv: Sequence[str], *, env: dict[str, str], log: Path
+    ) -> subprocess.Popen[bytes]:
+        out = log.open("wb")
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                env=env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the bench, which stops them
+                preexec_fn=_die_with_parent,
+            )
+        except BaseException:
+            out.close()
+            raise
+        self._procs.append((name, proc, out))
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        for i, (_, p, out) in enumerate(self._procs):
+            if p is proc:
+                del self._procs[i]
+                _terminate(p)
+                out.close()
+                return
+
+    def stop_all(self) -> None:
+        while self._procs:
+            _, p, out = self._procs.pop()
+            _terminate(p)
+            out.close()
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(STOP_TIMEOUT_S)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Pinning:
+    server: int | None  # core for the server under test
+    load: int | None  # core for wrk (and redis-server, and this script)
+
+    def wrap(self, argv: list[str], core: int | None) -> list[str]:
+        return argv if core is None else ["taskset", "-c", str(core), *argv]
+
+    def describe(self) -> str:
+        if self.server is None:
+            return "none (taskset missing or fewer than 2 usable cores)"
+        return (
+            f"server under test on core {self.server}; wrk, redis-server and this script "
+            f"on core {self.load}"
+        )
+
+
+def _pinning(enabled: bool) -> Pinning:
+    cores = sorted(os.sched_getaffinity(0))
+    if not enabled or len(cores) < 2 or shutil.which("taskset") is None:
+        return Pinning(None, None)
+    return Pinning(cores[0], cores[1])
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace").rstrip().splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:]) or "    (empty log)"
+
+
+# --- HTTP -------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection to 127.0.0.1."""
+
+    def __init__(self, port: int, timeout: float = 5.0) -> None:
+        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+    def get(self, path: str) -> Answer:
+        self._conn.request("GET", path)
+        r = self._conn.getresponse()
+        body = r.read()
+        return Answer(r.status, {k.lower(): v for k, v in r.getheaders()}, body)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, path: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{name}: exited with status {proc.returncode}:\n{_tail(log)}")
+        client = Client(port, timeout=1.0)
+        try:
+            answer = client.get(path)
+            if answer.status == 200:
+                return
+            last = f"HTTP {answer.status} {answer.body[:200]!r}"
+        except OSError as exc:
+            last = str(exc)
+        finally:
+            client.close()
+        time.sleep(0.1)
+    raise BenchError(f"{name}: not ready after {START_TIMEOUT_S:.0f}s ({last}):\n{_tail(log)}")
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+def _products() -> list[dict[str, Any]]:
+    categories = ("lighting", "textiles", "furniture", "decor", "kitchen")
+    return [
+        {
+            "sku": f"BENCH-{i:03d}",
+            "title": f"Bench product {i}",
+            "price": round(9.5 + i * 3.25, 2),
+            "currency": "EUR",
+            "category": categories[i % len(categories)],
+            "image_url": f"https://shop.example.com/img/bench-{i:03d}.jpg",
+            "url": f"https://shop.example.com/p/bench-{i:03d}",
+            "popularity": PRODUCTS - i,
+        }
+        for i in range(PRODUCTS)
+    ]
+
+
+def _readers(count: int) -> list[tuple[str, dict[str, Any]]]:
+    readers = []
+    for i in range(count):
+        doc = {
+            "first_name": f"Reader{i}",
+            "locale": "en-GB",
+            "tier": ("gold", "silver", "bronze")[i % 3],
+            "loyalty_points": i * 7,
+            "cart": [
+                {"sku": f"BENCH-{i % PRODUCTS:03d}", "qty": 1},
+                {"sku": f"BENCH-{(i * 7 + 3) % PRODUCTS:03d}", "qty": 1 + i % 3},
+            ],
+            "recommendations": [{"sku": f"BENCH-{(i + 11) % PRODUCTS:03d}", "score": 0.5}],
+            "consent": {"personalization": True, "tracking": True},
+        }
+        readers.append((f"bench-{i:05d}", validate_profile(doc)))
+    return readers
+
+
+async def _seed(url: str, products: list[dict[str, Any]], readers: list[Any]) -> None:
+    store = RedisStore(url, timeout_s=5.0)
+    try:
+        if await store.put_products(products) != len(products):
+            raise BenchError("seeding: put_products stored fewer products than given")
+        if await store.put_many(readers) != len(readers):
+            raise BenchError("seeding: put_many stored fewer readers than given")
+    finally:
+        await store.close()
+
+
+async def _expected_feeds(
+    products: list[dict[str, Any]], readers: list[tuple[str, dict[str, Any]]]
+) -> dict[str, bytes]:
+    """What Kairos's own cart builder makes of each reader (the stored, JSON-round-tripped
+    profile against the catalog), as the feed route serialises it."""
+    store = MemoryStore()
+    await store.put_products(products)
+    catalog = Catalog(store)
+    out = {}
+    for user_id, profile in readers:
+        stored = orjson.loads(orjson.dumps(profile))
+        items = await FEEDS[FEED](FeedContext(stored, catalog, DEFAULT_LIMIT, asyncio.get_running_loop().time() + 60))
+        if not items:
+            raise BenchError(f"reader {user_id} has an empty cart feed: the bench data is wrong")
+        out[user_id] = orjson.dumps({"items": items})
+    return out
+
+
+# --- redis-server -----------------------------------------------------------------------
+
+
+def _start_redis(procs: Processes, tmp: Path, pin: Pinning) -> tuple[str, int]:
+    port = _free_port()
+    data = tmp / "redis"
+    data.mkdir()
+    argv = pin.wrap(
+        [
+            "redis-server",
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--protected-mode", "yes",
+            "--daemonize", "no",
+            "--dir", str(data),
+            "--save", "",
+            "--appendonly", "no",
+            "--loglevel", "warning",
+        ],
+        pin.load,
+    )  # fmt: skip
+    log = tmp / "redis.log"
+    proc = procs.start("redis-server", argv, env=dict(os.environ), log=log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise BenchError(f"redis-server exited with {proc.returncode}:\n{_tail(log)}")
+            try:
+                if client.ping():
+                    break
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError(f"redis-server not ready on port {port}:\n{_tail(log)}")
+            time.sleep(0.05)
+    finally:
+        client.close()
+    return f"redis://127.0.0.1:{port}/0", port
+
+
+# --- wrk --------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    raw: str = ""
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * _UNITS_MS[unit]
+
+
+def parse_wrk(text: str) -> WrkResult:
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
+    total = re.search(r"^\s+(\d+) requests in ", text, re.M)
+    if not (rps and p50 and p99 and total):
+        raise BenchError(f"cannot parse wrk's output:\n{text}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    socket_errors = {}
+    if errors:
+        socket_errors = dict(
+            zip(("connect", "read", "write", "timeout"), map(int, errors.groups()), strict=True)
+        )
+    return WrkResult(
+        rps=float(rps.group(1)),
+        p50_ms=_ms(*p50.groups()),
+        p99_ms=_ms(*p99.groups()),
+        requests=int(total.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors={k: v for k, v in socket_errors.items() if v},
+        raw=text,
+    )
+
+
+def _lua_script(paths: Sequence[str], path: Path) -> Path:
+    """A wrk script sending the paths round-robin, requests formatted once up front."""
+    for p in paths:
+        if not re.fullmatch(r"[A-Za-z0-9/._~%?=&-]+", p):
+            raise BenchError(f"unexpected characters in a bench URL: {p!r}")
+    listed = ",\n".join(f'  "{p}"' for p in paths)
+    path.write_text(
+        f"local paths = {{\n{listed}\n}}\n"
+        "local requests = {}\n"
+        "local n = #paths\n"
+        "local i = 0\n"
+        "function init(args)\n"
+        "  for k, p in ipairs(paths) do requests[k] = wrk.format('GET', p) end\n"
+        "end\n"
+        "function request()\n"
+        "  i = i % n + 1\n"
+        "  return requests[i]\n"
+        "end\n"
+    )
+    return path
+
+
+def run_wrk(port: int, script: Path, seconds: float, connections: int, pin: Pinning) -> WrkResult:
+    argv = pin.wrap(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout", "2s",
+            "--latency",
+            "-s", str(script),
+            f"http://127.0.0.1:{port}/",
+        ],
+        pin.load,
+    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            cwd=ROOT,
+            check=False,
+            preexec_fn=_die_with_parent,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError("wrk did not finish in time") from None
+    if done.returncode != 0:
+        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return parse_wrk(done.stdout)
+
+
+# --- Kairos metrics ---------------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def _metrics(port: int) -> list[tuple[str, dict[str, str], float]]:
+    client = Client(port)
+    try:
+        answer = client.get("/metrics")
+    finally:
+        client.close()
+    if answer.status != 200:
+        raise BenchError(f"/metrics answered {answer.status}")
+    samples = []
+    for line in answer.body.decode().splitlines():
+        m = _SAMPLE.match(line)
+        if m and not line.startswith("#"):
+            samples.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), float(m.group(3))))
+    return samples
+
+
+@dataclass
+class Counters:
+    hit: float
+    miss: float
+    stale: float
+    fallbacks: float
+    feed_ok: float
+
+    def __sub__(self, other: Counters) -> Counters:
+        return Counters(
+            self.hit - other.hit,
+            self.miss - other.miss,
+            self.stale - other.stale,
+            self.fallbacks - other.fallbacks,
+            self.feed_ok - other.feed_ok,
+        )
+
+
+def _counters(port: int) -> Counters:
+    samples = _metrics(port)
+
+    def total(name: str, **labels: str) -> float:
+        return sum(
+            v for n, lab, v in samples
+            if n == name and all(lab.get(k) == want for k, want in labels.items())
+        )  # fmt: skip
+
+    return Counters(
+        hit=total("kairos_profile_cache_total", result="hit"),
+        miss=total("kairos_profile_cache_total", result="miss"),
+        stale=total("kairos_profile_cache_total", result="stale"),
+        fallbacks=total("kairos_fallbacks_total"),
+        feed_ok=total("kairos_requests_total", route="/v1/feeds/{feed}", status="200"),
+    )
+
+
+# --- one server -------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    key: str
+    name: str
+    what: str
+    argv: list[str]
+    env: dict[str, str]
+    ready_path: str
+    paths: list[str]  # one per reader, in reader order
+    expected: list[bytes]  # the body each path must answer
+    kairos: bool = False
+    cached: bool = False
+
+
+@dataclass
+class Outcome:
+    case: Case
+    result: WrkResult
+    served: bytes = b""  # what the server answered for the first reader
+    counters: Counters | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _verify(case: Case, port: int) -> bytes:
+    """Every reader's URL answers 200 with the expected body (this also warms a cache).
+    Returns the body the server sent for the first reader."""
+    client = Client(port)
+    first = b""
+    try:
+        for path, want in zip(case.paths, case.expected, strict=True):
+            answer = client.get(path)
+            problem = None
+            if answer.status != 200:
+                problem = f"HTTP {answer.status}"
+            elif "x-kairos-fallback" in answer.headers:
+                problem = f"fallback {answer.headers['x-kairos-fallback']!r}"
+            elif answer.headers.get("content-type") != "application/json":
+                problem = f"content-type {answer.headers.get('content-type')!r}"
+            elif answer.body != want:
+                problem = "unexpected body"
+            if problem:
+                raise BenchError(
+                    f"{case.name}: wrong answer for {path[:60]}...: {problem}\n"
+                    f"    got:      {answer.body[:300]!r}\n    expected: {want[:300]!r}"
+                )
+            first = first or answer.body
+    finally:
+        client.close()
+    return first
+
+
+def _run_case(
+    case: Case,
+    procs: Processes,
+    tmp: Path,
+    pin: Pinning,
+    seconds: float,
+    warmup: float,
+    connections: int,
+) -> Outcome:
+    port = _free_port()
+    argv = pin.wrap([*case.argv, "--port", str(port)], pin.server)
+    log = tmp / f"server-{case.key}.log"
+    print(f"[{case.key}] {case.name}: starting on port {port}", flush=True)
+    proc = procs.start(case.name, argv, env=case.env, log=log)
+    try:
+        _wait_ready(case.name, proc, port, case.ready_path, log)
+        served = _verify(case, port)
+        print(f"[{case.key}] {case.name}: {len(case.paths)} readers answered as expected")
+        script = _lua_script(case.paths, tmp / f"wrk-{case.key}.lua")
+        warm = run_wrk(port, script, warmup, connections, pin)
+        if warm.non_2xx:
+            raise BenchError(f"{case.name}: {warm.non_2xx} non-2xx answers during warm-up")
+        before = _counters(port) if case.kairos else None
+        result = run_wrk(port, script, seconds, connections, pin)
+        outcome = Outcome(case, result, served)
+        if result.non_2xx:
+            raise BenchError(f"{case.name}: {result.non_2xx} non-2xx answers:\n{result.raw}")
+        if result.socket_errors:
+            outcome.notes.append(f"socket errors {result.socket_errors}")
+        if proc.poll() is not None:
+            raise BenchError(f"{case.name}: died during the run:\n{_tail(log)}")
+        if before is not None:
+            delta = _counters(port) - before
+            outcome.counters = delta
+            _check_counters(case, delta)
+        # Still right after the load?
+        _verify(replace(case, paths=case.paths[:5], expected=case.expected[:5]), port)
+        print(
+            f"[{case.key}] {case.name}: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
+            f"p99 {result.p99_ms:.2f} ms"
+            + (f", {'; '.join(outcome.notes)}" if outcome.notes else ""),
+            flush=True,
+        )
+        if outcome.counters is not None:
+            c = outcome.counters
+            print(
+                f"[{case.key}] {case.name}: /metrics during the run: profile cache "
+                f"hit +{c.hit:.0f}, miss +{c.miss:.0f}, stale +{c.stale:.0f}; "
+                f"feed 200s +{c.feed_ok:.0f}; fallbacks +{c.fallbacks:.0f}",
+                flush=True,
+            )
+        return outcome
+    finally:
+        procs.stop(proc)
+
+
+def _check_counters(case: Case, d: Counters) -> None:
+    if d.fallbacks:
+        raise BenchError(f"{case.name}: Kairos served {d.fallbacks:.0f} fallbacks under load")
+    if d.feed_ok <= 0:
+        raise BenchError(f"{case.name}: /metrics shows no feed answered during the run")
+    if case.cached:
+        if d.hit <= 0 or d.miss > 0.01 * (d.hit + d.miss):
+            raise BenchError(
+                f"{case.name}: expected profile cache hits, got hit +{d.hit:.0f}, "
+                f"miss +{d.miss:.0f}"
+            )
+    elif d.hit > 0 or d.miss <= 0:
+        raise BenchError(
+            f"{case.name}: expected every lookup to miss the cache, got hit +{d.hit:.0f}, "
+            f"miss +{d.miss:.0f}"
+        )
+
+
+# --- the whole bench --------------------------------------------------------------------
+
+
+def _uvicorn(app: str, *, factory: bool = False, app_dir: Path = ROOT) -> list[str]:
+    argv = [sys.executable, "-m", "uvicorn"]
+    if factory:
+        argv.append("--factory")
+    return [
+        *argv,
+        app,
+        "--app-dir", str(app_dir),
+        "--host", "127.0.0.1",
+        "--loop", "uvloop",
+        "--http", "httptools",
+        "--workers", "1",
+        "--no-access-log",
+        "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _base_env() -> dict[str, str]:
+    """This environment without any Kairos or Redis setting the caller may have set."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("KAIROS_", "BENCH_")) and k not in ("REDIS_URL", "WEB_CONCURRENCY")
+    }  # fmt: skip
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _kairos_env(redis_url: str, cache_ttl_ms: int) -> dict[str, str]:
+    return {
+        **_base_env(),
+        "KAIROS_ENV": "test",
+        "KAIROS_SECRET_KEYS": SECRET_KEY,
+        "REDIS_URL": redis_url,
+        "KAIROS_DEMO_DATA": "false",
+        "KAIROS_CACHE_TTL_MS": str(cache_ttl_ms),
+        "KAIROS_LOG_LEVEL": "WARNING",
+    }
+
+
+def bench(args: argparse.Namespace) -> int:
+    seconds = 3.0 if args.quick else float(args.duration)
+    warmup = 1.0 if args.quick else min(3.0, max(1.0, seconds / 5))
+    pin = _pinning(not args.no_pin)
+    for tool in ("wrk", "redis-server"):
+        if shutil.which(tool) is None:
+            raise BenchError(f"{tool} is not on PATH")
+    if pin.load is not None:
+        os.sched_setaffinity(0, {pin.load})
+
+    print("Kairos feeds bench")
+    print(
+        f"  python {platform.python_version()}, {os.cpu_count()} cores, pinning: {pin.describe()}"
+    )
+    print(
+        f"  wrk -t1 -c{args.connections} -d{seconds:.0f}s --latency "
+        f"(warm-up {warmup:.0f}s), {args.readers} readers cycled round-robin, feed '{FEED}'"
+    )
+    print(flush=True)
+
+    procs = Processes()
+    try:
+        with tempfile.TemporaryDirectory(prefix="kairos-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            return _bench(args, procs, tmp, pin, seconds, warmup)
+    finally:
+        procs.stop_all()
+
+
+def _bench(
+    args: argparse.Namespace,
+    procs: Processes,
+    tmp: Path,
+    pin: Pinning,
+    seconds: float,
+    warmup: float,
+) -> int:
+    redis_url, redis_port = _start_redis(procs, tmp, pin)
+    products = _products()
+    readers = _readers(args.readers)
+    asyncio.run(_seed(redis_url, products, readers))
+    expected = asyncio.run(_expected_feeds(products, readers))
+    print(
+        f"redis-server on port {redis_port}: seeded {len(products)} products, "
+        f"{len(readers)} readers (cart of 2 items each)",
+        flush=True,
+    )
+
+    tokens = Tokens((Secret(SECRET_KEY),))
+    feed_paths = [
+        f"/v1/feeds/{FEED}?{urlencode({'t': tokens.sign('feed', uid, FEED)})}" for uid, _ in readers
+    ]
+    feed_bodies = [expected[uid] for uid, _ in readers]
+    run = {"seconds": seconds, "warmup": warmup, "connections": args.connections}
+    outcomes: dict[str, Outcome] = {}
+
+    kairos = _uvicorn("app.app:factory", factory=True)
+    for key, name, what, ttl in (
+        ("a", "kairos-cached", "Kairos, profile from the in-process cache", 600_000),
+        ("b", "kairos-redis", "Kairos, profile read from Redis per request", 0),
+    ):
+        case = Case(
+            key, name, what, kairos, _kairos_env(redis_url, ttl), "/readyz",
+            feed_paths, feed_bodies, kairos=True, cached=ttl > 0,
+        )  # fmt: skip
+        outcomes[key] = _run_case(case, procs, tmp, pin, **run)
+
+    # (c) serves the body server (a) sent for the first reader, re-serialised per request;
+    # same URLs as (a), the token is ignored.
+    served = outcomes["a"].served
+    body_file = tmp / "feed-body.json"
+    body_file.write_bytes(served)
+    if orjson.dumps(orjson.loads(served)) != served:
+        raise BenchError("the feed body does not survive orjson.loads + orjson.dumps")
+    case_c = Case(
+        "c", "bare-static", "bare Starlette, orjson.dumps of the same feed dict",
+        _uvicorn("bare:static_app", app_dir=BENCH_DIR),
+        {**_base_env(), "BENCH_FEED_BODY": str(body_file)}, "/healthz",
+        feed_paths, [served] * len(feed_paths),
+    )  # fmt: skip
+    outcomes["c"] = _run_case(case_c, procs, tmp, pin, **run)
+
+    raw = redis.Redis.from_url(redis_url)
+    try:
+        stored = [raw.get(profile_key(uid)) for uid, _ in readers]
+    finally:
+        raw.close()
+    if any(s is None for s in stored):
+        raise BenchError("a seeded reader is missing from redis")
+    case_d = Case(
+        "d", "bare-redis", "bare Starlette, 1 redis.asyncio GET + orjson.loads/dumps",
+        _uvicorn("bare:redis_app", app_dir=BENCH_DIR),
+        {**_base_env(), "REDIS_URL": redis_url}, "/healthz",
+        [f"/v1/feeds/{FEED}?{urlencode({'u': uid})}" for uid, _ in readers],
+        [orjson.dumps(orjson.loads(s)) for s in stored],  # type: ignore[arg-type]
+    )  # fmt: skip
+    outcomes["d"] = _run_case(case_d, procs, tmp, pin, **run)
+
+    _report(outcomes)
+    return 0
+
+
+def _report(outcomes: dict[str, Outcome]) -> None:
+    print()
+    print(f"{'':2} {'server':<15} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  what")
+    for key, o in outcomes.items():
+        r = o.result
+        print(
+            f"{key:2} {o.case.name:<15} {r.rps:>9,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}  "
+            f"{o.case.what}"
+        )
+    print()
+    for num, den, target in TARGETS:
+        ratio = outcomes[num].result.rps / outcomes[den].result.rps
+        verdict = "PASS" if ratio >= target else "BELOW"
+        print(
+            f"{num}/{den} = {ratio:.2f}  (target >= {target:.1f})  {verdict}"
+            f"   [{outcomes[num].case.name} / {outcomes[den].case.name}]"
+        )
+    print(flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Kairos feed throughput against bare Starlette baselines (wrk).",
+    )
+    parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
+                        help="length of each measured run (default 10)")  # fmt: skip
+    parser.add_argument("--connections", type=int, default=64,
+                        help="wrk connections (default 64)")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="3 s runs: a smoke run")
+    parser.add_argument("--readers", type=int, default=1000,
+                        help="readers seeded and cycled through (default 1000)")  # fmt: skip
+    parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    args = parser.parse_args(argv)
+    if args.duration < 1 or args.connections < 1 or args.readers < 1:
+        parser.error("--duration, --connections and --readers must be at least 1")
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the finally blocks
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
+    try:
+        return bench(args)
+    except BenchError as exc:
+        print(f"\nbench: FAILED: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("\nbench: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            print(f"\nbench: stopped by a signal ({exc.code})", file=sys.stderr, flush=True)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Helpers shared by the test modules: constants, a real redis-server process, the ASGI
+client with the app's lifespan, and thin store wrappers (real stores that count or sleep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import redis
+from starlette.applications import Starlette
+
+from app.profiles.memory import MemoryStore
+from app.profiles.redis import CHANGES_CHANNEL, RedisStore
+from app.settings import PROJECT_ROOT, Secret
+from app.tokens import Tokens
+
+SECRET = "test-secret-key-0123456789-abcdefghijklmnop"  # >= 32 characters
+OLD_SECRET = "old-secret-key-0123456789-abcdefghijklmnopq"
+API_KEY = "test-api-key-0123456789"
+BASE_URL = "http://kairos.test"
+FALLBACKS_DIR = PROJECT_ROOT / "fallbacks"
+FEED_NAMES = ("profile", "cart", "recommendations")
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+TOKENS = Tokens((Secret(SECRET),))
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+ADA_PROFILE_ITEM = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "tier": "gold",
+    "loyalty_points": 1234,
+    "locale": "en-GB",
+}
+GRACE_PROFILE_ITEM = {
+    "first_name": "Grace",
+    "last_name": "Hopper",
+    "tier": "silver",
+    "loyalty_points": 310,
+    "locale": "en-US",
+}
+
+
+def feed_url(
+    feed: str, user: str, *, tokens: Tokens = TOKENS, resource: str | None = None, **query: Any
+) -> str:
+    """The path and query of a signed feed URL; `resource` signs for another feed name."""
+    ttl = query.pop("ttl_s", None)
+    token = tokens.sign("feed", user, resource or feed, ttl_s=ttl)
+    return f"/v1/feeds/{feed}?{urlencode({'t': token, **query})}"
+
+
+def fallback_body(feed: str) -> Any:
+    return json.loads((FALLBACKS_DIR / "feeds" / f"{feed}.json").read_text())
+
+
+def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is a JSON error `{"error": {"code": str, "message": str}}`."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert isinstance(error["code"], str) and error["code"]
+    assert isinstance(error["message"], str) and error["message"]
+    assert set(error) <= {"code", "message", "field"}
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    app: Starlette, *, raise_app_exceptions: bool = True
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and yield a client speaking HTTP to it in-process.
+
+    On Redis, start-up is over once the app listens for other servers' changes (a real
+    server is never stopped a millisecond after it started). Shutdown must finish within
+    SHUTDOWN_LIMIT_S: a hang fails the test instead of freezing the suite.
+    """
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    try:
+        await _listening_for_changes(app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            yield client
+    finally:
+        await _shut_down(lifespan)
+
+
+SHUTDOWN_LIMIT_S = 10.0
+
+
+async def _listening_for_changes(app: Starlette, within_s: float = 3.0) -> None:
+    store = app.state.services.store
+    if not isinstance(store, RedisStore):
+        return
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            [(_channel, count)] = await store.redis.pubsub_numsub(CHANGES_CHANNEL)
+        except (redis.exceptions.RedisError, OSError):
+            return  # redis is not there: nothing to wait for
+        if count >= 1:
+            await asyncio.sleep(0.01)  # past SUBSCRIBE, into its read loop
+            return
+        await asyncio.sleep(0.005)
+
+
+async def _shut_down(lifespan: Any) -> None:
+    exit_task = asyncio.ensure_future(lifespan.__aexit__(None, None, None))
+    done, _ = await asyncio.wait({exit_task}, timeout=SHUTDOWN_LIMIT_S)
+    if done:
+        exit_task.result()
+        return
+    # Unstick it so the rest of the suite runs, then fail this test.
+    for _ in range(20):
+        for task in asyncio.all_tasks():
+            if task.get_coro().__qualname__.endswith("follow_changes"):  # type: ignore[union-attr]
+                task.cancel()
+        done, _ = await asyncio.wait({exit_task}, timeout=1.0)
+        if done:
+            break
+    raise AssertionError(
+        f"the app's lifespan shutdown did not finish within {SHUTDOWN_LIMIT_S}s "
+        "(the pub/sub follower ignored its cancellation)"
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A real redis-server process on 127.0.0.1, no persistence, in its own directory."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                REDIS_SERVER,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5)
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+                try:
+                    if client.ping():
+                        return
+                except redis.exceptions.ConnectionError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not answer PING in time")
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+
+class _Instrumented:
+    """Mixin for a real store: counts `get` calls per reader and can be made slow."""
+
+    def _instrument(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.get_calls: Counter[str] = Counter()
+        self.active = 0
+
+    async def get(self, user_id: str) -> Any:
+        self.get_calls[user_id] += 1
+        self.active += 1
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return await super().get(user_id)  # type: ignore[misc]
+        finally:
+            self.active -= 1
+
+    async def drain(self, within_s: float = 5.0) -> None:
+        """Wait for reads still sleeping (loads that outlived a request's budget)."""
+        deadline = time.monotonic() + within_s
+        while self.active:
+            assert time.monotonic() < deadline, "store reads did not finish"
+            await asyncio.sleep(0.01)
+
+
+class InstrumentedMemoryStore(_Instrumented, MemoryStore):
+    def __init__(self, delay: float = 0.0) -> None:
+        MemoryStore.__init__(self)
+        self._instrument(delay)
+
+
+class InstrumentedRedisStore(_Instrumented, RedisStore):
+    def __init__(self, url: str, delay: float = 0.0, **kwargs: Any) -> None:
+        RedisStore.__init__(self, url, **kwargs)
+        self._instrument(delay)

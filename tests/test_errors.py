@@ -1,0 +1,112 @@
+"""Every error answer is JSON `{"error": {"code": str, "message": str}}`, whatever
+produced it: routing, auth, tokens, validation, body limits, the store."""
+
+from __future__ import annotations
+
+import pytest
+from support import AUTH, assert_error, feed_url, free_port, serve
+
+from app.app import create_app
+
+CASES = [
+    # (id, method, url, kwargs, status, code)
+    ("unknown route", "GET", "/nope", {}, 404, "not_found"),
+    ("unknown v1 route", "GET", "/v1/render", {}, 404, "not_found"),
+    ("wrong method on health", "POST", "/healthz", {}, 405, "method_not_allowed"),
+    ("wrong method on feed", "DELETE", "/v1/feeds/profile", {}, 405, "method_not_allowed"),
+    (
+        "wrong method on profiles",
+        "POST",
+        "/v1/profiles/ada",
+        {"json": {}},
+        405,
+        "method_not_allowed",
+    ),
+    ("missing token", "GET", "/v1/feeds/profile", {}, 403, "bad_token"),
+    ("bad token", "GET", "/v1/feeds/profile?t=abc.def", {}, 403, "bad_token"),
+    ("no api key", "GET", "/v1/profiles/ada", {}, 401, "unauthorized"),
+    ("bad user id", "GET", "/v1/profiles/a@b", {"headers": AUTH}, 400, "invalid_user_id"),
+    ("no profile", "GET", "/v1/profiles/nobody", {"headers": AUTH}, 404, "profile_not_found"),
+    (
+        "bad json",
+        "PUT",
+        "/v1/profiles/kj",
+        {"content": b"{", "headers": {**AUTH, "Content-Type": "application/json"}},
+        400,
+        "invalid_json",
+    ),
+    (
+        "not json",
+        "PUT",
+        "/v1/profiles/kj",
+        {"content": b"x", "headers": {**AUTH, "Content-Type": "text/plain"}},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "invalid field",
+        "PUT",
+        "/v1/profiles/kj",
+        {"json": {"x": 1}, "headers": AUTH},
+        422,
+        "invalid",
+    ),
+    (
+        "too large",
+        "PUT",
+        "/v1/profiles/kj",
+        {
+            "content": b"x" * (1024 * 1024 + 1),
+            "headers": {**AUTH, "Content-Type": "application/json"},
+        },
+        413,
+        "payload_too_large",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kwargs", "status", "code"),
+    [pytest.param(*case[1:], id=case[0]) for case in CASES],
+)
+async def test_error_shape(client, method: str, url: str, kwargs: dict, status: int, code: str):
+    r = await client.request(method, url, **kwargs)
+    assert_error(r, status, code)
+
+
+async def test_feed_errors_have_the_shape_too(client):
+    assert_error(await client.get(feed_url("nosuchfeed", "ada")), 404, "not_found")
+    assert_error(await client.get(feed_url("cart", "ada", limit="x")), 400, "bad_request")
+
+
+async def test_405_names_allowed_methods(client):
+    r = await client.post("/healthz")
+    assert_error(r, 405, "method_not_allowed")
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
+
+
+@pytest.mark.xfail(
+    reason="BUG: app/routes/profiles.py registers one Route per method for "
+    "/v1/profiles/{user_id}; Starlette answers a 405 from the first partial match (the GET "
+    "route), so `Allow` says 'GET, HEAD' though PUT, PATCH and DELETE are allowed too",
+    strict=True,
+)
+async def test_405_on_profiles_lists_every_method(client):
+    r = await client.post("/v1/profiles/ada", json={}, headers=AUTH)
+    assert_error(r, 405, "method_not_allowed")
+    allowed = set(r.headers["allow"].replace(" ", "").split(","))
+    assert {"GET", "PUT", "PATCH", "DELETE"} <= allowed
+
+
+async def test_store_unavailable_is_503_json(settings):
+    app = create_app(settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    async with serve(app) as client:
+        for method, kwargs in (
+            ("GET", {}),
+            ("PUT", {"json": {"tier": "gold"}}),
+            ("PATCH", {"json": {"tier": "gold"}}),
+            ("DELETE", {}),
+        ):
+            r = await client.request(method, "/v1/profiles/ada", headers=AUTH, **kwargs)
+            assert_error(r, 503, "store_unavailable")
+            assert r.headers["retry-after"] == "1"
