@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -21,11 +22,13 @@ from app.middleware.observe import ObserveMiddleware
 from app.openapi import spec
 from app.profiles.store import ProfileStore
 from app.responses import JSONResponse
-from app.routes import feeds, health, profiles
+from app.routes import feeds, health, opens, profiles, render
 from app.services import Services, build_services
 from app.settings import Settings
 
 log = logging.getLogger("kairos")
+
+SHUTDOWN_WAIT_S = 3.0
 
 
 def create_app(settings: Settings | None = None, *, store: ProfileStore | None = None) -> Starlette:
@@ -40,13 +43,17 @@ def create_app(settings: Settings | None = None, *, store: ProfileStore | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await _start(services)
-        follower = asyncio.create_task(services.profiles.follow_changes())
+        stop = asyncio.Event()
+        follower = asyncio.create_task(services.profiles.follow_changes(stop))
         try:
             yield
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            stop.set()
+            # The follower sees the flag within a second; cancel only as a last resort
+            # (a cancel can be lost inside redis-py's subscribe on Python 3.11).
+            done, _ = await asyncio.wait({follower}, timeout=SHUTDOWN_WAIT_S)
+            if not done:
+                follower.cancel()
             await services.store.close()
 
     app = Starlette(
@@ -55,11 +62,17 @@ def create_app(settings: Settings | None = None, *, store: ProfileStore | None =
             *feeds.routes(services),
             *health.routes(services),
             *profiles.routes(services),
+            *render.routes(services),
+            *opens.routes(services),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         middleware=[
             Middleware(ObserveMiddleware, metrics=services.metrics),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=settings.max_body_bytes,
+                exempt=("/v1/render/batch",),
+            ),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
@@ -91,6 +104,9 @@ async def _start(services: Services) -> None:
         services.metrics.store_up.set(0)
         log.warning("profile store %s is unreachable at start-up: %s", services.store.name, exc)
     log.info("kairos ready: store=%s budget=%dms", services.store.name, settings.budget_ms)
+    # What start-up built (modules, settings, demo data) lives as long as the process:
+    # move it out of the collector's sight so full collections under load stay short.
+    gc.freeze()
 
 
 def factory() -> Starlette:

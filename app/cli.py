@@ -12,13 +12,19 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import orjson
 
-from app.errors import KairosError
+from app.demo import load_demo
+from app.errors import KairosError, StoreUnavailable
 from app.feeds import FEEDS
 from app.importer import BadImportLine, product_row, profile_row, read_jsonl
 from app.profiles.redis import RedisStore
-from app.profiles.schema import check_user_id
+from app.profiles.schema import check_user_id, inline_profile
 from app.progress import Progress
+from app.render.check import check_all
+from app.render.links import Links, UnsafeTarget, check_target
+from app.render.mime import mime_message
+from app.services import build_services
 from app.settings import ConfigError, Settings
 from app.tokens import Tokens
 
@@ -37,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KairosError as exc:
         print(f"kairos: {exc.message}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:
+        print(f"kairos: the store is unavailable: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -60,6 +69,27 @@ def _parser() -> argparse.ArgumentParser:
     feed.add_argument("--campaign")
     feed.add_argument("--ttl", type=int, metavar="SECONDS", help="expire after this long")
     feed.set_defaults(run=_sign_feed)
+    pixel = sign_sub.add_parser("pixel", help="an open-pixel URL")
+    pixel.add_argument("--user", required=True)
+    pixel.add_argument("--campaign")
+    pixel.set_defaults(run=_sign_pixel)
+    click = sign_sub.add_parser("click", help="a click URL that redirects to --url")
+    click.add_argument("--user", required=True)
+    click.add_argument("--campaign")
+    click.add_argument("--url", required=True, help="absolute http(s) target")
+    click.set_defaults(run=_sign_click)
+
+    render = sub.add_parser("render", help="render a template for one reader")
+    render.add_argument("template")
+    render.add_argument("--user", required=True)
+    render.add_argument("--profile", type=Path, help="a JSON profile instead of the store's")
+    render.add_argument("--campaign")
+    render.add_argument("--format", choices=["html", "amp", "text", "mime", "json"], default="html")
+    render.set_defaults(run=_render)
+
+    check = sub.add_parser("check", help="compile and validate every block and template")
+    check.add_argument("--no-amp", action="store_true", help="skip the AMP validator")
+    check.set_defaults(run=_check)
 
     imp = sub.add_parser("import", help="load JSONL files into the store")
     imp.add_argument("kind", choices=["profiles", "catalog"])
@@ -111,6 +141,74 @@ def _sign_feed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sign_pixel(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    check_user_id(args.user)
+    links = Links(Tokens(settings.secret_keys), settings.public_url, args.user, args.campaign, "")
+    print(links.pixel())
+    return 0
+
+
+def _sign_click(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    check_user_id(args.user)
+    try:
+        check_target(args.url)
+    except UnsafeTarget as exc:
+        print(f"kairos: {exc}", file=sys.stderr)
+        return 2
+    links = Links(Tokens(settings.secret_keys), settings.public_url, args.user, args.campaign, "")
+    print(links.click(args.url))
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    check_user_id(args.user)
+    profile = None
+    if args.profile is not None:
+        try:
+            profile = inline_profile(orjson.loads(args.profile.read_bytes()))
+        except (OSError, orjson.JSONDecodeError) as exc:
+            print(f"kairos: cannot read {args.profile}: {exc}", file=sys.stderr)
+            return 2
+    return asyncio.run(_render_async(args, profile))
+
+
+async def _render_async(args: argparse.Namespace, profile: dict[str, Any] | None) -> int:
+    services = build_services(Settings.from_env())
+    try:
+        if services.settings.demo_data:
+            await load_demo(services.store)
+        formats = ("html", "amp", "text") if args.format in ("mime", "json") else (args.format,)
+        result = await services.renderer.render(
+            args.template, args.user, profile=profile, campaign=args.campaign, formats=formats
+        )
+    finally:
+        await services.store.close()
+    if args.format == "mime":
+        sys.stdout.buffer.write(mime_message(result))
+    elif args.format == "json":
+        sys.stdout.buffer.write(orjson.dumps(result.body(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        output = getattr(result, args.format)
+        if output is None:
+            print(f"kairos: no {args.format} part: {'; '.join(result.warnings)}", file=sys.stderr)
+            return 1
+        sys.stdout.write(output)
+    for fallback in result.fallbacks:
+        print(f"fallback: {fallback['block']}: {fallback['reason']}", file=sys.stderr)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    problems = check_all(settings, amp=not args.no_amp)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print("kairos check: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
 def _import(args: argparse.Namespace) -> int:
     path: Path = args.file
     if not path.is_file():
@@ -131,7 +229,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _rows(kind: str, path: Path, errors: list[str]) -> Iterable[Any]:
-    for number, row in _lines(path, errors):
+    for number, row in read_jsonl(path, errors):
         try:
             yield (
                 profile_row(path, number, row)
@@ -140,13 +238,6 @@ def _rows(kind: str, path: Path, errors: list[str]) -> Iterable[Any]:
             )
         except BadImportLine as exc:
             errors.append(str(exc))
-
-
-def _lines(path: Path, errors: list[str]) -> Iterable[tuple[int, dict[str, Any]]]:
-    try:
-        yield from read_jsonl(path)
-    except BadImportLine as exc:
-        errors.append(str(exc))
 
 
 async def _import_redis(kind: str, path: Path, store: RedisStore) -> int:

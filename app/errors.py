@@ -65,6 +65,10 @@ class StoreUnavailable(Exception):
     """The profile store cannot answer; callers serve cached or fallback content."""
 
 
+class CorruptData(Exception):
+    """The store answered, but what it holds for one key cannot be read."""
+
+
 _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -106,7 +110,16 @@ def store_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
+def corrupt_data_handler(request: Request, exc: Exception) -> Response:
+    log.error("unreadable stored data on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"error": {"code": "invalid_stored_data", "message": "the stored data is unreadable"}},
+        status_code=500,
+    )
+
+
 EXCEPTION_HANDLERS = {
+    CorruptData: corrupt_data_handler,
     KairosError: kairos_error_handler,
     StoreUnavailable: store_error_handler,
     HTTPException: http_error_handler,

@@ -15,8 +15,9 @@ class BadImportLine(ValueError):
     """A line of an import file is invalid; the message names the file and line."""
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; `BadImportLine` on bad JSON."""
+def read_jsonl(path: Path, errors: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line. A bad line raises `BadImportLine`,
+    or, when an `errors` list is given, is reported there and skipped."""
     with path.open("rb") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -24,10 +25,15 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 row = orjson.loads(line)
             except orjson.JSONDecodeError as exc:
-                raise BadImportLine(f"{path}:{number}: not valid JSON: {exc}") from None
-            if not isinstance(row, dict):
-                raise BadImportLine(f"{path}:{number}: each line must be a JSON object")
-            yield number, row
+                problem = f"{path}:{number}: not valid JSON: {exc}"
+            else:
+                if isinstance(row, dict):
+                    yield number, row
+                    continue
+                problem = f"{path}:{number}: each line must be a JSON object"
+            if errors is None:
+                raise BadImportLine(problem)
+            errors.append(problem)
 
 
 def profile_row(path: Path, number: int, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:

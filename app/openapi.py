@@ -28,6 +28,36 @@ USER_ID = {
 }
 PROFILE = {"$ref": "#/components/schemas/Profile"}
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+RENDER_REQUEST = {
+    "type": "object",
+    "required": ["template", "user_id"],
+    "properties": {
+        "template": {"type": "string"},
+        "user_id": {"type": "string"},
+        "profile": {"$ref": "#/components/schemas/Profile"},
+        "campaign": {"type": "string"},
+        "formats": {"type": "array", "items": {"enum": ["html", "amp", "text"]}},
+    },
+}
+RENDER_RESULT = {
+    "type": "object",
+    "properties": {
+        "subject": {"type": "string"},
+        "preheader": {"type": "string"},
+        "html": {"type": ["string", "null"]},
+        "amp": {"type": ["string", "null"]},
+        "text": {"type": ["string", "null"]},
+        "segments": {"type": "array", "items": {"type": "string"}},
+        "variant": {"type": "string"},
+        "fallbacks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"block": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        },
+    },
+}
 
 
 def spec(public_url: str) -> dict[str, Any]:
@@ -38,6 +68,9 @@ def spec(public_url: str) -> dict[str, Any]:
         "info": {"title": "Kairos", "version": __version__},
         "servers": [{"url": public_url}],
         "paths": {
+            "/openapi.json": {
+                "get": {"summary": "This description", "responses": {"200": _json("OpenAPI")}}
+            },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _json("alive")}}},
             "/readyz": {
                 "get": {
@@ -92,6 +125,149 @@ def spec(public_url: str) -> dict[str, Any]:
                         "400": _error("bad query parameter"),
                         "403": _error("bad token or sender not allowed"),
                         "404": _error("unknown feed"),
+                    },
+                }
+            },
+            "/v1/render": {
+                "post": {
+                    "summary": "Render a template for one reader (send time)",
+                    "security": BEARER,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": RENDER_REQUEST}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "the rendered email; with Accept: message/rfc822 "
+                            "a MIME multipart/alternative (text/plain, text/x-amp-html, "
+                            "text/html)",
+                            "content": {
+                                "application/json": {"schema": RENDER_RESULT},
+                                "message/rfc822": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "401": _error("missing or invalid API key"),
+                        "404": _error("unknown template"),
+                        "422": _error("invalid field, or the template does not compile"),
+                    },
+                }
+            },
+            "/v1/render/{template}": {
+                "get": {
+                    "summary": "Render for one reader, for ESPs that can only GET",
+                    "security": BEARER,
+                    "parameters": [
+                        {
+                            "name": "template",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "user_id",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {"name": "campaign", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "formats",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "comma list of html, amp, text",
+                        },
+                    ],
+                    "responses": {
+                        "200": _json("the rendered email", RENDER_RESULT),
+                        "401": _error("missing or invalid API key"),
+                        "404": _error("unknown template"),
+                        "422": _error("invalid field, or the template does not compile"),
+                    },
+                }
+            },
+            "/v1/render/batch": {
+                "post": {
+                    "summary": "Render many readers: NDJSON in, NDJSON out, streamed",
+                    "security": BEARER,
+                    "parameters": [
+                        {
+                            "name": "template",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "default template for lines without one",
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/x-ndjson": {"schema": RENDER_REQUEST}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "one line per input line, in order: the render "
+                            "with `line` and `user_id`, or `line`, `user_id` and `error`",
+                            "content": {"application/x-ndjson": {"schema": RENDER_RESULT}},
+                        },
+                        "401": _error("missing or invalid API key"),
+                        "415": _error("not NDJSON"),
+                    },
+                }
+            },
+            "/v1/templates": {
+                "get": {
+                    "summary": "The templates, their blocks, variants and samples",
+                    "security": BEARER,
+                    "responses": {"200": _json("templates"), "401": _error("no API key")},
+                }
+            },
+            "/v1/preview": {
+                "post": {
+                    "summary": "Render a template with one of its sample profiles",
+                    "security": BEARER,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {
+                        "200": _json("the rendered email", RENDER_RESULT),
+                        "404": _error("unknown template or sample"),
+                        "422": _error("invalid field or broken template"),
+                    },
+                }
+            },
+            "/c/{token}": {
+                "get": {
+                    "summary": "A reader's click: redirects to the signed target only",
+                    "parameters": [
+                        {
+                            "name": "token",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "302": {"description": "to the target signed in the token"},
+                        "403": _error("bad token"),
+                    },
+                }
+            },
+            "/v1/px/{token}.gif": {
+                "get": {
+                    "summary": "The open pixel: a 1x1 GIF",
+                    "parameters": [
+                        {
+                            "name": "token",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "1x1 GIF",
+                            "content": {"image/gif": {"schema": {"type": "string"}}},
+                        },
+                        "403": _error("bad token"),
                     },
                 }
             },

@@ -14,6 +14,7 @@ from app.profiles.cache import CachedProfiles
 from app.profiles.memory import MemoryStore
 from app.profiles.redis import RedisStore
 from app.profiles.store import ProfileStore
+from app.render.renderer import Renderer
 from app.settings import Settings
 from app.tokens import Tokens
 
@@ -28,6 +29,7 @@ class Services:
     catalog: Catalog
     fallbacks: Fallbacks
     amp_cors: AmpCors
+    renderer: Renderer
 
     @property
     def store(self) -> ProfileStore:
@@ -48,19 +50,35 @@ def build_store(settings: Settings) -> ProfileStore:
 def build_services(settings: Settings, store: ProfileStore | None = None) -> Services:
     metrics = Metrics()
     store = store or build_store(settings)
+    tokens = Tokens(settings.secret_keys)
+    profiles = CachedProfiles(
+        store,
+        metrics,
+        ttl_s=settings.cache_ttl_s,
+        size=settings.cache_size,
+        retry_s=settings.store_retry_ms / 1000,
+    )
+    catalog = Catalog(store)
+    renderer = Renderer(
+        blocks_dir=settings.blocks_dir,
+        templates_dir=settings.templates_dir,
+        tokens=tokens,
+        profiles=profiles,
+        catalog=catalog,
+        metrics=metrics,
+        public_url=settings.public_url,
+        budget_s=settings.budget_s,
+        reload=settings.reload_templates,
+    )
+    renderer.load()
     return Services(
         settings=settings,
         metrics=metrics,
-        tokens=Tokens(settings.secret_keys),
+        tokens=tokens,
         api_keys=ApiKeys(settings.api_keys),
-        profiles=CachedProfiles(
-            store,
-            metrics,
-            ttl_s=settings.cache_ttl_s,
-            size=settings.cache_size,
-            retry_s=settings.store_retry_ms / 1000,
-        ),
-        catalog=Catalog(store),
+        profiles=profiles,
+        catalog=catalog,
         fallbacks=Fallbacks(settings.fallbacks_dir, metrics, list(FEEDS)),
         amp_cors=AmpCors(settings.amp_senders),
+        renderer=renderer,
     )

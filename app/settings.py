@@ -65,6 +65,9 @@ class Settings:
     store_retry_ms: int = 500
     demo_data: bool = True
     fallbacks_dir: Path = PROJECT_ROOT / "fallbacks"
+    blocks_dir: Path = PROJECT_ROOT / "blocks"
+    templates_dir: Path = PROJECT_ROOT / "templates"
+    reload_templates: bool = True
     log_level: str = "INFO"
     generated_secret: bool = field(default=False, compare=False)
 
@@ -144,6 +147,13 @@ class Settings:
         if not fallbacks_dir.is_dir():
             raise ConfigError(f"KAIROS_FALLBACKS_DIR {str(fallbacks_dir)!r} is not a directory")
 
+        folders = {}
+        for name, var in (("blocks", "KAIROS_BLOCKS_DIR"), ("templates", "KAIROS_TEMPLATES_DIR")):
+            folder = Path(e.get(var, str(PROJECT_ROOT / name)))
+            if not folder.is_dir():
+                raise ConfigError(f"{var} {str(folder)!r} is not a directory")
+            folders[name] = folder
+
         log_level = e.get("KAIROS_LOG_LEVEL", "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("KAIROS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
@@ -165,6 +175,9 @@ class Settings:
             store_retry_ms=_int(e, "KAIROS_STORE_RETRY_MS", 500, 0, 60_000),
             demo_data=_bool(e, "KAIROS_DEMO_DATA", default=not production and not redis_url),
             fallbacks_dir=fallbacks_dir,
+            blocks_dir=folders["blocks"],
+            templates_dir=folders["templates"],
+            reload_templates=_bool(e, "KAIROS_RELOAD_TEMPLATES", default=not production),
             log_level=log_level,
             generated_secret=generated,
         )
@@ -189,6 +202,9 @@ ENV_VARS = (
     "KAIROS_STORE_RETRY_MS",
     "KAIROS_DEMO_DATA",
     "KAIROS_FALLBACKS_DIR",
+    "KAIROS_BLOCKS_DIR",
+    "KAIROS_TEMPLATES_DIR",
+    "KAIROS_RELOAD_TEMPLATES",
     "KAIROS_LOG_LEVEL",
     "KAIROS_DEV_SECRET_FILE",
 )
@@ -230,14 +246,25 @@ def _development_secret(e: Mapping[str, str]) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        key = path.read_text().strip()
-        if len(key) >= MIN_SECRET_LENGTH:
-            return key
-        raise ConfigError(f"development key file {path} is damaged: delete it") from None
+        if path.parent.is_dir():
+            return _read_development_secret(path)
+        fd = -1
     except OSError:
+        fd = -1
+    if fd < 0:
         log.warning("cannot write %s: using a key for this process only", path)
         return secrets.token_urlsafe(48)
     key = secrets.token_urlsafe(48)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")
+    return key
+
+
+def _read_development_secret(path: Path) -> str:
+    try:
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the development key file {path}: {exc}") from None
+    if len(key) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"development key file {path} is damaged: delete it")
     return key

@@ -287,7 +287,9 @@ async def _expected_feeds(
     out = {}
     for user_id, profile in readers:
         stored = orjson.loads(orjson.dumps(profile))
-        items = await FEEDS[FEED](FeedContext(stored, catalog, DEFAULT_LIMIT, asyncio.get_running_loop().time() + 60))
+        items = await FEEDS[FEED](
+            FeedContext(stored, catalog, DEFAULT_LIMIT, asyncio.get_running_loop().time() + 60)
+        )
         if not items:
             raise BenchError(f"reader {user_id} has an empty cart feed: the bench data is wrong")
         out[user_id] = orjson.dumps({"items": items})

@@ -1,5 +1,5 @@
 """CachedProfiles: TTL cache, single-flight, time budget, stale copies, store outages,
-invalidation by writes."""
+unreadable stored values, invalidation by writes, following other servers' changes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import time
 import pytest
 from support import InstrumentedMemoryStore, RedisServer
 
+from app.app import SHUTDOWN_WAIT_S
 from app.errors import StoreUnavailable
 from app.metrics import Metrics
-from app.profiles.cache import BUDGET, STORE_DOWN, CachedProfiles, Lookup
+from app.profiles.cache import BUDGET, INVALID, STORE_DOWN, CachedProfiles, Lookup
 from app.profiles.memory import MemoryStore
 from app.profiles.redis import CHANGES_CHANNEL, RedisStore
 
@@ -229,6 +230,81 @@ async def test_load_started_before_a_write_does_not_fill_the_cache():
     assert store.get_calls["ada"] == 2
 
 
+async def test_write_to_another_reader_does_not_stop_a_load_filling_the_cache():
+    # Regression: one global write epoch meant a write to *any* reader kept every load
+    # in flight at that moment out of the cache; only this reader's writes matter now.
+    store = ReadThenSleepStore(delay=0.1)
+    await store.put("ada", ADA)
+    profiles, _ = cached(store)
+
+    slow_read = asyncio.create_task(profiles.get("ada", 1.0))
+    await asyncio.sleep(0.02)
+    await profiles.put("grace", {"first_name": "Grace"})
+    assert await slow_read == Lookup(ADA, "store")
+
+    assert await profiles.get("ada", 1.0) == Lookup(ADA, "cache")
+    assert store.get_calls["ada"] == 1
+
+
+@pytest.mark.parametrize("forget", ["invalidate", "clear"])
+async def test_load_overtaken_by_invalidate_or_clear_does_not_fill_the_cache(forget: str):
+    store = ReadThenSleepStore(delay=0.1)
+    await store.put("ada", ADA)
+    profiles, _ = cached(store)
+
+    slow_read = asyncio.create_task(profiles.get("ada", 1.0))
+    await asyncio.sleep(0.02)
+    await store.put("ada", {"first_name": "Augusta"})  # changed behind the cache...
+    if forget == "invalidate":
+        profiles.invalidate("ada")  # ...and announced by another server
+    else:
+        profiles.clear()
+    assert (await slow_read).profile == ADA
+
+    store.delay = 0
+    assert await profiles.get("ada", 1.0) == Lookup({"first_name": "Augusta"}, "store")
+    assert await profiles.get("ada", 1.0) == Lookup({"first_name": "Augusta"}, "cache")
+
+
+async def test_load_started_after_a_write_fills_the_cache_though_an_older_one_lands_later():
+    store = ReadThenSleepStore(delay=0.15)
+    await store.put("ada", ADA)
+    profiles, _ = cached(store)
+
+    old_read = asyncio.create_task(profiles.get("ada", 1.0))
+    await asyncio.sleep(0.02)
+    await profiles.put("ada", {"first_name": "Augusta"})
+    store.delay = 0.05
+    # a new load, registered after the write: it lands first and is cached
+    assert await profiles.get("ada", 1.0) == Lookup({"first_name": "Augusta"}, "store")
+    assert (await old_read).profile == ADA  # the older load lands afterwards...
+    # ...and neither replaces the newer cached copy nor drops it
+    assert await profiles.get("ada", 1.0) == Lookup({"first_name": "Augusta"}, "cache")
+    assert store.get_calls["ada"] == 2
+
+
+async def test_unreadable_value_is_invalid_data_for_that_reader_only(redis_url, redis_client):
+    # Regression: a stored value that is not JSON raised StoreUnavailable, and the cache
+    # then marked the whole store down for retry_s: every other uncached reader fell back.
+    store = RedisStore(redis_url)
+    await store.put("ada", ADA)
+    redis_client.set("kairos:{bad}:profile", b"{not json")
+    profiles, metrics = cached(store, retry_s=60)
+    try:
+        assert await profiles.get("bad", 1.0) == Lookup(None, "none", INVALID)
+        # the store is not marked down: other readers are read and cached as usual
+        assert await profiles.get("ada", 1.0) == Lookup(ADA, "store")
+        assert await profiles.get("ada", 1.0) == Lookup(ADA, "cache")
+        errors = metrics.registry.get_sample_value("kairos_store_errors_total", {"store": "redis"})
+        assert not errors
+        # nothing was cached for the unreadable reader: once repaired, it is served
+        assert await profiles.get("bad", 1.0) == Lookup(None, "none", INVALID)
+        await profiles.put("bad", {"first_name": "Fixed"})
+        assert await profiles.get("bad", 1.0) == Lookup({"first_name": "Fixed"}, "store")
+    finally:
+        await store.close()
+
+
 async def test_read_through_bypasses_the_cache():
     store = InstrumentedMemoryStore()
     await store.put("ada", ADA)
@@ -255,18 +331,22 @@ async def _subscribed(store: RedisStore, within_s: float = 3.0) -> None:
         await asyncio.sleep(0.005)
 
 
-async def _stop(task: asyncio.Task) -> bool:
-    """Cancel `task`; True when one cancellation was enough to end it within 1.5 s.
-    (Keeps cancelling afterwards, so nothing is left running.)"""
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=1.5)
+# The follower sees its stop flag between two bounded 1 s waits for a message.
+STOP_WITHIN_S = 2.0
+
+
+async def _stop(stop: asyncio.Event, task: asyncio.Task) -> bool:
+    """Set `stop`; True when that alone ended `task` within STOP_WITHIN_S, without an
+    error. (Cancels it afterwards if it did not, so nothing is left running.)"""
+    stop.set()
+    done, _ = await asyncio.wait({task}, timeout=STOP_WITHIN_S)
     for _ in range(10):
         if task.done():
             break
         task.cancel()
         await asyncio.wait({task}, timeout=1.5)
     assert task.done()
-    return bool(done)
+    return bool(done) and not task.cancelled() and task.exception() is None
 
 
 async def _until(check, within_s: float = 2.0):
@@ -278,8 +358,12 @@ async def _until(check, within_s: float = 2.0):
 
 
 async def test_embedded_store_has_no_changes_to_follow():
-    profiles, _ = cached(InstrumentedMemoryStore())
-    await asyncio.wait_for(profiles.follow_changes(), 1.0)  # returns at once
+    store = InstrumentedMemoryStore()
+    stop = asyncio.Event()
+    assert store.changes(stop) is None
+    profiles, _ = cached(store)
+    await asyncio.wait_for(profiles.follow_changes(stop), 1.0)  # returns at once
+    assert not stop.is_set()
 
 
 async def test_follower_drops_what_another_server_changed(redis_url):
@@ -288,7 +372,8 @@ async def test_follower_drops_what_another_server_changed(redis_url):
     other, _ = cached(theirs)
     await theirs.put("ada", ADA)
     await theirs.put("grace", {"first_name": "Grace"})
-    follower = asyncio.create_task(profiles.follow_changes())
+    stop = asyncio.Event()
+    follower = asyncio.create_task(profiles.follow_changes(stop))
     try:
         await _subscribed(ours)
         assert (await profiles.get("ada", 1.0)).source == "store"
@@ -320,9 +405,10 @@ async def test_follower_drops_what_another_server_changed(redis_url):
 
         await _until(ada_gone)
     finally:
-        await _stop(follower)
+        stopped = await _stop(stop, follower)
         await ours.close()
         await theirs.close()
+    assert stopped, "the follower did not stop when told to"
 
 
 async def test_follower_keeps_going_through_a_redis_outage(tmp_path):
@@ -330,7 +416,8 @@ async def test_follower_keeps_going_through_a_redis_outage(tmp_path):
     server.start()
     store = RedisStore(server.url, timeout_s=0.2)
     profiles, _ = cached(store, ttl_s=30)
-    follower = asyncio.create_task(profiles.follow_changes(retry_s=0.05))
+    stop = asyncio.Event()
+    follower = asyncio.create_task(profiles.follow_changes(stop, retry_s=0.05))
     try:
         await store.put("ada", ADA)
         await _subscribed(store)
@@ -340,6 +427,17 @@ async def test_follower_keeps_going_through_a_redis_outage(tmp_path):
         await asyncio.sleep(0.2)
         assert not follower.done()  # it did not die with the connection
         server.start()
+
+        # The pooled connections died with the server, and the store does not retry:
+        # its first call on each of them fails. (The follower has its own connection.)
+        async def store_answers():
+            try:
+                await store.ping()
+            except StoreUnavailable:
+                return False
+            return True
+
+        await _until(store_answers)
         await store.put("ada", {"first_name": "Augusta"})
         # changes missed while not listening are unknown: fresh copies were dropped
         assert (await profiles.get("ada", 1.0)).profile == {"first_name": "Augusta"}
@@ -353,31 +451,91 @@ async def test_follower_keeps_going_through_a_redis_outage(tmp_path):
 
         await _until(changed)
     finally:
-        await _stop(follower)
+        stopped = await _stop(stop, follower)
         await store.close()
         server.stop()
+    assert stopped, "the follower did not stop when told to"
 
 
-@pytest.mark.xfail(
-    reason="BUG: app/profiles/cache.py follow_changes / app/profiles/redis.py "
-    "_follow_changes stop only by task cancellation, and on Python 3.11 redis-py can "
-    "swallow a cancellation that lands while PubSub.subscribe() is sending (it uses "
-    "asyncio.wait_for, which drops the cancel when the inner send finished at the same "
-    "moment); the loop then polls get_message(timeout=1.0) forever and the lifespan's "
-    "`await follower` (app/app.py) never returns: shutdown hangs",
-    strict=True,
-)
-async def test_follower_stops_when_cancelled_soon_after_start(redis_url):
-    stuck_at = None
-    for steps in range(40):
+async def test_follower_stops_while_redis_is_down(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    store = RedisStore(server.url, timeout_s=0.2)
+    profiles, _ = cached(store)
+    stop = asyncio.Event()
+    # a long retry pause: only the stop flag can end it early
+    follower = asyncio.create_task(profiles.follow_changes(stop, retry_s=30))
+    try:
+        await _subscribed(store)
+        server.stop()
+        await asyncio.sleep(0.3)  # it lost its connection and waits to retry
+        assert not follower.done()
+    finally:
+        stopped = await _stop(stop, follower)
+        await store.close()
+        server.stop()
+    assert stopped, "the follower did not stop while waiting to retry"
+
+
+async def test_follower_stops_when_told_to_and_unsubscribes(redis_url):
+    store = RedisStore(redis_url)
+    profiles, _ = cached(store)
+    stop = asyncio.Event()
+    follower = asyncio.create_task(profiles.follow_changes(stop))
+    try:
+        await _subscribed(store)
+        start = time.monotonic()
+        assert await _stop(stop, follower), "the follower did not stop when told to"
+        assert time.monotonic() - start < STOP_WITHIN_S
+        # its own connection is closed: no subscriber is left on the channel
+        [(_channel, count)] = await store.redis.pubsub_numsub(CHANGES_CHANNEL)
+        assert count == 0
+        await store.ping()  # the store itself stays usable
+    finally:
+        follower.cancel()
+        await store.close()
+
+
+async def test_follower_stops_when_told_to_soon_after_start(redis_url):
+    # Regression: the follower could only be stopped by cancelling its task, and on
+    # Python 3.11 redis-py can swallow a cancellation that lands while PubSub.subscribe()
+    # is sending; it then polled forever and the app's shutdown hung. It now stops on an
+    # event, whichever step of its start-up it is at when the event is set.
+    async def start_then_stop(steps: int) -> bool:
         store = RedisStore(redis_url)
         profiles, _ = cached(store)
-        follower = asyncio.create_task(profiles.follow_changes())
-        for _ in range(steps):  # let it get that many event-loop turns into start-up
-            await asyncio.sleep(0)
-        stopped = await _stop(follower)
-        await store.close()
-        if not stopped:
-            stuck_at = steps
-            break
-    assert stuck_at is None, f"cancelled after {stuck_at} loop turns, it kept running"
+        stop = asyncio.Event()
+        follower = asyncio.create_task(profiles.follow_changes(stop))
+        try:
+            for _ in range(steps):  # let it get that many event-loop turns into start-up
+                await asyncio.sleep(0)
+            return await _stop(stop, follower)
+        finally:
+            await store.close()
+
+    steps = range(40)
+    stopped = await asyncio.gather(*(start_then_stop(n) for n in steps))
+    stuck = [n for n, ok in zip(steps, stopped, strict=True) if not ok]
+    assert not stuck, f"told to stop after these many loop turns, it kept running: {stuck}"
+
+
+async def test_app_shutdown_stops_the_follower_without_cancelling_it(redis_app):
+    # Regression: the lifespan cancelled the follower and awaited it, which could hang
+    # forever (see above); it now sets the stop flag and cancels only after
+    # SHUTDOWN_WAIT_S, as a last resort.
+    lifespan = redis_app.router.lifespan_context(redis_app)
+    await lifespan.__aenter__()
+    store = redis_app.state.services.store
+    try:
+        await _subscribed(store)
+        [follower] = [
+            t
+            for t in asyncio.all_tasks()
+            if t.get_coro().__qualname__.endswith("follow_changes")  # type: ignore[union-attr]
+        ]
+    finally:
+        start = time.monotonic()
+        await asyncio.wait_for(lifespan.__aexit__(None, None, None), SHUTDOWN_WAIT_S + 5)
+    assert time.monotonic() - start < SHUTDOWN_WAIT_S
+    assert follower.done() and not follower.cancelled()
+    assert follower.exception() is None

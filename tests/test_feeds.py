@@ -414,36 +414,66 @@ async def test_redis_unreachable_from_the_start(settings):
         assert (await client.get("/healthz")).status_code == 200
 
 
-@pytest.mark.xfail(
-    reason="BUG: app/profiles/redis.py _loads raises StoreUnavailable for one reader's "
-    "non-JSON value; app/profiles/cache.py _load then marks the whole store down for "
-    "KAIROS_STORE_RETRY_MS, so every other uncached reader gets the store-unavailable "
-    "fallback",
-    strict=True,
-)
 async def test_one_corrupt_value_does_not_take_other_readers_down(
     settings, redis_url, redis_client
 ):
-    app = create_app(settings(REDIS_URL=redis_url, KAIROS_DEMO_DATA="true"))
+    # Regression: one reader's value that is not JSON raised StoreUnavailable, and the
+    # cache then marked the whole store down for KAIROS_STORE_RETRY_MS: every other
+    # uncached reader got the store-unavailable fallback.
+    app = create_app(
+        settings(REDIS_URL=redis_url, KAIROS_DEMO_DATA="true", KAIROS_STORE_RETRY_MS=60_000)
+    )
     async with serve(app) as client:
         redis_client.set("kairos:{corrupt}:profile", b"{not json")
-        r = await client.get(feed_url("profile", "corrupt"))
-        assert r.status_code == 200
-        assert "x-kairos-fallback" in r.headers
+        for feed in ("profile", "cart", "recommendations"):
+            r = await client.get(feed_url(feed, "corrupt"))
+            assert r.status_code == 200
+            assert r.headers["x-kairos-fallback"] == "invalid-data"
+            assert r.json() == fallback_body(feed)
 
         r = await client.get(feed_url("profile", "ada"))
         assert r.headers.get("x-kairos-fallback") is None
         assert r.json() == {"items": [ADA_PROFILE_ITEM]}
+        r = await client.get(feed_url("profile", "grace"))
+        assert r.headers.get("x-kairos-fallback") is None
+        assert r.json() == {"items": [GRACE_PROFILE_ITEM]}
+        assert (await client.get("/readyz")).status_code == 200
+
+        # the API refuses to serve what it cannot read, and lets a PUT repair it
+        r = await client.get("/v1/profiles/corrupt", headers=AUTH)
+        assert_error(r, 500, "invalid_stored_data")
+        r = await client.put("/v1/profiles/corrupt", json=ADA_PROFILE_ITEM, headers=AUTH)
+        assert r.status_code == 201
+        r = await client.get(feed_url("profile", "corrupt"))
+        assert r.headers.get("x-kairos-fallback") is None
+        assert r.json() == {"items": [ADA_PROFILE_ITEM]}
 
 
-@pytest.mark.xfail(
-    reason="BUG: app/profiles/redis.py _follow_changes takes its pub/sub connection from "
-    "the same BlockingConnectionPool as every other call and holds it for good, so with "
-    "KAIROS_REDIS_POOL_SIZE=1 (accepted by app/settings.py) no connection is ever free: "
-    "every feed falls back and /readyz answers 503",
-    strict=True,
-)
+async def test_corrupt_catalog_value_is_an_invalid_data_fallback(settings, redis_url, redis_client):
+    app = create_app(
+        settings(REDIS_URL=redis_url, KAIROS_DEMO_DATA="true", KAIROS_STORE_RETRY_MS=60_000)
+    )
+    async with serve(app) as client:
+        redis_client.hset("kairos:catalog", "SKU-2", b"{not json")  # in ada's cart
+        r = await client.get(feed_url("cart", "ada"))
+        assert r.status_code == 200
+        assert r.headers["x-kairos-fallback"] == "invalid-data"
+        assert r.json() == fallback_body("cart")
+
+        # her profile, and feeds that do not need that product, are served as usual
+        r = await client.get(feed_url("profile", "ada"))
+        assert r.headers.get("x-kairos-fallback") is None
+        assert r.json() == {"items": [ADA_PROFILE_ITEM]}
+        r = await client.get(feed_url("cart", "alan"))
+        assert r.headers.get("x-kairos-fallback") is None
+        assert skus(r) == ["SKU-7"]
+
+
 async def test_smallest_redis_pool_still_serves(settings, redis_url):
+    # Regression: the pub/sub follower took its connection from the store's
+    # BlockingConnectionPool and held it for good, so with KAIROS_REDIS_POOL_SIZE=1 no
+    # connection was ever free: every feed fell back and /readyz answered 503. It has its
+    # own connection now.
     app = create_app(
         settings(REDIS_URL=redis_url, KAIROS_DEMO_DATA="true", KAIROS_REDIS_POOL_SIZE=1)
     )

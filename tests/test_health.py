@@ -139,17 +139,8 @@ def test_the_app_has_the_routes_we_expect():
 @pytest.mark.parametrize(
     ("path", "method"),
     [
-        pytest.param(
-            path,
-            method,
-            id=f"{method} {path}",
-            marks=pytest.mark.xfail(
-                reason="BUG: app/openapi.py spec() documents every route but /openapi.json itself",
-                strict=True,
-            )
-            if path == "/openapi.json"
-            else (),
-        )
+        # Regression: spec() documented every route but /openapi.json itself.
+        pytest.param(path, method, id=f"{method} {path}")
         for path, method in ROUTES
     ],
 )

@@ -37,6 +37,23 @@ def test_read_jsonl_requires_objects(tmp_path: Path):
         list(read_jsonl(path))
 
 
+def test_read_jsonl_with_an_errors_list_reports_bad_lines_and_goes_on(tmp_path: Path):
+    path = write(tmp_path, '{"a": 1}\n{oops\n[1, 2]\n\n"text"\n{"b": 2}\n')
+    errors: list[str] = []
+    assert list(read_jsonl(path, errors)) == [(1, {"a": 1}), (6, {"b": 2})]
+    assert len(errors) == 3
+    assert errors[0].startswith(f"{path}:2: not valid JSON")
+    assert errors[1] == f"{path}:3: each line must be a JSON object"
+    assert errors[2] == f"{path}:5: each line must be a JSON object"
+
+
+def test_read_jsonl_with_an_errors_list_and_no_bad_line(tmp_path: Path):
+    path = write(tmp_path, '{"a": 1}\n')
+    errors: list[str] = []
+    assert list(read_jsonl(path, errors)) == [(1, {"a": 1})]
+    assert errors == []
+
+
 def test_profile_row(tmp_path: Path):
     row = {"user_id": "u1", "first_name": "Ada", "tier": None}
     assert profile_row(tmp_path / "f", 3, row) == ("u1", {"first_name": "Ada"})

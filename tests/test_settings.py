@@ -139,25 +139,33 @@ def test_damaged_development_key_file_is_a_config_error(tmp_path: Path):
         Settings.from_env({"KAIROS_DEV_SECRET_FILE": str(key_file)})
 
 
-@pytest.mark.xfail(
-    reason="BUG: app/settings.py _development_secret: when the key file's parent is not a "
-    "directory, path.parent.mkdir raises FileExistsError, which the handler meant for "
-    "O_EXCL catches and then read_text() raises NotADirectoryError, uncaught "
-    "(not a ConfigError, no per-process fallback key)",
-    strict=True,
-    raises=NotADirectoryError,
-)
-def test_development_key_file_in_unusable_directory(tmp_path: Path):
+@pytest.mark.parametrize("below", ["dev-secret", "sub/dev-secret"])
+def test_development_key_file_in_unusable_directory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, below: str
+):
+    # Regression: when the key file's parent was a regular file, mkdir's FileExistsError
+    # was taken for the O_EXCL one, and read_text() then raised NotADirectoryError,
+    # uncaught. Like any other unwritable location, it now means a per-process key.
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where a directory should be")
-    env = {"KAIROS_DEV_SECRET_FILE": str(blocker / "dev-secret")}
-    try:
-        s = Settings.from_env(env)
-    except ConfigError:
-        return  # a clear configuration error is acceptable
-    # otherwise: a key for this process only, as for any other unwritable location
-    assert s.generated_secret is True
-    assert len(s.secret_keys[0].reveal()) >= MIN_SECRET_LENGTH
+    env = {"KAIROS_DEV_SECRET_FILE": str(blocker / below)}
+
+    with caplog.at_level("WARNING", logger="kairos.settings"):
+        first = Settings.from_env(env)
+    assert first.generated_secret is True
+    key = first.secret_keys[0].reveal()
+    assert len(key) >= MIN_SECRET_LENGTH
+    assert "using a key for this process only" in caplog.text
+    assert blocker.read_text() == "a file where a directory should be"  # untouched
+    # nothing was kept: another process (or call) gets another key
+    assert Settings.from_env(env).secret_keys[0].reveal() != key
+
+
+def test_development_key_file_that_cannot_be_read_is_a_config_error(tmp_path: Path):
+    key_file = tmp_path / "dev-secret"
+    key_file.mkdir()  # exists, but reading it fails (whoever runs the tests, root too)
+    with pytest.raises(ConfigError, match="cannot read the development key file"):
+        Settings.from_env({"KAIROS_DEV_SECRET_FILE": str(key_file)})
 
 
 def test_explicit_keys_do_not_touch_the_development_file(tmp_path: Path):

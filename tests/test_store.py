@@ -4,6 +4,7 @@ RedisStore on a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import orjson
@@ -11,9 +12,9 @@ import pytest
 from redis.crc import key_slot
 from support import free_port
 
-from app.errors import StoreUnavailable
+from app.errors import CorruptData, StoreUnavailable
 from app.profiles.memory import MemoryStore
-from app.profiles.redis import CATALOG_KEY, POPULAR_KEY, RedisStore, profile_key
+from app.profiles.redis import CATALOG_KEY, CHANGES_CHANNEL, POPULAR_KEY, RedisStore, profile_key
 from app.profiles.store import ProfileStore
 
 PRODUCTS = [
@@ -192,31 +193,65 @@ async def test_popular_on_empty_catalog(store: ProfileStore):
     assert await store.popular(5) == []
 
 
-async def test_popular_ties_are_ordered_by_sku(store: ProfileStore, request):
-    if is_redis(store):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="BUG: app/profiles/redis.py popular(): ZREVRANGE orders equal scores "
-                "by member descending, MemoryStore by sku ascending: the two backends "
-                "disagree on the popular list",
-                strict=True,
-            )
-        )
+async def test_popular_ties_are_ordered_by_sku(store: ProfileStore):
+    # Regression: on redis, ZREVRANGE ordered equal scores by sku descending, so the two
+    # backends disagreed on the popular list.
     await store.put_products([{"sku": s, "popularity": 10} for s in ("SKU-B", "SKU-A", "SKU-C")])
     assert await store.popular(3) == ["SKU-A", "SKU-B", "SKU-C"]
+    await store.put_products(
+        [{"sku": "SKU-0", "popularity": 5}, {"sku": "SKU-D", "popularity": 11}]
+    )
+    assert await store.popular(5) == ["SKU-D", "SKU-A", "SKU-B", "SKU-C", "SKU-0"]
+    assert await store.popular(2) == ["SKU-D", "SKU-A"]
 
 
-async def test_popular_zero(store: ProfileStore, request):
-    if is_redis(store):
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="BUG: app/profiles/redis.py popular(0) calls ZREVRANGE key 0 -1, "
-                "which returns the whole catalog instead of nothing",
-                strict=True,
-            )
-        )
+@pytest.mark.parametrize("limit", [0, -1])
+async def test_popular_zero_or_negative_is_empty(store: ProfileStore, limit: int):
+    # Regression: on redis, popular(0) asked for ZREVRANGE key 0 -1: the whole catalog.
     await store.put_products(PRODUCTS)
-    assert await store.popular(0) == []
+    assert await store.popular(limit) == []
+
+
+async def test_popular_with_fractional_and_negative_popularity(store: ProfileStore):
+    await store.put_products(
+        [
+            {"sku": "A", "popularity": -1},
+            {"sku": "B", "popularity": 2.5},
+            {"sku": "C", "popularity": 2},
+            {"sku": "D"},
+        ]
+    )
+    assert await store.popular(4) == ["B", "C", "D", "A"]
+
+
+async def test_changes(store: ProfileStore):
+    """Other servers' changes: none on the embedded store; on redis, the published user
+    ids until the stop flag is set."""
+    stop = asyncio.Event()
+    changes = store.changes(stop)
+    if not is_redis(store):
+        assert changes is None
+        return
+    assert changes is not None
+    received: list[str] = []
+
+    async def follow() -> None:
+        async for user_id in changes:
+            received.append(user_id)
+
+    follower = asyncio.create_task(follow())
+    try:
+        await _subscribed(store)
+        await store.publish_change("ada")
+        await store.publish_change("*")
+        await _until(lambda: len(received) == 2)
+        assert received == ["ada", "*"]
+        stop.set()
+        await asyncio.wait_for(follower, 2.0)  # the iterator ends within a second or so
+    finally:
+        follower.cancel()
+    [(_channel, count)] = await store.redis.pubsub_numsub(CHANGES_CHANNEL)
+    assert count == 0  # it unsubscribed and closed its connection
 
 
 # --- redis specifics ---------------------------------------------------------------------
@@ -244,7 +279,9 @@ async def test_redis_key_layout(redis_url, redis_client):
     assert redis_client.type(CATALOG_KEY) == b"hash"
     assert orjson.loads(redis_client.hget(CATALOG_KEY, "SKU-1")) == PRODUCTS[0]
     assert redis_client.type(POPULAR_KEY) == b"zset"
-    assert redis_client.zscore(POPULAR_KEY, "SKU-1") == 120.0
+    # scores are negated popularity: ZRANGE gives the most popular first, ties by sku
+    assert redis_client.zscore(POPULAR_KEY, "SKU-1") == -120.0
+    assert redis_client.zrange(POPULAR_KEY, 0, -1) == [b"SKU-1", b"SKU-2"]
     # the hash tag is exactly the user id: all of a reader's keys share its slot
     assert key_slot(profile_key("u123").encode()) == key_slot(b"u123")
     assert key_slot(profile_key("u123").encode()) != key_slot(profile_key("u124").encode())
@@ -261,12 +298,82 @@ async def test_redis_reads_what_others_wrote(redis_url, redis_client):
     assert redis_client.exists("kairos:{crm-1}:profile") == 0
 
 
-async def test_redis_value_that_is_not_json_is_store_unavailable(redis_url, redis_client):
+async def test_redis_changes_do_not_hold_a_pooled_connection(redis_url):
+    # Regression: the subscription took a connection from the store's pool and held it
+    # for good: with a pool of one, every other call waited for it and failed.
+    store = RedisStore(redis_url, pool_size=1, timeout_s=0.5)
+    stop = asyncio.Event()
+    changes = store.changes(stop)
+    assert changes is not None
+    received: list[str] = []
+
+    async def follow() -> None:
+        async for user_id in changes:
+            received.append(user_id)
+
+    follower = asyncio.create_task(follow())
+    try:
+        await _subscribed(store)
+        await store.put("ada", {"tier": "gold"})
+        assert await store.get("ada") == {"tier": "gold"}
+        await store.publish_change("ada")
+        await _until(lambda: received == ["ada"])
+        stop.set()
+        await asyncio.wait_for(follower, 2.0)
+    finally:
+        follower.cancel()
+        await store.close()
+
+
+async def test_redis_value_that_is_not_json_is_corrupt_data(redis_url, redis_client):
+    # Regression: an unreadable value raised StoreUnavailable, as if redis were down; it
+    # is CorruptData now, for that key only.
+    assert not issubclass(CorruptData, StoreUnavailable)
     redis_client.set("kairos:{bad}:profile", b"\x00not json")
+    redis_client.set("kairos:{good}:profile", orjson.dumps({"tier": "gold"}))
     store = RedisStore(redis_url)
     try:
-        with pytest.raises(StoreUnavailable, match="not JSON"):
+        with pytest.raises(CorruptData, match="not JSON"):
             await store.get("bad")
+        assert await store.get("good") == {"tier": "gold"}
+        await store.ping()
+        assert await store.delete("bad") is True  # erasure works whatever is stored
+    finally:
+        await store.close()
+
+
+async def test_redis_catalog_value_that_is_not_json_is_corrupt_data(redis_url, redis_client):
+    store = RedisStore(redis_url)
+    try:
+        await store.put_products(PRODUCTS[:1])
+        redis_client.hset(CATALOG_KEY, "SKU-X", b"{oops")
+        with pytest.raises(CorruptData, match="not JSON"):
+            await store.get_products(["SKU-1", "SKU-X"])
+        assert await store.get_products(["SKU-1"]) == {"SKU-1": PRODUCTS[0]}
+    finally:
+        await store.close()
+
+
+async def test_redis_update_treats_an_unreadable_value_as_absent(redis_url, redis_client):
+    redis_client.set("kairos:{bad}:profile", b"{not json")
+    store = RedisStore(redis_url)
+    try:
+        # a change that declines to write leaves the value as it is
+        seen = []
+
+        def decline(current):
+            seen.append(current)
+
+        assert await store.update("bad", decline) is None
+        assert seen == [None]
+        assert redis_client.get("kairos:{bad}:profile") == b"{not json"
+
+        # a change that writes repairs it
+        assert await store.update("bad", lambda current: {"tier": "gold", "was": current}) == {
+            "tier": "gold",
+            "was": None,
+        }
+        assert await store.get("bad") == {"tier": "gold", "was": None}
     finally:
         await store.close()
 
@@ -289,3 +396,23 @@ async def test_redis_unreachable_raises_store_unavailable():
                 await call
     finally:
         await store.close()
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+async def _subscribed(store: RedisStore, within_s: float = 3.0) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        [(_channel, count)] = await store.redis.pubsub_numsub(CHANGES_CHANNEL)
+        if count >= 1:
+            return
+        assert time.monotonic() < deadline, "never subscribed"
+        await asyncio.sleep(0.005)
+
+
+async def _until(check, within_s: float = 2.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)

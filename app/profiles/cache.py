@@ -8,6 +8,7 @@ caller serves its fallback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from cachetools import LRUCache, TTLCache
 
-from app.errors import StoreUnavailable
+from app.errors import CorruptData, StoreUnavailable
 from app.metrics import Metrics
 from app.profiles.store import Profile, ProfileStore, Updater
 
@@ -25,6 +26,7 @@ log = logging.getLogger("kairos.profiles")
 # Fallback reasons, as named in `X-Kairos-Fallback` and the metrics.
 STORE_DOWN = "store-unavailable"
 BUDGET = "budget"
+INVALID = "invalid-data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,6 @@ class CachedProfiles:
         )
         self._stale: LRUCache[str, Profile] = LRUCache(maxsize=size)
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
-        self._epoch = 0
         self._retry_s = retry_s
         self._down_until = 0.0
         self._hit = metrics.cache.labels("hit")
@@ -89,7 +90,7 @@ class CachedProfiles:
         loop = asyncio.get_running_loop()
         flight = self._inflight.get(user_id)
         if flight is None:
-            flight = loop.create_task(self._load(user_id, self._epoch))
+            flight = loop.create_task(self._load(user_id))
             self._inflight[user_id] = flight
             flight.add_done_callback(functools.partial(self._landed, user_id))
         # Each reader waits on its own future with its own timer: one that gives up
@@ -104,6 +105,9 @@ class CachedProfiles:
             return self._stale_or_none(user_id, BUDGET)
         except StoreUnavailable:
             return self._stale_or_none(user_id, STORE_DOWN)
+        except CorruptData as exc:
+            log.error("profile of %s is unreadable: %s", user_id, exc)
+            return Lookup(None, "none", INVALID)
         finally:
             timer.cancel()
 
@@ -130,10 +134,10 @@ class CachedProfiles:
         await self._announce(user_id)
         return deleted
 
-    async def follow_changes(self, retry_s: float = 1.0) -> None:
-        """Invalidate what other servers sharing the store changed; runs until cancelled."""
-        while True:
-            changes = self.store.changes()
+    async def follow_changes(self, stop: asyncio.Event, retry_s: float = 1.0) -> None:
+        """Invalidate what other servers sharing the store changed, until `stop` is set."""
+        while not stop.is_set():
+            changes = self.store.changes(stop)
             if changes is None:
                 return
             try:
@@ -144,12 +148,15 @@ class CachedProfiles:
                         self.invalidate(user_id)
             except StoreUnavailable:
                 pass
+            if stop.is_set():
+                return
             # Changes made while we were not listening are unknown: drop fresh copies
             # (stale ones stay, they are all we have while the store is down).
-            self._epoch += 1
+            self._inflight.clear()
             if self._fresh is not None:
                 self._fresh.clear()
-            await asyncio.sleep(retry_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), retry_s)
 
     async def _announce(self, user_id: str) -> None:
         try:
@@ -164,14 +171,12 @@ class CachedProfiles:
 
     def invalidate(self, user_id: str) -> None:
         """Forget every cached copy of this reader, including loads still in flight."""
-        self._epoch += 1
         if self._fresh is not None:
             self._fresh.pop(user_id, None)
         self._stale.pop(user_id, None)
         self._inflight.pop(user_id, None)
 
     def clear(self) -> None:
-        self._epoch += 1
         if self._fresh is not None:
             self._fresh.clear()
         self._stale.clear()
@@ -180,7 +185,8 @@ class CachedProfiles:
     def mark_up(self) -> None:
         self._down_until = 0.0
 
-    async def _load(self, user_id: str, epoch: int) -> Lookup:
+    async def _load(self, user_id: str) -> Lookup:
+        me = asyncio.current_task()
         try:
             profile = await self.store.get(user_id)
         except StoreUnavailable as exc:
@@ -192,8 +198,9 @@ class CachedProfiles:
         if self._down_until:
             log.info("profile store is back")
             self._down_until = 0.0
-        if epoch != self._epoch:
-            # Only a load that started after the last write may fill the cache.
+        if self._inflight.get(user_id) is not me:
+            # A write (or a clear) came while this load ran: what it read may be older
+            # than the write, so it must not fill the cache.
             return Lookup(profile, "store")
         if profile is None:
             self._stale.pop(user_id, None)

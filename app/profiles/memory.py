@@ -5,6 +5,7 @@ It lives in one process: several workers each get their own, so use Redis for th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Sequence
 
 import orjson
@@ -66,13 +67,15 @@ class MemoryStore:
         return count
 
     async def popular(self, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
         ranked = sorted(self._popularity.items(), key=lambda kv: (-kv[1], kv[0]))
         return [sku for sku, _ in ranked[:limit]]
 
     async def publish_change(self, user_id: str) -> None:
         return None
 
-    def changes(self) -> AsyncIterator[str] | None:
+    def changes(self, stop: asyncio.Event) -> AsyncIterator[str] | None:
         return None
 
     async def ping(self) -> None:

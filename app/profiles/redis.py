@@ -6,6 +6,9 @@ so all of them land in one slot and the layout works unchanged on Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -15,8 +18,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
 
-from app.errors import StoreUnavailable
+from app.errors import CorruptData, StoreUnavailable
 from app.profiles.store import Product, Profile, Updater
+
+log = logging.getLogger("kairos.redis")
 
 CATALOG_KEY = "kairos:catalog"
 POPULAR_KEY = "kairos:popular"
@@ -47,6 +52,8 @@ class RedisStore:
             retry=no_retry,
         )
         self.redis = Redis(connection_pool=self._pool, retry=no_retry)
+        self._url = url
+        self._timeout_s = timeout_s
 
     async def get(self, user_id: str) -> Profile | None:
         raw = await self._call(self.redis.get(profile_key(user_id)))
@@ -75,7 +82,7 @@ class RedisStore:
                     try:
                         await pipe.watch(key)
                         raw = await pipe.get(key)
-                        current = None if raw is None else _loads(raw)
+                        current = None if raw is None else _loads_or_none(key, raw)
                         new = change(current)
                         if new is None:
                             await pipe.unwatch()  # type: ignore[no-untyped-call]
@@ -104,7 +111,9 @@ class RedisStore:
         scores: dict[str, float] = {}
         for product in products:
             mapping[product["sku"]] = orjson.dumps(product)
-            scores[product["sku"]] = float(product.get("popularity", 0))
+            # Stored negated so that ZRANGE gives the most popular first and ties in sku
+            # order, the same order as the embedded store.
+            scores[product["sku"]] = -float(product.get("popularity", 0))
         if mapping:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
@@ -116,26 +125,40 @@ class RedisStore:
         return len(mapping)
 
     async def popular(self, limit: int) -> list[str]:
-        skus = await self._call(self.redis.zrevrange(POPULAR_KEY, 0, limit - 1))
+        if limit <= 0:
+            return []
+        skus = await self._call(self.redis.zrange(POPULAR_KEY, 0, limit - 1))
         return [s.decode() for s in skus]
 
     async def publish_change(self, user_id: str) -> None:
         await self._call(self.redis.publish(CHANGES_CHANNEL, user_id))
 
-    def changes(self) -> AsyncIterator[str] | None:
-        return self._follow_changes()
+    def changes(self, stop: asyncio.Event) -> AsyncIterator[str] | None:
+        return self._follow_changes(stop)
 
-    async def _follow_changes(self) -> AsyncIterator[str]:
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+    async def _follow_changes(self, stop: asyncio.Event) -> AsyncIterator[str]:
+        # Its own connection, outside the pool: a subscription holds its connection for
+        # good, and must not starve the requests of a small pool.
+        client = Redis.from_url(
+            self._url,
+            socket_timeout=self._timeout_s,
+            socket_connect_timeout=self._timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await self._call(pubsub.subscribe(CHANGES_CHANNEL))
-            while True:
-                # A bounded wait: idle channels are normal and must not look like errors.
+            while not stop.is_set():
+                # A bounded wait: idle channels are normal and must not look like errors,
+                # and the stop flag is seen within a second.
                 message = await self._call(pubsub.get_message(timeout=1.0))
                 if message is not None and message["type"] == "message":
                     yield message["data"].decode()
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
 
     async def ping(self) -> None:
         await self._call(self.redis.ping())
@@ -156,4 +179,13 @@ def _loads(raw: bytes | str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise StoreUnavailable("redis holds a value that is not JSON") from exc
+        raise CorruptData(f"redis holds a value that is not JSON: {exc}") from None
+
+
+def _loads_or_none(key: str, raw: bytes | str) -> Any:
+    """For writes: an unreadable value is treated as absent, so a write can repair it."""
+    try:
+        return _loads(raw)
+    except CorruptData as exc:
+        log.warning("%s: %s; overwriting it", key, exc)
+        return None

@@ -102,7 +102,7 @@ def _timezone(field: str, value: Any) -> str:
     text = _str(64)(field, value)
     try:
         ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # 'Europe' is a directory
         raise _fail(field, "must be an IANA time zone such as Europe/London") from None
     return text
 
@@ -220,3 +220,18 @@ def writable_part(profile: Profile) -> Profile:
 def computed_part(profile: Profile) -> Profile:
     """The fields Kairos computes (segments, counters), kept across client writes."""
     return {k: v for k, v in profile.items() if k in READ_ONLY and k != "updated_at"}
+
+
+def inline_profile(doc: Any) -> dict[str, Any]:
+    """A profile sent with a render: the profile document, plus the computed `segments`
+    an ESP may know."""
+    if not isinstance(doc, dict):
+        raise Unprocessable("profile: must be an object", field="profile")
+    segments = doc.get("segments", [])
+    if not isinstance(segments, list) or not all(isinstance(s, str) for s in segments):
+        raise Unprocessable("profile.segments: must be a list of strings", field="profile")
+    try:
+        clean = validate_profile({k: v for k, v in doc.items() if k != "segments"})
+    except Unprocessable as exc:
+        raise Unprocessable(f"profile.{exc.message}", field=f"profile.{exc.field}") from None
+    return {**clean, "segments": segments[:100]}

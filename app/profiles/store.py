@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -13,7 +14,8 @@ Updater = Callable[[Profile | None], Profile | None]
 class ProfileStore(Protocol):
     """Readers' profiles and the shared catalog.
 
-    Every method raises `app.errors.StoreUnavailable` when the backend cannot answer.
+    Every method raises `app.errors.StoreUnavailable` when the backend cannot answer,
+    and reads raise `app.errors.CorruptData` for a stored value that cannot be read.
     """
 
     name: str
@@ -44,8 +46,9 @@ class ProfileStore(Protocol):
         """Tell every server sharing this store that `user_id` changed ('*': everyone)."""
         ...
 
-    def changes(self) -> AsyncIterator[str] | None:
-        """The user ids other servers changed, or None for a store no one else shares."""
+    def changes(self, stop: asyncio.Event) -> AsyncIterator[str] | None:
+        """The user ids other servers changed, until `stop` is set; None for a store no
+        one else shares."""
         ...
 
     async def ping(self) -> None: ...

@@ -18,7 +18,7 @@ import orjson
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from app.errors import BadRequest, NotFound, StoreUnavailable
+from app.errors import BadRequest, CorruptData, NotFound, StoreUnavailable
 from app.feeds import FEEDS, FeedContext
 from app.http import header, query_dict
 from app.middleware.observe import FALLBACK_SCOPE_KEY
@@ -87,7 +87,7 @@ class FeedEndpoint:
                         reason = "budget"
                     except StoreUnavailable:
                         reason = "store-unavailable"
-                    except (KeyError, TypeError, ValueError, AttributeError):
+                    except (CorruptData, KeyError, TypeError, ValueError, AttributeError):
                         log.exception("feed %s: stored data for a reader is invalid", name)
                         reason = "invalid-data"
 

@@ -75,12 +75,18 @@ def routes(services: Services) -> list[Route]:
             raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")
         return Response(status_code=204)
 
-    return [
-        Route("/v1/profiles/{user_id}", get_profile, methods=["GET"]),
-        Route("/v1/profiles/{user_id}", put_profile, methods=["PUT"]),
-        Route("/v1/profiles/{user_id}", patch_profile, methods=["PATCH"]),
-        Route("/v1/profiles/{user_id}", delete_profile, methods=["DELETE"]),
-    ]
+    handlers = {
+        "GET": get_profile,
+        "PUT": put_profile,
+        "PATCH": patch_profile,
+        "DELETE": delete_profile,
+    }
+
+    async def profile(request: Request) -> Response:
+        # One route for every method, so a 405 lists them all in `Allow`.
+        return await handlers[request.method](request)
+
+    return [Route("/v1/profiles/{user_id}", profile, methods=list(handlers))]
 
 
 async def _json_body(request: Request) -> Any:

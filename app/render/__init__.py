@@ -1,0 +1,1 @@
+"""Send-time rendering: blocks and templates compiled once, rendered per reader."""

@@ -1,0 +1,80 @@
+"""The AMP-for-Email version of a template: `<html ⚡4email data-css-strict>`.
+
+MJML cannot produce AMP, so each block brings its own AMP markup (`block.amp.html`).
+Blocks without one are left out of the AMP version. The rules of the AMP4EMAIL spec that
+can be checked at compile time are checked here; the official validator runs in tests
+and in `kairos check`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from app.render.sources import Block, SourceError, TemplateSource
+
+MAX_CSS_BYTES = 75_000
+MAX_DOCUMENT_BYTES = 200_000
+EXTENSIONS = {
+    "amp-list": ("custom-element", "https://cdn.ampproject.org/v0/amp-list-0.1.js"),
+    "amp-mustache": ("custom-template", "https://cdn.ampproject.org/v0/amp-mustache-0.2.js"),
+    "amp-carousel": ("custom-element", "https://cdn.ampproject.org/v0/amp-carousel-0.2.js"),
+    "amp-bind": ("custom-element", "https://cdn.ampproject.org/v0/amp-bind-0.1.js"),
+    "amp-accordion": ("custom-element", "https://cdn.ampproject.org/v0/amp-accordion-0.1.js"),
+}
+IMPORTANT = re.compile(r"!\s*important", re.IGNORECASE)
+
+
+def document(source: TemplateSource, used: tuple[Block, ...], base_css: str) -> str | None:
+    """The AMP document's Jinja source, or None when no block has an AMP part."""
+    if not any(b.amp or b.fallback_amp for b in used):
+        return None
+    extensions: dict[str, None] = {}
+    css_parts = [base_css]
+    for block in {b.name: b for b in used}.values():
+        for name in block.amp_extensions:
+            if name not in EXTENSIONS:
+                raise SourceError(
+                    block.folder / "block.json",
+                    f"unknown AMP extension {name!r}; known: {sorted(EXTENSIONS)}",
+                )
+            extensions[name] = None
+        css_parts.append(block.amp_css)
+    css = "\n".join(p.strip() for p in css_parts if p.strip())
+    if IMPORTANT.search(css):
+        raise SourceError(source.folder, "AMP CSS may not use !important")
+    if len(css.encode()) > MAX_CSS_BYTES:
+        raise SourceError(source.folder, f"AMP CSS is over {MAX_CSS_BYTES} bytes")
+    if "</style" in css.lower():
+        raise SourceError(source.folder, "AMP CSS may not contain '</style'")
+
+    scripts = "".join(
+        f'<script async {kind}="{name}" src="{src}"></script>\n'
+        for name in sorted(extensions)
+        for kind, src in [EXTENSIONS[name]]
+    )
+    body = []
+    for i, block in enumerate(used):
+        main = block.amp.text if block.amp else ""
+        fallback = block.fallback_amp.text if block.fallback_amp else ""
+        body.append(
+            f'{{% if _mode[{i}] == "main" %}}{{% with params = _params[{i}] %}}{main}'
+            f'{{% endwith %}}{{% elif _mode[{i}] == "fallback" %}}'
+            f"{{% with params = _params[{i}] %}}{fallback}{{% endwith %}}{{% endif %}}\n"
+        )
+    # The whole document is a Jinja template: the CSS goes in raw so that braces in it
+    # are never read as Jinja.
+    return (
+        "<!doctype html>\n"
+        "<html ⚡4email data-css-strict>\n<head>\n"
+        '<meta charset="utf-8">\n'
+        '<script async src="https://cdn.ampproject.org/v0.js"></script>\n'
+        + scripts
+        + "<style amp4email-boilerplate>body{visibility:hidden}</style>\n"
+        + "<style amp-custom>{% raw %}"
+        + css
+        + "{% endraw %}</style>\n</head>\n<body>\n"
+        + '<div class="kx-wrap">\n'
+        + "".join(body)
+        + '<amp-img src="{{ links.pixel() }}" width="1" height="1" alt=""></amp-img>\n'
+        + "</div>\n</body>\n</html>\n"
+    )

@@ -1,0 +1,97 @@
+"""`kairos check`: compile every block and template, render each template for each of
+its sample profiles and for a reader with no profile, and validate the output."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import sys
+
+from app.demo import load_demo
+from app.errors import KairosError
+from app.profiles.schema import inline_profile
+from app.render import ampvalidate
+from app.render.amp import MAX_DOCUMENT_BYTES
+from app.render.jinja import check_part
+from app.render.sources import SourceError, load_blocks
+from app.services import build_services
+from app.settings import Settings
+
+LEFTOVERS = re.compile(r"\{\{|\{%|\{#|kjx\d+x|<mj-|</mj-")
+CHECK_URL = "https://kairos.check.invalid"
+
+
+def check_all(settings: Settings, *, amp: bool = True) -> list[str]:
+    """Every problem found, as `file:line: message` or `template/sample: message`."""
+    return asyncio.run(_check(settings, amp))
+
+
+async def _check(settings: Settings, amp: bool) -> list[str]:
+    if not settings.public_url.startswith("https://"):
+        # AMP needs https URLs; the check renders as a production server would.
+        settings = dataclasses.replace(settings, public_url=CHECK_URL)
+    settings = dataclasses.replace(settings, redis_url=None, reload_templates=False)
+    problems: list[str] = []
+    services = build_services(settings)
+    renderer = services.renderer
+    await load_demo(services.store)
+    try:
+        blocks, _ = load_blocks(settings.blocks_dir)
+    except SourceError as exc:
+        return [str(exc)]
+    envs = renderer.environments
+    for block in blocks.values():
+        for part in (block.mjml, block.fallback_mjml, block.amp, block.fallback_amp):
+            if part is not None:
+                _collect(problems, lambda p=part: check_part(envs.html, p))
+        for part in (block.text, block.fallback_text):
+            if part is not None:
+                _collect(problems, lambda p=part: check_part(envs.text, p))
+    problems.extend(str(e) for e in renderer.load() if str(e) not in problems)
+
+    amp_docs: dict[str, str] = {}
+    for name in renderer.names():
+        try:
+            samples: dict[str, object] = dict(renderer.samples(name))
+        except (KairosError, SourceError):
+            continue
+        samples["(no profile)"] = None
+        for sample, doc in samples.items():
+            where = f"{settings.templates_dir / name}/{sample}"
+            try:
+                profile = None if doc is None else inline_profile(doc)
+                result = await renderer.render(name, "check-reader", profile=profile)
+            except KairosError as exc:
+                problems.append(f"{where}: {exc.message}")
+                continue
+            for fmt in ("html", "text"):
+                output = getattr(result, fmt) or ""
+                leftover = LEFTOVERS.search(output)
+                if leftover:
+                    problems.append(f"{where}: {fmt} holds template syntax {leftover.group()!r}")
+            if result.amp is None:
+                problems.append(f"{where}: no AMP part ({'; '.join(result.warnings)})")
+                continue
+            if len(result.amp.encode()) > MAX_DOCUMENT_BYTES:
+                problems.append(f"{where}: AMP document is over {MAX_DOCUMENT_BYTES} bytes")
+            amp_docs[where] = result.amp
+    if amp and amp_docs:
+        if not ampvalidate.available():
+            print(
+                "kairos check: AMP validator not installed (bash .ci/amp-validator)",
+                file=sys.stderr,
+            )
+        else:
+            for where, verdict in ampvalidate.validate(amp_docs).items():
+                if verdict.status != "PASS":
+                    problems.append(f"{where}: AMP {verdict.status}: " + "; ".join(verdict.errors))
+    await services.store.close()
+    return problems
+
+
+def _collect(problems: list[str], check: object) -> None:
+    try:
+        check()  # type: ignore[operator]
+    except SourceError as exc:
+        problems.append(str(exc))

@@ -1,0 +1,79 @@
+"""Jinja for designers' templates: sandboxed, autoescaped, checked before it runs.
+
+MJML must compile markup that still holds Jinja, so the Jinja is swapped for inert
+placeholders before the MJML compiler runs and swapped back after it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from jinja2 import TemplateSyntaxError, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from app.render.sources import Part, SourceError
+
+JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+PLACEHOLDER = re.compile(r"kjx(\d+)x")
+
+
+def environment(*, html: bool, filters: dict[str, Callable[..., Any]]) -> SandboxedEnvironment:
+    """The sandbox designers' Jinja runs in: no access to Python internals, reader data
+    escaped for HTML (`html=True`) or left as text (subject, preheader, text part)."""
+    env = SandboxedEnvironment(
+        autoescape=html,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(filters)
+    return env
+
+
+def protect(source: str) -> tuple[str, list[str]]:
+    """`source` with each Jinja tag replaced by a placeholder, and the tags in order."""
+    if PLACEHOLDER.search(source):
+        raise ValueError("the text already holds a Kairos placeholder (kjxNx)")
+    tags: list[str] = []
+
+    def swap(match: re.Match[str]) -> str:
+        tags.append(match.group(0))
+        return f"kjx{len(tags) - 1}x"
+
+    return JINJA.sub(swap, source), tags
+
+
+def restore(compiled: str, tags: list[str]) -> tuple[str, set[int]]:
+    """Put the Jinja tags back; returns the text and the indexes of tags found."""
+    seen: set[int] = set()
+
+    def swap(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        seen.add(index)
+        return tags[index]
+
+    return PLACEHOLDER.sub(swap, compiled), seen
+
+
+def check_part(env: SandboxedEnvironment, part: Part) -> None:
+    """Parse one designer's file: syntax errors and attempts to reach Python internals
+    (any `_name` attribute, which the sandbox refuses at render time anyway) are reported
+    as `file:line: message` before anything is compiled."""
+    try:
+        tree = env.parse(part.text)
+    except TemplateSyntaxError as exc:
+        raise SourceError(part.path, f"template syntax error: {exc.message}", exc.lineno) from None
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else _const(getattr(node, "arg", None))
+        if isinstance(name, str) and name.startswith("_"):
+            raise SourceError(
+                part.path,
+                f"sandbox: access to {name!r} is not allowed in templates",
+                node.lineno,
+            )
+
+
+def _const(node: nodes.Node | None) -> Any:
+    return node.value if isinstance(node, nodes.Const) else None

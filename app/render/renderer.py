@@ -1,0 +1,329 @@
+"""Per-reader rendering: data within the budget, a variant, each block shown, hidden or
+replaced by its fallback, then Jinja over the precompiled template."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError, pass_context
+from jinja2.exceptions import SecurityError
+
+from app.catalog import Catalog
+from app.errors import CorruptData, KairosError, NotFound, StoreUnavailable
+from app.feeds import FEEDS, FeedContext
+from app.feeds.base import money
+from app.metrics import Metrics
+from app.profiles.cache import CachedProfiles
+from app.profiles.store import Profile
+from app.render.compiler import Compiled, Environments, compile_template
+from app.render.links import Links
+from app.render.sources import (
+    Block,
+    SourceError,
+    When,
+    fingerprint,
+    load_blocks,
+    load_samples,
+    load_template,
+)
+from app.render.variants import assign
+from app.tokens import Tokens
+
+log = logging.getLogger("kairos.render")
+
+FORMATS = ("html", "amp", "text")
+RELOAD_CHECK_S = 1.0
+GRID_SIZE = 6
+
+
+class TemplateBroken(KairosError):
+    """A template that does not compile or fails while rendering: 422, naming it."""
+
+    status, code = 422, "template_error"
+
+
+@dataclass
+class RenderResult:
+    subject: str
+    preheader: str
+    html: str | None
+    amp: str | None
+    text: str | None
+    segments: list[str]
+    variant: str
+    fallbacks: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "preheader": self.preheader,
+            "html": self.html,
+            "amp": self.amp,
+            "text": self.text,
+            "segments": self.segments,
+            "variant": self.variant,
+            "fallbacks": self.fallbacks,
+            **({"warnings": self.warnings} if self.warnings else {}),
+        }
+
+
+class Renderer:
+    """Holds every compiled template; recompiles a template when its files change
+    (when `reload` is on, checked at most once a second)."""
+
+    def __init__(
+        self,
+        *,
+        blocks_dir: Path,
+        templates_dir: Path,
+        tokens: Tokens,
+        profiles: CachedProfiles,
+        catalog: Catalog,
+        metrics: Metrics,
+        public_url: str,
+        budget_s: float,
+        reload: bool,
+    ) -> None:
+        self.blocks_dir, self.templates_dir = blocks_dir, templates_dir
+        self._tokens, self._profiles, self._catalog = tokens, profiles, catalog
+        self._metrics = metrics
+        self._public_url = public_url
+        self._budget_s = budget_s
+        self._reload = reload
+        self._envs = Environments.build({"click": _click, "money": _money})
+        self._compiled: dict[str, Compiled] = {}
+        self._broken: dict[str, SourceError] = {}
+        self._version = ""
+        self._checked_at = 0.0
+        self._amp_ok = public_url.startswith("https://")
+
+    # -- compiling -------------------------------------------------------------------
+
+    @property
+    def environments(self) -> Environments:
+        return self._envs
+
+    def load(self) -> list[SourceError]:
+        """Compile every template; returns the errors (broken templates stay unavailable,
+        the others serve)."""
+        self._version = fingerprint(self.blocks_dir, self.templates_dir)
+        self._checked_at = time.monotonic()
+        compiled: dict[str, Compiled] = {}
+        broken: dict[str, SourceError] = {}
+        try:
+            blocks, broken_blocks = load_blocks(self.blocks_dir)
+        except SourceError as exc:
+            self._compiled, self._broken = {}, {"*": exc}
+            return [exc]
+        theme_css = _read(self.templates_dir / "theme.css")
+        amp_css = _read(self.templates_dir / "theme.amp.css")
+        for folder in sorted(self.templates_dir.iterdir()):
+            if not (folder / "template.json").is_file():
+                continue
+            try:
+                source = load_template(folder, blocks, broken_blocks)
+                compiled[folder.name] = compile_template(
+                    source,
+                    blocks,
+                    self._envs,
+                    version=self._version,
+                    theme_css=theme_css,
+                    amp_css=amp_css,
+                )
+            except SourceError as exc:
+                broken[folder.name] = exc
+        self._compiled, self._broken = compiled, broken
+        for error in broken.values():
+            log.error("template not available: %s", error)
+        reported = {str(e) for e in broken.values()}
+        return [*broken.values(), *(e for e in broken_blocks.values() if str(e) not in reported)]
+
+    def names(self) -> list[str]:
+        return sorted({*self._compiled, *self._broken} - {"*"})
+
+    def compiled(self, name: str) -> Compiled:
+        """The compiled template `name`: 404 if unknown, 422 if it does not compile."""
+        if self._reload and time.monotonic() - self._checked_at > RELOAD_CHECK_S:
+            self._checked_at = time.monotonic()
+            if fingerprint(self.blocks_dir, self.templates_dir) != self._version:
+                log.info("template files changed: recompiling")
+                self.load()
+        found = self._compiled.get(name)
+        if found is not None:
+            return found
+        error = self._broken.get(name) or self._broken.get("*")
+        if error is not None:
+            raise TemplateBroken(f"template {name!r} does not compile: {error}")
+        raise NotFound(f"no template named {name!r}", code="template_not_found")
+
+    def samples(self, name: str) -> dict[str, dict[str, Any]]:
+        return load_samples(self.compiled(name).source.folder)
+
+    # -- rendering -------------------------------------------------------------------
+
+    async def render(
+        self,
+        template: str,
+        user_id: str,
+        *,
+        profile: Profile | None = None,
+        campaign: str | None = None,
+        formats: tuple[str, ...] = FORMATS,
+    ) -> RenderResult:
+        """Render `template` for one reader; the profile comes from the request when
+        given, else from the store within the time budget."""
+        compiled = self.compiled(template)
+        deadline = asyncio.get_running_loop().time() + self._budget_s
+        reason = None
+        if profile is None:
+            lookup = await self._profiles.get(user_id, self._budget_s)
+            profile, reason = lookup.profile, lookup.reason
+            if profile is None and reason is None:
+                reason = "missing-profile"
+        data = await self._data(profile or {}, deadline)
+        return self.render_data(compiled, user_id, profile, data, reason, campaign, formats)
+
+    async def _data(self, profile: Profile, deadline: float) -> dict[str, Any]:
+        """Cart lines and recommendations, completed from the catalog; empty when the
+        catalog cannot answer in time (the blocks that need them fall back)."""
+        personal = _personalized(profile)
+        ctx = FeedContext(profile if personal else {}, self._catalog, GRID_SIZE, deadline)
+        data: dict[str, Any] = {"cart": [], "recommendations": []}
+        for name in ("cart", "recommendations"):
+            try:
+                data[name] = await FEEDS[name](ctx)
+            except (TimeoutError, StoreUnavailable, CorruptData):
+                pass
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.exception("render: stored %s data is invalid", name)
+        return data
+
+    def render_data(
+        self,
+        compiled: Compiled,
+        user_id: str,
+        profile: Profile | None,
+        data: dict[str, Any],
+        reason: str | None,
+        campaign: str | None,
+        formats: tuple[str, ...] = FORMATS,
+    ) -> RenderResult:
+        """The Jinja part of a render (no I/O)."""
+        source = compiled.source
+        profile = profile or {}
+        personal = profile != {} and _personalized(profile)
+        segments = [s for s in profile.get("segments") or [] if isinstance(s, str)]
+        variant = assign(source.variants, campaign or source.name, user_id)
+        consent = {"personalization": personal, "tracking": _tracking(profile)}
+        home = source.links.get("home", self._public_url)
+        links = Links(self._tokens, self._public_url, user_id, campaign, home)
+        # Missing fields stay undefined, so `{{ first_name | default("there") }}` works.
+        ctx: dict[str, Any] = {
+            key: profile[key]
+            for key in ("first_name", "last_name", "tier", "loyalty_points")
+            if profile.get(key) is not None
+        }
+        ctx.update(
+            {
+                "locale": profile.get("locale") or "en",
+                "attributes": profile.get("attributes") or {},
+                "cart": data["cart"] if personal else [],
+                "recommendations": data["recommendations"],
+                "segments": segments,
+                "variant": variant,
+                "campaign": campaign,
+                "consent": consent,
+                "theme": source.theme,
+                "template_links": source.links,
+                "links": links,
+                "user_id": user_id,
+            }
+        )
+        modes, params, fallbacks = [], [], []
+        for use, block in zip(source.blocks, compiled.blocks, strict=True):
+            mode, why = _mode(block, use.when, ctx, segments, variant, consent, reason)
+            modes.append(mode)
+            params.append(use.params)
+            if why is not None:
+                fallbacks.append({"block": block.name, "reason": why})
+                self._metrics.fallbacks.labels("block", block.name, why).inc()
+        ctx["_mode"], ctx["_params"] = modes, params
+        try:
+            subject = " ".join(compiled.subject.render(ctx).split())
+            preheader = " ".join(compiled.preheader.render(ctx).split())
+            ctx["_subject"], ctx["_preheader"] = subject, preheader
+            html = compiled.html.render(ctx) if "html" in formats else None
+            amp = None
+            warnings = []
+            if "amp" in formats and compiled.amp is not None:
+                if self._amp_ok:
+                    amp = compiled.amp.render(ctx)
+                else:
+                    warnings.append("no AMP part: KAIROS_PUBLIC_URL must be https for AMP")
+            text = compiled.text.render(ctx).strip() + "\n" if "text" in formats else None
+        except SecurityError as exc:
+            raise TemplateBroken(f"template {source.name!r}: sandbox: {exc}") from None
+        except (TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise TemplateBroken(
+                f"template {source.name!r} failed to render: {type(exc).__name__}: {exc}"
+            ) from None
+        if links.unsafe:
+            warnings.append(f"{len(links.unsafe)} link(s) with unsafe targets sent home")
+        return RenderResult(
+            subject, preheader, html, amp, text, segments, variant, fallbacks, warnings
+        )
+
+
+def _mode(
+    block: Block,
+    when: When,
+    ctx: dict[str, Any],
+    segments: list[str],
+    variant: str,
+    consent: dict[str, bool],
+    reason: str | None,
+) -> tuple[str, str | None]:
+    """main, fallback or hidden for one block of one reader, and the fallback's reason."""
+    if when.variant is not None and when.variant != variant:
+        return "hidden", None
+    if when.segment is not None and when.segment not in segments:
+        return "hidden", None
+    if when.not_segment is not None and when.not_segment in segments:
+        return "hidden", None
+    if when.consent is not None and not consent.get(when.consent):
+        return "hidden", None
+    if block.personal and not consent["personalization"]:
+        return "fallback", reason or "no-consent"
+    for need in block.needs:
+        value = ctx.get(need)
+        if value is None or value == [] or value == "":
+            return "fallback", reason or f"missing-data:{need}"
+    return "main", None
+
+
+def _personalized(profile: Profile) -> bool:
+    return (profile.get("consent") or {}).get("personalization", True) is not False
+
+
+def _tracking(profile: Profile) -> bool:
+    return (profile.get("consent") or {}).get("tracking", True) is not False
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+@pass_context
+def _click(context: Any, url: Any) -> str:
+    links: Links = context["links"]
+    return links.click(str(url))
+
+
+def _money(amount: Any, currency: str | None = None) -> str:
+    return money(float(amount), currency) if amount is not None else ""

@@ -1,0 +1,267 @@
+"""Blocks and templates as designers write them, read from `blocks/` and `templates/`.
+
+A block is a folder `blocks/<name>/` holding `block.json` (metadata), `block.mjml`
+(required), and optionally `block.amp.html`, `block.txt`, `block.amp.css` and a
+fallback for each part (`fallback.mjml`, `fallback.amp.html`, `fallback.txt`).
+
+A template is a folder `templates/<name>/` holding `template.json` (subject, preheader,
+variants, the ordered blocks with their conditions and parameters) and `samples/*.json`
+(sample profiles for preview and tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+CONSENTS = ("personalization", "tracking")
+BLOCK_KEYS = {"description", "needs", "personal", "feed", "image", "amp_extensions", "params"}
+TEMPLATE_KEYS = {"description", "subject", "preheader", "variants", "blocks", "theme", "links"}
+USE_KEYS = {"block", "when", "params"}
+WHEN_KEYS = {"segment", "not_segment", "variant", "consent"}
+
+
+class SourceError(ValueError):
+    """A block or template file is invalid; `str()` is `file:line: message`."""
+
+    def __init__(self, path: Path | str, message: str, line: int | None = None) -> None:
+        self.path, self.line, self.message = str(path), line, message
+        where = f"{path}:{line}" if line else f"{path}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One file of a block: its text and where it came from (for error messages)."""
+
+    path: Path
+    text: str
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    folder: Path
+    mjml: Part
+    amp: Part | None
+    text: Part | None
+    amp_css: str
+    fallback_mjml: Part | None
+    fallback_amp: Part | None
+    fallback_text: Part | None
+    description: str = ""
+    needs: tuple[str, ...] = ()
+    personal: bool = False
+    feed: str | None = None
+    image: str | None = None
+    amp_extensions: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class When:
+    """Show a block only if all of these hold."""
+
+    segment: str | None = None
+    not_segment: str | None = None
+    variant: str | None = None
+    consent: str | None = None
+
+
+@dataclass(frozen=True)
+class BlockUse:
+    block: str
+    when: When
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TemplateSource:
+    name: str
+    folder: Path
+    subject: str
+    preheader: str
+    variants: dict[str, int]
+    blocks: tuple[BlockUse, ...]
+    theme: dict[str, str]
+    links: dict[str, str]
+    description: str = ""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise SourceError(path, "file is missing") from None
+    except orjson.JSONDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        raise SourceError(path, f"invalid JSON: {exc.msg}", line) from None
+
+
+def _part(folder: Path, filename: str) -> Part | None:
+    path = folder / filename
+    if not path.is_file():
+        return None
+    try:
+        return Part(path, path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise SourceError(path, "is not UTF-8 text") from None
+
+
+def _strings(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SourceError(path, f'"{key}" must be a list of strings')
+    return tuple(value)
+
+
+def load_block(folder: Path) -> Block:
+    """The block in `folder`, or `SourceError` naming the file at fault."""
+    name = folder.name
+    meta_path = folder / "block.json"
+    if not NAME.fullmatch(name):
+        raise SourceError(folder, "block names are lower-case letters, digits and _")
+    meta = _read_json(meta_path)
+    if not isinstance(meta, dict):
+        raise SourceError(meta_path, "must be a JSON object")
+    unknown = set(meta) - BLOCK_KEYS
+    if unknown:
+        raise SourceError(meta_path, f"unknown keys {sorted(unknown)}")
+    mjml = _part(folder, "block.mjml")
+    if mjml is None:
+        raise SourceError(folder / "block.mjml", "file is missing: every block needs one")
+    css = _part(folder, "block.amp.css")
+    params = meta.get("params", {})
+    if not isinstance(params, dict):
+        raise SourceError(meta_path, '"params" must be an object of defaults')
+    return Block(
+        name=name,
+        folder=folder,
+        mjml=mjml,
+        amp=_part(folder, "block.amp.html"),
+        text=_part(folder, "block.txt"),
+        amp_css=css.text if css else "",
+        fallback_mjml=_part(folder, "fallback.mjml"),
+        fallback_amp=_part(folder, "fallback.amp.html"),
+        fallback_text=_part(folder, "fallback.txt"),
+        description=str(meta.get("description", "")),
+        needs=_strings(meta_path, "needs", meta.get("needs", [])),
+        personal=bool(meta.get("personal", False)),
+        feed=meta.get("feed"),
+        image=meta.get("image"),
+        amp_extensions=_strings(meta_path, "amp_extensions", meta.get("amp_extensions", [])),
+        params=params,
+    )
+
+
+def load_blocks(root: Path) -> tuple[dict[str, Block], dict[str, SourceError]]:
+    """Every block under `root` by name, and the errors of those that do not load (only
+    the templates using a broken block are broken)."""
+    if not root.is_dir():
+        raise SourceError(root, "blocks folder is missing")
+    blocks, broken = {}, {}
+    for folder in sorted(root.iterdir()):
+        if folder.is_dir():
+            try:
+                blocks[folder.name] = load_block(folder)
+            except SourceError as exc:
+                broken[folder.name] = exc
+    return blocks, broken
+
+
+def load_template(
+    folder: Path, blocks: dict[str, Block], broken: dict[str, SourceError] | None = None
+) -> TemplateSource:
+    """The template in `folder`, checked against the known `blocks`."""
+    path = folder / "template.json"
+    doc = _read_json(path)
+    if not isinstance(doc, dict):
+        raise SourceError(path, "must be a JSON object")
+    unknown = set(doc) - TEMPLATE_KEYS
+    if unknown:
+        raise SourceError(path, f"unknown keys {sorted(unknown)}")
+    for key in ("subject", "blocks"):
+        if key not in doc:
+            raise SourceError(path, f'"{key}" is required')
+    if not isinstance(doc["subject"], str) or not isinstance(doc.get("preheader", ""), str):
+        raise SourceError(path, '"subject" and "preheader" must be strings')
+    variants = doc.get("variants", {"A": 1})
+    if (
+        not isinstance(variants, dict)
+        or not variants
+        or not all(isinstance(w, int) and w >= 0 for w in variants.values())
+        or sum(variants.values()) <= 0
+    ):
+        raise SourceError(path, '"variants" must map names to weights (integers, total > 0)')
+    uses = []
+    if not isinstance(doc["blocks"], list) or not doc["blocks"]:
+        raise SourceError(path, '"blocks" must be a non-empty list')
+    for i, use in enumerate(doc["blocks"]):
+        where = f'"blocks"[{i}]'
+        if isinstance(use, str):
+            use = {"block": use}
+        if not isinstance(use, dict) or set(use) - USE_KEYS or "block" not in use:
+            raise SourceError(
+                path, f'{where} must be a block name or {{"block", "when", "params"}}'
+            )
+        if broken and use["block"] in broken:
+            raise broken[use["block"]]
+        if use["block"] not in blocks:
+            raise SourceError(path, f"{where}: no block named {use['block']!r} in blocks/")
+        when = use.get("when", {})
+        if not isinstance(when, dict) or set(when) - WHEN_KEYS:
+            raise SourceError(path, f'{where}: "when" may only hold {sorted(WHEN_KEYS)}')
+        if "variant" in when and when["variant"] not in variants:
+            raise SourceError(path, f"{where}: variant {when['variant']!r} is not declared")
+        if "consent" in when and when["consent"] not in CONSENTS:
+            raise SourceError(path, f"{where}: consent must be one of {list(CONSENTS)}")
+        params = use.get("params", {})
+        if not isinstance(params, dict):
+            raise SourceError(path, f'{where}: "params" must be an object')
+        block = blocks[use["block"]]
+        uses.append(BlockUse(block.name, When(**when), {**block.params, **params}))
+    theme = doc.get("theme", {})
+    links = doc.get("links", {})
+    if not isinstance(theme, dict) or not isinstance(links, dict):
+        raise SourceError(path, '"theme" and "links" must be objects')
+    for key, url in links.items():
+        if not isinstance(url, str) or not re.match(r"https?://[^/\s]", url):
+            raise SourceError(path, f'"links.{key}" must be an absolute http(s) URL')
+    return TemplateSource(
+        name=folder.name,
+        folder=folder,
+        subject=doc["subject"],
+        preheader=doc.get("preheader", ""),
+        variants=variants,
+        blocks=tuple(uses),
+        theme={str(k): str(v) for k, v in theme.items()},
+        links={str(k): str(v) for k, v in links.items()},
+        description=str(doc.get("description", "")),
+    )
+
+
+def load_samples(folder: Path) -> dict[str, dict[str, Any]]:
+    """The template's sample profiles, by file stem."""
+    samples = {}
+    for path in sorted((folder / "samples").glob("*.json")):
+        doc = _read_json(path)
+        if not isinstance(doc, dict):
+            raise SourceError(path, "a sample profile must be a JSON object")
+        samples[path.stem] = doc
+    return samples
+
+
+def fingerprint(*roots: Path) -> str:
+    """Changes whenever a file under `roots` is added, removed or modified."""
+    digest = hashlib.blake2b(digest_size=12)
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                digest.update(f"{path}:{stat.st_mtime_ns}:{stat.st_size};".encode())
+    return digest.hexdigest()

@@ -1,0 +1,49 @@
+"""What the reader's mail client hits besides feeds: the open pixel and click redirects.
+
+A click redirects to exactly the target signed into its token and nowhere else; a bad
+token is 403, never a redirect. (Recording opens and clicks as events comes with the
+events pipeline.)
+"""
+
+from __future__ import annotations
+
+import base64
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from app.render.links import UnsafeTarget, check_target
+from app.services import Services
+from app.tokens import BadToken
+
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_CACHE = {
+    "Cache-Control": "no-cache, no-store, must-revalidate, max-age=0",
+    "Expires": "0",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def routes(services: Services) -> list[Route]:
+    tokens = services.tokens
+
+    async def click(request: Request) -> Response:
+        grant = tokens.verify("click", request.path_params["token"])
+        try:
+            target = check_target(grant.resource)
+        except UnsafeTarget:
+            # Signed by us but unsafe: only possible with an old or leaked key.
+            raise BadToken("this link's target is not allowed") from None
+        # An expired click token still redirects: the target is what we signed, and an
+        # old email should keep working.
+        return RedirectResponse(target, status_code=302, headers=NO_CACHE)
+
+    async def pixel(request: Request) -> Response:
+        tokens.verify("pixel", request.path_params["token"])
+        return Response(PIXEL_GIF, media_type="image/gif", headers=NO_CACHE)
+
+    return [
+        Route("/c/{token}", click, methods=["GET"]),
+        Route("/v1/px/{token}.gif", pixel, methods=["GET"]),
+    ]

@@ -1,0 +1,214 @@
+"""Send-time rendering for ESPs: `POST /v1/render`, `GET /v1/render/{template}`,
+`POST /v1/render/batch` (NDJSON streamed), and the designers' `GET /v1/templates` and
+`POST /v1/preview`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.errors import KairosError, NotFound, Unprocessable, UnsupportedMediaType
+from app.profiles.schema import USER_ID, inline_profile
+from app.render.mime import mime_message
+from app.render.renderer import FORMATS, RenderResult
+from app.responses import JSONResponse, StreamResponse
+from app.routes.profiles import _json_body
+from app.services import Services
+
+CAMPAIGN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+RENDER_KEYS = {"template", "user_id", "profile", "campaign", "formats"}
+BATCH_CHUNK = 64
+MAX_LINE_BYTES = 256 * 1024
+
+
+class RenderRequest:
+    """A validated render request; `Unprocessable` names the first bad field."""
+
+    __slots__ = ("template", "user_id", "profile", "campaign", "formats")
+
+    def __init__(self, doc: Any, *, template: str | None = None) -> None:
+        if not isinstance(doc, dict):
+            raise Unprocessable("the body must be a JSON object", code="invalid_body")
+        unknown = set(doc) - RENDER_KEYS
+        if unknown:
+            field = sorted(unknown)[0]
+            raise Unprocessable(f"{field}: is not a known field", field=field)
+        name = doc.get("template", template)
+        if not isinstance(name, str) or not name:
+            raise Unprocessable("template: a template name is required", field="template")
+        self.template: str = name
+        user_id = doc.get("user_id")
+        if not isinstance(user_id, str) or not USER_ID.fullmatch(user_id):
+            raise Unprocessable(
+                "user_id: 1-128 letters, digits and _ . : - are required", field="user_id"
+            )
+        self.user_id: str = user_id
+        self.campaign: str | None = doc.get("campaign")
+        if self.campaign is not None and (
+            not isinstance(self.campaign, str) or not CAMPAIGN.fullmatch(self.campaign)
+        ):
+            raise Unprocessable("campaign: 1-128 letters, digits and _ . : -", field="campaign")
+        formats = doc.get("formats", list(FORMATS))
+        if not isinstance(formats, list) or not formats or any(f not in FORMATS for f in formats):
+            raise Unprocessable(f"formats: a list drawn from {list(FORMATS)}", field="formats")
+        self.formats = tuple(formats)
+        profile = doc.get("profile")
+        self.profile = None if profile is None else inline_profile(profile)
+
+
+def routes(services: Services) -> list[Route]:
+    api_keys, renderer = services.api_keys, services.renderer
+
+    async def run(req: RenderRequest) -> RenderResult:
+        return await renderer.render(
+            req.template,
+            req.user_id,
+            profile=req.profile,
+            campaign=req.campaign,
+            formats=req.formats,
+        )
+
+    def answer(request: Request, result: RenderResult) -> Response:
+        if "message/rfc822" in request.headers.get("accept", ""):
+            return Response(mime_message(result), media_type="message/rfc822")
+        return JSONResponse(result.body())
+
+    async def render(request: Request) -> Response:
+        api_keys.check(request)
+        req = RenderRequest(await _json_body(request))
+        return answer(request, await run(req))
+
+    async def render_get(request: Request) -> Response:
+        api_keys.check(request)
+        query = request.query_params
+        doc: dict[str, Any] = {"template": request.path_params["template"]}
+        for key in ("user_id", "campaign"):
+            if key in query:
+                doc[key] = query[key]
+        if "formats" in query:
+            doc["formats"] = query["formats"].split(",")
+        return answer(request, await run(RenderRequest(doc)))
+
+    async def batch(request: Request) -> Response:
+        api_keys.check(request)
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type not in ("application/x-ndjson", "application/jsonl", "application/json"):
+            raise UnsupportedMediaType("send the batch as application/x-ndjson")
+        default_template = request.query_params.get("template")
+        return StreamResponse(
+            _batch(request, default_template, run), media_type="application/x-ndjson"
+        )
+
+    async def templates(request: Request) -> Response:
+        api_keys.check(request)
+        listing = []
+        for name in renderer.names():
+            try:
+                compiled = renderer.compiled(name)
+            except KairosError as exc:
+                listing.append({"name": name, "ok": False, "error": exc.message})
+                continue
+            source = compiled.source
+            listing.append(
+                {
+                    "name": name,
+                    "ok": True,
+                    "description": source.description,
+                    "variants": source.variants,
+                    "blocks": [use.block for use in source.blocks],
+                    "samples": sorted(renderer.samples(name)),
+                    "version": compiled.version,
+                }
+            )
+        return JSONResponse({"templates": listing})
+
+    async def preview(request: Request) -> Response:
+        api_keys.check(request)
+        doc = await _json_body(request)
+        if not isinstance(doc, dict):
+            raise Unprocessable("the body must be a JSON object", code="invalid_body")
+        sample = doc.pop("sample", None)
+        doc.setdefault("user_id", "preview")
+        req = RenderRequest(doc)
+        if sample is not None:
+            samples = renderer.samples(req.template)
+            if sample not in samples:
+                raise NotFound(f"template {req.template!r} has no sample {sample!r}")
+            req.profile = inline_profile(samples[sample])
+        return answer(request, await run(req))
+
+    return [
+        Route("/v1/render", render, methods=["POST"]),
+        Route("/v1/render/batch", batch, methods=["POST"]),
+        Route("/v1/render/{template}", render_get, methods=["GET"]),
+        Route("/v1/templates", templates, methods=["GET"]),
+        Route("/v1/preview", preview, methods=["POST"]),
+    ]
+
+
+async def _batch(request: Request, template: str | None, run: Any) -> AsyncIterator[bytes]:
+    """Reads NDJSON lines as they arrive and answers one line per reader, in order; a
+    bad line gets an error line and the batch goes on. Memory stays flat: at most one
+    chunk of readers is in flight."""
+    number = 0
+    chunk: list[tuple[int, Any]] = []
+    try:
+        async for line in _lines(request):
+            number += 1
+            if not line.strip():
+                continue
+            chunk.append((number, line))
+            if len(chunk) >= BATCH_CHUNK:
+                yield await _render_chunk(chunk, template, run)
+                chunk = []
+    except KairosError as exc:
+        # The answer has started: the error travels as the last line.
+        if chunk:
+            yield await _render_chunk(chunk, template, run)
+        yield orjson.dumps({"line": number + 1, "user_id": None, **exc.body()}) + b"\n"
+        return
+    if chunk:
+        yield await _render_chunk(chunk, template, run)
+
+
+async def _render_chunk(chunk: list[tuple[int, Any]], template: str | None, run: Any) -> bytes:
+    async def one(number: int, line: bytes) -> bytes:
+        user_id = None
+        try:
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise Unprocessable(f"not valid JSON: {exc}", code="invalid_json") from None
+            if isinstance(doc, dict):
+                user_id = doc.get("user_id")
+            result = await run(RenderRequest(doc, template=template))
+            body = {"line": number, "user_id": user_id, **result.body()}
+        except KairosError as exc:
+            body = {"line": number, "user_id": user_id, **exc.body()}
+        return orjson.dumps(body) + b"\n"
+
+    answers = await asyncio.gather(*(one(n, line) for n, line in chunk))
+    return b"".join(answers)
+
+
+async def _lines(request: Request) -> AsyncIterator[bytes]:
+    buffer = b""
+    async for piece in request.stream():
+        buffer += piece
+        while True:
+            end = buffer.find(b"\n")
+            if end < 0:
+                break
+            yield buffer[:end]
+            buffer = buffer[end + 1 :]
+        if len(buffer) > MAX_LINE_BYTES:
+            raise Unprocessable(f"a batch line is longer than {MAX_LINE_BYTES} bytes")
+    if buffer:
+        yield buffer
