@@ -19,6 +19,7 @@ REASONS = (
     "budget",
     "expired-token",
     "invalid-data",
+    "no-consent",
 )
 
 

@@ -29,16 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import ctypes
-import http.client
 import os
 import platform
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,8 +42,27 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / "bench"
+from common import (
+    BENCH_DIR,
+    ROOT,
+    START_TIMEOUT_S,
+    BenchError,
+    Client,
+    Pinning,
+    Processes,
+    WrkResult,
+    base_env,
+    free_port,
+    metrics,
+    pinning,
+    run_main,
+    run_wrk,
+    tail,
+    total,
+    uvicorn_argv,
+    wait_ready,
+)
+
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -69,161 +82,7 @@ SECRET_KEY = "kairos-bench-feeds-0123456789abcdefghijk"  # fixed, 40 characters
 assert len(SECRET_KEY) == 40
 FEED = "cart"
 PRODUCTS = 50
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 5.0
 TARGETS = (("a", "c", 0.7), ("b", "d", 0.8))
-
-
-class BenchError(Exception):
-    """Something broke: the bench cannot give a meaningful figure."""
-
-
-# --- processes --------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the bench itself dies (even by SIGKILL)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Processes:
-    """Every long-running process the bench started, stopped in reverse order."""
-
-    def __init__(self) -> None:
-        self._procs: list[tuple[str, subprocess.Popen[bytes], Any]] = []
-
-    def start(
-        self, name: str, argv: Sequence[str], *, env: dict[str, str], log: Path
-    ) -> subprocess.Popen[bytes]:
-        out = log.open("wb")
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                env=env,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the bench, which stops them
-                preexec_fn=_die_with_parent,
-            )
-        except BaseException:
-            out.close()
-            raise
-        self._procs.append((name, proc, out))
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        for i, (_, p, out) in enumerate(self._procs):
-            if p is proc:
-                del self._procs[i]
-                _terminate(p)
-                out.close()
-                return
-
-    def stop_all(self) -> None:
-        while self._procs:
-            _, p, out = self._procs.pop()
-            _terminate(p)
-            out.close()
-
-
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
-    try:
-        proc.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(STOP_TIMEOUT_S)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Pinning:
-    server: int | None  # core for the server under test
-    load: int | None  # core for wrk (and redis-server, and this script)
-
-    def wrap(self, argv: list[str], core: int | None) -> list[str]:
-        return argv if core is None else ["taskset", "-c", str(core), *argv]
-
-    def describe(self) -> str:
-        if self.server is None:
-            return "none (taskset missing or fewer than 2 usable cores)"
-        return (
-            f"server under test on core {self.server}; wrk, redis-server and this script "
-            f"on core {self.load}"
-        )
-
-
-def _pinning(enabled: bool) -> Pinning:
-    cores = sorted(os.sched_getaffinity(0))
-    if not enabled or len(cores) < 2 or shutil.which("taskset") is None:
-        return Pinning(None, None)
-    return Pinning(cores[0], cores[1])
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(errors="replace").rstrip().splitlines()
-    except OSError:
-        return "(no log)"
-    return "\n".join("    " + line for line in text[-lines:]) or "    (empty log)"
-
-
-# --- HTTP -------------------------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-class Client:
-    """One keep-alive HTTP/1.1 connection to 127.0.0.1."""
-
-    def __init__(self, port: int, timeout: float = 5.0) -> None:
-        self._conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-
-    def get(self, path: str) -> Answer:
-        self._conn.request("GET", path)
-        r = self._conn.getresponse()
-        body = r.read()
-        return Answer(r.status, {k.lower(): v for k, v in r.getheaders()}, body)
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-def _wait_ready(name: str, proc: subprocess.Popen[bytes], port: int, path: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{name}: exited with status {proc.returncode}:\n{_tail(log)}")
-        client = Client(port, timeout=1.0)
-        try:
-            answer = client.get(path)
-            if answer.status == 200:
-                return
-            last = f"HTTP {answer.status} {answer.body[:200]!r}"
-        except OSError as exc:
-            last = str(exc)
-        finally:
-            client.close()
-        time.sleep(0.1)
-    raise BenchError(f"{name}: not ready after {START_TIMEOUT_S:.0f}s ({last}):\n{_tail(log)}")
 
 
 # --- data -------------------------------------------------------------------------------
@@ -300,7 +159,7 @@ async def _expected_feeds(
 
 
 def _start_redis(procs: Processes, tmp: Path, pin: Pinning) -> tuple[str, int]:
-    port = _free_port()
+    port = free_port()
     data = tmp / "redis"
     data.mkdir()
     argv = pin.wrap(
@@ -324,14 +183,14 @@ def _start_redis(procs: Processes, tmp: Path, pin: Pinning) -> tuple[str, int]:
     try:
         while True:
             if proc.poll() is not None:
-                raise BenchError(f"redis-server exited with {proc.returncode}:\n{_tail(log)}")
+                raise BenchError(f"redis-server exited with {proc.returncode}:\n{tail(log)}")
             try:
                 if client.ping():
                     break
             except redis.RedisError:
                 pass
             if time.monotonic() > deadline:
-                raise BenchError(f"redis-server not ready on port {port}:\n{_tail(log)}")
+                raise BenchError(f"redis-server not ready on port {port}:\n{tail(log)}")
             time.sleep(0.05)
     finally:
         client.close()
@@ -339,51 +198,6 @@ def _start_redis(procs: Processes, tmp: Path, pin: Pinning) -> tuple[str, int]:
 
 
 # --- wrk --------------------------------------------------------------------------------
-
-
-@dataclass
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    non_2xx: int
-    socket_errors: dict[str, int] = field(default_factory=dict)
-    raw: str = ""
-
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-
-
-def _ms(value: str, unit: str) -> float:
-    return float(value) * _UNITS_MS[unit]
-
-
-def parse_wrk(text: str) -> WrkResult:
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
-    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
-    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
-    total = re.search(r"^\s+(\d+) requests in ", text, re.M)
-    if not (rps and p50 and p99 and total):
-        raise BenchError(f"cannot parse wrk's output:\n{text}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
-    errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
-    )
-    socket_errors = {}
-    if errors:
-        socket_errors = dict(
-            zip(("connect", "read", "write", "timeout"), map(int, errors.groups()), strict=True)
-        )
-    return WrkResult(
-        rps=float(rps.group(1)),
-        p50_ms=_ms(*p50.groups()),
-        p99_ms=_ms(*p99.groups()),
-        requests=int(total.group(1)),
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors={k: v for k, v in socket_errors.items() if v},
-        raw=text,
-    )
 
 
 def _lua_script(paths: Sequence[str], path: Path) -> Path:
@@ -408,57 +222,7 @@ def _lua_script(paths: Sequence[str], path: Path) -> Path:
     return path
 
 
-def run_wrk(port: int, script: Path, seconds: float, connections: int, pin: Pinning) -> WrkResult:
-    argv = pin.wrap(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--timeout", "2s",
-            "--latency",
-            "-s", str(script),
-            f"http://127.0.0.1:{port}/",
-        ],
-        pin.load,
-    )  # fmt: skip
-    try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=seconds + 60,
-            cwd=ROOT,
-            check=False,
-            preexec_fn=_die_with_parent,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError("wrk did not finish in time") from None
-    if done.returncode != 0:
-        raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return parse_wrk(done.stdout)
-
-
 # --- Kairos metrics ---------------------------------------------------------------------
-
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$")
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def _metrics(port: int) -> list[tuple[str, dict[str, str], float]]:
-    client = Client(port)
-    try:
-        answer = client.get("/metrics")
-    finally:
-        client.close()
-    if answer.status != 200:
-        raise BenchError(f"/metrics answered {answer.status}")
-    samples = []
-    for line in answer.body.decode().splitlines():
-        m = _SAMPLE.match(line)
-        if m and not line.startswith("#"):
-            samples.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), float(m.group(3))))
-    return samples
 
 
 @dataclass
@@ -480,20 +244,13 @@ class Counters:
 
 
 def _counters(port: int) -> Counters:
-    samples = _metrics(port)
-
-    def total(name: str, **labels: str) -> float:
-        return sum(
-            v for n, lab, v in samples
-            if n == name and all(lab.get(k) == want for k, want in labels.items())
-        )  # fmt: skip
-
+    samples = metrics(port)
     return Counters(
-        hit=total("kairos_profile_cache_total", result="hit"),
-        miss=total("kairos_profile_cache_total", result="miss"),
-        stale=total("kairos_profile_cache_total", result="stale"),
-        fallbacks=total("kairos_fallbacks_total"),
-        feed_ok=total("kairos_requests_total", route="/v1/feeds/{feed}", status="200"),
+        hit=total(samples, "kairos_profile_cache_total", result="hit"),
+        miss=total(samples, "kairos_profile_cache_total", result="miss"),
+        stale=total(samples, "kairos_profile_cache_total", result="stale"),
+        fallbacks=total(samples, "kairos_fallbacks_total"),
+        feed_ok=total(samples, "kairos_requests_total", route="/v1/feeds/{feed}", status="200"),
     )
 
 
@@ -560,13 +317,13 @@ def _run_case(
     warmup: float,
     connections: int,
 ) -> Outcome:
-    port = _free_port()
+    port = free_port()
     argv = pin.wrap([*case.argv, "--port", str(port)], pin.server)
     log = tmp / f"server-{case.key}.log"
     print(f"[{case.key}] {case.name}: starting on port {port}", flush=True)
     proc = procs.start(case.name, argv, env=case.env, log=log)
     try:
-        _wait_ready(case.name, proc, port, case.ready_path, log)
+        wait_ready(case.name, proc, port, case.ready_path, log)
         served = _verify(case, port)
         print(f"[{case.key}] {case.name}: {len(case.paths)} readers answered as expected")
         script = _lua_script(case.paths, tmp / f"wrk-{case.key}.lua")
@@ -581,7 +338,7 @@ def _run_case(
         if result.socket_errors:
             outcome.notes.append(f"socket errors {result.socket_errors}")
         if proc.poll() is not None:
-            raise BenchError(f"{case.name}: died during the run:\n{_tail(log)}")
+            raise BenchError(f"{case.name}: died during the run:\n{tail(log)}")
         if before is not None:
             delta = _counters(port) - before
             outcome.counters = delta
@@ -628,36 +385,9 @@ def _check_counters(case: Case, d: Counters) -> None:
 # --- the whole bench --------------------------------------------------------------------
 
 
-def _uvicorn(app: str, *, factory: bool = False, app_dir: Path = ROOT) -> list[str]:
-    argv = [sys.executable, "-m", "uvicorn"]
-    if factory:
-        argv.append("--factory")
-    return [
-        *argv,
-        app,
-        "--app-dir", str(app_dir),
-        "--host", "127.0.0.1",
-        "--loop", "uvloop",
-        "--http", "httptools",
-        "--workers", "1",
-        "--no-access-log",
-        "--log-level", "warning",
-    ]  # fmt: skip
-
-
-def _base_env() -> dict[str, str]:
-    """This environment without any Kairos or Redis setting the caller may have set."""
-    env = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(("KAIROS_", "BENCH_")) and k not in ("REDIS_URL", "WEB_CONCURRENCY")
-    }  # fmt: skip
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def _kairos_env(redis_url: str, cache_ttl_ms: int) -> dict[str, str]:
     return {
-        **_base_env(),
+        **base_env(),
         "KAIROS_ENV": "test",
         "KAIROS_SECRET_KEYS": SECRET_KEY,
         "REDIS_URL": redis_url,
@@ -670,7 +400,7 @@ def _kairos_env(redis_url: str, cache_ttl_ms: int) -> dict[str, str]:
 def bench(args: argparse.Namespace) -> int:
     seconds = 3.0 if args.quick else float(args.duration)
     warmup = 1.0 if args.quick else min(3.0, max(1.0, seconds / 5))
-    pin = _pinning(not args.no_pin)
+    pin = pinning(not args.no_pin)
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
             raise BenchError(f"{tool} is not on PATH")
@@ -678,9 +408,8 @@ def bench(args: argparse.Namespace) -> int:
         os.sched_setaffinity(0, {pin.load})
 
     print("Kairos feeds bench")
-    print(
-        f"  python {platform.python_version()}, {os.cpu_count()} cores, pinning: {pin.describe()}"
-    )
+    pinned = pin.describe("wrk, redis-server and this script")
+    print(f"  python {platform.python_version()}, {os.cpu_count()} cores, pinning: {pinned}")
     print(
         f"  wrk -t1 -c{args.connections} -d{seconds:.0f}s --latency "
         f"(warm-up {warmup:.0f}s), {args.readers} readers cycled round-robin, feed '{FEED}'"
@@ -723,7 +452,7 @@ def _bench(
     run = {"seconds": seconds, "warmup": warmup, "connections": args.connections}
     outcomes: dict[str, Outcome] = {}
 
-    kairos = _uvicorn("app.app:factory", factory=True)
+    kairos = uvicorn_argv("app.app:factory", factory=True)
     for key, name, what, ttl in (
         ("a", "kairos-cached", "Kairos, profile from the in-process cache", 600_000),
         ("b", "kairos-redis", "Kairos, profile read from Redis per request", 0),
@@ -743,8 +472,8 @@ def _bench(
         raise BenchError("the feed body does not survive orjson.loads + orjson.dumps")
     case_c = Case(
         "c", "bare-static", "bare Starlette, orjson.dumps of the same feed dict",
-        _uvicorn("bare:static_app", app_dir=BENCH_DIR),
-        {**_base_env(), "BENCH_FEED_BODY": str(body_file)}, "/healthz",
+        uvicorn_argv("bare:static_app", app_dir=BENCH_DIR),
+        {**base_env(), "BENCH_FEED_BODY": str(body_file)}, "/healthz",
         feed_paths, [served] * len(feed_paths),
     )  # fmt: skip
     outcomes["c"] = _run_case(case_c, procs, tmp, pin, **run)
@@ -758,8 +487,8 @@ def _bench(
         raise BenchError("a seeded reader is missing from redis")
     case_d = Case(
         "d", "bare-redis", "bare Starlette, 1 redis.asyncio GET + orjson.loads/dumps",
-        _uvicorn("bare:redis_app", app_dir=BENCH_DIR),
-        {**_base_env(), "REDIS_URL": redis_url}, "/healthz",
+        uvicorn_argv("bare:redis_app", app_dir=BENCH_DIR),
+        {**base_env(), "REDIS_URL": redis_url}, "/healthz",
         [f"/v1/feeds/{FEED}?{urlencode({'u': uid})}" for uid, _ in readers],
         [orjson.dumps(orjson.loads(s)) for s in stored],  # type: ignore[arg-type]
     )  # fmt: skip
@@ -805,23 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.duration < 1 or args.connections < 1 or args.readers < 1:
         parser.error("--duration, --connections and --readers must be at least 1")
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)  # unwinds through the finally blocks
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
-    try:
-        return bench(args)
-    except BenchError as exc:
-        print(f"\nbench: FAILED: {exc}", file=sys.stderr, flush=True)
-        return 1
-    except KeyboardInterrupt:
-        print("\nbench: interrupted", file=sys.stderr, flush=True)
-        return 130
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            print(f"\nbench: stopped by a signal ({exc.code})", file=sys.stderr, flush=True)
-        raise
+    return run_main(bench, args)
 
 
 if __name__ == "__main__":

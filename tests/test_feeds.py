@@ -449,24 +449,37 @@ async def test_one_corrupt_value_does_not_take_other_readers_down(
         assert r.json() == {"items": [ADA_PROFILE_ITEM]}
 
 
-async def test_corrupt_catalog_value_is_an_invalid_data_fallback(settings, redis_url, redis_client):
+async def test_corrupt_catalog_value_reads_as_an_unknown_product(settings, redis_url, redis_client):
     app = create_app(
         settings(REDIS_URL=redis_url, KAIROS_DEMO_DATA="true", KAIROS_STORE_RETRY_MS=60_000)
     )
     async with serve(app) as client:
         redis_client.hset("kairos:catalog", "SKU-2", b"{not json")  # in ada's cart
+        # One unreadable product must not sink the feeds that list it: ada's cart line
+        # for it keeps only what her profile says (no catalog title), the rest is intact.
         r = await client.get(feed_url("cart", "ada"))
         assert r.status_code == 200
-        assert r.headers["x-kairos-fallback"] == "invalid-data"
-        assert r.json() == fallback_body("cart")
+        assert r.headers.get("x-kairos-fallback") is None
+        items = r.json()["items"]
+        assert [i["sku"] for i in items] == ["SKU-1", "SKU-2"]
+        assert items[0]["title"] == "Brass desk lamp" and items[1]["title"] == ""
+        assert items[1]["qty"] == 2
 
-        # her profile, and feeds that do not need that product, are served as usual
-        r = await client.get(feed_url("profile", "ada"))
+        # popular top-ups skip it; other readers and the store are unaffected
+        r = await client.get(feed_url("recommendations", "grace"))
         assert r.headers.get("x-kairos-fallback") is None
-        assert r.json() == {"items": [ADA_PROFILE_ITEM]}
-        r = await client.get(feed_url("cart", "alan"))
-        assert r.headers.get("x-kairos-fallback") is None
-        assert skus(r) == ["SKU-7"]
+        assert "SKU-2" not in skus(r) and skus(r)[:2] == ["SKU-8", "SKU-5"]
+        assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_cart_of_a_reader_without_personalization_consent_is_not_served(any_client):
+    # alan declined personalization after the email went out: his live cart (SKU-7) is
+    # behavioural data, so the open-time feed answers with the generic fallback.
+    r = await any_client.get(feed_url("cart", "alan"))
+    assert r.status_code == 200
+    assert r.headers["x-kairos-fallback"] == "no-consent"
+    assert r.json() == fallback_body("cart")
+    assert "SKU-7" not in r.text
 
 
 async def test_smallest_redis_pool_still_serves(settings, redis_url):

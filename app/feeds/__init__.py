@@ -13,4 +13,7 @@ FEEDS: dict[str, FeedBuilder] = {
     "recommendations": build_recommendations,
 }
 
-__all__ = ["FEEDS", "FeedBuilder", "FeedContext"]
+# Feeds made of behavioural data: readers who declined personalization get the fallback.
+PERSONAL_FEEDS = frozenset({"cart"})
+
+__all__ = ["FEEDS", "PERSONAL_FEEDS", "FeedBuilder", "FeedContext"]

@@ -104,7 +104,16 @@ class RedisStore:
         if not skus:
             return {}
         raws = await self._call(self.redis.hmget(CATALOG_KEY, list(skus)))
-        return {sku: _loads(raw) for sku, raw in zip(skus, raws, strict=True) if raw}
+        found = {}
+        for sku, raw in zip(skus, raws, strict=True):
+            if raw:
+                try:
+                    found[sku] = _loads(raw)
+                except CorruptData as exc:
+                    # One unreadable product must not sink every feed that lists it:
+                    # it reads as unknown, like a product missing from the catalog.
+                    log.error("catalog product %s is unreadable: %s", sku, exc)
+        return found
 
     async def put_products(self, products: Iterable[Product]) -> int:
         mapping: dict[str, bytes] = {}

@@ -14,6 +14,15 @@ from app.render.sources import Block, SourceError, TemplateSource
 
 MAX_CSS_BYTES = 75_000
 MAX_DOCUMENT_BYTES = 200_000
+# How to tell that a piece of AMP markup uses an extension: the validator refuses a
+# document that loads an extension it does not use.
+USES = {
+    "amp-list": re.compile(r"<amp-list\b"),
+    "amp-mustache": re.compile(r"""type=["']amp-mustache["']"""),
+    "amp-carousel": re.compile(r"<amp-carousel\b"),
+    "amp-bind": re.compile(r"<amp-state\b|\son=|\s\[[a-z]"),
+    "amp-accordion": re.compile(r"<amp-accordion\b"),
+}
 EXTENSIONS = {
     "amp-list": ("custom-element", "https://cdn.ampproject.org/v0/amp-list-0.1.js"),
     "amp-mustache": ("custom-template", "https://cdn.ampproject.org/v0/amp-mustache-0.2.js"),
@@ -47,11 +56,21 @@ def document(source: TemplateSource, used: tuple[Block, ...], base_css: str) -> 
     if "</style" in css.lower():
         raise SourceError(source.folder, "AMP CSS may not contain '</style'")
 
-    scripts = "".join(
-        f'<script async {kind}="{name}" src="{src}"></script>\n'
-        for name in sorted(extensions)
-        for kind, src in [EXTENSIONS[name]]
-    )
+    scripts = ""
+    for name in sorted(extensions):
+        kind, src = EXTENSIONS[name]
+        # Loaded only when a block shown to this reader uses it.
+        showing = [
+            f'_mode[{i}] == "{mode}"'
+            for i, block in enumerate(used)
+            for mode, part in (("main", block.amp), ("fallback", block.fallback_amp))
+            if part is not None and USES[name].search(part.text)
+        ]
+        if showing:
+            scripts += (
+                f"{{% if {' or '.join(showing)} %}}"
+                f'<script async {kind}="{name}" src="{src}"></script>\n{{% endif %}}'
+            )
     body = []
     for i, block in enumerate(used):
         main = block.amp.text if block.amp else ""
@@ -75,6 +94,8 @@ def document(source: TemplateSource, used: tuple[Block, ...], base_css: str) -> 
         + "{% endraw %}</style>\n</head>\n<body>\n"
         + '<div class="kx-wrap">\n'
         + "".join(body)
+        + "{% if consent.tracking %}"
         + '<amp-img src="{{ links.pixel() }}" width="1" height="1" alt=""></amp-img>\n'
+        + "{% endif %}"
         + "</div>\n</body>\n</html>\n"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import re
 import sys
 
@@ -15,10 +16,11 @@ from app.render import ampvalidate
 from app.render.amp import MAX_DOCUMENT_BYTES
 from app.render.jinja import check_part
 from app.render.sources import SourceError, load_blocks
+from app.render.variants import assign
 from app.services import build_services
 from app.settings import Settings
 
-LEFTOVERS = re.compile(r"\{\{|\{%|\{#|kjx\d+x|<mj-|</mj-")
+LEFTOVERS = re.compile(r"\{\{|\{%|\{#|kj[xs]\d+x|<mj-|</mj-")
 CHECK_URL = "https://kairos.check.invalid"
 
 
@@ -57,11 +59,12 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
         except (KairosError, SourceError):
             continue
         samples["(no profile)"] = None
-        for sample, doc in samples.items():
-            where = f"{settings.templates_dir / name}/{sample}"
+        readers = _one_reader_per_variant(renderer.compiled(name).source.variants)
+        for (sample, doc), (variant, reader) in itertools.product(samples.items(), readers):
+            where = f"{settings.templates_dir / name}/{sample} (variant {variant})"
             try:
                 profile = None if doc is None else inline_profile(doc)
-                result = await renderer.render(name, "check-reader", profile=profile)
+                result = await renderer.render(name, reader, profile=profile, campaign="check")
             except KairosError as exc:
                 problems.append(f"{where}: {exc.message}")
                 continue
@@ -88,6 +91,16 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
                     problems.append(f"{where}: AMP {verdict.status}: " + "; ".join(verdict.errors))
     await services.store.close()
     return problems
+
+
+def _one_reader_per_variant(variants: dict[str, int]) -> list[tuple[str, str]]:
+    found: dict[str, str] = {}
+    for i in range(10_000):
+        variant = assign(variants, "check", f"check-{i}")
+        found.setdefault(variant, f"check-{i}")
+        if len(found) == sum(1 for w in variants.values() if w > 0):
+            break
+    return sorted(found.items())
 
 
 def _collect(problems: list[str], check: object) -> None:

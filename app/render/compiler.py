@@ -100,12 +100,9 @@ def _compile_html(
     def guarded(part: Part | None) -> str:
         if part is None:
             return ""
-        text, part_tags = protect(part.text)
-        # Renumber this part's placeholders after those already taken.
-        offset = len(tags)
-        text = re.sub(r"kjx(\d+)x", lambda m: f"kjx{int(m.group(1)) + offset}x", text)
-        tags.extend(part_tags)
-        owners.extend([part.path] * len(part_tags))
+        before = len(tags)
+        text = protect(part.text, tags)
+        owners.extend([part.path] * (len(tags) - before))
         return text
 
     body = []
@@ -118,14 +115,18 @@ def _compile_html(
     pixel = guarded(
         Part(
             source.folder / "(pixel)",
-            '<mj-raw><img src="{{ links.pixel() }}" width="1" height="1" alt="" '
-            'style="display:block;border:0;width:1px;height:1px"></mj-raw>',
+            '<mj-raw>{% if consent.tracking %}<img src="{{ links.pixel() }}" width="1" '
+            'height="1" alt="" style="display:block;border:0;width:1px;height:1px">'
+            "{% endif %}</mj-raw>",
         )
     )
     head = guarded(Part(source.folder / "(head)", "<mj-title>{{ _subject }}</mj-title>"))
+    if theme_css:
+        # Also as a plain style sheet: the @media rules cannot be inlined.
+        head += "<mj-style>" + theme_css + "</mj-style>"
     head += guarded(Part(source.folder / "(head)", "<mj-preview>{{ _preheader }}</mj-preview>"))
     document = (
-        "<mjml><mj-head>"
+        '<mjml lang="kjxlangx"><mj-head>'
         + head
         + '<mj-attributes><mj-all font-family="Helvetica, Arial, sans-serif"/>'
         + '<mj-text font-size="16px" line-height="24px" color="#1f2933"/></mj-attributes>'
@@ -145,6 +146,7 @@ def _compile_html(
             keep_style_tags=True,
             load_remote_stylesheets=False,
         ).inline(compiled)
+    compiled = compiled.replace("kjxlangx", "{{ locale }}")
     restored, seen = restore(compiled, tags)
     lost = [i for i in range(len(tags)) if i not in seen]
     if lost:

@@ -16,7 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from app.render.sources import Part, SourceError
 
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
-PLACEHOLDER = re.compile(r"kjx(\d+)x")
+PLACEHOLDER = re.compile(r"<!--kjs(\d+)x-->|kjx(\d+)x")
 
 
 def environment(*, html: bool, filters: dict[str, Callable[..., Any]]) -> SandboxedEnvironment:
@@ -32,17 +32,28 @@ def environment(*, html: bool, filters: dict[str, Callable[..., Any]]) -> Sandbo
     return env
 
 
-def protect(source: str) -> tuple[str, list[str]]:
-    """`source` with each Jinja tag replaced by a placeholder, and the tags in order."""
+def protect(source: str, tags: list[str]) -> str:
+    """`source` with each Jinja tag replaced by a placeholder; the tags are appended to
+    `tags` (a placeholder's number is its index there).
+
+    Expressions become the word `kjxNx`. Statements become the comment `<!--kjsNx-->`,
+    because a comment keeps its place where an HTML parser moves text (between table
+    rows); inside a markup tag (an attribute value) they stay words.
+    """
     if PLACEHOLDER.search(source):
         raise ValueError("the text already holds a Kairos placeholder (kjxNx)")
-    tags: list[str] = []
 
     def swap(match: re.Match[str]) -> str:
-        tags.append(match.group(0))
-        return f"kjx{len(tags) - 1}x"
+        tag = match.group(0)
+        tags.append(tag)
+        index = len(tags) - 1
+        start = match.start()
+        in_markup = source.rfind("<", 0, start) > source.rfind(">", 0, start)
+        if tag.startswith("{{") or in_markup:
+            return f"kjx{index}x"
+        return f"<!--kjs{index}x-->"
 
-    return JINJA.sub(swap, source), tags
+    return JINJA.sub(swap, source)
 
 
 def restore(compiled: str, tags: list[str]) -> tuple[str, set[int]]:
@@ -50,7 +61,7 @@ def restore(compiled: str, tags: list[str]) -> tuple[str, set[int]]:
     seen: set[int] = set()
 
     def swap(match: re.Match[str]) -> str:
-        index = int(match.group(1))
+        index = int(match.group(1) or match.group(2))
         seen.add(index)
         return tags[index]
 

@@ -28,8 +28,16 @@ class Links:
     """Every URL of one render, signed once and reused across HTML, AMP and text."""
 
     def __init__(
-        self, tokens: Tokens, base_url: str, user_id: str, campaign: str | None, home: str
+        self,
+        tokens: Tokens,
+        base_url: str,
+        user_id: str,
+        campaign: str | None,
+        home: str,
+        *,
+        tracking: bool = True,
     ) -> None:
+        self._tracking = tracking
         self._tokens = tokens
         self._base = base_url
         self._user = user_id
@@ -67,6 +75,10 @@ class Links:
                 # Reader data must never turn a link into a script: send them home.
                 self.unsafe.append(str(target)[:200])
                 return self.click(self._home) if target != self._home else self._home
+            if not self._tracking:
+                # The reader declined tracking: the link goes straight to its target.
+                self._memo[key] = target
+                return target
             token = self._tokens.sign("click", self._user, target, campaign=self._campaign)
             url = self._memo[key] = f"{self._base}/c/{token}"
         return url

@@ -222,7 +222,9 @@ class Renderer:
         variant = assign(source.variants, campaign or source.name, user_id)
         consent = {"personalization": personal, "tracking": _tracking(profile)}
         home = source.links.get("home", self._public_url)
-        links = Links(self._tokens, self._public_url, user_id, campaign, home)
+        links = Links(
+            self._tokens, self._public_url, user_id, campaign, home, tracking=consent["tracking"]
+        )
         # Missing fields stay undefined, so `{{ first_name | default("there") }}` works.
         ctx: dict[str, Any] = {
             key: profile[key]

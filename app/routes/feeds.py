@@ -19,7 +19,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from app.errors import BadRequest, CorruptData, NotFound, StoreUnavailable
-from app.feeds import FEEDS, FeedContext
+from app.feeds import FEEDS, PERSONAL_FEEDS, FeedContext
+from app.feeds.base import personalized
 from app.http import header, query_dict
 from app.middleware.observe import FALLBACK_SCOPE_KEY
 from app.services import Services
@@ -69,6 +70,8 @@ class FeedEndpoint:
             )
             if lookup.profile is None:
                 reason = lookup.reason or "missing-profile"
+            elif name in PERSONAL_FEEDS and not personalized(lookup.profile):
+                reason = "no-consent"
             else:
                 # A feed built from a cached profile is kept beside it until the profile
                 # changes or the catalog cache turns over.
