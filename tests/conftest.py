@@ -3,6 +3,7 @@ redis-server (one per session, flushed between tests)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,3 +127,79 @@ def any_app(backend: str, request: pytest.FixtureRequest) -> Starlette:
 async def any_client(any_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(any_app) as c:
         yield c
+
+
+# --- send-time rendering -------------------------------------------------------------
+# Compiling every template costs ~0.2 s per app: the render tests share one app (or one
+# compiled renderer) per module and run its lifespan per test.
+
+RENDER_PUBLIC_URL = "https://kairos.example.com"
+
+
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> SettingsFactory:
+    """`settings` for module-scoped fixtures (same test environment, own key file)."""
+    base = {
+        "KAIROS_ENV": "test",
+        "KAIROS_SECRET_KEYS": SECRET,
+        "KAIROS_API_KEYS": API_KEY,
+        "KAIROS_DEV_SECRET_FILE": str(tmp_path_factory.mktemp("keys") / "dev-secret"),
+    }
+
+    def make(**overrides: Any) -> Settings:
+        env = dict(base)
+        for name, value in overrides.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = str(value)
+        return Settings.from_env(env)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def render_app(module_settings: SettingsFactory) -> Starlette:
+    """The demo app on the real blocks and templates, with an https public URL (so that
+    renders have their AMP part), compiled once per module. Tests that write profiles
+    use their own user ids: the app and its store live as long as the module."""
+    return create_app(module_settings(KAIROS_PUBLIC_URL=RENDER_PUBLIC_URL))
+
+
+@pytest.fixture
+async def render_client(render_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(render_app) as c:
+        yield c
+
+
+def copy_sources(dest: Path, *, templates: bool = True) -> tuple[Path, Path]:
+    """A private copy of the real `blocks/` (and `templates/`, or only its theme files)
+    under `dest`: tests add broken or probing blocks there, and touch files, without
+    racing the designers' edits."""
+    from app.settings import PROJECT_ROOT
+
+    blocks, tmpl = dest / "blocks", dest / "templates"
+    shutil.copytree(PROJECT_ROOT / "blocks", blocks)
+    if templates:
+        shutil.copytree(PROJECT_ROOT / "templates", tmpl)
+    else:
+        tmpl.mkdir()
+        for css in (PROJECT_ROOT / "templates").glob("*.css"):
+            shutil.copy(css, tmpl / css.name)
+    return blocks, tmpl
+
+
+@pytest.fixture
+def sources_copy(tmp_path: Path) -> Callable[..., tuple[Path, Path]]:
+    """`sources_copy(templates=True)` -> (blocks dir, templates dir), copies in tmp_path."""
+    return lambda templates=True: copy_sources(tmp_path, templates=templates)
+
+
+@pytest.fixture(scope="module")
+def module_sources_copy(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., tuple[Path, Path]]:
+    """`sources_copy` for module-scoped fixtures: each call makes a fresh copy."""
+    return lambda templates=True: copy_sources(
+        tmp_path_factory.mktemp("sources"), templates=templates
+    )

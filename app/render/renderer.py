@@ -4,6 +4,7 @@ replaced by its fallback, then Jinja over the precompiled template."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ class Renderer:
         self._public_url = public_url
         self._budget_s = budget_s
         self._reload = reload
-        self._envs = Environments.build({"click": _click, "money": _money})
+        self._envs = ENVIRONMENTS
         self._compiled: dict[str, Compiled] = {}
         self._broken: dict[str, SourceError] = {}
         self._version = ""
@@ -114,35 +115,11 @@ class Renderer:
         the others serve)."""
         self._version = fingerprint(self.blocks_dir, self.templates_dir)
         self._checked_at = time.monotonic()
-        compiled: dict[str, Compiled] = {}
-        broken: dict[str, SourceError] = {}
-        try:
-            blocks, broken_blocks = load_blocks(self.blocks_dir)
-        except SourceError as exc:
-            self._compiled, self._broken = {}, {"*": exc}
-            return [exc]
-        theme_css = _read(self.templates_dir / "theme.css")
-        amp_css = _read(self.templates_dir / "theme.amp.css")
-        for folder in sorted(self.templates_dir.iterdir()):
-            if not (folder / "template.json").is_file():
-                continue
-            try:
-                source = load_template(folder, blocks, broken_blocks)
-                compiled[folder.name] = compile_template(
-                    source,
-                    blocks,
-                    self._envs,
-                    version=self._version,
-                    theme_css=theme_css,
-                    amp_css=amp_css,
-                )
-            except SourceError as exc:
-                broken[folder.name] = exc
-        self._compiled, self._broken = compiled, broken
+        compiled, broken, errors = _compile_all(self.blocks_dir, self.templates_dir, self._version)
+        self._compiled, self._broken = dict(compiled), dict(broken)
         for error in broken.values():
             log.error("template not available: %s", error)
-        reported = {str(e) for e in broken.values()}
-        return [*broken.values(), *(e for e in broken_blocks.values() if str(e) not in reported)]
+        return list(errors)
 
     def names(self) -> list[str]:
         return sorted({*self._compiled, *self._broken} - {"*"})
@@ -282,6 +259,41 @@ class Renderer:
         )
 
 
+@functools.lru_cache(maxsize=8)
+def _compile_all(
+    blocks_dir: Path, templates_dir: Path, version: str
+) -> tuple[dict[str, Compiled], dict[str, SourceError], tuple[SourceError, ...]]:
+    """Every template compiled, those that failed, and all errors. A pure function of
+    the files (`version` is their fingerprint), memoized: apps built in one process
+    (workers' reloads, tests) share the work."""
+    compiled: dict[str, Compiled] = {}
+    broken: dict[str, SourceError] = {}
+    try:
+        blocks, broken_blocks = load_blocks(blocks_dir)
+    except SourceError as exc:
+        return {}, {"*": exc}, (exc,)
+    theme_css = _read(templates_dir / "theme.css")
+    amp_css = _read(templates_dir / "theme.amp.css")
+    for folder in sorted(templates_dir.iterdir()):
+        if not (folder / "template.json").is_file():
+            continue
+        try:
+            source = load_template(folder, blocks, broken_blocks)
+            compiled[folder.name] = compile_template(
+                source,
+                blocks,
+                ENVIRONMENTS,
+                version=version,
+                theme_css=theme_css,
+                amp_css=amp_css,
+            )
+        except SourceError as exc:
+            broken[folder.name] = exc
+    reported = {str(e) for e in broken.values()}
+    errors = (*broken.values(), *(e for e in broken_blocks.values() if str(e) not in reported))
+    return compiled, broken, errors
+
+
 def _mode(
     block: Block,
     when: When,
@@ -329,3 +341,7 @@ def _click(context: Any, url: Any) -> str:
 
 def _money(amount: Any, currency: str | None = None) -> str:
     return money(float(amount), currency) if amount is not None else ""
+
+
+# The sandboxes hold nothing per app (their filters are pure functions): shared.
+ENVIRONMENTS = Environments.build({"click": _click, "money": _money})
