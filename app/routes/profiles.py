@@ -77,6 +77,7 @@ def routes(services: Services) -> list[Route]:
 
     handlers = {
         "GET": get_profile,
+        "HEAD": get_profile,
         "PUT": put_profile,
         "PATCH": patch_profile,
         "DELETE": delete_profile,
@@ -86,7 +87,7 @@ def routes(services: Services) -> list[Route]:
         # One route for every method, so a 405 lists them all in `Allow`.
         return await handlers[request.method](request)
 
-    return [Route("/v1/profiles/{user_id}", profile, methods=list(handlers))]
+    return [Route("/v1/profiles/{user_id}", profile, methods=[m for m in handlers if m != "HEAD"])]
 
 
 async def _json_body(request: Request) -> Any:
