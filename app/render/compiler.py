@@ -91,9 +91,12 @@ def compile_template(
     )
 
 
-def _compile_html(
-    source: TemplateSource, used: tuple[Block, ...], env: SandboxedEnvironment, theme_css: str
-) -> Template:
+def mjml_document(
+    source: TemplateSource, used: tuple[Block, ...], theme_css: str, *, inline_style: bool = False
+) -> tuple[str, list[str], list[Path]]:
+    """The template's whole MJML document with Jinja swapped for placeholders, the Jinja
+    tags, and the file each tag came from. With `inline_style`, the theme CSS goes in as
+    `<mj-style inline="inline">` (for Node mjml, which inlines it itself)."""
     tags: list[str] = []
     owners: list[Path] = []
 
@@ -124,6 +127,8 @@ def _compile_html(
     if theme_css:
         # Also as a plain style sheet: the @media rules cannot be inlined.
         head += "<mj-style>" + theme_css + "</mj-style>"
+        if inline_style:
+            head += '<mj-style inline="inline">' + theme_css + "</mj-style>"
     head += guarded(Part(source.folder / "(head)", "<mj-preview>{{ _preheader }}</mj-preview>"))
     document = (
         '<mjml lang="kjxlangx"><mj-head>'
@@ -135,10 +140,16 @@ def _compile_html(
         + pixel
         + "</mj-body></mjml>"
     )
+    return document, tags, owners
+
+
+def mrml_html(document: str, theme_css: str, where: Path) -> str:
+    """MJML to HTML with MRML, then the theme CSS inlined (MRML does not inline
+    `mj-style inline` itself)."""
     try:
         compiled = mjml.mjml2html(document)
     except Exception as exc:  # MRML reports one message for the whole document
-        raise SourceError(source.folder, f"MJML: {exc}") from None
+        raise SourceError(where, f"MJML: {exc}") from None
     if theme_css:
         compiled = css_inline.CSSInliner(
             extra_css=theme_css,
@@ -146,6 +157,14 @@ def _compile_html(
             keep_style_tags=True,
             load_remote_stylesheets=False,
         ).inline(compiled)
+    return compiled
+
+
+def _compile_html(
+    source: TemplateSource, used: tuple[Block, ...], env: SandboxedEnvironment, theme_css: str
+) -> Template:
+    document, tags, owners = mjml_document(source, used, theme_css)
+    compiled = mrml_html(document, theme_css, source.folder)
     compiled = compiled.replace("kjxlangx", "{{ locale }}")
     restored, seen = restore(compiled, tags)
     lost = [i for i in range(len(tags)) if i not in seen]
