@@ -169,7 +169,9 @@ async def render(request: Request) -> Response:
         try:
             doc = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
-            return Response(b'{"error":{"code":"invalid_json"}}', 400, media_type="application/json")
+            return Response(
+                b'{"error":{"code":"invalid_json"}}', 400, media_type="application/json"
+            )
         req = RenderRequest(doc)
         compiled = _state["naive"].get(req.template)
         if compiled is None:

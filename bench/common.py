@@ -280,6 +280,8 @@ def run_wrk(
         raise BenchError("wrk did not finish in time") from None
     if done.returncode != 0:
         raise BenchError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    if done.stderr.strip():  # a Lua error: wrk goes on with its default request
+        raise BenchError(f"wrk reported an error:\n{done.stderr}")
     return parse_wrk(done.stdout)
 
 

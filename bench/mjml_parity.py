@@ -32,7 +32,8 @@ from app.render.sources import load_blocks, load_template  # noqa: E402
 NODE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kairos-mjml4"
 NODE_SCRIPT = """
 const mjml = require('mjml'); const fs = require('fs');
-const out = mjml(fs.readFileSync(process.argv[1], 'utf8'), {validationLevel: 'soft', keepComments: true});
+const src = fs.readFileSync(process.argv[1], 'utf8');
+const out = mjml(src, {validationLevel: 'soft', keepComments: true});
 process.stdout.write(out.html);
 """
 
