@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,12 @@ def product_row(path: Path, number: int, row: dict[str, Any]) -> dict[str, Any]:
     price = row.get("price")
     if price is not None and (isinstance(price, bool) or not isinstance(price, int | float)):
         raise BadImportLine(f"{path}:{number}: 'price' must be a number")
+    for key in ("url", "image_url"):
+        url = row.get(key)
+        if url is not None and (
+            not isinstance(url, str) or not re.match(r"https?://[^\s/]", url, re.IGNORECASE)
+        ):
+            raise BadImportLine(f"{path}:{number}: {key!r} must be an absolute http(s) URL")
     popularity = row.get("popularity", 0)
     if isinstance(popularity, bool) or not isinstance(popularity, int | float):
         raise BadImportLine(f"{path}:{number}: 'popularity' must be a number")

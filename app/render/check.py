@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import itertools
 import re
-import sys
 
 from app.demo import load_demo
 from app.errors import KairosError
@@ -68,6 +67,9 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
             except KairosError as exc:
                 problems.append(f"{where}: {exc.message}")
                 continue
+            except Exception as exc:  # report, never crash the check
+                problems.append(f"{where}: {type(exc).__name__}: {exc}")
+                continue
             for fmt in ("html", "text"):
                 output = getattr(result, fmt) or ""
                 leftover = LEFTOVERS.search(output)
@@ -81,9 +83,8 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
             amp_docs[where] = result.amp
     if amp and amp_docs:
         if not ampvalidate.available():
-            print(
-                "kairos check: AMP validator not installed (bash .ci/amp-validator)",
-                file=sys.stderr,
+            problems.append(
+                "the AMP validator is not installed: run `bash .ci/amp-validator`, or pass --no-amp"
             )
         else:
             for where, verdict in ampvalidate.validate(amp_docs).items():

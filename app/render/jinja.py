@@ -85,6 +85,7 @@ def check_part(env: SandboxedEnvironment, part: Part) -> None:
     as `file:line: message` before anything is compiled."""
     try:
         tree = env.parse(part.text)
+        env.compile(tree)  # unknown filters and tests surface here, with their line
     except TemplateSyntaxError as exc:
         raise SourceError(part.path, f"template syntax error: {exc.message}", exc.lineno) from None
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):

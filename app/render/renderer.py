@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError, pass_context
+from jinja2 import pass_context
 from jinja2.exceptions import SecurityError
 
 from app.catalog import Catalog
@@ -248,7 +248,8 @@ class Renderer:
             text = compiled.text.render(ctx).strip() + "\n" if "text" in formats else None
         except SecurityError as exc:
             raise TemplateBroken(f"template {source.name!r}: sandbox: {exc}") from None
-        except (TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        except Exception as exc:  # a designer's template must never answer 500
+            log.warning("template %s failed to render: %r", source.name, exc)
             raise TemplateBroken(
                 f"template {source.name!r} failed to render: {type(exc).__name__}: {exc}"
             ) from None

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,8 @@ from app.render.renderer import FORMATS, RenderResult
 from app.responses import JSONResponse, StreamResponse
 from app.routes.profiles import _json_body
 from app.services import Services
+
+log = logging.getLogger("kairos.render")
 
 CAMPAIGN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 RENDER_KEYS = {"template", "user_id", "profile", "campaign", "formats"}
@@ -192,6 +195,12 @@ async def _render_chunk(chunk: list[tuple[int, Any]], template: str | None, run:
             body = {"line": number, "user_id": user_id, **result.body()}
         except KairosError as exc:
             body = {"line": number, "user_id": user_id, **exc.body()}
+        except Exception:
+            # One reader's failure must not cost the others their answer: the batch
+            # has already started streaming.
+            log.exception("batch line %d failed", number)
+            error = {"code": "internal", "message": "this reader could not be rendered"}
+            body = {"line": number, "user_id": user_id, "error": error}
         return orjson.dumps(body) + b"\n"
 
     answers = await asyncio.gather(*(one(n, line) for n, line in chunk))
