@@ -6,10 +6,11 @@ the way a renderer without a compile step would do it. Per request:
 1. Kairos's own request validation (`RenderRequest`, the inline profile checked) and
    Kairos's own data step (cart and recommendations completed from the same catalog);
 2. Kairos's `render_data` over the template compiled by Kairos, except for the HTML
-   part: there, Jinja runs over the template's MJML source (the blocks assembled as
-   app/render/compiler.py does, with the Jinja left in place), then `mjml.mjml2html`
-   compiles the reader's MJML, then `css_inline` inlines theme.css. That is the work
-   Kairos does once per template version instead of once per reader.
+   part: there, Jinja runs over the template's MJML document (assembled by Kairos's own
+   `compiler.mjml_document`, with the Jinja put back in place), then Kairos's own
+   `compiler.mrml_html` compiles the reader's MJML (`mjml.mjml2html`, MRML) and inlines
+   theme.css (`css_inline`). That is the work Kairos does once per template version
+   instead of once per reader.
 
 The AMP and text parts, the subject and the preheader have no MJML in them: they go
 through Kairos's precompiled Jinja as in Kairos, so (a)/(b) measures what compiling MJML
@@ -27,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -36,8 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import css_inline  # noqa: E402
-import mjml  # noqa: E402
 import orjson  # noqa: E402
 from jinja2 import Template  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
@@ -47,68 +48,50 @@ from starlette.routing import Route  # noqa: E402
 
 from app.demo import load_demo  # noqa: E402
 from app.errors import KairosError, NotFound  # noqa: E402
-from app.render.compiler import Compiled  # noqa: E402
+from app.render.compiler import MARKER, Compiled, mjml_document, mrml_html  # noqa: E402
+from app.render.jinja import restore  # noqa: E402
 from app.render.renderer import Renderer, RenderResult  # noqa: E402
 from app.render.sources import Block, TemplateSource  # noqa: E402
 from app.routes.render import RenderRequest  # noqa: E402
 from app.services import build_services  # noqa: E402
 from app.settings import Settings  # noqa: E402
 
-PIXEL = (
-    '<mj-raw><img src="{{ links.pixel() }}" width="1" height="1" alt="" '
-    'style="display:block;border:0;width:1px;height:1px"></mj-raw>'
-)
 
-
-def naive_mjml_source(source: TemplateSource, used: tuple[Block, ...]) -> str:
-    """The template's whole MJML document with its Jinja left in: the document
-    app/render/compiler.py::_compile_html assembles (same head, attributes, blocks in
-    order with their fallbacks, pixel), but with each block's main/fallback/hidden choice
-    written as Jinja instead of markers, so that Jinja runs before MJML."""
-    body = []
-    for i, block in enumerate(used):
-        main = block.mjml.text
-        fallback = block.fallback_mjml.text if block.fallback_mjml else ""
-        body.append(
-            f'{{% if _mode[{i}] == "main" %}}{{% with params = _params[{i}] %}}{main}'
+def _branch(match: re.Match[str]) -> str:
+    """A block marker as the Jinja that picks the block's main, fallback or nothing (as
+    app/render/compiler.py::_compile_html writes it)."""
+    i, kind = match.group(1), match.group(2)
+    if kind == "main":
+        return f'{{% if _mode[{i}] == "main" %}}{{% with params = _params[{i}] %}}'
+    if kind == "fallback":
+        return (
             f'{{% endwith %}}{{% elif _mode[{i}] == "fallback" %}}'
-            f"{{% with params = _params[{i}] %}}{fallback}{{% endwith %}}{{% endif %}}"
+            f"{{% with params = _params[{i}] %}}"
         )
-    return (
-        "<mjml><mj-head>"
-        "<mj-title>{{ _subject }}</mj-title><mj-preview>{{ _preheader }}</mj-preview>"
-        '<mj-attributes><mj-all font-family="Helvetica, Arial, sans-serif"/>'
-        '<mj-text font-size="16px" line-height="24px" color="#1f2933"/></mj-attributes>'
-        '</mj-head><mj-body background-color="#f4f5f7" width="600px">'
-        + "".join(body)
-        + PIXEL
-        + "</mj-body></mjml>"
-    )
+    return "{% endwith %}{% endif %}"
+
+
+def naive_mjml_source(
+    source: TemplateSource, used: tuple[Block, ...], theme_css: str, *, inline_style: bool = False
+) -> str:
+    """The template's whole MJML document with its Jinja in place: Kairos's own
+    `mjml_document` (same head, styles, blocks and fallbacks, pixel), with the Jinja
+    tags put back and the block markers written as Jinja, so that Jinja runs first and
+    MJML compiles what it produced."""
+    document, tags, _ = mjml_document(source, used, theme_css, inline_style=inline_style)
+    document, _ = restore(document.replace("kjxlangx", "{{ locale }}"), tags)
+    return MARKER.sub(_branch, document)
 
 
 class NaiveHtml:
-    """Stands in for the precompiled HTML template: Jinja over MJML, then MJML, then
-    CSS inlining, on every render."""
+    """Stands in for the precompiled HTML template: Jinja over MJML, then MJML (MRML)
+    and CSS inlining with Kairos's own `mrml_html`, on every render."""
 
-    def __init__(self, template: Template, theme_css: str) -> None:
-        self._template = template
-        self._inliner = (
-            css_inline.CSSInliner(
-                extra_css=theme_css,
-                inline_style_tags=False,
-                keep_style_tags=True,
-                load_remote_stylesheets=False,
-            )
-            if theme_css
-            else None
-        )
+    def __init__(self, template: Template, theme_css: str, where: Path) -> None:
+        self._template, self._theme_css, self._where = template, theme_css, where
 
     def render(self, ctx: dict[str, Any]) -> str:
-        document = self._template.render(ctx)
-        html: str = mjml.mjml2html(document)
-        if self._inliner is not None:
-            html = self._inliner.inline(html)
-        return html
+        return mrml_html(self._template.render(ctx), self._theme_css, self._where)
 
 
 class ExpandedMjml:
@@ -126,16 +109,18 @@ def _theme_css(renderer: Renderer) -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
-def _jinja_mjml(renderer: Renderer, compiled: Compiled) -> Template:
-    return renderer.environments.html.from_string(
-        naive_mjml_source(compiled.source, compiled.blocks)
+def _jinja_mjml(renderer: Renderer, compiled: Compiled, *, inline_style: bool) -> Template:
+    source = naive_mjml_source(
+        compiled.source, compiled.blocks, _theme_css(renderer), inline_style=inline_style
     )
+    return renderer.environments.html.from_string(source)
 
 
 def naive_compiled(renderer: Renderer, name: str) -> Compiled:
     """Kairos's compiled template `name` with its HTML part made per render."""
     compiled = renderer.compiled(name)
-    html = NaiveHtml(_jinja_mjml(renderer, compiled), _theme_css(renderer))
+    template = _jinja_mjml(renderer, compiled, inline_style=False)
+    html = NaiveHtml(template, _theme_css(renderer), compiled.source.folder)
     return dataclasses.replace(compiled, html=html)  # type: ignore[arg-type]
 
 
@@ -147,9 +132,12 @@ async def expanded_mjml(
     campaign: str | None,
 ) -> RenderResult:
     """A render of `name` for one reader whose `html` is the reader's MJML document
-    (Jinja applied, MJML not compiled yet); the other parts are as Kairos renders them."""
+    (Jinja applied, MJML not compiled yet, the theme CSS also in an
+    `<mj-style inline="inline">` for compilers that inline it themselves, as Node mjml
+    does); the other parts are as Kairos renders them."""
     compiled = renderer.compiled(name)
-    capture = dataclasses.replace(compiled, html=ExpandedMjml(_jinja_mjml(renderer, compiled)))  # type: ignore[arg-type]
+    template = _jinja_mjml(renderer, compiled, inline_style=True)
+    capture = dataclasses.replace(compiled, html=ExpandedMjml(template))  # type: ignore[arg-type]
     data = await renderer._data(profile, asyncio.get_running_loop().time() + 5.0)
     return renderer.render_data(capture, user_id, profile, data, None, campaign)
 
@@ -210,4 +198,35 @@ naive_app = Starlette(
         Route("/v1/render", render, methods=["POST"]),
     ],
     lifespan=_lifespan,
+)
+
+
+# --- the ceiling: no render at all ------------------------------------------------------
+
+_answer: dict[str, Any] = {}
+
+
+async def static_render(request: Request) -> Response:
+    await request.body()
+    return Response(orjson.dumps(_answer), media_type="application/json")
+
+
+def _load_answer() -> dict[str, Any]:
+    doc: dict[str, Any] = orjson.loads(Path(os.environ["BENCH_RENDER_ANSWER"]).read_bytes())
+    return doc
+
+
+@contextlib.asynccontextmanager
+async def _static_lifespan(app: Starlette) -> AsyncIterator[None]:
+    _answer.update(_load_answer())  # once, at start-up
+    yield
+    _answer.clear()
+
+
+static_app = Starlette(
+    routes=[
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/render", static_render, methods=["POST"]),
+    ],
+    lifespan=_static_lifespan,
 )

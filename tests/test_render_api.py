@@ -520,8 +520,8 @@ async def test_kairos_images_in_html_and_amp_are_pixels_or_live_images(client, a
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: Links.image() (app/render/links.py) embeds /v1/img/<name>.gif?t=... for "
-    "the countdown block, but no route serves /v1/img: every countdown image is a 404",
+    reason="PENDING (the live-images issue): Links.image() embeds signed "
+    "/v1/img/<name>.gif?t=... URLs for the countdown block; no route serves /v1/img yet",
 )
 async def test_countdown_live_image_url_is_served(client):
     doc = await render(client, template="countdown_t", user_id="ada")
