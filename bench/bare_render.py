@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,27 +47,19 @@ from starlette.routing import Route  # noqa: E402
 
 from app.demo import load_demo  # noqa: E402
 from app.errors import KairosError, NotFound  # noqa: E402
-from app.render.compiler import MARKER, Compiled, mjml_document, mrml_html  # noqa: E402
+from app.render.compiler import (  # noqa: E402
+    MARKER,
+    Compiled,
+    block_branch,
+    mjml_document,
+    mrml_html,
+)
 from app.render.jinja import restore  # noqa: E402
 from app.render.renderer import Renderer, RenderResult  # noqa: E402
 from app.render.sources import Block, TemplateSource  # noqa: E402
 from app.routes.render import RenderRequest  # noqa: E402
 from app.services import build_services  # noqa: E402
 from app.settings import Settings  # noqa: E402
-
-
-def _branch(match: re.Match[str]) -> str:
-    """A block marker as the Jinja that picks the block's main, fallback or nothing (as
-    app/render/compiler.py::_compile_html writes it)."""
-    i, kind = match.group(1), match.group(2)
-    if kind == "main":
-        return f'{{% if _mode[{i}] == "main" %}}{{% with params = _params[{i}] %}}'
-    if kind == "fallback":
-        return (
-            f'{{% endwith %}}{{% elif _mode[{i}] == "fallback" %}}'
-            f"{{% with params = _params[{i}] %}}"
-        )
-    return "{% endwith %}{% endif %}"
 
 
 def naive_mjml_source(
@@ -80,7 +71,7 @@ def naive_mjml_source(
     MJML compiles what it produced."""
     document, tags, _ = mjml_document(source, used, theme_css, inline_style=inline_style)
     document, _ = restore(document.replace("kjxlangx", "{{ locale }}"), tags)
-    return MARKER.sub(_branch, document)
+    return MARKER.sub(block_branch, document)
 
 
 class NaiveHtml:

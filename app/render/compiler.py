@@ -175,18 +175,21 @@ def _compile_html(
             "mj-button, mj-raw or an attribute value",
         )
 
-    def branch(match: re.Match[str]) -> str:
-        i, kind = match.group(1), match.group(2)
-        if kind == "main":
-            return f'{{% if _mode[{i}] == "main" %}}{{% with params = _params[{i}] %}}'
-        if kind == "fallback":
-            return (
-                f'{{% endwith %}}{{% elif _mode[{i}] == "fallback" %}}'
-                f"{{% with params = _params[{i}] %}}"
-            )
-        return "{% endwith %}{% endif %}"
+    return _jinja(env, MARKER.sub(block_branch, restored), source.folder / "(html)")
 
-    return _jinja(env, MARKER.sub(branch, restored), source.folder / "(html)")
+
+def block_branch(match: re.Match[str]) -> str:
+    """A block marker of the compiled HTML as the Jinja that shows the block's main part,
+    its fallback, or nothing, for this reader."""
+    i, kind = match.group(1), match.group(2)
+    if kind == "main":
+        return f'{{% if _mode[{i}] == "main" %}}{{% with params = _params[{i}] %}}'
+    if kind == "fallback":
+        return (
+            f'{{% endwith %}}{{% elif _mode[{i}] == "fallback" %}}'
+            f"{{% with params = _params[{i}] %}}"
+        )
+    return "{% endwith %}{% endif %}"
 
 
 def _text_source(used: tuple[Block, ...]) -> str:
