@@ -22,7 +22,7 @@ from app.middleware.observe import ObserveMiddleware
 from app.openapi import spec
 from app.profiles.store import ProfileStore
 from app.responses import JSONResponse
-from app.routes import feeds, health, opens, profiles, render
+from app.routes import feeds, health, images, opens, profiles, render
 from app.services import Services, build_services
 from app.settings import Settings
 
@@ -54,12 +54,14 @@ def create_app(settings: Settings | None = None, *, store: ProfileStore | None =
             done, _ = await asyncio.wait({follower}, timeout=SHUTDOWN_WAIT_S)
             if not done:
                 follower.cancel()
+            await services.images.close()
             await services.store.close()
 
     app = Starlette(
         routes=[
             # The open-time route first: it takes nearly all the traffic.
             *feeds.routes(services),
+            *images.routes(services),
             *health.routes(services),
             *profiles.routes(services),
             *render.routes(services),

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
+from app import images
 from app.demo import load_demo
 from app.errors import KairosError, StoreUnavailable
 from app.feeds import FEEDS
@@ -77,7 +78,26 @@ def _parser() -> argparse.ArgumentParser:
     click.add_argument("--user", required=True)
     click.add_argument("--campaign")
     click.add_argument("--url", required=True, help="absolute http(s) target")
+    click.add_argument(
+        "--slot",
+        type=int,
+        metavar="K",
+        help="the link of recommendation slot K: it goes to the product the reader saw in "
+        "that slot's live image, else to --url",
+    )
     click.set_defaults(run=_sign_click)
+    image = sign_sub.add_parser("image", help="a live image URL for <img src>")
+    image.add_argument("name", choices=sorted(images.KINDS))
+    image.add_argument("--user", required=True)
+    image.add_argument("--campaign")
+    image.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an image parameter, e.g. deadline=2026-12-24T23:59:59Z (repeatable)",
+    )
+    image.set_defaults(run=_sign_image)
 
     render = sub.add_parser("render", help="render a template for one reader")
     render.add_argument("template")
@@ -158,7 +178,33 @@ def _sign_click(args: argparse.Namespace) -> int:
         print(f"kairos: {exc}", file=sys.stderr)
         return 2
     links = Links(Tokens(settings.secret_keys), settings.public_url, args.user, args.campaign, "")
-    print(links.click(args.url))
+    if args.slot is None:
+        print(links.click(args.url))
+        return 0
+    try:
+        print(links.product_click(args.slot, args.url))
+    except ValueError as exc:
+        print(f"kairos: --slot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _sign_image(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    check_user_id(args.user)
+    params: dict[str, str] = {}
+    for pair in args.param:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            print(f"kairos: --param must be KEY=VALUE, not {pair!r}", file=sys.stderr)
+            return 2
+        params[key.strip()] = value
+    links = Links(Tokens(settings.secret_keys), settings.public_url, args.user, args.campaign, "")
+    try:
+        print(links.image(args.name, **params))
+    except images.ParamError as exc:
+        print(f"kairos: {args.name}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from app.images.assets import CATALOG_IMAGE
 from app.profiles.schema import SKU, check_user_id, validate_profile
 
 
@@ -64,6 +65,14 @@ def product_row(path: Path, number: int, row: dict[str, Any]) -> dict[str, Any]:
             not isinstance(url, str) or not re.match(r"https?://[^\s/]", url, re.IGNORECASE)
         ):
             raise BadImportLine(f"{path}:{number}: {key!r} must be an absolute http(s) URL")
+    image = row.get("image")
+    if image is not None and (
+        not isinstance(image, str) or not CATALOG_IMAGE.fullmatch(image) or ".." in image
+    ):
+        raise BadImportLine(
+            f"{path}:{number}: 'image' must be a file name in KAIROS_CATALOG_ASSETS_DIR, "
+            "like 'lamps/sku-1.jpg' (png, jpg, gif or webp)"
+        )
     popularity = row.get("popularity", 0)
     if isinstance(popularity, bool) or not isinstance(popularity, int | float):
         raise BadImportLine(f"{path}:{number}: 'popularity' must be a number")

@@ -115,8 +115,26 @@ class Metrics:
         self.store_errors = Counter(
             "kairos_store_errors", "Profile store calls that failed", ["store"]
         )
+        self.image_renders = Counter(
+            "kairos_image_renders", "Live images drawn (cache misses that rendered)", ["image"]
+        )
+        self.image_cache = Counter(
+            "kairos_image_cache",
+            "Live image lookups in the rendered-bytes cache",
+            ["image", "result"],
+        )
         self.registry.register(
-            _Collector([self.requests, self.latency, self.cache, self.fallbacks, self.store_errors])
+            _Collector(
+                [
+                    self.requests,
+                    self.latency,
+                    self.cache,
+                    self.fallbacks,
+                    self.store_errors,
+                    self.image_renders,
+                    self.image_cache,
+                ]
+            )
         )
         self.store_up = Gauge(
             "kairos_store_up", "1 when the last store check succeeded", registry=self.registry

@@ -128,6 +128,45 @@ def spec(public_url: str) -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/img/{image}.{format}": {
+                "get": {
+                    "summary": "A live image drawn at open time for the reader of the token",
+                    "parameters": [
+                        {
+                            "name": "image",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"enum": ["countdown", "banner", "product"]},
+                        },
+                        {
+                            "name": "format",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"enum": ["gif", "png"]},
+                            "description": "gif for countdown, png for the others",
+                        },
+                        {
+                            "name": "t",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "description": "signed token; the image's parameters are in it",
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the image, or its fallback image (header "
+                            "X-Kairos-Fallback names why); never cached by proxies",
+                            "content": {
+                                "image/gif": {"schema": {"type": "string", "format": "binary"}},
+                                "image/png": {"schema": {"type": "string", "format": "binary"}},
+                            },
+                        },
+                        "403": _error("bad token, or a token for another image"),
+                        "404": _error("unknown image or wrong format"),
+                    },
+                }
+            },
             "/v1/render": {
                 "post": {
                     "summary": "Render a template for one reader (send time)",

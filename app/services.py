@@ -9,7 +9,10 @@ from app.auth import ApiKeys
 from app.catalog import Catalog
 from app.fallbacks import Fallbacks
 from app.feeds import FEEDS
+from app.images import KINDS
+from app.images.service import LiveImages
 from app.metrics import Metrics
+from app.picks import Picks
 from app.profiles.cache import CachedProfiles
 from app.profiles.memory import MemoryStore
 from app.profiles.redis import RedisStore
@@ -30,6 +33,8 @@ class Services:
     fallbacks: Fallbacks
     amp_cors: AmpCors
     renderer: Renderer
+    picks: Picks
+    images: LiveImages
 
     @property
     def store(self) -> ProfileStore:
@@ -71,6 +76,9 @@ def build_services(settings: Settings, store: ProfileStore | None = None) -> Ser
         reload=settings.reload_templates,
     )
     renderer.load()
+    picks = Picks(store, catalog, settings.budget_s)
+    images = LiveImages(settings, metrics, profiles, catalog, picks)
+    formats = {name: kind.format for name, kind in KINDS.items()}
     return Services(
         settings=settings,
         metrics=metrics,
@@ -78,7 +86,9 @@ def build_services(settings: Settings, store: ProfileStore | None = None) -> Ser
         api_keys=ApiKeys(settings.api_keys),
         profiles=profiles,
         catalog=catalog,
-        fallbacks=Fallbacks(settings.fallbacks_dir, metrics, list(FEEDS)),
+        fallbacks=Fallbacks(settings.fallbacks_dir, metrics, list(FEEDS), formats),
         amp_cors=AmpCors(settings.amp_senders),
         renderer=renderer,
+        picks=picks,
+        images=images,
     )

@@ -68,6 +68,10 @@ class Settings:
     blocks_dir: Path = PROJECT_ROOT / "blocks"
     templates_dir: Path = PROJECT_ROOT / "templates"
     reload_templates: bool = True
+    catalog_assets_dir: Path | None = None
+    image_cache_bytes: int = 64 * 1024 * 1024
+    image_workers: int = 2
+    image_max_bytes: int = 5 * 1024 * 1024
     log_level: str = "INFO"
     generated_secret: bool = field(default=False, compare=False)
 
@@ -154,6 +158,11 @@ class Settings:
                 raise ConfigError(f"{var} {str(folder)!r} is not a directory")
             folders[name] = folder
 
+        assets_raw = e.get("KAIROS_CATALOG_ASSETS_DIR", "").strip()
+        catalog_assets = Path(assets_raw) if assets_raw else None
+        if catalog_assets is not None and not catalog_assets.is_dir():
+            raise ConfigError(f"KAIROS_CATALOG_ASSETS_DIR {assets_raw!r} is not a directory")
+
         log_level = e.get("KAIROS_LOG_LEVEL", "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("KAIROS_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
@@ -178,6 +187,10 @@ class Settings:
             blocks_dir=folders["blocks"],
             templates_dir=folders["templates"],
             reload_templates=_bool(e, "KAIROS_RELOAD_TEMPLATES", default=not production),
+            catalog_assets_dir=catalog_assets,
+            image_cache_bytes=_int(e, "KAIROS_IMAGE_CACHE_MB", 64, 1, 65_536) * 1024 * 1024,
+            image_workers=_int(e, "KAIROS_IMAGE_WORKERS", min(4, os.cpu_count() or 1), 1, 64),
+            image_max_bytes=_int(e, "KAIROS_IMAGE_MAX_BYTES", 5 * 1024 * 1024, 1024, 1024**3),
             log_level=log_level,
             generated_secret=generated,
         )
@@ -205,6 +218,10 @@ ENV_VARS = (
     "KAIROS_BLOCKS_DIR",
     "KAIROS_TEMPLATES_DIR",
     "KAIROS_RELOAD_TEMPLATES",
+    "KAIROS_CATALOG_ASSETS_DIR",
+    "KAIROS_IMAGE_CACHE_MB",
+    "KAIROS_IMAGE_WORKERS",
+    "KAIROS_IMAGE_MAX_BYTES",
     "KAIROS_LOG_LEVEL",
     "KAIROS_DEV_SECRET_FILE",
 )

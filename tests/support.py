@@ -62,6 +62,32 @@ def feed_url(
     return f"/v1/feeds/{feed}?{urlencode({'t': token, **query})}"
 
 
+IMAGE_FORMATS = {"countdown": "gif", "banner": "png", "product": "png"}
+
+
+def image_url(
+    image: str,
+    user: str,
+    *,
+    tokens: Tokens = TOKENS,
+    campaign: str | None = None,
+    ttl_s: int | None = None,
+    fmt: str | None = None,
+    resource: str | None = None,
+    **params: Any,
+) -> str:
+    """The path and query of a signed live-image URL. Signed directly, without the
+    parameter checks of a render, so tests can also sign what a render would refuse."""
+    token = tokens.sign(
+        "image", user, resource or image, campaign=campaign, ttl_s=ttl_s, params=params or None
+    )
+    return f"/v1/img/{image}.{fmt or IMAGE_FORMATS.get(image, 'png')}?{urlencode({'t': token})}"
+
+
+def fallback_image(image: str) -> bytes:
+    return (FALLBACKS_DIR / "images" / f"{image}.{IMAGE_FORMATS[image]}").read_bytes()
+
+
 def fallback_body(feed: str) -> Any:
     return json.loads((FALLBACKS_DIR / "feeds" / f"{feed}.json").read_text())
 
@@ -271,3 +297,68 @@ class InstrumentedRedisStore(_Instrumented, RedisStore):
     def __init__(self, url: str, delay: float = 0.0, **kwargs: Any) -> None:
         RedisStore.__init__(self, url, **kwargs)
         self._instrument(delay)
+
+
+class Upstream:
+    """A real HTTP server on 127.0.0.1 for upstream images: each path answers with a
+    status, a body and optional headers, or hangs until the server closes (`hang=True`).
+    Counts the requests per path. Use as `async with Upstream() as up:`."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[int, bytes, dict[str, str], bool, bool]] = {}
+        self.requests: Counter[str] = Counter()
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.port = 0
+
+    def route(
+        self,
+        path: str,
+        body: bytes = b"",
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        hang: bool = False,
+        length: bool = True,
+    ) -> str:
+        """Serve `path`; returns its absolute URL. `length=False` leaves Content-Length
+        out: the body ends when the connection closes."""
+        headers = headers or {"Content-Type": "image/png"}
+        self.routes[path] = (status, body, headers, hang, length)
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def __aenter__(self) -> Upstream:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            path = head.split(b" ", 2)[1].decode()
+            self.requests[path] += 1
+            status, body, headers, hang, length = self.routes.get(path, (404, b"", {}, False, True))
+            if hang:
+                await asyncio.sleep(3600)  # until the test ends and cancels it
+            lines = [f"HTTP/1.1 {status} X", "Connection: close"]
+            if length:
+                lines.append(f"Content-Length: {len(body)}")
+            lines += [f"{k}: {v}" for k, v in headers.items()]
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            self._handlers.discard(task)

@@ -4,6 +4,7 @@ server's API), serve's start-up checks; in-process through `main()` and as a sub
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import orjson
 import pytest
+from PIL import Image
 from support import ADA_PROFILE_ITEM, API_KEY, AUTH, SECRET, TOKENS, feed_url, free_port, serve
 
 from app.app import create_app
@@ -481,3 +483,73 @@ def test_import_through_a_running_server(
     token = TOKENS.sign("feed", "u1", "profile")
     r = httpx.get(f"{running_server}/v1/feeds/profile", params={"t": token})
     assert r.json()["items"][0]["first_name"] == "Ada"
+
+
+# --- sign image -----------------------------------------------------------------------
+
+
+async def test_sign_image_prints_a_url_the_server_draws(
+    clean_environ, monkeypatch, capsys, settings
+):
+    monkeypatch.setenv("KAIROS_PUBLIC_URL", PUBLIC_URL)
+    argv = ["sign", "image", "countdown", "--user", "ada", "--campaign", "xmas",
+            "--param", "deadline=2026-12-24T23:59:59Z", "--param", "frames=10"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"{PUBLIC_URL}/v1/img/countdown.gif?t=")
+    grant = TOKENS.verify("image", token_of(out))
+    assert (grant.user_id, grant.resource, grant.campaign) == ("ada", "countdown", "xmas")
+    assert grant.params == {"deadline": "2026-12-24T23:59:59Z", "frames": "10"}
+
+    parts = urlsplit(out)
+    app = create_app(settings())
+    app.state.services.images.clock = lambda: 1798156799 - 3600  # an hour before
+    async with serve(app) as client:
+        r = await client.get(f"{parts.path}?{parts.query}")
+    assert r.status_code == 200 and "x-kairos-fallback" not in r.headers
+    image = Image.open(io.BytesIO(r.content))
+    assert (image.format, image.size, image.n_frames) == ("GIF", (600, 120), 10)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["countdown", "--user", "ada"], "kairos: countdown: deadline is required"),
+        (
+            [
+                "countdown",
+                "--user",
+                "ada",
+                "--param",
+                "deadline=2026-12-24T23:59:59Z",
+                "--param",
+                "width=4000",
+            ],
+            "width 4000 is above the limit of 1200",
+        ),
+        (["banner", "--user", "ada", "--param", "headline"], "--param must be KEY=VALUE"),
+        (["banner", "--user", "ada", "--param", "size=3"], "unknown parameter(s): size"),
+        (["product", "--user", "ada@example.org"], "user_id must be"),
+    ],
+)
+def test_sign_image_errors(clean_environ, capsys, args: list[str], message: str):
+    assert main(["sign", "image", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err
+
+
+def test_sign_image_unknown_name_is_a_usage_error(clean_environ, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["sign", "image", "weather", "--user", "ada"])
+    assert info.value.code == 2
+
+
+def test_sign_click_with_a_slot(clean_environ, capsys):
+    url = "https://shop.example.com/new"
+    assert main(["sign", "click", "--user", "ada", "--url", url, "--slot", "2"]) == 0
+    token = capsys.readouterr().out.strip().rsplit("/", 1)[1]
+    grant = TOKENS.verify("click", token)
+    assert (grant.resource, grant.params) == (url, {"slot": 2})
+    assert main(["sign", "click", "--user", "ada", "--url", url, "--slot", "20"]) == 2
+    assert "slot must be an integer from 0 to 19" in capsys.readouterr().err

@@ -82,6 +82,8 @@ def test_profile_row_errors(tmp_path: Path, row: dict, message: str):
 def test_product_row(tmp_path: Path):
     row = {"sku": "SKU-1", "title": "Lamp", "price": 3, "popularity": 1.5}
     assert product_row(tmp_path / "f", 1, row) == row
+    with_image = {**row, "image": "lamps/sku-1.jpg"}
+    assert product_row(tmp_path / "f", 1, with_image) == with_image
 
 
 @pytest.mark.parametrize(
@@ -92,6 +94,10 @@ def test_product_row(tmp_path: Path):
         ({"sku": "S-1", "price": "3"}, "'price' must be a number"),
         ({"sku": "S-1", "price": True}, "'price' must be a number"),
         ({"sku": "S-1", "popularity": "high"}, "'popularity' must be a number"),
+        ({"sku": "S-1", "image": "../secret.png"}, "'image' must be a file name"),
+        ({"sku": "S-1", "image": "/etc/passwd"}, "'image' must be a file name"),
+        ({"sku": "S-1", "image": "lamp.svg"}, "'image' must be a file name"),
+        ({"sku": "S-1", "image": 7}, "'image' must be a file name"),
     ],
 )
 def test_product_row_errors(tmp_path: Path, row: dict, message: str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import email
 import email.policy
 import html
+import io
 import json
 import re
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 import pytest
+from PIL import Image
 from starlette.applications import Starlette
 from support import API_KEY, AUTH, TOKENS, assert_error, serve
 
@@ -518,11 +520,6 @@ async def test_kairos_images_in_html_and_amp_are_pixels_or_live_images(client, a
                         assert r.status_code == 200 and r.headers["content-type"] == "image/gif"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PENDING (the live-images issue): Links.image() embeds signed "
-    "/v1/img/<name>.gif?t=... URLs for the countdown block; no route serves /v1/img yet",
-)
 async def test_countdown_live_image_url_is_served(client):
     doc = await render(client, template="countdown_t", user_id="ada")
     images = [
@@ -536,6 +533,9 @@ async def test_countdown_live_image_url_is_served(client):
         r = await client.get(path_of(src))
         assert r.status_code == 200, (src, r.status_code)
         assert r.headers["content-type"] == "image/gif"
+        assert "x-kairos-fallback" not in r.headers
+        image = Image.open(io.BytesIO(r.content))
+        assert (image.format, image.size) == ("GIF", (600, 120))
 
 
 # --- batch -------------------------------------------------------------------------------------

@@ -194,6 +194,21 @@ def test_defaults(settings):
     assert s.redis_url is None
     assert s.demo_data is True
     assert s.public_url == "http://127.0.0.1:8000"
+    assert s.catalog_assets_dir is None
+    assert s.image_cache_bytes == 64 * 1024 * 1024
+    assert 1 <= s.image_workers <= 4
+    assert s.image_max_bytes == 5 * 1024 * 1024
+
+
+def test_image_values_are_read(settings, tmp_path):
+    s = settings(
+        KAIROS_CATALOG_ASSETS_DIR=tmp_path,
+        KAIROS_IMAGE_CACHE_MB="8",
+        KAIROS_IMAGE_WORKERS="3",
+        KAIROS_IMAGE_MAX_BYTES="65536",
+    )
+    assert s.catalog_assets_dir == tmp_path
+    assert (s.image_cache_bytes, s.image_workers, s.image_max_bytes) == (8 << 20, 3, 65536)
 
 
 def test_values_are_read(settings):
@@ -235,6 +250,9 @@ def test_values_are_read(settings):
         ("KAIROS_REDIS_TIMEOUT_MS", "10ms", "KAIROS_REDIS_TIMEOUT_MS must be an integer"),
         ("KAIROS_REDIS_POOL_SIZE", "0x10", "KAIROS_REDIS_POOL_SIZE must be an integer"),
         ("KAIROS_STORE_RETRY_MS", "-5", "KAIROS_STORE_RETRY_MS must be between 0"),
+        ("KAIROS_IMAGE_CACHE_MB", "0", "KAIROS_IMAGE_CACHE_MB must be between 1"),
+        ("KAIROS_IMAGE_WORKERS", "65", "KAIROS_IMAGE_WORKERS must be between 1 and 64"),
+        ("KAIROS_IMAGE_MAX_BYTES", "5MB", "KAIROS_IMAGE_MAX_BYTES must be an integer"),
     ],
 )
 def test_bad_integers_are_rejected(settings, name: str, value: str, expected: str):
@@ -253,6 +271,7 @@ def test_bad_integers_are_rejected(settings, name: str, value: str, expected: st
         ("KAIROS_AMP_SENDERS", "news.example.com", "is not an address pattern"),
         ("KAIROS_LOG_LEVEL", "loud", "KAIROS_LOG_LEVEL must be"),
         ("KAIROS_FALLBACKS_DIR", "/nonexistent/fallbacks", "is not a directory"),
+        ("KAIROS_CATALOG_ASSETS_DIR", "/nonexistent/assets", "is not a directory"),
     ],
 )
 def test_bad_values_are_rejected(settings, name: str, value: str, expected: str):

@@ -376,6 +376,8 @@ async def test_redis_unreachable_raises_store_unavailable():
             store.get_products(["SKU-1"]),
             store.put_products(PRODUCTS),
             store.popular(3),
+            store.get_pick("ada", "c", 0),
+            store.remember_pick("ada", "c", 0, "SKU-1"),
         ):
             with pytest.raises(StoreUnavailable, match="redis"):
                 await call

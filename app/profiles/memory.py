@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 import orjson
 
-from app.profiles.store import Product, Profile, Updater
+from app.profiles.store import Product, Profile, Updater, pick_field
 
 
 class MemoryStore:
@@ -22,6 +22,7 @@ class MemoryStore:
         self._profiles: dict[str, bytes] = {}
         self._products: dict[str, bytes] = {}
         self._popularity: dict[str, float] = {}
+        self._picks: dict[str, dict[str, str]] = {}
 
     async def get(self, user_id: str) -> Profile | None:
         raw = self._profiles.get(user_id)
@@ -48,7 +49,14 @@ class MemoryStore:
         return new
 
     async def delete(self, user_id: str) -> bool:
+        self._picks.pop(user_id, None)
         return self._profiles.pop(user_id, None) is not None
+
+    async def get_pick(self, user_id: str, campaign: str | None, slot: int) -> str | None:
+        return self._picks.get(user_id, {}).get(pick_field(campaign, slot))
+
+    async def remember_pick(self, user_id: str, campaign: str | None, slot: int, sku: str) -> str:
+        return self._picks.setdefault(user_id, {}).setdefault(pick_field(campaign, slot), sku)
 
     async def get_products(self, skus: Sequence[str]) -> dict[str, Product]:
         found = {}

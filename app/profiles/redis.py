@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, WatchError
 
 from app.errors import CorruptData, StoreUnavailable
-from app.profiles.store import Product, Profile, Updater
+from app.profiles.store import Product, Profile, Updater, pick_field
 
 log = logging.getLogger("kairos.redis")
 
@@ -27,10 +27,15 @@ CATALOG_KEY = "kairos:catalog"
 POPULAR_KEY = "kairos:popular"
 CHANGES_CHANNEL = "kairos:changes"
 MAX_WATCH_RETRIES = 50
+PICKS_TTL_S = 90 * 86400  # a campaign's slot picks outlive its clicks
 
 
 def profile_key(user_id: str) -> str:
     return f"kairos:{{{user_id}}}:profile"
+
+
+def picks_key(user_id: str) -> str:
+    return f"kairos:{{{user_id}}}:picks"
 
 
 class RedisStore:
@@ -98,7 +103,30 @@ class RedisStore:
         raise StoreUnavailable(f"profile {user_id} kept changing during the update")
 
     async def delete(self, user_id: str) -> bool:
-        return bool(await self._call(self.redis.delete(profile_key(user_id))))
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(profile_key(user_id))
+                pipe.delete(picks_key(user_id))
+                deleted, _ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return bool(deleted)
+
+    async def get_pick(self, user_id: str, campaign: str | None, slot: int) -> str | None:
+        raw = await self._call(self.redis.hget(picks_key(user_id), pick_field(campaign, slot)))
+        return None if raw is None else raw.decode()
+
+    async def remember_pick(self, user_id: str, campaign: str | None, slot: int, sku: str) -> str:
+        key, field = picks_key(user_id), pick_field(campaign, slot)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(key, field, sku)
+                pipe.hget(key, field)
+                pipe.expire(key, PICKS_TTL_S)
+                _, remembered, _ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return str(remembered.decode()) if remembered is not None else sku
 
     async def get_products(self, skus: Sequence[str]) -> dict[str, Product]:
         if not skus:

@@ -34,7 +34,18 @@ class ProfileStore(Protocol):
         """
         ...
 
-    async def delete(self, user_id: str) -> bool: ...
+    async def delete(self, user_id: str) -> bool:
+        """Erase the reader (profile and remembered picks); True if a profile existed."""
+        ...
+
+    async def get_pick(self, user_id: str, campaign: str | None, slot: int) -> str | None:
+        """The sku shown to `user_id` in recommendation slot `slot` of `campaign`."""
+        ...
+
+    async def remember_pick(self, user_id: str, campaign: str | None, slot: int, sku: str) -> str:
+        """Remember `sku` for that slot unless one is remembered already (atomically);
+        returns the sku remembered, ours or the earlier one."""
+        ...
 
     async def get_products(self, skus: Sequence[str]) -> dict[str, Product]: ...
 
@@ -54,3 +65,9 @@ class ProfileStore(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def pick_field(campaign: str | None, slot: int) -> str:
+    """How a (campaign, slot) is named among a reader's picks (the slot first: a
+    campaign name may contain ':')."""
+    return f"{slot}:{campaign or ''}"

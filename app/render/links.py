@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlsplit
+from typing import Any
+from urllib.parse import quote
 
+from app import images
+from app.picks import MAX_SLOT
+from app.targets import UnsafeTarget, check_target
 from app.tokens import Tokens
 
-IMAGE_FORMATS = {"countdown": "gif"}
-
-
-class UnsafeTarget(ValueError):
-    """A click target that is not an absolute http(s) URL."""
-
-
-def check_target(url: str) -> str:
-    """`url` if a click may redirect there: absolute http(s) only, so never `javascript:`,
-    `data:` or a scheme-relative `//host` that would borrow our scheme."""
-    if not isinstance(url, str) or len(url) > 2048 or any(c in url for c in "\r\n\t "):
-        raise UnsafeTarget("a click target must be one absolute http(s) URL")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise UnsafeTarget(f"refusing click target {url[:80]!r}: only absolute http(s) URLs")
-    return url
+__all__ = ["Links", "UnsafeTarget", "check_target"]
 
 
 class Links:
@@ -54,15 +43,40 @@ class Links:
             url = self._memo[key] = f"{self._base}/v1/feeds/{name}?t={token}"
         return url
 
-    def image(self, name: str, **params: str) -> str:
-        key = ("image", name, *sorted(f"{k}={v}" for k, v in params.items()))
+    def image(self, name: str, **params: Any) -> str:
+        """The reader's live image `name`, its parameters signed in: checked here, so a
+        template asking for an unknown image, a bad parameter or a size above the
+        limits fails at send time (`images.ParamError`), not at open time."""
+        key = ("image", name, *sorted(f"{k}={v!r}" for k, v in params.items()))
         url = self._memo.get(key)
         if url is None:
+            images.check(name, params)
             token = self._tokens.sign(
                 "image", self._user, name, campaign=self._campaign, params=params or None
             )
-            fmt = IMAGE_FORMATS.get(name, "png")
+            fmt = images.KINDS[name].format
             url = self._memo[key] = f"{self._base}/v1/img/{name}.{fmt}?t={token}"
+        return url
+
+    def product_click(self, slot: int, target: str) -> str:
+        """The click link of recommendation slot `slot`: it goes to the product the
+        reader saw in that slot's live image (`image('product', slot=...)`), or to
+        `target` when they have not seen one. Signed even for readers who declined
+        tracking: the redirect is what finds the product."""
+        key = ("slot", str(slot), target)
+        url = self._memo.get(key)
+        if url is None:
+            if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot <= MAX_SLOT:
+                raise ValueError(f"slot must be an integer from 0 to {MAX_SLOT}")
+            try:
+                check_target(target)
+            except UnsafeTarget:
+                self.unsafe.append(str(target)[:200])
+                target = self._home
+            token = self._tokens.sign(
+                "click", self._user, target, campaign=self._campaign, params={"slot": slot}
+            )
+            url = self._memo[key] = f"{self._base}/c/{token}"
         return url
 
     def click(self, target: str) -> str:

@@ -1,8 +1,10 @@
 """What the reader's mail client hits besides feeds: the open pixel and click redirects.
 
 A click redirects to exactly the target signed into its token and nowhere else; a bad
-token is 403, never a redirect. (Recording opens and clicks as events comes with the
-events pipeline.)
+token is 403, never a redirect. The one exception is chosen by us, not by the link: a
+click on recommendation slot k (a token carrying `{"slot": k}`) goes to the product the
+reader saw in that slot's live image, when one is remembered (app/picks.py), else to the
+signed target. (Recording opens and clicks as events comes with the events pipeline.)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ NO_CACHE = {
 
 def routes(services: Services) -> list[Route]:
     tokens = services.tokens
+    picks = services.picks
 
     async def click(request: Request) -> Response:
         grant = tokens.verify("click", request.path_params["token"])
@@ -35,6 +38,9 @@ def routes(services: Services) -> list[Route]:
         except UnsafeTarget:
             # Signed by us but unsafe: only possible with an old or leaked key.
             raise BadToken("this link's target is not allowed") from None
+        slot = (grant.params or {}).get("slot")
+        if isinstance(slot, int) and not isinstance(slot, bool):
+            target = await picks.target(grant.user_id, grant.campaign, slot) or target
         # An expired click token still redirects: the target is what we signed, and an
         # old email should keep working.
         return RedirectResponse(target, status_code=302, headers=NO_CACHE)

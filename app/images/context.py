@@ -1,0 +1,52 @@
+"""What a kind's data step works with: the app's shared parts, and the one open."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from app.catalog import Catalog
+from app.images.assets import Assets
+from app.images.base import Unavailable
+from app.images.fonts import Fonts
+from app.profiles.cache import CachedProfiles, Lookup
+from app.tokens import Grant
+
+if TYPE_CHECKING:
+    from app.images.sources import SourceImages
+    from app.picks import Picks
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """One open: the verified grant, the wall-clock time of the open (seconds) and the
+    deadline for its data (`loop.time()`)."""
+
+    grant: Grant
+    now: float
+    deadline: float
+
+    def left(self) -> float:
+        """Seconds of the budget left."""
+        return max(0.0, self.deadline - asyncio.get_running_loop().time())
+
+
+@dataclass(frozen=True, slots=True)
+class ImageDeps:
+    """Built once per app."""
+
+    fonts: Fonts
+    assets: Assets
+    sources: SourceImages
+    profiles: CachedProfiles
+    catalog: Catalog
+    picks: Picks
+
+    async def reader(self, request: ImageRequest) -> Lookup:
+        """The reader's profile within the budget, or `Unavailable` saying why not."""
+        user_id = request.grant.user_id
+        lookup = self.profiles.cached(user_id) or await self.profiles.get(user_id, request.left())
+        if lookup.profile is None:
+            raise Unavailable(lookup.reason or "missing-profile")
+        return lookup
