@@ -31,12 +31,9 @@ def test_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def settings(test_env: dict[str, str]) -> SettingsFactory:
-    """`settings(KAIROS_BUDGET_MS=50, ...)` -> validated Settings; a value of None unsets."""
-
+def _settings_factory(base: dict[str, str]) -> SettingsFactory:
     def make(**overrides: Any) -> Settings:
-        env = dict(test_env)
+        env = dict(base)
         for name, value in overrides.items():
             if value is None:
                 env.pop(name, None)
@@ -45,6 +42,13 @@ def settings(test_env: dict[str, str]) -> SettingsFactory:
         return Settings.from_env(env)
 
     return make
+
+
+@pytest.fixture
+def settings(test_env: dict[str, str]) -> SettingsFactory:
+    """`settings(KAIROS_BUDGET_MS=50, ...)` -> validated Settings; a value of None unsets."""
+
+    return _settings_factory(test_env)
 
 
 @pytest.fixture
@@ -146,16 +150,7 @@ def module_settings(tmp_path_factory: pytest.TempPathFactory) -> SettingsFactory
         "KAIROS_DEV_SECRET_FILE": str(tmp_path_factory.mktemp("keys") / "dev-secret"),
     }
 
-    def make(**overrides: Any) -> Settings:
-        env = dict(base)
-        for name, value in overrides.items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = str(value)
-        return Settings.from_env(env)
-
-    return make
+    return _settings_factory(base)
 
 
 @pytest.fixture(scope="module")
