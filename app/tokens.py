@@ -20,7 +20,7 @@ from itsdangerous import BadData, URLSafeSerializer
 from app.errors import Forbidden
 from app.settings import Secret
 
-PURPOSES = ("feed", "image", "click", "pixel")
+PURPOSES = ("feed", "image", "click", "pixel", "reader")
 MAX_TOKEN_LENGTH = 2048
 
 
@@ -30,7 +30,10 @@ class BadToken(Forbidden):
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What a verified token allows: one resource of one purpose for one reader."""
+    """What a verified token allows: one resource of one purpose for one reader.
+
+    A click link shared by every reader of a campaign has no reader (`user_id` is ""):
+    the reader comes with it as a "reader" token (see `app.render.links`)."""
 
     purpose: str
     user_id: str
@@ -89,8 +92,9 @@ class Tokens:
         ttl_s: int | None = None,
         params: dict[str, Any] | None = None,
     ) -> str:
-        """A URL-safe token granting `resource` of `purpose` to `user_id`."""
-        payload: dict[str, Any] = {"u": user_id, "r": resource}
+        """A URL-safe token granting `resource` of `purpose` to `user_id` (to no reader
+        in particular when `user_id` is "": click links only)."""
+        payload: dict[str, Any] = {"u": user_id, "r": resource} if user_id else {"r": resource}
         if campaign:
             payload["c"] = campaign
         if ttl_s is not None:
@@ -142,7 +146,7 @@ class Tokens:
 def _grant(purpose: str, payload: Any) -> Grant:
     if not isinstance(payload, dict):
         raise BadToken("malformed token")
-    user_id, resource = payload.get("u"), payload.get("r")
+    user_id, resource = payload.get("u", "" if purpose == "click" else None), payload.get("r")
     campaign, expires_at, params = payload.get("c"), payload.get("e"), payload.get("p")
     if not isinstance(user_id, str) or not isinstance(resource, str):
         raise BadToken("malformed token")

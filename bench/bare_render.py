@@ -75,8 +75,11 @@ def naive_mjml_source(
 
 
 class NaiveHtml:
-    """Stands in for the precompiled HTML template: Jinja over MJML, then MJML (MRML)
-    and CSS inlining with Kairos's own `mrml_html`, on every render."""
+    """Stands in for the precompiled HTML layout (as its one piece, rendered per reader):
+    Jinja over MJML, then MJML (MRML) and CSS inlining with Kairos's own `mrml_html`, on
+    every render."""
+
+    keyed = None
 
     def __init__(self, template: Template, theme_css: str, where: Path) -> None:
         self._template, self._theme_css, self._where = template, theme_css, where
@@ -86,7 +89,10 @@ class NaiveHtml:
 
 
 class ExpandedMjml:
-    """Stands in for the HTML template and returns the reader's MJML before compiling."""
+    """Stands in for the HTML layout (as its one piece) and returns the reader's MJML
+    before compiling."""
+
+    keyed = None
 
     def __init__(self, template: Template) -> None:
         self._template = template
@@ -112,7 +118,7 @@ def naive_compiled(renderer: Renderer, name: str) -> Compiled:
     compiled = renderer.compiled(name)
     template = _jinja_mjml(renderer, compiled, inline_style=False)
     html = NaiveHtml(template, _theme_css(renderer), compiled.source.folder)
-    return dataclasses.replace(compiled, html=html)  # type: ignore[arg-type]
+    return dataclasses.replace(compiled, html=(html,))  # type: ignore[arg-type]
 
 
 async def expanded_mjml(
@@ -128,7 +134,7 @@ async def expanded_mjml(
     does); the other parts are as Kairos renders them."""
     compiled = renderer.compiled(name)
     template = _jinja_mjml(renderer, compiled, inline_style=True)
-    capture = dataclasses.replace(compiled, html=ExpandedMjml(template))  # type: ignore[arg-type]
+    capture = dataclasses.replace(compiled, html=(ExpandedMjml(template),))  # type: ignore[arg-type]
     data = await renderer._data(profile, asyncio.get_running_loop().time() + 5.0)
     return renderer.render_data(capture, user_id, profile, data, None, campaign)
 

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import redis
@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from app.profiles.memory import MemoryStore
 from app.profiles.redis import CHANGES_CHANNEL, RedisStore
 from app.settings import PROJECT_ROOT, Secret
-from app.tokens import Tokens
+from app.tokens import Grant, Tokens
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"  # >= 32 characters
 OLD_SECRET = "old-secret-key-0123456789-abcdefghijklmnopq"
@@ -51,6 +51,14 @@ GRACE_PROFILE_ITEM = {
     "loyalty_points": 310,
     "locale": "en-US",
 }
+
+
+def click_grants(url: str, tokens: Tokens = TOKENS) -> tuple[Grant, Grant | None]:
+    """A click URL's link grant and its reader grant (None without `r`), both verified."""
+    parts = urlsplit(url)
+    link = tokens.verify("click", parts.path.rsplit("/", 1)[1])
+    reader = parse_qs(parts.query).get("r")
+    return link, tokens.verify("reader", reader[0]) if reader else None
 
 
 def feed_url(

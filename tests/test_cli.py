@@ -16,7 +16,17 @@ import httpx
 import orjson
 import pytest
 from PIL import Image
-from support import ADA_PROFILE_ITEM, API_KEY, AUTH, SECRET, TOKENS, feed_url, free_port, serve
+from support import (
+    ADA_PROFILE_ITEM,
+    API_KEY,
+    AUTH,
+    SECRET,
+    TOKENS,
+    click_grants,
+    feed_url,
+    free_port,
+    serve,
+)
 
 from app.app import create_app
 from app.cli import main
@@ -548,8 +558,8 @@ def test_sign_image_unknown_name_is_a_usage_error(clean_environ, capsys):
 def test_sign_click_with_a_slot(clean_environ, capsys):
     url = "https://shop.example.com/new"
     assert main(["sign", "click", "--user", "ada", "--url", url, "--slot", "2"]) == 0
-    token = capsys.readouterr().out.strip().rsplit("/", 1)[1]
-    grant = TOKENS.verify("click", token)
+    grant, reader = click_grants(capsys.readouterr().out.strip())
     assert (grant.resource, grant.params) == (url, {"slot": 2})
+    assert reader is not None and reader.user_id == "ada"
     assert main(["sign", "click", "--user", "ada", "--url", url, "--slot", "20"]) == 2
     assert "slot must be an integer from 0 to 19" in capsys.readouterr().err

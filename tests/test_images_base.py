@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support import TOKENS
+from support import TOKENS, click_grants
 
 from app import images
 from app.images.banner import Banner
@@ -188,10 +188,11 @@ def test_links_image_refuses_what_the_open_would(name: str, params: dict[str, An
 def test_product_click_carries_its_slot_and_fallback_target():
     link = links()
     url = link.product_click(3, "https://shop.example.com/new")
-    grant = TOKENS.verify("click", url.rsplit("/", 1)[1])
+    grant, reader = click_grants(url)
     assert (grant.resource, grant.params) == ("https://shop.example.com/new", {"slot": 3})
+    assert reader is not None and (reader.user_id, reader.campaign) == ("ada", "spring")
     with pytest.raises(ValueError, match="slot"):
         link.product_click(20, "https://shop.example.com/new")
     unsafe = link.product_click(1, "javascript:alert(1)")
-    assert TOKENS.verify("click", unsafe.rsplit("/", 1)[1]).resource == "https://shop.example.com/"
+    assert click_grants(unsafe)[0].resource == "https://shop.example.com/"
     assert link.unsafe == ["javascript:alert(1)"]

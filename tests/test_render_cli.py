@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 from PIL import Image
-from support import AUTH, TOKENS, serve
+from support import AUTH, TOKENS, click_grants, serve
 
 from app.app import create_app
 from app.cli import main
@@ -243,9 +243,11 @@ async def test_sign_click_prints_a_working_click_url(cli_env, capsysbinary, sett
     assert code == 0, err
     url = out.strip()
     assert url.startswith(f"{PUBLIC_URL}/c/")
-    assert TOKENS.verify("click", url.rsplit("/", 1)[1]).resource == target
+    grant, reader = click_grants(url)
+    assert grant.resource == target
+    assert reader is not None and reader.user_id == "ada"
     async with serve(create_app(settings())) as client:
-        r = await client.get(urlsplit(url).path)
+        r = await client.get(f"{urlsplit(url).path}?{urlsplit(url).query}")
     assert r.status_code == 302 and r.headers["location"] == target
 
 

@@ -9,6 +9,7 @@ and in `kairos check`.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from app.render.sources import Block, SourceError, TemplateSource
 
@@ -33,7 +34,17 @@ EXTENSIONS = {
 IMPORTANT = re.compile(r"!\s*important", re.IGNORECASE)
 
 
-def document(source: TemplateSource, used: tuple[Block, ...], base_css: str) -> str | None:
+@dataclass(frozen=True)
+class AmpSource:
+    """The AMP document's Jinja: its head (the extensions its shown blocks use), each
+    block's main and fallback markup, and its tail (the open pixel)."""
+
+    head: str
+    blocks: tuple[tuple[str, str], ...]
+    tail: str
+
+
+def document(source: TemplateSource, used: tuple[Block, ...], base_css: str) -> AmpSource | None:
     """The AMP document's Jinja source, or None when no block has an AMP part."""
     if not any(b.amp or b.fallback_amp for b in used):
         return None
@@ -71,18 +82,12 @@ def document(source: TemplateSource, used: tuple[Block, ...], base_css: str) -> 
                 f"{{% if {' or '.join(showing)} %}}"
                 f'<script async {kind}="{name}" src="{src}"></script>\n{{% endif %}}'
             )
-    body = []
-    for i, block in enumerate(used):
-        main = block.amp.text if block.amp else ""
-        fallback = block.fallback_amp.text if block.fallback_amp else ""
-        body.append(
-            f'{{% if _mode[{i}] == "main" %}}{{% with params = _params[{i}] %}}{main}'
-            f'{{% endwith %}}{{% elif _mode[{i}] == "fallback" %}}'
-            f"{{% with params = _params[{i}] %}}{fallback}{{% endwith %}}{{% endif %}}\n"
-        )
-    # The whole document is a Jinja template: the CSS goes in raw so that braces in it
-    # are never read as Jinja.
-    return (
+    blocks = tuple(
+        (block.amp.text if block.amp else "", block.fallback_amp.text if block.fallback_amp else "")
+        for block in used
+    )
+    # The CSS goes in raw so that braces in it are never read as Jinja.
+    head = (
         "<!doctype html>\n"
         "<html ⚡4email data-css-strict>\n<head>\n"
         '<meta charset="utf-8">\n'
@@ -93,9 +98,11 @@ def document(source: TemplateSource, used: tuple[Block, ...], base_css: str) -> 
         + css
         + "{% endraw %}</style>\n</head>\n<body>\n"
         + '<div class="kx-wrap">\n'
-        + "".join(body)
-        + "{% if consent.tracking %}"
-        + '<amp-img src="{{ links.pixel() }}" width="1" height="1" alt=""></amp-img>\n'
-        + "{% endif %}"
-        + "</div>\n</body>\n</html>\n"
     )
+    tail = (
+        "{% if consent.tracking %}"
+        '<amp-img src="{{ links.pixel() }}" width="1" height="1" alt=""></amp-img>\n'
+        "{% endif %}"
+        "</div>\n</body>\n</html>\n"
+    )
+    return AmpSource(head, blocks, tail)

@@ -14,11 +14,11 @@ from typing import Any
 
 import css_inline
 import mjml
-from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from app.render import amp
 from app.render.jinja import check_part, environment, protect, restore
+from app.render.layout import Layout, Piece, Slot, piece
 from app.render.sources import Block, Part, SourceError, TemplateSource
 
 MARKER = re.compile(r"<!--kairos:block:(\d+):(main|fallback|end)-->")
@@ -26,17 +26,16 @@ MARKER = re.compile(r"<!--kairos:block:(\d+):(main|fallback|end)-->")
 
 @dataclass(frozen=True)
 class Compiled:
-    """A template ready for per-reader rendering."""
+    """A template ready for per-reader rendering: each format as a layout of pieces."""
 
     source: TemplateSource
     version: str
     blocks: tuple[Block, ...]
-    html: Template
-    amp: Template | None
-    text: Template
-    subject: Template
-    preheader: Template
-    amp_bytes: int
+    html: Layout
+    amp: Layout | None
+    text: Layout
+    subject: Piece
+    preheader: Piece
 
 
 @dataclass(frozen=True)
@@ -73,21 +72,15 @@ def compile_template(
     for text in (source.subject, source.preheader):
         check_part(envs.text, Part(template_json, text))
 
-    html = _compile_html(source, used, envs.html, theme_css)
-    amp_source = amp.document(source, used, amp_css)
-    amp_template = None
-    if amp_source is not None:
-        amp_template = _jinja(envs.html, amp_source, source.folder / "(amp)")
     return Compiled(
         source=source,
         version=version,
         blocks=used,
-        html=html,
-        amp=amp_template,
-        text=_jinja(envs.text, _text_source(used), source.folder / "(text)"),
-        subject=_jinja(envs.text, source.subject, template_json),
-        preheader=_jinja(envs.text, source.preheader, template_json),
-        amp_bytes=len(amp_source.encode()) if amp_source else 0,
+        html=_html_layout(source, used, envs.html, theme_css),
+        amp=_amp_layout(source, used, envs.html, amp_css),
+        text=_text_layout(used, envs.text),
+        subject=piece(envs.text, source.subject, template_json),
+        preheader=piece(envs.text, source.preheader, template_json),
     )
 
 
@@ -160,9 +153,9 @@ def mrml_html(document: str, theme_css: str, where: Path) -> str:
     return compiled
 
 
-def _compile_html(
+def _html_layout(
     source: TemplateSource, used: tuple[Block, ...], env: SandboxedEnvironment, theme_css: str
-) -> Template:
+) -> Layout:
     document, tags, owners = mjml_document(source, used, theme_css)
     compiled = mrml_html(document, theme_css, source.folder)
     compiled = compiled.replace("kjxlangx", "{{ locale }}")
@@ -174,8 +167,60 @@ def _compile_html(
             f"the MJML compiler dropped {tags[lost[0]]!r}: put Jinja inside mj-text, "
             "mj-button, mj-raw or an attribute value",
         )
+    # The compiled HTML, cut at the block markers: what lies between blocks, and each
+    # block's main and fallback markup.
+    where = source.folder / "(html)"
+    items: list[Piece | Slot] = []
+    expected = [(i, kind) for i in range(len(used)) for kind in ("main", "fallback", "end")]
+    start, main = 0, ""
+    for match, (i, kind) in zip(MARKER.finditer(restored), expected, strict=False):
+        if (int(match.group(1)), match.group(2)) != (i, kind):
+            raise SourceError(where, "the MJML compiler moved a block out of place")
+        text = restored[start : match.start()]
+        start = match.end()
+        if kind == "main":
+            if text:
+                items.append(piece(env, text, where))
+        elif kind == "fallback":
+            main = text
+        else:
+            block = used[i]
+            main_path = block.mjml.path if block.mjml else where
+            fallback_path = block.fallback_mjml.path if block.fallback_mjml else where
+            items.append(
+                Slot(i, _optional(env, main, main_path), _optional(env, text, fallback_path))
+            )
+    if len(MARKER.findall(restored)) != len(expected):
+        raise SourceError(where, "the MJML compiler lost a block marker")
+    if restored[start:]:
+        items.append(piece(env, restored[start:], where))
+    return tuple(items)
 
-    return _jinja(env, MARKER.sub(block_branch, restored), source.folder / "(html)")
+
+def _optional(env: SandboxedEnvironment, text: str, path: Path) -> Piece | None:
+    return piece(env, text, path) if text.strip() else None
+
+
+def _amp_layout(
+    source: TemplateSource, used: tuple[Block, ...], env: SandboxedEnvironment, amp_css: str
+) -> Layout | None:
+    parts = amp.document(source, used, amp_css)
+    if parts is None:
+        return None
+    where = source.folder / "(amp)"
+    slots = []
+    for i, block in enumerate(used):
+        main, fallback = parts.blocks[i]
+        slots.append(
+            Slot(
+                i,
+                _optional(env, main + "\n", block.amp.path if block.amp else where),
+                _optional(
+                    env, fallback + "\n", block.fallback_amp.path if block.fallback_amp else where
+                ),
+            )
+        )
+    return (piece(env, parts.head, where), *slots, piece(env, parts.tail, where))
 
 
 def block_branch(match: re.Match[str]) -> str:
@@ -192,21 +237,15 @@ def block_branch(match: re.Match[str]) -> str:
     return "{% endwith %}{% endif %}"
 
 
-def _text_source(used: tuple[Block, ...]) -> str:
-    pieces = []
+def _text_layout(used: tuple[Block, ...], env: SandboxedEnvironment) -> Layout:
+    slots = []
     for i, block in enumerate(used):
-        main = block.text.text.strip("\n") if block.text else ""
-        fallback = block.fallback_text.text.strip("\n") if block.fallback_text else ""
-        pieces.append(
-            f'{{% if _mode[{i}] == "main" %}}{{% with params = _params[{i}] %}}{main}\n\n'
-            f'{{% endwith %}}{{% elif _mode[{i}] == "fallback" %}}'
-            f"{{% with params = _params[{i}] %}}{fallback}\n\n{{% endwith %}}{{% endif %}}"
+        main, fallback = block.text, block.fallback_text
+        slots.append(
+            Slot(
+                i,
+                piece(env, main.text.strip("\n") + "\n\n", main.path) if main else None,
+                piece(env, fallback.text.strip("\n") + "\n\n", fallback.path) if fallback else None,
+            )
         )
-    return "".join(pieces)
-
-
-def _jinja(env: SandboxedEnvironment, text: str, path: Path) -> Template:
-    try:
-        return env.from_string(text)
-    except Exception as exc:
-        raise SourceError(path, f"template error: {exc}") from None
+    return tuple(slots)

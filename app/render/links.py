@@ -1,7 +1,15 @@
-"""Signed open-time URLs for one reader of one campaign, as embedded in a render."""
+"""Signed open-time URLs for one reader of one campaign, as embedded in a render.
+
+A click URL is `/c/{link}?r={reader}`: the link token signs the target and the campaign
+and is the same for every reader of the campaign (signed once, then reused); the reader
+token signs the reader and the campaign (signed once per render). So an email with
+twenty links costs one signature, not twenty, and the parts of an email that are the
+same for every reader can be rendered once per send (see `app.render.layout`).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -10,7 +18,43 @@ from app.picks import MAX_SLOT
 from app.targets import UnsafeTarget, check_target
 from app.tokens import Tokens
 
-__all__ = ["Links", "UnsafeTarget", "check_target"]
+__all__ = ["FillLinks", "LinkSigner", "Links", "Spec", "UnsafeTarget", "check_target"]
+
+LINK_CACHE_SIZE = 20_000
+# What a shared fragment holds where a reader's own URL goes (see FillLinks).
+SENTINEL = re.compile("\x00kx(\\d+)\x00")
+
+Spec = tuple[Any, ...]
+
+
+class LinkSigner:
+    """The reader-independent half of click URLs, signed once per (campaign, target,
+    slot) and kept (bounded, first in first out)."""
+
+    def __init__(self, tokens: Tokens, base_url: str) -> None:
+        self.tokens = tokens
+        self.base_url = base_url
+        self._links: dict[tuple[str | None, str, int | None], str | None] = {}
+
+    def link(self, campaign: str | None, target: str, slot: int | None = None) -> str | None:
+        """`{base}/c/{link token}?r=` for `target`, or None when the target is unsafe."""
+        key = (campaign, target, slot)
+        try:
+            return self._links[key]
+        except KeyError:
+            pass
+        try:
+            check_target(target)
+        except UnsafeTarget:
+            url = None
+        else:
+            params = None if slot is None else {"slot": slot}
+            token = self.tokens.sign("click", "", target, campaign=campaign, params=params)
+            url = f"{self.base_url}/c/{token}?r="
+        if len(self._links) >= LINK_CACHE_SIZE:
+            del self._links[next(iter(self._links))]
+        self._links[key] = url
+        return url
 
 
 class Links:
@@ -18,7 +62,7 @@ class Links:
 
     def __init__(
         self,
-        tokens: Tokens,
+        signer: LinkSigner | Tokens,
         base_url: str,
         user_id: str,
         campaign: str | None,
@@ -26,13 +70,17 @@ class Links:
         *,
         tracking: bool = True,
     ) -> None:
+        if isinstance(signer, Tokens):
+            signer = LinkSigner(signer, base_url)
+        self._signer = signer
+        self._tokens = signer.tokens
         self._tracking = tracking
-        self._tokens = tokens
         self._base = base_url
         self._user = user_id
         self._campaign = campaign
         self._home = home
-        self._memo: dict[tuple[str, ...], str] = {}
+        self._memo: dict[Any, str] = {}
+        self._reader_token: str | None = None
         self.unsafe: list[str] = []
 
     def feed(self, name: str) -> str:
@@ -63,39 +111,40 @@ class Links:
         reader saw in that slot's live image (`image('product', slot=...)`), or to
         `target` when they have not seen one. Signed even for readers who declined
         tracking: the redirect is what finds the product."""
-        key = ("slot", str(slot), target)
-        url = self._memo.get(key)
-        if url is None:
-            if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot <= MAX_SLOT:
-                raise ValueError(f"slot must be an integer from 0 to {MAX_SLOT}")
-            try:
-                check_target(target)
-            except UnsafeTarget:
-                self.unsafe.append(str(target)[:200])
-                target = self._home
-            token = self._tokens.sign(
-                "click", self._user, target, campaign=self._campaign, params={"slot": slot}
-            )
-            url = self._memo[key] = f"{self._base}/c/{token}"
-        return url
+        if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot <= MAX_SLOT:
+            raise ValueError(f"slot must be an integer from 0 to {MAX_SLOT}")
+        link = self._signer.link(self._campaign, target, slot)
+        if link is None:
+            self.unsafe.append(str(target)[:200])
+            link = self._signer.link(self._campaign, self._home, slot)
+            if link is None:
+                return self._home
+        return link + self.reader()
 
     def click(self, target: str) -> str:
-        key = ("click", target)
-        url = self._memo.get(key)
-        if url is None:
-            try:
-                check_target(target)
-            except UnsafeTarget:
-                # Reader data must never turn a link into a script: send them home.
-                self.unsafe.append(str(target)[:200])
-                return self.click(self._home) if target != self._home else self._home
-            if not self._tracking:
-                # The reader declined tracking: the link goes straight to its target.
-                self._memo[key] = target
-                return target
-            token = self._tokens.sign("click", self._user, target, campaign=self._campaign)
-            url = self._memo[key] = f"{self._base}/c/{token}"
-        return url
+        """A click URL that redirects to `target` (the plain target for readers who
+        declined tracking); an unsafe target sends the reader home instead."""
+        link = self._signer.link(self._campaign, target)
+        if link is None:
+            # Reader data must never turn a link into a script: send them home.
+            self.unsafe.append(str(target)[:200])
+            link = self._signer.link(self._campaign, self._home)
+            if link is None:
+                return self._home
+            target = self._home
+        if not self._tracking:
+            # The reader declined tracking: the link goes straight to its target.
+            return target
+        return link + self.reader()
+
+    def reader(self) -> str:
+        """This reader's token for click URLs (URL-safe as it is)."""
+        token = self._reader_token
+        if token is None:
+            token = self._reader_token = self._tokens.sign(
+                "reader", self._user, "", campaign=self._campaign
+            )
+        return token
 
     def pixel(self) -> str:
         key = ("pixel",)
@@ -104,3 +153,53 @@ class Links:
             token = self._tokens.sign("pixel", self._user, "open", campaign=self._campaign)
             url = self._memo[key] = f"{self._base}/v1/px/{quote(token)}.gif"
         return url
+
+    def fill(self) -> FillLinks:
+        """The `FillLinks` for fragments shared with readers like this one (same
+        campaign, home and tracking consent)."""
+        return FillLinks(self._signer, self._campaign, self._home, tracking=self._tracking)
+
+    def resolve(self, spec: Spec) -> str:
+        """The URL a `FillLinks` sentinel stands for, for this reader."""
+        kind = spec[0]
+        if kind == "reader":
+            return self.reader()
+        if kind == "feed":
+            return self.feed(spec[1])
+        if kind == "image":
+            return self.image(spec[1], **spec[2])
+        return self.pixel()
+
+
+class FillLinks(Links):
+    """`Links` for rendering a fragment shared by every reader of a send: where a
+    reader's own URL (or reader token) goes, it writes a sentinel and records what it
+    stands for in `specs`; each reader's render puts its own URL there (`Links.resolve`)."""
+
+    def __init__(
+        self, signer: LinkSigner, campaign: str | None, home: str, *, tracking: bool
+    ) -> None:
+        super().__init__(signer, signer.base_url, "", campaign, home, tracking=tracking)
+        self.specs: list[Spec] = []
+        self._sentinels: dict[str, str] = {}
+
+    def _sentinel(self, spec: Spec) -> str:
+        key = repr(spec)
+        sentinel = self._sentinels.get(key)
+        if sentinel is None:
+            self.specs.append(spec)
+            sentinel = self._sentinels[key] = f"\x00kx{len(self.specs) - 1}\x00"
+        return sentinel
+
+    def feed(self, name: str) -> str:
+        return self._sentinel(("feed", str(name)))
+
+    def image(self, name: str, **params: Any) -> str:
+        images.check(name, params)  # a bad image fails when the fragment is made
+        return self._sentinel(("image", name, params))
+
+    def reader(self) -> str:
+        return self._sentinel(("reader",))
+
+    def pixel(self) -> str:
+        return self._sentinel(("pixel",))

@@ -22,7 +22,8 @@ from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles
 from app.profiles.store import Profile
 from app.render.compiler import Compiled, Environments, compile_template
-from app.render.links import Links
+from app.render.layout import Fragments
+from app.render.links import Links, LinkSigner
 from app.render.sources import (
     Block,
     SourceError,
@@ -90,6 +91,7 @@ class Renderer:
         public_url: str,
         budget_s: float,
         reload: bool,
+        share: bool = True,
     ) -> None:
         self.blocks_dir, self.templates_dir = blocks_dir, templates_dir
         self._tokens, self._profiles, self._catalog = tokens, profiles, catalog
@@ -98,6 +100,10 @@ class Renderer:
         self._budget_s = budget_s
         self._reload = reload
         self._envs = ENVIRONMENTS
+        self._signer = LinkSigner(tokens, public_url)
+        # `share=False` renders every piece per reader: the reference the shared path
+        # must match byte for byte.
+        self._fragments = Fragments(share=share)
         self._compiled: dict[str, Compiled] = {}
         self._broken: dict[str, SourceError] = {}
         self._version = ""
@@ -117,6 +123,7 @@ class Renderer:
         self._checked_at = time.monotonic()
         compiled, broken, errors = _compile_all(self.blocks_dir, self.templates_dir, self._version)
         self._compiled, self._broken = dict(compiled), dict(broken)
+        self._fragments.clear()
         for error in broken.values():
             log.error("template not available: %s", error)
         return list(errors)
@@ -200,17 +207,17 @@ class Renderer:
         consent = {"personalization": personal, "tracking": _tracking(profile)}
         home = source.links.get("home", self._public_url)
         links = Links(
-            self._tokens, self._public_url, user_id, campaign, home, tracking=consent["tracking"]
+            self._signer, self._public_url, user_id, campaign, home, tracking=consent["tracking"]
         )
+        locale = profile.get("locale") or "en"
         # Missing fields stay undefined, so `{{ first_name | default("there") }}` works.
-        ctx: dict[str, Any] = {
-            key: profile[key]
-            for key in ("first_name", "last_name", "tier", "loyalty_points")
-            if profile.get(key) is not None
-        }
+        ctx: dict[str, Any] = dict(GLOBALS)
+        for key in ("first_name", "last_name", "tier", "loyalty_points"):
+            if profile.get(key) is not None:
+                ctx[key] = profile[key]
         ctx.update(
             {
-                "locale": profile.get("locale") or "en",
+                "locale": locale,
                 "attributes": profile.get("attributes") or {},
                 "cart": data["cart"] if personal else [],
                 "recommendations": data["recommendations"],
@@ -233,19 +240,32 @@ class Renderer:
                 fallbacks.append({"block": block.name, "reason": why})
                 self._metrics.fallbacks.labels("block", block.name, why).inc()
         ctx["_mode"], ctx["_params"] = modes, params
+        # What the shared parts of the email may depend on (app/render/layout.py).
+        keys = {
+            "variant": variant,
+            "campaign": campaign,
+            "locale": locale,
+            "consent": (personal, consent["tracking"]),
+            "links": (campaign, consent["tracking"]),
+            "segments": tuple(segments),
+            "_mode": tuple(modes),
+        }
+        render = self._fragments.render
+        warnings = []
         try:
-            subject = " ".join(compiled.subject.render(ctx).split())
-            preheader = " ".join(compiled.preheader.render(ctx).split())
+            subject = " ".join(render((compiled.subject,), ctx, keys, html=False).split())
+            preheader = " ".join(render((compiled.preheader,), ctx, keys, html=False).split())
             ctx["_subject"], ctx["_preheader"] = subject, preheader
-            html = compiled.html.render(ctx) if "html" in formats else None
+            html = render(compiled.html, ctx, keys, html=True) if "html" in formats else None
             amp = None
-            warnings = []
             if "amp" in formats and compiled.amp is not None:
                 if self._amp_ok:
-                    amp = compiled.amp.render(ctx)
+                    amp = render(compiled.amp, ctx, keys, html=True)
                 else:
                     warnings.append("no AMP part: KAIROS_PUBLIC_URL must be https for AMP")
-            text = compiled.text.render(ctx).strip() + "\n" if "text" in formats else None
+            text = None
+            if "text" in formats:
+                text = render(compiled.text, ctx, keys, html=False).strip() + "\n"
         except SecurityError as exc:
             raise TemplateBroken(f"template {source.name!r}: sandbox: {exc}") from None
         except Exception as exc:  # a designer's template must never answer 500
@@ -254,7 +274,8 @@ class Renderer:
                 f"template {source.name!r} failed to render: {type(exc).__name__}: {exc}"
             ) from None
         if links.unsafe:
-            warnings.append(f"{len(links.unsafe)} link(s) with unsafe targets sent home")
+            unsafe = len(set(links.unsafe))
+            warnings.append(f"{unsafe} link(s) with unsafe targets sent home")
         return RenderResult(
             subject, preheader, html, amp, text, segments, variant, fallbacks, warnings
         )
@@ -346,3 +367,4 @@ def _money(amount: Any, currency: str | None = None) -> str:
 
 # The sandboxes hold nothing per app (their filters are pure functions): shared.
 ENVIRONMENTS = Environments.build({"click": _click, "money": _money})
+GLOBALS = dict(ENVIRONMENTS.html.globals)

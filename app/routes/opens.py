@@ -1,10 +1,16 @@
 """What the reader's mail client hits besides feeds: the open pixel and click redirects.
 
 A click redirects to exactly the target signed into its token and nowhere else; a bad
-token is 403, never a redirect. The one exception is chosen by us, not by the link: a
-click on recommendation slot k (a token carrying `{"slot": k}`) goes to the product the
-reader saw in that slot's live image, when one is remembered (app/picks.py), else to the
-signed target. (Recording opens and clicks as events comes with the events pipeline.)
+token is 403, never a redirect. An email's links are `/c/{link}?r={reader}`: the link
+token signs the target and campaign (shared by every reader of the campaign), the reader
+token signs the reader and campaign. A link token that names its reader itself needs no
+`r`; a link whose `r` was lost on the way (a tool stripped the query) still redirects to
+its signed target, unattributed.
+
+The one exception to "exactly the target" is chosen by us, not by the link: a click on
+recommendation slot k (a token carrying `{"slot": k}`) goes to the product the reader
+saw in that slot's live image, when one is remembered (app/picks.py), else to the signed
+target. (Recording opens and clicks as events comes with the events pipeline.)
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from starlette.routing import Route
 
 from app.render.links import UnsafeTarget, check_target
 from app.services import Services
-from app.tokens import BadToken
+from app.tokens import BadToken, Tokens
 
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = {
@@ -33,14 +39,15 @@ def routes(services: Services) -> list[Route]:
 
     async def click(request: Request) -> Response:
         grant = tokens.verify("click", request.path_params["token"])
+        user_id = grant.user_id or _reader(tokens, request, grant.campaign)
         try:
             target = check_target(grant.resource)
         except UnsafeTarget:
             # Signed by us but unsafe: only possible with an old or leaked key.
             raise BadToken("this link's target is not allowed") from None
         slot = (grant.params or {}).get("slot")
-        if isinstance(slot, int) and not isinstance(slot, bool):
-            target = await picks.target(grant.user_id, grant.campaign, slot) or target
+        if user_id and isinstance(slot, int) and not isinstance(slot, bool):
+            target = await picks.target(user_id, grant.campaign, slot) or target
         # An expired click token still redirects: the target is what we signed, and an
         # old email should keep working.
         return RedirectResponse(target, status_code=302, headers=NO_CACHE)
@@ -53,3 +60,15 @@ def routes(services: Services) -> list[Route]:
         Route("/c/{token}", click, methods=["GET"]),
         Route("/v1/px/{token}.gif", pixel, methods=["GET"]),
     ]
+
+
+def _reader(tokens: Tokens, request: Request, campaign: str | None) -> str:
+    """The reader of a shared click link, from its `r` token ("" when there is none);
+    a reader token that is bad or from another campaign is a bad link: 403."""
+    token = request.query_params.get("r")
+    if not token:
+        return ""
+    reader = tokens.verify("reader", token)
+    if reader.campaign != campaign:
+        raise BadToken("this reader token belongs to another campaign")
+    return reader.user_id
