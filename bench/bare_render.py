@@ -55,6 +55,7 @@ from app.render.compiler import (  # noqa: E402
     mrml_html,
 )
 from app.render.jinja import restore  # noqa: E402
+from app.render.layout import Layout  # noqa: E402
 from app.render.renderer import Renderer, RenderResult  # noqa: E402
 from app.render.sources import Block, TemplateSource  # noqa: E402
 from app.routes.render import RenderRequest  # noqa: E402
@@ -118,7 +119,7 @@ def naive_compiled(renderer: Renderer, name: str) -> Compiled:
     compiled = renderer.compiled(name)
     template = _jinja_mjml(renderer, compiled, inline_style=False)
     html = NaiveHtml(template, _theme_css(renderer), compiled.source.folder)
-    return dataclasses.replace(compiled, html=(html,))  # type: ignore[arg-type]
+    return dataclasses.replace(compiled, html=Layout((html,)))  # type: ignore[arg-type]
 
 
 async def expanded_mjml(
@@ -134,7 +135,7 @@ async def expanded_mjml(
     does); the other parts are as Kairos renders them."""
     compiled = renderer.compiled(name)
     template = _jinja_mjml(renderer, compiled, inline_style=True)
-    capture = dataclasses.replace(compiled, html=(ExpandedMjml(template),))  # type: ignore[arg-type]
+    capture = dataclasses.replace(compiled, html=Layout((ExpandedMjml(template),)))  # type: ignore[arg-type]
     data = await renderer._data(profile, asyncio.get_running_loop().time() + 5.0)
     return renderer.render_data(capture, user_id, profile, data, None, campaign)
 

@@ -14,6 +14,7 @@ import pytest
 
 from app.profiles.schema import inline_profile
 from app.render.jinja import check_part, environment
+from app.render.renderer import FILTERS
 from app.render.sources import (
     Block,
     Part,
@@ -41,8 +42,8 @@ REQUIRED_BLOCKS = {
 REQUIRED_TEMPLATES = {"welcome", "abandoned_cart", "weekly_picks"}
 MJML = "<mj-section><mj-column><mj-text>{{ params.words }}</mj-text></mj-column></mj-section>\n"
 
-HTML_ENV = environment(html=True, filters={"click": str, "money": str})
-TEXT_ENV = environment(html=False, filters={"click": str, "money": str})
+HTML_ENV = environment(html=True, filters=FILTERS)
+TEXT_ENV = environment(html=False, filters=FILTERS)
 
 
 def template_folders() -> list[Path]:

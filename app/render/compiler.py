@@ -34,8 +34,8 @@ class Compiled:
     html: Layout
     amp: Layout | None
     text: Layout
-    subject: Piece
-    preheader: Piece
+    subject: Layout
+    preheader: Layout
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ def compile_template(
         html=_html_layout(source, used, envs.html, theme_css),
         amp=_amp_layout(source, used, envs.html, amp_css),
         text=_text_layout(used, envs.text),
-        subject=piece(envs.text, source.subject, template_json),
-        preheader=piece(envs.text, source.preheader, template_json),
+        subject=Layout((piece(envs.text, source.subject, template_json),)),
+        preheader=Layout((piece(envs.text, source.preheader, template_json),)),
     )
 
 
@@ -194,7 +194,7 @@ def _html_layout(
         raise SourceError(where, "the MJML compiler lost a block marker")
     if restored[start:]:
         items.append(piece(env, restored[start:], where))
-    return tuple(items)
+    return Layout(tuple(items))
 
 
 def _optional(env: SandboxedEnvironment, text: str, path: Path) -> Piece | None:
@@ -220,7 +220,7 @@ def _amp_layout(
                 ),
             )
         )
-    return (piece(env, parts.head, where), *slots, piece(env, parts.tail, where))
+    return Layout((piece(env, parts.head, where), *slots, piece(env, parts.tail, where)))
 
 
 def block_branch(match: re.Match[str]) -> str:
@@ -248,4 +248,4 @@ def _text_layout(used: tuple[Block, ...], env: SandboxedEnvironment) -> Layout:
                 piece(env, fallback.text.strip("\n") + "\n\n", fallback.path) if fallback else None,
             )
         )
-    return tuple(slots)
+    return Layout(tuple(slots))

@@ -1,23 +1,27 @@
-"""One format of a compiled template as a sequence of pieces, and the per-reader render.
+"""One format of a compiled template as a layout of pieces, and the per-reader render.
 
 Most of an email is the same for every reader of a send: the header, the hero, the
 editorial text, the footer. A piece whose Jinja reads nothing of the reader (only its
 block's params, the template's links and theme, and per-send values such as the
-campaign, variant, locale or consent) is rendered once per distinct value of what it
-reads and reused; the reader's own URLs inside it (feeds, images, pixel, click reader
-token) are sentinels that each render fills with the reader's signed URLs. The pieces
-that do read the reader (a name, a cart, recommendations) run their Jinja per reader.
+campaign, variant, locale or consent) can be shared. For each combination of the
+per-send values a layout's shared pieces read (and of which blocks are shown), the
+layout is rendered once into a *skeleton*: the shared pieces' text, joined, with holes
+where the pieces that read the reader go (a name, a cart, recommendations) and
+sentinels where the reader's own URLs go (feeds, images, pixel, the reader token of
+click links). A reader's render is then the skeleton, with its holes rendered by Jinja
+and its URLs signed for the reader.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 from jinja2 import Template, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from app.render.links import SENTINEL, Links, Spec
 from app.render.sources import SourceError
@@ -61,7 +65,29 @@ class Slot:
     fallback: Piece | None
 
 
-Layout = tuple[Piece | Slot, ...]
+@dataclass(eq=False, slots=True)
+class Layout:
+    """A format's pieces and slots in order; `keyed`: every per-send name its shared
+    pieces read, plus `_mode` (which blocks show) when it has slots."""
+
+    items: tuple[Piece | Slot, ...]
+    keyed: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        names: set[str] = set()
+        for item in self.items:
+            if isinstance(item, Slot):
+                names.add("_mode")
+                pieces = [item.main, item.fallback]
+            else:
+                pieces = [item]
+            for found in pieces:
+                if found is not None and found.keyed is not None:
+                    names.update(found.keyed)
+        self.keyed = tuple(sorted(names))
+
+    def __iter__(self) -> Iterator[Piece | Slot]:
+        return iter(self.items)
 
 
 def piece(env: SandboxedEnvironment, text: str, path: Path) -> Piece:
@@ -71,7 +97,24 @@ def piece(env: SandboxedEnvironment, text: str, path: Path) -> Piece:
         template = env.from_string(tree)
     except Exception as exc:
         raise SourceError(path, f"template error: {exc}") from None
+    # The compiled template's module namespace: its autoescape calls `escape` there.
+    template.root_render_func.__globals__["escape"] = _escape
     return Piece(template, _keyed(tree, env))
+
+
+_new_str = str.__new__
+try:
+    from markupsafe._speedups import _escape_inner
+except ImportError:  # markupsafe without its C extension
+    from markupsafe._native import _escape_inner
+
+
+def _escape(value: Any) -> Markup:
+    """markupsafe's `escape`, with a fast path for plain strings (most of what a reader's
+    render escapes): the same C escaping, without Markup's Python-level constructor."""
+    if type(value) is str:
+        return _new_str(Markup, _escape_inner(value))
+    return escape(value)
 
 
 def _keyed(tree: nodes.Template, env: SandboxedEnvironment) -> tuple[str, ...] | None:
@@ -94,31 +137,48 @@ def _reraise(env: Any) -> NoReturn:
 
 
 @dataclass(frozen=True, slots=True)
-class Fragment:
-    """A shared piece as rendered: text with the reader's URLs left out. `parts` holds
-    strings and, where a reader URL goes, the index of its spec in `specs`."""
+class Hole:
+    """Where a skeleton's reader piece goes, with its block's index (None: not a block)."""
 
-    parts: tuple[str | int, ...]
-    specs: tuple[Spec, ...]
+    piece: Piece
+    index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Url:
+    """Where a skeleton's reader URL goes: `key` names it within a render."""
+
+    key: str
+    spec: Spec
+
+
+Part = str | Hole | Url
+
+
+@dataclass(frozen=True, slots=True)
+class Skeleton:
+    """A layout rendered for readers alike: text, holes and URLs in order, and the
+    unsafe link targets its shared pieces sent home (reported in each reader's render)."""
+
+    parts: tuple[Part, ...]
     unsafe: tuple[str, ...]
 
 
 class Fragments:
-    """Renders layouts for readers, sharing what can be shared (bounded, first in first
-    out; cleared when templates are recompiled)."""
+    """Renders layouts for readers through their skeletons (bounded, first in first out;
+    cleared when templates are recompiled). With `share=False` every piece is rendered
+    for every reader: the reference the skeletons must match byte for byte."""
 
     def __init__(self, size: int = FRAGMENT_CACHE_SIZE, *, share: bool = True) -> None:
         self._size = max(1, size)
         self._share = share
-        self._cache: dict[tuple[Any, ...], Fragment] = {}
-        self._per_reader: set[Piece] = set()
+        self._skeletons: dict[tuple[Any, ...], Skeleton] = {}
 
     def __len__(self) -> int:
-        return len(self._cache)
+        return len(self._skeletons)
 
     def clear(self) -> None:
-        self._cache.clear()
-        self._per_reader.clear()
+        self._skeletons.clear()
 
     def render(
         self,
@@ -130,66 +190,89 @@ class Fragments:
     ) -> str:
         """`layout` for the reader of `ctx` (`_mode`, `_params` and the reader's `links`
         in it); `keys` holds the value of each of `KEYED_NAMES` for this reader."""
+        if not self._share:
+            return "".join(self._each_piece(layout, ctx))
+        key = (layout, *[keys[name] for name in layout.keyed])
+        skeleton = self._skeletons.get(key)
+        if skeleton is None:
+            skeleton = self._skeleton(layout, ctx)
+            if len(self._skeletons) >= self._size:
+                del self._skeletons[next(iter(self._skeletons))]
+            self._skeletons[key] = skeleton
+        links: Links = ctx["links"]
+        if skeleton.unsafe:
+            links.unsafe.extend(skeleton.unsafe)
+        params = ctx["_params"]
         out: list[str] = []
         append = out.append
-        modes, params = ctx["_mode"], ctx["_params"]
-        links: Links = ctx["links"]
-        for item in layout:
-            if isinstance(item, Slot):
-                mode = modes[item.index]
-                if mode == "main":
-                    found = item.main
-                elif mode == "fallback":
-                    found = item.fallback
-                else:
-                    continue
-                if found is None:
-                    continue
-                ctx["params"] = params[item.index]
-                item = found
-            if item.keyed is None or not self._share or item in self._per_reader:
-                append(item.render(ctx))
-                continue
-            key = (item, *[keys[name] for name in item.keyed])
-            fragment = self._cache.get(key)
-            if fragment is None:
-                fragment = self._fill(item, ctx, links)
-                if fragment is None:
-                    append(item.render(ctx))
-                    continue
-                if len(self._cache) >= self._size:
-                    del self._cache[next(iter(self._cache))]
-                self._cache[key] = fragment
-            if fragment.unsafe:
-                links.unsafe.extend(fragment.unsafe)
-            if not fragment.specs:
-                append(fragment.parts[0])  # type: ignore[arg-type]
-                continue
-            specs = fragment.specs
-            for part in fragment.parts:
-                if type(part) is str:
-                    append(part)
-                else:
-                    url = links.resolve(specs[part])  # type: ignore[index]
-                    append(str(escape(url)) if html else url)
+        for part in skeleton.parts:
+            kind = type(part)
+            if kind is str:
+                append(part)  # type: ignore[arg-type]
+            elif kind is Hole:
+                if part.index is not None:  # type: ignore[union-attr]
+                    ctx["params"] = params[part.index]  # type: ignore[union-attr]
+                append(part.piece.render(ctx))  # type: ignore[union-attr]
+            else:
+                append(links.url(part.key, part.spec, html))  # type: ignore[union-attr]
         return "".join(out)
 
-    def _fill(self, item: Piece, ctx: dict[str, Any], links: Links) -> Fragment | None:
-        """The shared copy of `item`, or None when its reader URLs did not come through
-        intact (a filter changed a sentinel): then it is rendered per reader."""
+    def _each_piece(self, layout: Layout, ctx: dict[str, Any]) -> Iterator[str]:
+        modes, params = ctx["_mode"], ctx["_params"]
+        for item in layout.items:
+            if isinstance(item, Slot):
+                found = _shown(item, modes)
+                if found is not None:
+                    ctx["params"] = params[item.index]
+                    yield found.render(ctx)
+            else:
+                yield item.render(ctx)
+
+    def _skeleton(self, layout: Layout, ctx: dict[str, Any]) -> Skeleton:
+        """The skeleton of `layout` for readers like the one of `ctx`."""
+        links: Links = ctx["links"]
         fill = links.fill()
-        text = item.render({**ctx, "links": fill})
-        pieces = SENTINEL.split(text)
-        parts: list[str | int] = []
-        for i, value in enumerate(pieces):
-            if i % 2:
-                parts.append(int(value))
-            elif value:
-                parts.append(value)
-        found = {p for p in parts if type(p) is int}
-        if found != set(range(len(fill.specs))) or "\x00" in "".join(pieces[::2]):
-            self._per_reader.add(item)
-            return None
-        if not fill.specs:
-            parts = ["".join(str(p) for p in parts)]
-        return Fragment(tuple(parts), tuple(fill.specs), tuple(fill.unsafe))
+        shared = {**ctx, "links": fill}
+        modes, params = ctx["_mode"], ctx["_params"]
+        parts: list[Part] = []
+        for item in layout.items:
+            index = None
+            if isinstance(item, Slot):
+                found = _shown(item, modes)
+                if found is None:
+                    continue
+                index = item.index
+                shared["params"] = params[index]
+                item = found
+            if item.keyed is None:
+                parts.append(Hole(item, index))
+                continue
+            calls = fill.calls
+            text = item.render(shared)
+            pieces = SENTINEL.split(text)
+            if len(pieces) // 2 != fill.calls - calls or "\x00" in "".join(pieces[::2]):
+                # A filter changed one of the reader's URLs: this piece is per reader.
+                parts.append(Hole(item, index))
+                continue
+            for i, value in enumerate(pieces):
+                if i % 2:
+                    spec = fill.specs[int(value)]
+                    parts.append(Url(repr(spec), spec))
+                elif value:
+                    parts.append(value)
+        merged: list[Part] = []
+        for part in parts:
+            if type(part) is str and merged and type(merged[-1]) is str:
+                merged[-1] += part
+            else:
+                merged.append(part)
+        return Skeleton(tuple(merged), tuple(fill.unsafe))
+
+
+def _shown(slot: Slot, modes: list[str]) -> Piece | None:
+    mode = modes[slot.index]
+    if mode == "main":
+        return slot.main
+    if mode == "fallback":
+        return slot.fallback
+    return None

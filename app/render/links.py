@@ -13,6 +13,8 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+from markupsafe import escape
+
 from app import images
 from app.picks import MAX_SLOT
 from app.targets import UnsafeTarget, check_target
@@ -80,6 +82,8 @@ class Links:
         self._campaign = campaign
         self._home = home
         self._memo: dict[Any, str] = {}
+        self._html_urls: dict[str, str] = {}
+        self._text_urls: dict[str, str] = {}
         self._reader_token: str | None = None
         self.unsafe: list[str] = []
 
@@ -159,6 +163,18 @@ class Links:
         campaign, home and tracking consent)."""
         return FillLinks(self._signer, self._campaign, self._home, tracking=self._tracking)
 
+    def url(self, key: str, spec: Spec, html: bool) -> str:
+        """The URL a `FillLinks` sentinel stands for, for this reader, HTML-escaped when
+        `html`; `key` names the spec (once per render)."""
+        memo = self._html_urls if html else self._text_urls
+        url = memo.get(key)
+        if url is None:
+            url = self.resolve(spec)
+            if html:
+                url = str(escape(url))
+            memo[key] = url
+        return url
+
     def resolve(self, spec: Spec) -> str:
         """The URL a `FillLinks` sentinel stands for, for this reader."""
         kind = spec[0]
@@ -181,9 +197,11 @@ class FillLinks(Links):
     ) -> None:
         super().__init__(signer, signer.base_url, "", campaign, home, tracking=tracking)
         self.specs: list[Spec] = []
+        self.calls = 0  # sentinels handed out, to tell when a filter changed one
         self._sentinels: dict[str, str] = {}
 
     def _sentinel(self, spec: Spec) -> str:
+        self.calls += 1
         key = repr(spec)
         sentinel = self._sentinels.get(key)
         if sentinel is None:

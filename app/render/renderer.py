@@ -253,8 +253,8 @@ class Renderer:
         render = self._fragments.render
         warnings = []
         try:
-            subject = " ".join(render((compiled.subject,), ctx, keys, html=False).split())
-            preheader = " ".join(render((compiled.preheader,), ctx, keys, html=False).split())
+            subject = " ".join(render(compiled.subject, ctx, keys, html=False).split())
+            preheader = " ".join(render(compiled.preheader, ctx, keys, html=False).split())
             ctx["_subject"], ctx["_preheader"] = subject, preheader
             html = render(compiled.html, ctx, keys, html=True) if "html" in formats else None
             amp = None
@@ -365,6 +365,18 @@ def _money(amount: Any, currency: str | None = None) -> str:
     return money(float(amount), currency) if amount is not None else ""
 
 
+def _number(value: Any, decimals: int = 0) -> str:
+    """A number with thousands separators (`12345 | number` is "12,345"); "" for what is
+    not a number."""
+    if isinstance(value, int) and not decimals:
+        return f"{value:,}"
+    try:
+        return f"{float(value):,.{int(decimals)}f}"
+    except (TypeError, ValueError):
+        return ""
+
+
 # The sandboxes hold nothing per app (their filters are pure functions): shared.
-ENVIRONMENTS = Environments.build({"click": _click, "money": _money})
+FILTERS = {"click": _click, "money": _money, "number": _number}
+ENVIRONMENTS = Environments.build(FILTERS)
 GLOBALS = dict(ENVIRONMENTS.html.globals)
