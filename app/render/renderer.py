@@ -7,6 +7,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -377,6 +378,6 @@ def _number(value: Any, decimals: int = 0) -> str:
 
 
 # The sandboxes hold nothing per app (their filters are pure functions): shared.
-FILTERS = {"click": _click, "money": _money, "number": _number}
+FILTERS: dict[str, Callable[..., Any]] = {"click": _click, "money": _money, "number": _number}
 ENVIRONMENTS = Environments.build(FILTERS)
 GLOBALS = dict(ENVIRONMENTS.html.globals)
