@@ -22,6 +22,8 @@ from app.render.layout import Layout, Piece, Slot, piece
 from app.render.sources import Block, Part, SourceError, TemplateSource
 
 MARKER = re.compile(r"<!--kairos:block:(\d+):(main|fallback|end)-->")
+# Elements whose text is not HTML: character references are not decoded there.
+RAW_TEXT = re.compile(r"(<(?:style|script)\b.*?</(?:style|script)\s*>)", re.S | re.I)
 
 
 @dataclass(frozen=True)
@@ -153,11 +155,23 @@ def mrml_html(document: str, theme_css: str, where: Path) -> str:
     return compiled
 
 
+def ascii_html(html: str) -> str:
+    """`html` with its non-ASCII characters written as character references (outside
+    style and script elements, where they would not be decoded): the same page, which
+    survives any transfer encoding and is cheaper to send (see `layout._escape`)."""
+    if html.isascii():
+        return html
+    pieces = RAW_TEXT.split(html)
+    for i in range(0, len(pieces), 2):
+        pieces[i] = pieces[i].encode("ascii", "xmlcharrefreplace").decode("ascii")
+    return "".join(pieces)
+
+
 def _html_layout(
     source: TemplateSource, used: tuple[Block, ...], env: SandboxedEnvironment, theme_css: str
 ) -> Layout:
     document, tags, owners = mjml_document(source, used, theme_css)
-    compiled = mrml_html(document, theme_css, source.folder)
+    compiled = ascii_html(mrml_html(document, theme_css, source.folder))
     compiled = compiled.replace("kjxlangx", "{{ locale }}")
     restored, seen = restore(compiled, tags)
     lost = [i for i in range(len(tags)) if i not in seen]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import orjson
 from jinja2 import Template, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
@@ -110,22 +111,32 @@ except ImportError:  # markupsafe without its C extension
 
 
 def _escape(value: Any) -> Markup:
-    """markupsafe's `escape`, with a fast path for plain strings (most of what a reader's
-    render escapes): the same C escaping, without Markup's Python-level constructor."""
+    """markupsafe's `escape` for the HTML and AMP parts, with a fast path for plain
+    strings (most of what a reader's render escapes: the same C escaping, without
+    Markup's Python-level constructor); non-ASCII characters become character
+    references, so that the parts stay ASCII (`compiler.ascii_html`), which JSON
+    encodes four times faster."""
     if type(value) is str:
+        if not value.isascii():
+            value = value.encode("ascii", "xmlcharrefreplace").decode("ascii")
         return _new_str(Markup, _escape_inner(value))
-    return escape(value)
+    escaped = escape(value)
+    if escaped.isascii():
+        return escaped
+    # Already escaped: the references added are markup, not text to escape again.
+    return _new_str(Markup, escaped.encode("ascii", "xmlcharrefreplace").decode("ascii"))
 
 
 def _keyed(tree: nodes.Template, env: SandboxedEnvironment) -> tuple[str, ...] | None:
-    names = set(meta.find_undeclared_variables(tree))
-    if names & PER_RENDER_GLOBALS:
+    names = set(meta.find_undeclared_variables(tree))  # globals are not in it
+    if any(node.name in PER_RENDER_GLOBALS for node in tree.find_all(nodes.Name)):
         return None
-    for node in tree.find_all(nodes.Filter):
-        if node.name in PER_RENDER_FILTERS:
-            return None
-        if node.name in CONTEXT_FILTERS:
-            names.add(CONTEXT_FILTERS[node.name])
+    # A filter is used by name (`x | click`) or passed as a string (`map('click')`).
+    used = {node.name for node in tree.find_all(nodes.Filter)}
+    used.update(node.value for node in tree.find_all(nodes.Const) if isinstance(node.value, str))
+    if used & PER_RENDER_FILTERS:
+        return None
+    names.update(CONTEXT_FILTERS[name] for name in used & CONTEXT_FILTERS.keys())
     if names - FIXED_NAMES - KEYED_NAMES - set(env.globals):
         return None
     return tuple(sorted(names & KEYED_NAMES))
@@ -152,7 +163,54 @@ class Url:
     spec: Spec
 
 
-Part = str | Hole | Url
+@dataclass(frozen=True, slots=True)
+class Static:
+    """Shared text of a skeleton, also kept as the inside of a JSON string (UTF-8): a
+    reader's JSON answer reuses it instead of encoding the same text again."""
+
+    text: str
+    json: bytes
+
+    @classmethod
+    def of(cls, text: str) -> Static:
+        return cls(text, orjson.dumps(text)[1:-1])
+
+
+Part = Static | Hole | Url
+
+
+class Output:
+    """One format of one reader's render, in pieces: joined on demand as text, or as a
+    JSON string whose shared pieces are already encoded."""
+
+    __slots__ = ("_pieces", "_text")
+
+    def __init__(self, pieces: list[Static | str]) -> None:
+        self._pieces = pieces
+        self._text: str | None = None
+
+    def text(self) -> str:
+        if self._text is None:
+            self._text = "".join([p if type(p) is str else p.text for p in self._pieces])  # type: ignore[union-attr]
+        return self._text
+
+    def json(self) -> list[bytes]:
+        """The text as a JSON string (quotes included), UTF-8, in pieces to join."""
+        if self._text is not None:
+            return [orjson.dumps(self._text)]
+        dumps = orjson.dumps
+        out = [b'"']
+        out += [dumps(p)[1:-1] if type(p) is str else p.json for p in self._pieces]  # type: ignore[union-attr]
+        out.append(b'"')
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Output) and self.text() == other.text()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Output({self.text()[:60]!r}...)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,11 +245,11 @@ class Fragments:
         keys: dict[str, Any],
         *,
         html: bool,
-    ) -> str:
+    ) -> Output:
         """`layout` for the reader of `ctx` (`_mode`, `_params` and the reader's `links`
         in it); `keys` holds the value of each of `KEYED_NAMES` for this reader."""
         if not self._share:
-            return "".join(self._each_piece(layout, ctx))
+            return Output(list(self._each_piece(layout, ctx)))
         key = (layout, *[keys[name] for name in layout.keyed])
         skeleton = self._skeletons.get(key)
         if skeleton is None:
@@ -203,11 +261,11 @@ class Fragments:
         if skeleton.unsafe:
             links.unsafe.extend(skeleton.unsafe)
         params = ctx["_params"]
-        out: list[str] = []
+        out: list[Static | str] = []
         append = out.append
         for part in skeleton.parts:
             kind = type(part)
-            if kind is str:
+            if kind is Static:
                 append(part)  # type: ignore[arg-type]
             elif kind is Hole:
                 if part.index is not None:  # type: ignore[union-attr]
@@ -215,7 +273,7 @@ class Fragments:
                 append(part.piece.render(ctx))  # type: ignore[union-attr]
             else:
                 append(links.url(part.key, part.spec, html))  # type: ignore[union-attr]
-        return "".join(out)
+        return Output(out)
 
     def _each_piece(self, layout: Layout, ctx: dict[str, Any]) -> Iterator[str]:
         modes, params = ctx["_mode"], ctx["_params"]
@@ -234,7 +292,7 @@ class Fragments:
         fill = links.fill()
         shared = {**ctx, "links": fill}
         modes, params = ctx["_mode"], ctx["_params"]
-        parts: list[Part] = []
+        parts: list[str | Hole | Url] = []
         for item in layout.items:
             index = None
             if isinstance(item, Slot):
@@ -261,11 +319,17 @@ class Fragments:
                 elif value:
                     parts.append(value)
         merged: list[Part] = []
+        run: list[str] = []
         for part in parts:
-            if type(part) is str and merged and type(merged[-1]) is str:
-                merged[-1] += part
-            else:
-                merged.append(part)
+            if isinstance(part, str):
+                run.append(part)
+                continue
+            if run:
+                merged.append(Static.of("".join(run)))
+                run = []
+            merged.append(part)
+        if run:
+            merged.append(Static.of("".join(run)))
         return Skeleton(tuple(merged), tuple(fill.unsafe))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from jinja2 import pass_context
 from jinja2.exceptions import SecurityError
 
@@ -20,10 +21,10 @@ from app.errors import CorruptData, KairosError, NotFound, StoreUnavailable
 from app.feeds import FEEDS, FeedContext
 from app.feeds.base import money
 from app.metrics import Metrics
-from app.profiles.cache import CachedProfiles
+from app.profiles.cache import CachedProfiles, Lookup
 from app.profiles.store import Profile
 from app.render.compiler import Compiled, Environments, compile_template
-from app.render.layout import Fragments
+from app.render.layout import Fragments, Output
 from app.render.links import Links, LinkSigner
 from app.render.sources import (
     Block,
@@ -54,13 +55,37 @@ class TemplateBroken(KairosError):
 class RenderResult:
     subject: str
     preheader: str
-    html: str | None
-    amp: str | None
+    html_output: Output | None
+    amp_output: Output | None
     text: str | None
     segments: list[str]
     variant: str
     fallbacks: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def html(self) -> str | None:
+        return None if self.html_output is None else self.html_output.text()
+
+    @property
+    def amp(self) -> str | None:
+        return None if self.amp_output is None else self.amp_output.text()
+
+    def json(self, prefix: bytes = b"") -> bytes:
+        """`body()` as JSON, `prefix` (members and a comma) first: built from the
+        outputs' pieces, whose shared text is encoded once per send, not per reader."""
+        dumps = orjson.dumps
+        out = [b"{", prefix, b'"subject":', dumps(self.subject)]
+        out += [b',"preheader":', dumps(self.preheader), b',"html":']
+        out += [b"null"] if self.html_output is None else self.html_output.json()
+        out.append(b',"amp":')
+        out += [b"null"] if self.amp_output is None else self.amp_output.json()
+        out += [b',"text":', dumps(self.text), b',"segments":', dumps(self.segments)]
+        out += [b',"variant":', dumps(self.variant), b',"fallbacks":', dumps(self.fallbacks)]
+        if self.warnings:
+            out += [b',"warnings":', dumps(self.warnings)]
+        out.append(b"}")
+        return b"".join(out)
 
     def body(self) -> dict[str, Any]:
         return {
@@ -160,19 +185,26 @@ class Renderer:
         profile: Profile | None = None,
         campaign: str | None = None,
         formats: tuple[str, ...] = FORMATS,
+        lookup: Lookup | None = None,
     ) -> RenderResult:
         """Render `template` for one reader; the profile comes from the request when
-        given, else from the store within the time budget."""
+        given, else from `lookup` when given (see `lookup()`), else from the store
+        within the time budget."""
         compiled = self.compiled(template)
         deadline = asyncio.get_running_loop().time() + self._budget_s
         reason = None
         if profile is None:
-            lookup = await self._profiles.get(user_id, self._budget_s)
+            if lookup is None:
+                lookup = await self.lookup(user_id)
             profile, reason = lookup.profile, lookup.reason
             if profile is None and reason is None:
                 reason = "missing-profile"
         data = await self._data(profile or {}, deadline)
         return self.render_data(compiled, user_id, profile, data, reason, campaign, formats)
+
+    async def lookup(self, user_id: str) -> Lookup:
+        """The reader's profile through the cache, within the time budget."""
+        return await self._profiles.get(user_id, self._budget_s)
 
     async def _data(self, profile: Profile, deadline: float) -> dict[str, Any]:
         """Cart lines and recommendations, completed from the catalog; empty when the
@@ -254,8 +286,8 @@ class Renderer:
         render = self._fragments.render
         warnings = []
         try:
-            subject = " ".join(render(compiled.subject, ctx, keys, html=False).split())
-            preheader = " ".join(render(compiled.preheader, ctx, keys, html=False).split())
+            subject = " ".join(render(compiled.subject, ctx, keys, html=False).text().split())
+            preheader = " ".join(render(compiled.preheader, ctx, keys, html=False).text().split())
             ctx["_subject"], ctx["_preheader"] = subject, preheader
             html = render(compiled.html, ctx, keys, html=True) if "html" in formats else None
             amp = None
@@ -266,7 +298,7 @@ class Renderer:
                     warnings.append("no AMP part: KAIROS_PUBLIC_URL must be https for AMP")
             text = None
             if "text" in formats:
-                text = render(compiled.text, ctx, keys, html=False).strip() + "\n"
+                text = render(compiled.text, ctx, keys, html=False).text().strip() + "\n"
         except SecurityError as exc:
             raise TemplateBroken(f"template {source.name!r}: sandbox: {exc}") from None
         except Exception as exc:  # a designer's template must never answer 500

@@ -16,9 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.errors import KairosError, NotFound, Unprocessable, UnsupportedMediaType
+from app.profiles.cache import Lookup
 from app.profiles.schema import USER_ID, inline_profile
 from app.render.mime import mime_message
-from app.render.renderer import FORMATS, RenderResult
+from app.render.renderer import FORMATS, Renderer, RenderResult
 from app.responses import JSONResponse, StreamResponse
 from app.routes.profiles import _json_body
 from app.services import Services
@@ -69,19 +70,20 @@ class RenderRequest:
 def routes(services: Services) -> list[Route]:
     api_keys, renderer = services.api_keys, services.renderer
 
-    async def run(req: RenderRequest) -> RenderResult:
+    async def run(req: RenderRequest, lookup: Lookup | None = None) -> RenderResult:
         return await renderer.render(
             req.template,
             req.user_id,
             profile=req.profile,
             campaign=req.campaign,
             formats=req.formats,
+            lookup=lookup,
         )
 
     def answer(request: Request, result: RenderResult) -> Response:
         if "message/rfc822" in request.headers.get("accept", ""):
             return Response(mime_message(result), media_type="message/rfc822")
-        return JSONResponse(result.body())
+        return Response(result.json(), media_type="application/json")
 
     async def render(request: Request) -> Response:
         api_keys.check(request)
@@ -106,7 +108,7 @@ def routes(services: Services) -> list[Route]:
             raise UnsupportedMediaType("send the batch as application/x-ndjson")
         default_template = request.query_params.get("template")
         return StreamResponse(
-            _batch(request, default_template, run), media_type="application/x-ndjson"
+            _batch(request, default_template, renderer, run), media_type="application/x-ndjson"
         )
 
     async def templates(request: Request) -> Response:
@@ -156,12 +158,14 @@ def routes(services: Services) -> list[Route]:
     ]
 
 
-async def _batch(request: Request, template: str | None, run: Any) -> AsyncIterator[bytes]:
+async def _batch(
+    request: Request, template: str | None, renderer: Renderer, run: Any
+) -> AsyncIterator[bytes]:
     """Reads NDJSON lines as they arrive and answers one line per reader, in order; a
     bad line gets an error line and the batch goes on. Memory stays flat: at most one
     chunk of readers is in flight."""
     number = 0
-    chunk: list[tuple[int, Any]] = []
+    chunk: list[tuple[int, bytes]] = []
     try:
         async for line in _lines(request):
             number += 1
@@ -169,20 +173,27 @@ async def _batch(request: Request, template: str | None, run: Any) -> AsyncItera
                 continue
             chunk.append((number, line))
             if len(chunk) >= BATCH_CHUNK:
-                yield await _render_chunk(chunk, template, run)
+                yield await _render_chunk(chunk, template, renderer, run)
                 chunk = []
     except KairosError as exc:
         # The answer has started: the error travels as the last line.
         if chunk:
-            yield await _render_chunk(chunk, template, run)
+            yield await _render_chunk(chunk, template, renderer, run)
         yield orjson.dumps({"line": number + 1, "user_id": None, **exc.body()}) + b"\n"
         return
     if chunk:
-        yield await _render_chunk(chunk, template, run)
+        yield await _render_chunk(chunk, template, renderer, run)
 
 
-async def _render_chunk(chunk: list[tuple[int, Any]], template: str | None, run: Any) -> bytes:
-    async def one(number: int, line: bytes) -> bytes:
+async def _render_chunk(
+    chunk: list[tuple[int, bytes]], template: str | None, renderer: Renderer, run: Any
+) -> bytes:
+    """A chunk of batch lines answered in order. The readers' profiles that must come
+    from the store are fetched together (their waits overlap); the renders themselves
+    are CPU work and run one after the other."""
+    requests: list[RenderRequest | KairosError] = []
+    users: list[Any] = []
+    for _, line in chunk:
         user_id = None
         try:
             try:
@@ -191,19 +202,29 @@ async def _render_chunk(chunk: list[tuple[int, Any]], template: str | None, run:
                 raise Unprocessable(f"not valid JSON: {exc}", code="invalid_json") from None
             if isinstance(doc, dict):
                 user_id = doc.get("user_id")
-            result = await run(RenderRequest(doc, template=template))
-            body = {"line": number, "user_id": user_id, **result.body()}
+            requests.append(RenderRequest(doc, template=template))
         except KairosError as exc:
-            body = {"line": number, "user_id": user_id, **exc.body()}
+            requests.append(exc)
+        users.append(user_id)
+    stored = [r.user_id for r in requests if isinstance(r, RenderRequest) and r.profile is None]
+    lookups = dict(zip(stored, await asyncio.gather(*map(renderer.lookup, stored)), strict=True))
+    answers = []
+    for (number, _), req, user_id in zip(chunk, requests, users, strict=True):
+        prefix = b'"line":%d,"user_id":%s,' % (number, orjson.dumps(user_id))
+        try:
+            if isinstance(req, KairosError):
+                raise req
+            result = await run(req, lookups.get(req.user_id))
+            answers.append(result.json(prefix))
+        except KairosError as exc:
+            answers.append(b"{" + prefix + orjson.dumps(exc.body())[1:])
         except Exception:
             # One reader's failure must not cost the others their answer: the batch
             # has already started streaming.
             log.exception("batch line %d failed", number)
             error = {"code": "internal", "message": "this reader could not be rendered"}
-            body = {"line": number, "user_id": user_id, "error": error}
-        return orjson.dumps(body) + b"\n"
-
-    answers = await asyncio.gather(*(one(n, line) for n, line in chunk))
+            answers.append(b"{" + prefix + orjson.dumps({"error": error})[1:])
+        answers.append(b"\n")
     return b"".join(answers)
 
 
@@ -211,12 +232,14 @@ async def _lines(request: Request) -> AsyncIterator[bytes]:
     buffer = b""
     async for piece in request.stream():
         buffer += piece
+        start = 0
         while True:
-            end = buffer.find(b"\n")
+            end = buffer.find(b"\n", start)
             if end < 0:
                 break
-            yield buffer[:end]
-            buffer = buffer[end + 1 :]
+            yield buffer[start:end]
+            start = end + 1
+        buffer = buffer[start:]
         if len(buffer) > MAX_LINE_BYTES:
             raise Unprocessable(f"a batch line is longer than {MAX_LINE_BYTES} bytes")
     if buffer:
