@@ -5,12 +5,39 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-
-from cachetools import TTLCache
+from typing import Any, Generic, TypeVar
 
 from app.profiles.store import Product, ProfileStore
 
-_MISS = object()
+_MISS: Any = object()
+V = TypeVar("V")
+
+
+class Expiring(Generic[V]):
+    """A dict whose entries expire `ttl_s` after they were put, bounded (the oldest put
+    goes first). Lighter than cachetools' TTLCache on the render path: a lookup is one
+    dict get and a comparison."""
+
+    def __init__(self, size: int, ttl_s: float) -> None:
+        self._entries: dict[Any, tuple[float, V]] = {}
+        self._size, self._ttl_s = size, ttl_s
+
+    def get(self, key: Any, now: float) -> V:
+        """The value, or `_MISS` when absent or expired at `now` (`time.monotonic()`)."""
+        entry = self._entries.get(key)
+        if entry is None or entry[0] <= now:
+            return _MISS  # type: ignore[no-any-return]
+        return entry[1]
+
+    def put(self, key: Any, value: V, now: float) -> None:
+        entries = self._entries
+        entries.pop(key, None)
+        if len(entries) >= self._size:
+            del entries[next(iter(entries))]
+        entries[key] = (now + self._ttl_s, value)
+
+    def clear(self) -> None:
+        self._entries.clear()
 
 
 class Catalog:
@@ -24,8 +51,8 @@ class Catalog:
     def __init__(self, store: ProfileStore, *, ttl_s: float = 60.0, size: int = 100_000):
         self._store = store
         self.ttl_s = ttl_s
-        self._products: TTLCache[str, Product | None] = TTLCache(maxsize=size, ttl=ttl_s)
-        self._popular: TTLCache[int, list[str]] = TTLCache(maxsize=16, ttl=ttl_s)
+        self._products: Expiring[Product | None] = Expiring(size, ttl_s)
+        self._popular: Expiring[list[str]] = Expiring(16, ttl_s)
         self._cleared = 0
 
     def generation(self) -> tuple[int, int]:
@@ -36,28 +63,31 @@ class Catalog:
     async def products(self, skus: Sequence[str], deadline: float) -> dict[str, Product]:
         found: dict[str, Product] = {}
         missing = []
+        now = time.monotonic()
+        cache = self._products
         for sku in skus:
-            cached = self._products.get(sku, _MISS)
+            cached = cache.get(sku, now)
             if cached is _MISS:
                 missing.append(sku)
             elif cached is not None:
-                found[sku] = cached  # type: ignore[assignment]
+                found[sku] = cached
         if missing:
             async with asyncio.timeout_at(deadline):
                 loaded = await self._store.get_products(missing)
+            now = time.monotonic()
             for sku in missing:
                 product = loaded.get(sku)
-                self._products[sku] = product
+                cache.put(sku, product, now)
                 if product is not None:
                     found[sku] = product
         return found
 
     async def popular(self, limit: int, deadline: float) -> list[Product]:
-        skus = self._popular.get(limit)
-        if skus is None:
+        skus = self._popular.get(limit, time.monotonic())
+        if skus is _MISS:
             async with asyncio.timeout_at(deadline):
                 skus = await self._store.popular(limit)
-            self._popular[limit] = skus
+            self._popular.put(limit, skus, time.monotonic())
         products = await self.products(skus, deadline)
         return [products[s] for s in skus if s in products]
 

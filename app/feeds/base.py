@@ -50,6 +50,24 @@ def money(amount: float, currency: str | None) -> str:
     return f"{symbol}{amount:,.0f}" if currency == "JPY" else f"{symbol}{amount:,.2f}"
 
 
+DISPLAY_MEMO_SIZE = 100_000
+# sku -> (the catalog product, its display fields): every reader shows the same products.
+_display: dict[Any, tuple[Item, Item]] = {}
+
+
+def display_item(product: Item) -> Item:
+    """`product_item(product)` for a product as cached by the catalog (not to be
+    changed), remembered while the catalog holds that same product."""
+    memo = _display.get(product.get("sku"))
+    if memo is not None and memo[0] is product:
+        return memo[1]
+    item = product_item(product)
+    if len(_display) >= DISPLAY_MEMO_SIZE:
+        del _display[next(iter(_display))]
+    _display[product.get("sku")] = (product, item)
+    return item
+
+
 def product_item(product: Item) -> Item:
     """The display fields of a catalog product."""
     price = product.get("price")

@@ -71,9 +71,9 @@ class RenderResult:
     def amp(self) -> str | None:
         return None if self.amp_output is None else self.amp_output.text()
 
-    def json(self, prefix: bytes = b"") -> bytes:
-        """`body()` as JSON, `prefix` (members and a comma) first: built from the
-        outputs' pieces, whose shared text is encoded once per send, not per reader."""
+    def json(self, prefix: bytes = b"", suffix: bytes = b"") -> bytes:
+        """`body()` as JSON, `prefix` (members and a comma) first, `suffix` after: built
+        from the outputs' pieces, whose shared text is encoded once per send."""
         dumps = orjson.dumps
         out = [b"{", prefix, b'"subject":', dumps(self.subject)]
         out += [b',"preheader":', dumps(self.preheader), b',"html":']
@@ -84,7 +84,7 @@ class RenderResult:
         out += [b',"variant":', dumps(self.variant), b',"fallbacks":', dumps(self.fallbacks)]
         if self.warnings:
             out += [b',"warnings":', dumps(self.warnings)]
-        out.append(b"}")
+        out += [b"}", suffix]
         return b"".join(out)
 
     def body(self) -> dict[str, Any]:

@@ -173,24 +173,26 @@ async def _batch(
                 continue
             chunk.append((number, line))
             if len(chunk) >= BATCH_CHUNK:
-                yield await _render_chunk(chunk, template, renderer, run)
+                for answer in await _render_chunk(chunk, template, renderer, run):
+                    yield answer
                 chunk = []
     except KairosError as exc:
         # The answer has started: the error travels as the last line.
-        if chunk:
-            yield await _render_chunk(chunk, template, renderer, run)
+        for answer in await _render_chunk(chunk, template, renderer, run):
+            yield answer
         yield orjson.dumps({"line": number + 1, "user_id": None, **exc.body()}) + b"\n"
         return
-    if chunk:
-        yield await _render_chunk(chunk, template, renderer, run)
+    for answer in await _render_chunk(chunk, template, renderer, run):
+        yield answer
 
 
 async def _render_chunk(
     chunk: list[tuple[int, bytes]], template: str | None, renderer: Renderer, run: Any
-) -> bytes:
-    """A chunk of batch lines answered in order. The readers' profiles that must come
-    from the store are fetched together (their waits overlap); the renders themselves
-    are CPU work and run one after the other."""
+) -> list[bytes]:
+    """A chunk of batch lines answered in order, a line each. The readers' profiles that
+    must come from the store are fetched together (their waits overlap); the renders
+    themselves are CPU work and run one after the other. The lines are sent one by one:
+    joined, a chunk would be megabytes allocated and copied again for nothing."""
     requests: list[RenderRequest | KairosError] = []
     users: list[Any] = []
     for _, line in chunk:
@@ -215,17 +217,16 @@ async def _render_chunk(
             if isinstance(req, KairosError):
                 raise req
             result = await run(req, lookups.get(req.user_id))
-            answers.append(result.json(prefix))
+            answers.append(result.json(prefix, b"\n"))
         except KairosError as exc:
-            answers.append(b"{" + prefix + orjson.dumps(exc.body())[1:])
+            answers.append(b"{" + prefix + orjson.dumps(exc.body())[1:] + b"\n")
         except Exception:
             # One reader's failure must not cost the others their answer: the batch
             # has already started streaming.
             log.exception("batch line %d failed", number)
             error = {"code": "internal", "message": "this reader could not be rendered"}
-            answers.append(b"{" + prefix + orjson.dumps({"error": error})[1:])
-        answers.append(b"\n")
-    return b"".join(answers)
+            answers.append(b"{" + prefix + orjson.dumps({"error": error})[1:] + b"\n")
+    return answers
 
 
 async def _lines(request: Request) -> AsyncIterator[bytes]:
