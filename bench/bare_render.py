@@ -81,6 +81,7 @@ class NaiveHtml:
     every render."""
 
     keyed = None
+    reusable = False
 
     def __init__(self, template: Template, theme_css: str, where: Path) -> None:
         self._template, self._theme_css, self._where = template, theme_css, where
@@ -94,6 +95,7 @@ class ExpandedMjml:
     before compiling."""
 
     keyed = None
+    reusable = False
 
     def __init__(self, template: Template) -> None:
         self._template = template

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import orjson
 from jinja2 import Template, meta, nodes
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
@@ -49,12 +50,28 @@ class Piece:
 
     def render(self, ctx: dict[str, Any]) -> str:
         """The piece for `ctx` (which must hold the environment's globals)."""
+        return self.render_in(self.context(ctx))
+
+    def context(self, ctx: dict[str, Any]) -> Context:
+        """A Jinja context over `ctx` itself (not a copy): a render is a dozen pieces."""
+        return self.template.new_context(ctx, shared=True)
+
+    def render_in(self, context: Context) -> str:
+        """The piece in `context`, which another piece of the same environment may have
+        used before (`reusable`): what that one set at top level is forgotten first."""
         template = self.template
+        context.vars.clear()
+        context.exported_vars.clear()
         try:
-            # The context shares `ctx` instead of copying it: a render is a dozen pieces.
-            return "".join(template.root_render_func(template.new_context(ctx, shared=True)))
+            return "".join(template.root_render_func(context))
         except Exception:
             _reraise(template.environment)
+
+    @property
+    def reusable(self) -> bool:
+        """Whether it may render in a context made for another piece: not when it has
+        `{% block %}`s, which it looks up in its own context."""
+        return not self.template.blocks
 
 
 @dataclass(eq=False, slots=True)
@@ -157,7 +174,7 @@ class Hole:
 
 @dataclass(frozen=True, slots=True)
 class Url:
-    """Where a skeleton's reader URL goes: `key` names it within a render."""
+    """A reader URL of a skeleton: `key` names it within a render."""
 
     key: str
     spec: Spec
@@ -176,7 +193,8 @@ class Static:
         return cls(text, orjson.dumps(text)[1:-1])
 
 
-Part = Static | Hole | Url
+# Where a skeleton's reader URLs go, parts hold the index of the URL in `Skeleton.urls`.
+Part = Static | Hole | int
 
 
 class Output:
@@ -219,6 +237,7 @@ class Skeleton:
     unsafe link targets its shared pieces sent home (reported in each reader's render)."""
 
     parts: tuple[Part, ...]
+    urls: tuple[Url, ...]
     unsafe: tuple[str, ...]
 
 
@@ -261,18 +280,27 @@ class Fragments:
         if skeleton.unsafe:
             links.unsafe.extend(skeleton.unsafe)
         params = ctx["_params"]
+        urls = [links.url(url.key, url.spec, html) for url in skeleton.urls]
+        context = None
         out: list[Static | str] = []
         append = out.append
         for part in skeleton.parts:
             kind = type(part)
             if kind is Static:
                 append(part)  # type: ignore[arg-type]
-            elif kind is Hole:
-                if part.index is not None:  # type: ignore[union-attr]
-                    ctx["params"] = params[part.index]  # type: ignore[union-attr]
-                append(part.piece.render(ctx))  # type: ignore[union-attr]
+            elif kind is int:
+                append(urls[part])  # type: ignore[index]
             else:
-                append(links.url(part.key, part.spec, html))  # type: ignore[union-attr]
+                hole: Hole = part  # type: ignore[assignment]
+                if hole.index is not None:
+                    ctx["params"] = params[hole.index]
+                piece = hole.piece
+                if not piece.reusable:
+                    append(piece.render(ctx))
+                    continue
+                if context is None:
+                    context = piece.context(ctx)
+                append(piece.render_in(context))
         return Output(out)
 
     def _each_piece(self, layout: Layout, ctx: dict[str, Any]) -> Iterator[str]:
@@ -293,6 +321,7 @@ class Fragments:
         shared = {**ctx, "links": fill}
         modes, params = ctx["_mode"], ctx["_params"]
         parts: list[str | Hole | Url] = []
+        urls: dict[str, int] = {}
         for item in layout.items:
             index = None
             if isinstance(item, Slot):
@@ -318,6 +347,7 @@ class Fragments:
                     parts.append(Url(repr(spec), spec))
                 elif value:
                     parts.append(value)
+        distinct: dict[str, Url] = {}
         merged: list[Part] = []
         run: list[str] = []
         for part in parts:
@@ -327,10 +357,16 @@ class Fragments:
             if run:
                 merged.append(Static.of("".join(run)))
                 run = []
-            merged.append(part)
+            if isinstance(part, Url):
+                if part.key not in urls:
+                    urls[part.key] = len(distinct)
+                    distinct[part.key] = part
+                merged.append(urls[part.key])
+            else:
+                merged.append(part)
         if run:
             merged.append(Static.of("".join(run)))
-        return Skeleton(tuple(merged), tuple(fill.unsafe))
+        return Skeleton(tuple(merged), tuple(distinct.values()), tuple(fill.unsafe))
 
 
 def _shown(slot: Slot, modes: list[str]) -> Piece | None:

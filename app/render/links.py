@@ -82,6 +82,7 @@ class Links:
         self._campaign = campaign
         self._home = home
         self._memo: dict[Any, str] = {}
+        self._clicks: dict[str, str] = {}
         self._html_urls: dict[str, str] = {}
         self._text_urls: dict[str, str] = {}
         self._reader_token: str | None = None
@@ -128,6 +129,12 @@ class Links:
     def click(self, target: str) -> str:
         """A click URL that redirects to `target` (the plain target for readers who
         declined tracking); an unsafe target sends the reader home instead."""
+        url = self._clicks.get(target)
+        if url is None:
+            url = self._clicks[target] = self._click(target)
+        return url
+
+    def _click(self, target: str) -> str:
         link = self._signer.link(self._campaign, target)
         if link is None:
             # Reader data must never turn a link into a script: send them home.
@@ -215,6 +222,10 @@ class FillLinks(Links):
     def image(self, name: str, **params: Any) -> str:
         images.check(name, params)  # a bad image fails when the fragment is made
         return self._sentinel(("image", name, params))
+
+    def click(self, target: str) -> str:
+        # Not remembered: each use must ask for its sentinel (see `calls`).
+        return self._click(target)
 
     def reader(self) -> str:
         return self._sentinel(("reader",))

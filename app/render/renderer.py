@@ -390,8 +390,9 @@ def _read(path: Path) -> str:
 
 @pass_context
 def _click(context: Any, url: Any) -> str:
-    links: Links = context["links"]
-    return links.click(str(url))
+    # The render's own `links` (a template's `{% set links %}` cannot redirect clicks).
+    links: Links = context.parent["links"]
+    return links.click(url if type(url) is str else str(url))
 
 
 def _money(amount: Any, currency: str | None = None) -> str:
