@@ -17,6 +17,7 @@ from app.render.sources import Part, SourceError
 
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 PLACEHOLDER = re.compile(r"<!--kjs(\d+)x-->|kjx(\d+)x")
+_ABSENT = object()
 
 
 class Sandbox(SandboxedEnvironment):
@@ -25,8 +26,10 @@ class Sandbox(SandboxedEnvironment):
     no attribute checks; everything else goes through the sandbox's checks."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute in obj:
-            return obj[attribute]
+        if type(obj) is dict:
+            value = obj.get(attribute, _ABSENT)
+            if value is not _ABSENT:
+                return value
         return super().getattr(obj, attribute)
 
 

@@ -127,16 +127,17 @@ except ImportError:  # markupsafe without its C extension
     from markupsafe._native import _escape_inner
 
 
-def _escape(value: Any) -> Markup:
+def _escape(value: Any) -> str:
     """markupsafe's `escape` for the HTML and AMP parts, with a fast path for plain
-    strings (most of what a reader's render escapes: the same C escaping, without
-    Markup's Python-level constructor); non-ASCII characters become character
-    references, so that the parts stay ASCII (`compiler.ascii_html`), which JSON
-    encodes four times faster."""
+    strings (most of what a reader's render escapes). Jinja calls it only on what a
+    `{{ }}` outputs, whose result goes straight into the output (or into a buffer that
+    Jinja marks safe as a whole), so the escaped text need not be a `Markup`. Non-ASCII
+    characters become character references, so that the parts stay ASCII
+    (`compiler.ascii_html`), which JSON encodes four times faster."""
     if type(value) is str:
         if not value.isascii():
             value = value.encode("ascii", "xmlcharrefreplace").decode("ascii")
-        return _new_str(Markup, _escape_inner(value))
+        return _escape_inner(value)
     escaped = escape(value)
     if escaped.isascii():
         return escaped
@@ -212,13 +213,14 @@ class Output:
             self._text = "".join([p if type(p) is str else p.text for p in self._pieces])  # type: ignore[union-attr]
         return self._text
 
-    def json(self) -> list[bytes]:
+    def json(self) -> list[bytes | memoryview]:
         """The text as a JSON string (quotes included), UTF-8, in pieces to join."""
         if self._text is not None:
             return [orjson.dumps(self._text)]
-        dumps = orjson.dumps
-        out = [b'"']
-        out += [dumps(p)[1:-1] if type(p) is str else p.json for p in self._pieces]  # type: ignore[union-attr]
+        # A view drops the quotes of each piece's JSON without copying it again.
+        dumps, view = orjson.dumps, memoryview
+        out: list[bytes | memoryview] = [b'"']
+        out += [view(dumps(p))[1:-1] if type(p) is str else p.json for p in self._pieces]  # type: ignore[union-attr]
         out.append(b'"')
         return out
 
@@ -239,6 +241,20 @@ class Skeleton:
     parts: tuple[Part, ...]
     urls: tuple[Url, ...]
     unsafe: tuple[str, ...]
+    # The parts as runs of text and URLs, each followed by a hole (or None at the end).
+    runs: tuple[tuple[tuple[Static | int, ...], Hole | None], ...] = ()
+
+    def __post_init__(self) -> None:
+        runs: list[tuple[tuple[Static | int, ...], Hole | None]] = []
+        run: list[Static | int] = []
+        for part in self.parts:
+            if isinstance(part, Hole):
+                runs.append((tuple(run), part))
+                run = []
+            else:
+                run.append(part)
+        runs.append((tuple(run), None))
+        object.__setattr__(self, "runs", tuple(runs))
 
 
 class Fragments:
@@ -262,11 +278,13 @@ class Fragments:
         layout: Layout,
         ctx: dict[str, Any],
         keys: dict[str, Any],
+        contexts: dict[Any, Context],
         *,
         html: bool,
     ) -> Output:
         """`layout` for the reader of `ctx` (`_mode`, `_params` and the reader's `links`
-        in it); `keys` holds the value of each of `KEYED_NAMES` for this reader."""
+        in it); `keys` holds the value of each of `KEYED_NAMES` for this reader;
+        `contexts` the Jinja contexts of this render so far, by environment."""
         if not self._share:
             return Output(list(self._each_piece(layout, ctx)))
         key = (layout, *[keys[name] for name in layout.keyed])
@@ -281,26 +299,23 @@ class Fragments:
             links.unsafe.extend(skeleton.unsafe)
         params = ctx["_params"]
         urls = [links.url(url.key, url.spec, html) for url in skeleton.urls]
-        context = None
         out: list[Static | str] = []
-        append = out.append
-        for part in skeleton.parts:
-            kind = type(part)
-            if kind is Static:
-                append(part)  # type: ignore[arg-type]
-            elif kind is int:
-                append(urls[part])  # type: ignore[index]
-            else:
-                hole: Hole = part  # type: ignore[assignment]
-                if hole.index is not None:
-                    ctx["params"] = params[hole.index]
-                piece = hole.piece
-                if not piece.reusable:
-                    append(piece.render(ctx))
-                    continue
-                if context is None:
-                    context = piece.context(ctx)
-                append(piece.render_in(context))
+        for run, hole in skeleton.runs:
+            out += [urls[p] if type(p) is int else p for p in run]  # type: ignore[misc]
+            if hole is None:
+                continue
+            if hole.index is not None:
+                ctx["params"] = params[hole.index]
+            piece = hole.piece
+            if not piece.reusable:
+                out.append(piece.render(ctx))
+                continue
+            # One context per environment and render, shared by its pieces.
+            env = piece.template.environment
+            context = contexts.get(env)
+            if context is None:
+                context = contexts[env] = piece.context(ctx)
+            out.append(piece.render_in(context))
         return Output(out)
 
     def _each_piece(self, layout: Layout, ctx: dict[str, Any]) -> Iterator[str]:

@@ -75,7 +75,7 @@ class RenderResult:
         """`body()` as JSON, `prefix` (members and a comma) first, `suffix` after: built
         from the outputs' pieces, whose shared text is encoded once per send."""
         dumps = orjson.dumps
-        out = [b"{", prefix, b'"subject":', dumps(self.subject)]
+        out: list[bytes | memoryview] = [b"{", prefix, b'"subject":', dumps(self.subject)]
         out += [b',"preheader":', dumps(self.preheader), b',"html":']
         out += [b"null"] if self.html_output is None else self.html_output.json()
         out.append(b',"amp":')
@@ -283,22 +283,23 @@ class Renderer:
             "segments": tuple(segments),
             "_mode": tuple(modes),
         }
-        render = self._fragments.render
+        contexts: dict[Any, Any] = {}
+        render = functools.partial(self._fragments.render, ctx=ctx, keys=keys, contexts=contexts)
         warnings = []
         try:
-            subject = " ".join(render(compiled.subject, ctx, keys, html=False).text().split())
-            preheader = " ".join(render(compiled.preheader, ctx, keys, html=False).text().split())
+            subject = " ".join(render(compiled.subject, html=False).text().split())
+            preheader = " ".join(render(compiled.preheader, html=False).text().split())
             ctx["_subject"], ctx["_preheader"] = subject, preheader
-            html = render(compiled.html, ctx, keys, html=True) if "html" in formats else None
+            html = render(compiled.html, html=True) if "html" in formats else None
             amp = None
             if "amp" in formats and compiled.amp is not None:
                 if self._amp_ok:
-                    amp = render(compiled.amp, ctx, keys, html=True)
+                    amp = render(compiled.amp, html=True)
                 else:
                     warnings.append("no AMP part: KAIROS_PUBLIC_URL must be https for AMP")
             text = None
             if "text" in formats:
-                text = render(compiled.text, ctx, keys, html=False).text().strip() + "\n"
+                text = render(compiled.text, html=False).text().strip() + "\n"
         except SecurityError as exc:
             raise TemplateBroken(f"template {source.name!r}: sandbox: {exc}") from None
         except Exception as exc:  # a designer's template must never answer 500
