@@ -51,20 +51,31 @@ def money(amount: float, currency: str | None) -> str:
 
 
 DISPLAY_MEMO_SIZE = 100_000
-# sku -> (the catalog product, its display fields): every reader shows the same products.
-_display: dict[Any, tuple[Item, Item]] = {}
 
 
-def display_item(product: Item) -> Item:
-    """`product_item(product)` for a product as cached by the catalog (not to be
-    changed), remembered while the catalog holds that same product."""
-    memo = _display.get(product.get("sku"))
+class SharedItem(dict[str, Any]):
+    """A product as displayed, shared by every reader shown it (one object per catalog
+    copy of the product and `source`): never to be changed. A template's loop over such
+    items renders each item's body once for all readers (app/render/layout.py)."""
+
+    __slots__ = ()
+
+
+# (sku, source) -> (the catalog product, its display item)
+_display: dict[Any, tuple[Item, SharedItem]] = {}
+
+
+def display_item(product: Item, source: str) -> SharedItem:
+    """The display fields of `product` as cached by the catalog, with `source`
+    ("personal" or "popular"): the same object while the catalog holds that product."""
+    key = (product.get("sku"), source)
+    memo = _display.get(key)
     if memo is not None and memo[0] is product:
         return memo[1]
-    item = product_item(product)
+    item = SharedItem(product_item(product), source=source)
     if len(_display) >= DISPLAY_MEMO_SIZE:
         del _display[next(iter(_display))]
-    _display[product.get("sku")] = (product, item)
+    _display[key] = (product, item)
     return item
 
 

@@ -17,10 +17,10 @@ async def build_recommendations(ctx: FeedContext) -> list[Item]:
         products = await ctx.products(skus[: limit * 2])
         for sku in skus:
             if sku in products and len(items) < limit:
-                items.append({**display_item(products[sku]), "source": "personal"})
+                items.append(display_item(products[sku], "personal"))
     if len(items) < limit:
         seen = {item["sku"] for item in items} | in_cart
         for product in await ctx.popular(limit + len(seen)):
             if product["sku"] not in seen and len(items) < limit:
-                items.append({**display_item(product), "source": "popular"})
+                items.append(display_item(product, "popular"))
     return items

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
+from app.feeds.base import SharedItem
 from app.render.sources import Part, SourceError
 
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -20,13 +21,15 @@ PLACEHOLDER = re.compile(r"<!--kjs(\d+)x-->|kjx(\d+)x")
 _ABSENT = object()
 
 
-class Sandbox(SandboxedEnvironment):
+class Sandbox(ImmutableSandboxedEnvironment):
     """The sandbox, with a fast path for what templates read most: keys of plain dicts
     (reader data, params). A dict's items are data, never Python internals, so they need
-    no attribute checks; everything else goes through the sandbox's checks."""
+    no attribute checks; everything else goes through the sandbox's checks. Immutable:
+    a template cannot change a list or dict (catalog products are shared by readers)."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict:
+        kind = type(obj)
+        if kind is dict or kind is SharedItem:
             value = obj.get(attribute, _ABSENT)
             if value is not _ABSENT:
                 return value
@@ -91,6 +94,11 @@ def check_part(env: SandboxedEnvironment, part: Part) -> None:
         env.compile(tree)  # unknown filters and tests surface here, with their line
     except TemplateSyntaxError as exc:
         raise SourceError(part.path, f"template syntax error: {exc.message}", exc.lineno) from None
+    for used in tree.find_all(nodes.Filter):
+        if used.name.startswith("_"):
+            raise SourceError(
+                part.path, f"filter {used.name!r} is Kairos's own, not for templates", used.lineno
+            )
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         name = node.attr if isinstance(node, nodes.Getattr) else _const(getattr(node, "arg", None))
         if isinstance(name, str) and name.startswith("_"):

@@ -14,18 +14,20 @@ and its URLs signed for the reader.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import orjson
-from jinja2 import Template, meta, nodes
+from jinja2 import Template, meta, nodes, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
-from app.render.links import SENTINEL, Links, Spec
+from app.feeds.base import SharedItem
+from app.render.links import SENTINEL, FillLinks, Links, Spec
 from app.render.sources import SourceError
 
 # Names a piece may read and still be shared: fixed for a piece ...
@@ -47,6 +49,7 @@ class Piece:
 
     template: Template
     keyed: tuple[str, ...] | None
+    bodies: tuple[SharedBody, ...] = ()
 
     def render(self, ctx: dict[str, Any]) -> str:
         """The piece for `ctx` (which must hold the environment's globals)."""
@@ -112,12 +115,66 @@ def piece(env: SandboxedEnvironment, text: str, path: Path) -> Piece:
     """`text` compiled as a piece; a syntax error is a `SourceError` naming `path`."""
     try:
         tree = env.parse(text)
-        template = env.from_string(tree)
+        keyed = _keyed(tree, env)
+        bodies = _share_loop_bodies(tree, env) if keyed is None else []
+        template = _compiled(env, tree)
     except Exception as exc:
         raise SourceError(path, f"template error: {exc}") from None
+    return Piece(template, keyed, tuple(bodies))
+
+
+def _compiled(env: SandboxedEnvironment, tree: nodes.Template) -> Template:
+    template = env.from_string(tree)
     # The compiled template's module namespace: its autoescape calls `escape` there.
     template.root_render_func.__globals__["escape"] = _escape
-    return Piece(template, _keyed(tree, env))
+    return template
+
+
+@dataclass(eq=False, slots=True)
+class SharedBody:
+    """The body of a `{% for item in ... %}` loop in a piece that reads the reader, when
+    the body itself reads only `item` and what a shared piece may read: a product card
+    of a reader's recommendations. Rendered once per distinct item (and per-send
+    values) and shared by every reader who shows that item."""
+
+    piece: Piece
+    item: str
+    html: bool
+
+
+SHARED_BODY_FILTER = "_shared_body"
+# Loop bodies by number, as their loops call them (templates are compiled once per
+# version of their files: this grows only when designers edit them).
+_bodies: dict[int, SharedBody] = {}
+_body_numbers = itertools.count()
+
+
+def _share_loop_bodies(tree: nodes.Template, env: SandboxedEnvironment) -> list[SharedBody]:
+    """Replace the body of each innermost, plain `for` loop of `tree` that can be
+    shared by a call to it (`SHARED_BODY_FILTER`); returns those bodies."""
+    found = []
+    for loop in list(tree.find_all(nodes.For)):
+        target = loop.target
+        if loop.else_ or loop.test is not None or loop.recursive:
+            continue
+        if not isinstance(target, nodes.Name):
+            continue
+        if any(isinstance(n, nodes.For) or any(n.find_all(nodes.For)) for n in loop.body):
+            continue  # not innermost: its inner loops are looked at on their own
+        body = nodes.Template(loop.body, lineno=loop.lineno)
+        body.set_environment(env)
+        keyed = _keyed(body, env, frozenset({target.name}))
+        if keyed is None:
+            continue
+        shared = SharedBody(Piece(_compiled(env, body), keyed), target.name, env.autoescape is True)
+        number = next(_body_numbers)
+        _bodies[number] = shared
+        found.append(shared)
+        item = nodes.Name(target.name, "load")
+        call = nodes.Filter(item, SHARED_BODY_FILTER, [nodes.Const(number)], [], None, None)
+        loop.body = [nodes.Output([call], lineno=loop.lineno)]
+        loop.body[0].set_environment(env)
+    return found
 
 
 _new_str = str.__new__
@@ -138,6 +195,8 @@ def _escape(value: Any) -> str:
         if not value.isascii():
             value = value.encode("ascii", "xmlcharrefreplace").decode("ascii")
         return _escape_inner(value)
+    if type(value) is Markup:
+        return value
     escaped = escape(value)
     if escaped.isascii():
         return escaped
@@ -145,7 +204,11 @@ def _escape(value: Any) -> str:
     return _new_str(Markup, escaped.encode("ascii", "xmlcharrefreplace").decode("ascii"))
 
 
-def _keyed(tree: nodes.Template, env: SandboxedEnvironment) -> tuple[str, ...] | None:
+def _keyed(
+    tree: nodes.Template, env: SandboxedEnvironment, given: frozenset[str] = frozenset()
+) -> tuple[str, ...] | None:
+    """The per-send names `tree` reads (`given` names aside), or None when it reads
+    the reader or changes at every render."""
     names = set(meta.find_undeclared_variables(tree))  # globals are not in it
     if any(node.name in PER_RENDER_GLOBALS for node in tree.find_all(nodes.Name)):
         return None
@@ -155,7 +218,7 @@ def _keyed(tree: nodes.Template, env: SandboxedEnvironment) -> tuple[str, ...] |
     if used & PER_RENDER_FILTERS:
         return None
     names.update(CONTEXT_FILTERS[name] for name in used & CONTEXT_FILTERS.keys())
-    if names - FIXED_NAMES - KEYED_NAMES - set(env.globals):
+    if names - FIXED_NAMES - KEYED_NAMES - set(env.globals) - given:
         return None
     return tuple(sorted(names & KEYED_NAMES))
 
@@ -266,12 +329,18 @@ class Fragments:
         self._size = max(1, size)
         self._share = share
         self._skeletons: dict[tuple[Any, ...], Skeleton] = {}
+        self._bodies: dict[Any, Any] = {}
 
     def __len__(self) -> int:
         return len(self._skeletons)
 
     def clear(self) -> None:
         self._skeletons.clear()
+        self._bodies.clear()
+
+    def bodies(self, ctx: dict[str, Any], keys: dict[str, Any]) -> SharedBodies:
+        """The shared loop bodies for the render of `ctx` (to put in it as `_shared`)."""
+        return SharedBodies(self._bodies, self._size * 8, ctx, keys, share=self._share)
 
     def render(
         self,
@@ -350,18 +419,12 @@ class Fragments:
                 parts.append(Hole(item, index))
                 continue
             calls = fill.calls
-            text = item.render(shared)
-            pieces = SENTINEL.split(text)
-            if len(pieces) // 2 != fill.calls - calls or "\x00" in "".join(pieces[::2]):
+            split = _split(item.render(shared), fill, calls)
+            if split is None:
                 # A filter changed one of the reader's URLs: this piece is per reader.
                 parts.append(Hole(item, index))
                 continue
-            for i, value in enumerate(pieces):
-                if i % 2:
-                    spec = fill.specs[int(value)]
-                    parts.append(Url(repr(spec), spec))
-                elif value:
-                    parts.append(value)
+            parts += split
         distinct: dict[str, Url] = {}
         merged: list[Part] = []
         run: list[str] = []
@@ -382,6 +445,112 @@ class Fragments:
         if run:
             merged.append(Static.of("".join(run)))
         return Skeleton(tuple(merged), tuple(distinct.values()), tuple(fill.unsafe))
+
+
+def _split(text: str, fill: FillLinks, calls: int) -> list[str | Url] | None:
+    """`text`, rendered with `fill` (which had handed out `calls` sentinels before), as
+    text and the reader URLs its sentinels stand for; None when a filter changed one."""
+    pieces = SENTINEL.split(text)
+    if len(pieces) // 2 != fill.calls - calls or "\x00" in "".join(pieces[::2]):
+        return None
+    parts: list[str | Url] = []
+    for i, value in enumerate(pieces):
+        if i % 2:
+            spec = fill.specs[int(value)]
+            parts.append(Url(repr(spec), spec))
+        elif value:
+            parts.append(value)
+    return parts
+
+
+class SharedBodies:
+    """The shared loop bodies of one reader's render (`ctx["_shared"]`)."""
+
+    __slots__ = ("_cache", "_ctx", "_keys", "_links", "_share", "_sigs", "_size")
+
+    def __init__(
+        self,
+        cache: dict[Any, Any],
+        size: int,
+        ctx: dict[str, Any],
+        keys: dict[str, Any],
+        *,
+        share: bool,
+    ) -> None:
+        self._cache, self._size, self._ctx, self._keys = cache, size, ctx, keys
+        self._links: Links = ctx["links"]
+        self._share = share
+        self._sigs: dict[SharedBody, tuple[Any, ...]] = {}
+
+    def render(self, body: SharedBody, item: Any) -> str:
+        """`body` for `item`: from its shared copy, with this reader's URLs put in, when
+        `item` is a `SharedItem` (an object every reader shown it shares), else by Jinja."""
+        found = None
+        if self._share and type(item) is SharedItem:
+            sig = self._sigs.get(body)
+            if sig is None:
+                keyed = body.piece.keyed or ()
+                sig = self._sigs[body] = tuple([self._keys[name] for name in keyed])
+            # The entry holds the item: its id cannot name another object meanwhile.
+            key = (body, id(item), sig)
+            entry = self._cache.get(key)
+            if entry is None or entry[0] is not item:
+                entry = (item, self._fill(body, item))
+                if len(self._cache) >= self._size:
+                    del self._cache[next(iter(self._cache))]
+                self._cache[key] = entry
+            found = entry[1]
+        if found is None:
+            text = body.piece.render({**self._ctx, body.item: item})
+            return _new_str(Markup, text) if body.html else text
+        if type(found) is not _Shared:
+            return found  # type: ignore[no-any-return]
+        links, html = self._links, body.html
+        if found.unsafe:
+            links.unsafe.extend(found.unsafe)
+        values = [links.url(url.key, url.spec, html) for url in found.urls]
+        text = "".join([p if type(p) is str else values[p] for p in found.parts])  # type: ignore[index]
+        return _new_str(Markup, text) if html else text
+
+    def _fill(self, body: SharedBody, item: Any) -> Any:
+        """The shared copy of `body` for `item`: a string when it holds no reader URL,
+        else a `_Shared`; None when it must be rendered per reader."""
+        fill = self._links.fill()
+        split = _split(body.piece.render({**self._ctx, "links": fill, body.item: item}), fill, 0)
+        if split is None:
+            return None
+        if not fill.specs and not fill.unsafe:
+            text = "".join(p for p in split if isinstance(p, str))
+            return _new_str(Markup, text) if body.html else text
+        numbers: dict[str, int] = {}
+        urls: list[Url] = []
+        parts: list[str | int] = []
+        for part in split:
+            if isinstance(part, Url):
+                if part.key not in numbers:
+                    numbers[part.key] = len(urls)
+                    urls.append(part)
+                parts.append(numbers[part.key])
+            else:
+                parts.append(part)
+        return _Shared(tuple(parts), tuple(urls), tuple(fill.unsafe))
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    parts: tuple[str | int, ...]
+    urls: tuple[Url, ...]
+    unsafe: tuple[str, ...]
+
+
+_ABSENT: Any = object()
+
+
+@pass_context
+def shared_body(context: Context, item: Any, number: int) -> str:
+    """The filter a shared loop body's loop calls (`SHARED_BODY_FILTER`)."""
+    shared: SharedBodies = context.parent["_shared"]
+    return shared.render(_bodies[number], item)
 
 
 def _shown(slot: Slot, modes: list[str]) -> Piece | None:

@@ -24,7 +24,7 @@ from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles, Lookup
 from app.profiles.store import Profile
 from app.render.compiler import Compiled, Environments, compile_template
-from app.render.layout import Fragments, Output
+from app.render.layout import SHARED_BODY_FILTER, Fragments, Output, shared_body
 from app.render.links import Links, LinkSigner
 from app.render.sources import (
     Block,
@@ -283,6 +283,7 @@ class Renderer:
             "segments": tuple(segments),
             "_mode": tuple(modes),
         }
+        ctx["_shared"] = self._fragments.bodies(ctx, keys)
         contexts: dict[Any, Any] = {}
         render = functools.partial(self._fragments.render, ctx=ctx, keys=keys, contexts=contexts)
         warnings = []
@@ -412,6 +413,11 @@ def _number(value: Any, decimals: int = 0) -> str:
 
 
 # The sandboxes hold nothing per app (their filters are pure functions): shared.
-FILTERS: dict[str, Callable[..., Any]] = {"click": _click, "money": _money, "number": _number}
+FILTERS: dict[str, Callable[..., Any]] = {
+    "click": _click,
+    "money": _money,
+    "number": _number,
+    SHARED_BODY_FILTER: shared_body,
+}
 ENVIRONMENTS = Environments.build(FILTERS)
 GLOBALS = dict(ENVIRONMENTS.html.globals)
