@@ -115,10 +115,16 @@ def _object(
             raise _fail(field, "must be an object")
         out: dict[str, Any] = {}
         for key, item in value.items():
-            if key not in fields:
+            checker = fields.get(key)
+            if checker is None:
                 raise _fail(f"{field}.{key}", "is not a known field")
             if item is not None:
-                out[key] = fields[key](f"{field}.{key}", item)
+                # The field's path is spelled out only when it is bad (renders check
+                # every inline profile: this is on their path).
+                try:
+                    out[key] = checker(key, item)
+                except Unprocessable as exc:
+                    raise _within(field, exc) from None
         for key in required:
             if key not in out:
                 raise _fail(f"{field}.{key}", "is required")
@@ -133,9 +139,22 @@ def _list(item: Callable[[str, Any], Any]) -> Callable[[str, Any], list[Any]]:
             raise _fail(field, "must be a list")
         if len(value) > MAX_LIST:
             raise _fail(field, f"must have at most {MAX_LIST} items")
-        return [item(f"{field}[{i}]", v) for i, v in enumerate(value)]
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(item("", v))
+            except Unprocessable as exc:
+                raise _within(f"{field}[{i}]", exc) from None
+        return out
 
     return check
+
+
+def _within(path: str, exc: Unprocessable) -> Unprocessable:
+    """`exc`, about a field at a path relative to `path`, about the full path."""
+    inner = exc.field or ""
+    full = path + inner if inner[:1] in ("", ".", "[") else f"{path}.{inner}"
+    return _fail(full, exc.message.removeprefix(f"{inner}: "))
 
 
 def _attributes(field: str, value: Any) -> dict[str, Any]:

@@ -151,8 +151,11 @@ _body_numbers = itertools.count()
 
 def _share_loop_bodies(tree: nodes.Template, env: SandboxedEnvironment) -> list[SharedBody]:
     """Replace the body of each innermost, plain `for` loop of `tree` that can be
-    shared by a call to it (`SHARED_BODY_FILTER`); returns those bodies."""
-    found = []
+    shared by a call to it (`SHARED_BODY_FILTER`); returns those bodies. Only for HTML:
+    a text part's loop body is a line or two, cheaper rendered than looked up."""
+    found: list[SharedBody] = []
+    if env.autoescape is not True:
+        return found
     for loop in list(tree.find_all(nodes.For)):
         target = loop.target
         if loop.else_ or loop.test is not None or loop.recursive:
