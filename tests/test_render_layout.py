@@ -32,9 +32,9 @@ from support import AUTH, TOKENS, assert_error, click_grants, image_url
 
 from app.demo import load_demo
 from app.profiles.schema import inline_profile
-from app.render.layout import Slot, piece
+from app.render.layout import Hole, Slot, piece
 from app.render.links import Links
-from app.render.renderer import Renderer, RenderResult
+from app.render.renderer import Renderer, RenderResult, TemplateBroken
 from app.render.variants import assign
 from app.services import Services, build_services
 from app.settings import PROJECT_ROOT
@@ -303,6 +303,56 @@ def test_a_second_reader_of_the_same_send_reuses_what_the_first_rendered(engine)
     assert len(renderer._fragments) > cached
 
 
+def test_only_the_pieces_that_read_the_reader_are_rendered_per_reader(engine):
+    """After renders of every kind of weekly_picks reader, the holes of the skeletons (the
+    pieces Jinja runs per reader) are only pieces that read the reader: no shared piece
+    fell back to per reader (what a filter changing a reader's URL would cause)."""
+    renderer = engine.renderer(share=True)
+    full = renderer.samples("weekly_picks")["full"]
+    variants = users_by_variant(renderer.compiled("weekly_picks").source.variants, "spring", 1)
+    for variant, (user,) in variants.items():
+        for profile in (full, {**full, "consent": {"tracking": False}}, None):
+            engine.render(renderer, "weekly_picks", Reader(variant, user, profile, "spring"))
+    holes = [
+        part.piece
+        for skeleton in renderer._fragments._skeletons.values()
+        for part in skeleton.parts
+        if isinstance(part, Hole)
+    ]
+    assert holes
+    assert all(hole.keyed is None for hole in holes)
+
+
+def test_a_product_card_is_rendered_once_for_every_reader_shown_it(engine):
+    """The grid's loop over recommendations is shared per product: a second reader shown
+    the same products reuses the cards (with their own reader token in the links)."""
+    renderer = engine.renderer(share=True)
+    compiled = renderer.compiled("weekly_picks")
+    grid = next(
+        item
+        for item in compiled.html
+        if isinstance(item, Slot) and compiled.blocks[item.index].name == "product_grid"
+    )
+    assert grid.main is not None and [body.item for body in grid.main.bodies] == ["product"]
+    first_id, second_id = users_by_variant(compiled.source.variants, "spring", 2)["A"]
+    full = renderer.samples("weekly_picks")["full"]
+    ada = engine.render(renderer, "weekly_picks", Reader("Ada", first_id, full, "spring"))
+    cards = len(renderer._fragments._bodies)
+    assert cards >= 3
+    bea = engine.render(renderer, "weekly_picks", Reader("Bea", second_id, full, "spring"))
+    assert len(renderer._fragments._bodies) == cards
+    for result, user in ((ada, first_id), (bea, second_id)):
+        readers = {click_grants(url)[1] for url in click_urls(result.html or "")}
+        assert {grant.user_id for grant in readers if grant is not None} == {user}
+
+
+def test_a_template_cannot_change_the_data_it_is_given(probe):
+    """The sandbox is immutable: lists and dicts (products shared by every reader among
+    them) cannot be changed by a template; the render answers 422 naming the template."""
+    with pytest.raises(TemplateBroken, match="mutating_t.*sandbox"):
+        probe.render(probe.shared, "mutating_t", Reader("x", "x", None, None))
+
+
 # --- what a piece reads decides how it is shared ---------------------------------------------
 
 STATIC_BLOCKS = {"header", "hero", "countdown", "divider", "text", "footer"}
@@ -404,6 +454,13 @@ PROBE_BLOCKS = {
         "block.amp.html": f'<p><a href="{UNSAFE}">UNSAFE</a></p>\n',
         "block.txt": f"UNSAFE: {UNSAFE}\n",
     },
+    "mutating": {
+        "block.json": json.dumps({"description": "probe", "params": {"items": [1]}}),
+        "block.mjml": (
+            "<mj-section><mj-column><mj-text>{{ params['items'].append(2) }}"
+            "</mj-text></mj-column></mj-section>\n"
+        ),
+    },
     "mapped": {
         "block.json": json.dumps({"description": "probe", "params": {"urls": [MAPPED]}}),
         "block.mjml": (
@@ -423,6 +480,7 @@ PROBE_TEMPLATES: dict[str, list[Any]] = {
     "mangled_t": ["header", "greeting", *MANGLED, "footer"],
     "unsafe_t": ["header", "unsafe", "footer"],
     "mapped_t": ["divider", "mapped"],  # no other click link in its text part
+    "mutating_t": ["mutating"],
 }
 
 

@@ -360,6 +360,7 @@ def test_fingerprint_changes_with_any_file(tmp_path: Path):
         ("{{ cycler.__init__.__globals__ }}", 1, "sandbox: access to '__"),
         ("\n{{ x['__globals__'] }}", 2, "sandbox: access to '__globals__'"),
         ("{% for x in y %}{{ x._secret }}{% endfor %}", 1, "sandbox: access to '_secret'"),
+        ("\n\n{{ x | _shared_body(1) }}", 3, "filter '_shared_body' is Kairos's own"),
     ],
 )
 def test_check_part_reports_file_and_line(tmp_path: Path, text, line, message):
