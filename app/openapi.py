@@ -281,12 +281,21 @@ def spec(public_url: str) -> dict[str, Any]:
                             "name": "token",
                             "in": "path",
                             "required": True,
+                            "description": "the link: target and campaign, signed",
                             "schema": {"type": "string"},
-                        }
+                        },
+                        {
+                            "name": "r",
+                            "in": "query",
+                            "required": False,
+                            "description": "the reader (and campaign), signed; without it "
+                            "the click still redirects, unattributed",
+                            "schema": {"type": "string"},
+                        },
                     ],
                     "responses": {
                         "302": {"description": "to the target signed in the token"},
-                        "403": _error("bad token"),
+                        "403": _error("bad link or reader token, or one of another campaign"),
                     },
                 }
             },
