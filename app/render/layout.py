@@ -15,7 +15,7 @@ and its URLs signed for the reader.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -134,12 +134,11 @@ def _compiled(env: SandboxedEnvironment, tree: nodes.Template) -> Template:
 class SharedBody:
     """The body of a `{% for item in ... %}` loop in a piece that reads the reader, when
     the body itself reads only `item` and what a shared piece may read: a product card
-    of a reader's recommendations. Rendered once per distinct item (and per-send
-    values) and shared by every reader who shows that item."""
+    of a reader's recommendations, in the HTML or AMP part. Rendered once per distinct
+    item (and per-send values) and shared by every reader who shows that item."""
 
     piece: Piece
     item: str
-    html: bool
 
 
 SHARED_BODY_FILTER = "_shared_body"
@@ -169,7 +168,7 @@ def _share_loop_bodies(tree: nodes.Template, env: SandboxedEnvironment) -> list[
         keyed = _keyed(body, env, frozenset({target.name}))
         if keyed is None:
             continue
-        shared = SharedBody(Piece(_compiled(env, body), keyed), target.name, env.autoescape is True)
+        shared = SharedBody(Piece(_compiled(env, body), keyed), target.name)
         number = next(_body_numbers)
         _bodies[number] = shared
         found.append(shared)
@@ -204,7 +203,7 @@ def _escape(value: Any) -> str:
     if escaped.isascii():
         return escaped
     # Already escaped: the references added are markup, not text to escape again.
-    return _new_str(Markup, escaped.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+    return _markup(escaped.encode("ascii", "xmlcharrefreplace").decode("ascii"))
 
 
 def _keyed(
@@ -408,7 +407,6 @@ class Fragments:
         shared = {**ctx, "links": fill}
         modes, params = ctx["_mode"], ctx["_params"]
         parts: list[str | Hole | Url] = []
-        urls: dict[str, int] = {}
         for item in layout.items:
             index = None
             if isinstance(item, Slot):
@@ -428,26 +426,34 @@ class Fragments:
                 parts.append(Hole(item, index))
                 continue
             parts += split
-        distinct: dict[str, Url] = {}
-        merged: list[Part] = []
-        run: list[str] = []
-        for part in parts:
-            if isinstance(part, str):
-                run.append(part)
-                continue
-            if run:
-                merged.append(Static.of("".join(run)))
-                run = []
-            if isinstance(part, Url):
-                if part.key not in urls:
-                    urls[part.key] = len(distinct)
-                    distinct[part.key] = part
-                merged.append(urls[part.key])
-            else:
-                merged.append(part)
+        merged, urls = _numbered(parts, Static.of)
+        return Skeleton(tuple(merged), urls, tuple(fill.unsafe))
+
+
+def _numbered(parts: list[Any], text: Callable[[str], Any]) -> tuple[list[Any], tuple[Url, ...]]:
+    """`parts` with each run of strings joined (and made `text(run)`) and each `Url`
+    replaced by its number among the distinct URLs; and those URLs."""
+    out: list[Any] = []
+    numbers: dict[str, int] = {}
+    urls: list[Url] = []
+    run: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            run.append(part)
+            continue
         if run:
-            merged.append(Static.of("".join(run)))
-        return Skeleton(tuple(merged), tuple(distinct.values()), tuple(fill.unsafe))
+            out.append(text("".join(run)))
+            run = []
+        if isinstance(part, Url):
+            if part.key not in numbers:
+                numbers[part.key] = len(urls)
+                urls.append(part)
+            out.append(numbers[part.key])
+        else:
+            out.append(part)
+    if run:
+        out.append(text("".join(run)))
+    return out, tuple(urls)
 
 
 def _split(text: str, fill: FillLinks, calls: int) -> list[str | Url] | None:
@@ -504,49 +510,39 @@ class SharedBodies:
                 self._cache[key] = entry
             found = entry[1]
         if found is None:
-            text = body.piece.render({**self._ctx, body.item: item})
-            return _new_str(Markup, text) if body.html else text
+            return _markup(body.piece.render({**self._ctx, body.item: item}))
         if type(found) is not _Shared:
             return found  # type: ignore[no-any-return]
-        links, html = self._links, body.html
+        links = self._links
         if found.unsafe:
             links.unsafe.extend(found.unsafe)
-        values = [links.url(url.key, url.spec, html) for url in found.urls]
-        text = "".join([p if type(p) is str else values[p] for p in found.parts])  # type: ignore[index]
-        return _new_str(Markup, text) if html else text
+        values = [links.url(url.key, url.spec, True) for url in found.urls]
+        # The runs of text are Markup, the URLs were escaped by `url`.
+        return _markup("".join([values[p] if type(p) is int else p for p in found.parts]))  # type: ignore[misc]
 
     def _fill(self, body: SharedBody, item: Any) -> Any:
-        """The shared copy of `body` for `item`: a string when it holds no reader URL,
+        """The shared copy of `body` for `item`: Markup when it holds no reader URL,
         else a `_Shared`; None when it must be rendered per reader."""
         fill = self._links.fill()
         split = _split(body.piece.render({**self._ctx, "links": fill, body.item: item}), fill, 0)
         if split is None:
             return None
-        if not fill.specs and not fill.unsafe:
-            text = "".join(p for p in split if isinstance(p, str))
-            return _new_str(Markup, text) if body.html else text
-        numbers: dict[str, int] = {}
-        urls: list[Url] = []
-        parts: list[str | int] = []
-        for part in split:
-            if isinstance(part, Url):
-                if part.key not in numbers:
-                    numbers[part.key] = len(urls)
-                    urls.append(part)
-                parts.append(numbers[part.key])
-            else:
-                parts.append(part)
-        return _Shared(tuple(parts), tuple(urls), tuple(fill.unsafe))
+        parts, urls = _numbered(split, _markup)
+        if not urls and not fill.unsafe:
+            return parts[0] if parts else _markup("")
+        return _Shared(tuple(parts), urls, tuple(fill.unsafe))
+
+
+def _markup(text: str) -> Markup:
+    """`text`, already escaped, as Markup (without Markup's Python-level constructor)."""
+    return _new_str(Markup, text)
 
 
 @dataclass(frozen=True, slots=True)
 class _Shared:
-    parts: tuple[str | int, ...]
+    parts: tuple[Markup | int, ...]
     urls: tuple[Url, ...]
     unsafe: tuple[str, ...]
-
-
-_ABSENT: Any = object()
 
 
 @pass_context
