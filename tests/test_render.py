@@ -9,6 +9,7 @@ a worker thread, so these tests are plain functions."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 from collections.abc import Coroutine, Iterator
@@ -495,6 +496,35 @@ def test_reader_data_is_escaped_in_every_template(engine):
             assert "{{ 7*7 }}<script>alert(1)</script>" in (bad.text or ""), name  # plain text
         if "Plainname" in good.subject:
             assert "{{ 7*7 }}" in bad.subject and "49" not in bad.subject, name
+
+
+def test_reader_data_beyond_ascii_reads_the_same_in_every_part(engine):
+    """A name or product title in any script comes out as the reader wrote it: as
+    character references in HTML and AMP (escaped once, never twice), as itself in the
+    text part and the subject."""
+    name = "Zo\u00eb \u00c5sa \u5c71\u7530 & <Co>"
+    title = "Caf\u00e9 cr\u00e8me \u2013 \u00e0 l'ancienne"
+    profile = {"first_name": name, "cart": [{"sku": "SKU-1", "title": title, "qty": 1}]}
+    for template in engine.renderer.names():
+        result = engine.render(template, "reader-u", profile)
+        for part in ("html", "amp"):
+            output = getattr(result, part) or ""
+            assert output.replace("\u26a1", "").isascii(), (
+                template,
+                part,
+            )  # but <html \u26a14email>
+            assert "&amp;#" not in output, (template, part)  # a reference escaped again
+            if name in html.unescape(output):
+                assert "Zo&#235; &#197;sa &#23665;&#30000; &amp; &lt;Co&gt;" in output
+        text = result.text or ""
+        assert "&#" not in text and "&amp;" not in text, template
+        if "Zo" in text:
+            assert name in text, template
+        if "Zo" in result.subject:
+            assert name in result.subject, template
+    # The demo templates greet by name in every part: the checks above did run.
+    welcome = engine.render("welcome", "reader-u", profile)
+    assert name in html.unescape(welcome.html or "") and name in (welcome.text or "")
 
 
 def test_html_pages_keep_a_language_from_the_profile(engine):

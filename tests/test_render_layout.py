@@ -408,6 +408,59 @@ def test_what_a_piece_reads_decides_how_it_is_shared(engine, text, keyed):
     assert piece(engine.shared.environments.html, text, Path("probe.mjml")).keyed == keyed
 
 
+# --- a block's params, evaluated into its Jinja once ---------------------------------------
+
+FOLD_PARAMS = {
+    "title": "Tom & Jerry's caf\u00e9 <b>",
+    "count": 6,
+    "price": 12.5,
+    "on": True,
+    "off": False,
+    "none": None,
+    "url": "https://shop.example.com/x?a=1&b=2",
+    "items": ["a", "b"],
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ params.title }}|{{ params['title'] }}|{{ params.title | upper }}",
+        "{{ params.count * 2 }} {{ 330 * ((params.count + 2) // 3) }} {{ params.price }}",
+        "{{ params.none }} {{ params.on }} {{ params.missing | default('dflt') }}",
+        "{% if params.on %}A{% elif params.off %}B{% else %}C{% endif %}",
+        "{% if params.off %}A{% elif params.on %}B{% else %}C{% endif %}",
+        "{% if params.off %}A{% elif params.none %}B{% else %}C{% endif %}",
+        "{% if name %}N{% elif params.off %}B{% elif params.on %}C{% else %}D{% endif %}",
+        "{% if params.off %}A{% elif name %}N {{ params.title }}{% endif %}",
+        "{% for i in params.items %}{{ i }}{{ params.count }}{% endfor %}",
+        "{% set params = {'title': 'its own'} %}{{ params.title }}",
+        "{% for params in [{'title': 'loop'}] %}{{ params.title }}{% endfor %}{{ params.title }}",
+        "{{ name }}: {{ params.title if name else params.url }}",
+    ],
+)
+@pytest.mark.parametrize("name", ["Ada <3", ""])
+def test_params_folded_into_a_piece_render_as_read_at_render_time(engine, text, name):
+    envs = engine.shared.environments
+    for env in (envs.html, envs.text):
+        folded = piece(env, text, Path("probe.mjml"), FOLD_PARAMS)
+        plain = piece(env, text, Path("probe.mjml"))
+        ctx = {**env.globals, "params": FOLD_PARAMS, "name": name}
+        assert folded.render(ctx) == plain.render(ctx), (text, env.autoescape)
+        if env.autoescape:
+            assert folded.render(ctx).isascii()
+
+
+def test_folded_params_are_not_read_at_render_time(engine):
+    text = "{% if params.on %}{{ params.title }}{% else %}never{% endif %} {{ params.count }}"
+    env = engine.shared.environments.html
+    folded = piece(env, text, Path("probe.mjml"), FOLD_PARAMS)
+    # No `params` in the context at all: what is printed was evaluated when compiled.
+    assert folded.render(dict(env.globals)) == "Tom &amp; Jerry&#39;s caf&#233; &lt;b&gt; 6"
+    clicked = piece(env, "{{ params.url | click }}", Path("probe.mjml"), FOLD_PARAMS)
+    assert clicked.keyed == ("links",)  # a filter reading the render stays a render's
+
+
 # --- probe blocks: mangled reader URLs, unsafe targets, clicks through map -------------------
 
 HOME = "https://shop.example.com/home-page"

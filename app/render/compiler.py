@@ -17,7 +17,7 @@ import mjml
 from jinja2.sandbox import SandboxedEnvironment
 
 from app.render import amp
-from app.render.jinja import check_part, environment, protect, restore
+from app.render.jinja import Methods, check_part, environment, protect, restore
 from app.render.layout import Layout, Piece, Slot, piece
 from app.render.sources import Block, Part, SourceError, TemplateSource
 
@@ -46,9 +46,10 @@ class Environments:
     text: SandboxedEnvironment
 
     @classmethod
-    def build(cls, filters: dict[str, Callable[..., Any]]) -> Environments:
+    def build(cls, filters: dict[str, Callable[..., Any]], methods: Methods) -> Environments:
         return cls(
-            environment(html=True, filters=filters), environment(html=False, filters=filters)
+            environment(html=True, filters=filters, methods=methods),
+            environment(html=False, filters=filters, methods=methods),
         )
 
 
@@ -60,8 +61,11 @@ def compile_template(
     version: str,
     theme_css: str,
     amp_css: str,
+    fold: bool = True,
 ) -> Compiled:
-    """Compile `source`; a designer's mistake raises `SourceError` naming file and line."""
+    """Compile `source`; a designer's mistake raises `SourceError` naming file and line.
+    With `fold`, each block's params are evaluated into its Jinja once, here (see
+    `layout.piece`); without, they are read at every render (the reference)."""
     used = tuple(blocks[use.block] for use in source.blocks)
     for block in {b.name: b for b in used}.values():
         for part in (block.mjml, block.fallback_mjml, block.amp, block.fallback_amp):
@@ -74,13 +78,14 @@ def compile_template(
     for text in (source.subject, source.preheader):
         check_part(envs.text, Part(template_json, text))
 
+    params = tuple(use.params if fold else None for use in source.blocks)
     return Compiled(
         source=source,
         version=version,
         blocks=used,
-        html=_html_layout(source, used, envs.html, theme_css),
-        amp=_amp_layout(source, used, envs.html, amp_css),
-        text=_text_layout(used, envs.text),
+        html=_html_layout(source, used, params, envs.html, theme_css),
+        amp=_amp_layout(source, used, params, envs.html, amp_css),
+        text=_text_layout(used, params, envs.text),
         subject=Layout((piece(envs.text, source.subject, template_json),)),
         preheader=Layout((piece(envs.text, source.preheader, template_json),)),
     )
@@ -167,8 +172,16 @@ def ascii_html(html: str) -> str:
     return "".join(pieces)
 
 
+# Each block's params, or None for each when they are not folded in.
+Params = tuple[dict[str, Any] | None, ...]
+
+
 def _html_layout(
-    source: TemplateSource, used: tuple[Block, ...], env: SandboxedEnvironment, theme_css: str
+    source: TemplateSource,
+    used: tuple[Block, ...],
+    params: Params,
+    env: SandboxedEnvironment,
+    theme_css: str,
 ) -> Layout:
     document, tags, owners = mjml_document(source, used, theme_css)
     compiled = ascii_html(mrml_html(document, theme_css, source.folder))
@@ -202,7 +215,11 @@ def _html_layout(
             main_path = block.mjml.path if block.mjml else where
             fallback_path = block.fallback_mjml.path if block.fallback_mjml else where
             items.append(
-                Slot(i, _optional(env, main, main_path), _optional(env, text, fallback_path))
+                Slot(
+                    i,
+                    _optional(env, main, main_path, params[i]),
+                    _optional(env, text, fallback_path, params[i]),
+                )
             )
     if len(MARKER.findall(restored)) != len(expected):
         raise SourceError(where, "the MJML compiler lost a block marker")
@@ -211,12 +228,18 @@ def _html_layout(
     return Layout(tuple(items))
 
 
-def _optional(env: SandboxedEnvironment, text: str, path: Path) -> Piece | None:
-    return piece(env, text, path) if text.strip() else None
+def _optional(
+    env: SandboxedEnvironment, text: str, path: Path, params: dict[str, Any] | None
+) -> Piece | None:
+    return piece(env, text, path, params) if text.strip() else None
 
 
 def _amp_layout(
-    source: TemplateSource, used: tuple[Block, ...], env: SandboxedEnvironment, amp_css: str
+    source: TemplateSource,
+    used: tuple[Block, ...],
+    params: Params,
+    env: SandboxedEnvironment,
+    amp_css: str,
 ) -> Layout | None:
     parts = amp.document(source, used, amp_css)
     if parts is None:
@@ -225,13 +248,13 @@ def _amp_layout(
     slots = []
     for i, block in enumerate(used):
         main, fallback = parts.blocks[i]
+        main_path = block.amp.path if block.amp else where
+        fallback_path = block.fallback_amp.path if block.fallback_amp else where
         slots.append(
             Slot(
                 i,
-                _optional(env, main + "\n", block.amp.path if block.amp else where),
-                _optional(
-                    env, fallback + "\n", block.fallback_amp.path if block.fallback_amp else where
-                ),
+                _optional(env, main + "\n", main_path, params[i]),
+                _optional(env, fallback + "\n", fallback_path, params[i]),
             )
         )
     return Layout((piece(env, parts.head, where), *slots, piece(env, parts.tail, where)))
@@ -251,15 +274,17 @@ def block_branch(match: re.Match[str]) -> str:
     return "{% endwith %}{% endif %}"
 
 
-def _text_layout(used: tuple[Block, ...], env: SandboxedEnvironment) -> Layout:
+def _text_layout(used: tuple[Block, ...], params: Params, env: SandboxedEnvironment) -> Layout:
     slots = []
     for i, block in enumerate(used):
         main, fallback = block.text, block.fallback_text
         slots.append(
             Slot(
                 i,
-                piece(env, main.text.strip("\n") + "\n\n", main.path) if main else None,
-                piece(env, fallback.text.strip("\n") + "\n\n", fallback.path) if fallback else None,
+                piece(env, main.text.strip("\n") + "\n\n", main.path, params[i]) if main else None,
+                piece(env, fallback.text.strip("\n") + "\n\n", fallback.path, params[i])
+                if fallback
+                else None,
             )
         )
     return Layout(tuple(slots))

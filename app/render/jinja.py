@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from types import MethodType
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, nodes
@@ -21,11 +22,21 @@ PLACEHOLDER = re.compile(r"<!--kjs(\d+)x-->|kjx(\d+)x")
 _ABSENT = object()
 
 
+# What a template may call on Kairos's own objects: {class: method names}.
+Methods = dict[type, frozenset[str]]
+
+
 class Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, with a fast path for what templates read most: keys of plain dicts
-    (reader data, params). A dict's items are data, never Python internals, so they need
-    no attribute checks; everything else goes through the sandbox's checks. Immutable:
-    a template cannot change a list or dict (catalog products are shared by readers)."""
+    """The sandbox, with fast paths for what templates use most: keys of plain dicts
+    (reader data, params), whose items are data, never Python internals; and the methods
+    of Kairos's own objects listed in `methods` (`links.feed(...)`), which are safe by
+    construction. Everything else goes through the sandbox's checks, which cost more
+    than the call itself. Immutable: a template cannot change a list or dict (catalog
+    products are shared by readers)."""
+
+    def __init__(self, methods: Methods, **options: Any) -> None:
+        super().__init__(**options)
+        self.methods = methods
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         kind = type(obj)
@@ -33,13 +44,30 @@ class Sandbox(ImmutableSandboxedEnvironment):
             value = obj.get(attribute, _ABSENT)
             if value is not _ABSENT:
                 return value
+        else:
+            allowed = self.methods.get(kind)
+            if allowed is not None and attribute in allowed:
+                return getattr(obj, attribute)
         return super().getattr(obj, attribute)
 
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if type(obj) is MethodType:
+            allowed = self.methods.get(type(obj.__self__))
+            if allowed is not None and obj.__name__ in allowed:
+                # What Jinja passes every call in a loop or block: for context functions.
+                kwargs.pop("_loop_vars", None)
+                kwargs.pop("_block_vars", None)
+                return obj(*args, **kwargs)
+        return super().call(context, obj, *args, **kwargs)
 
-def environment(*, html: bool, filters: dict[str, Callable[..., Any]]) -> SandboxedEnvironment:
+
+def environment(
+    *, html: bool, filters: dict[str, Callable[..., Any]], methods: Methods | None = None
+) -> SandboxedEnvironment:
     """The sandbox designers' Jinja runs in: no access to Python internals, reader data
     escaped for HTML (`html=True`) or left as text (subject, preheader, text part)."""
     env = Sandbox(
+        methods or {},
         autoescape=html,
         trim_blocks=True,
         lstrip_blocks=True,

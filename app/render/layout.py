@@ -14,6 +14,7 @@ and its URLs signed for the reader.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import orjson
 from jinja2 import Template, meta, nodes, pass_context
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
 
 from app.feeds.base import SharedItem
@@ -111,16 +113,101 @@ class Layout:
         return iter(self.items)
 
 
-def piece(env: SandboxedEnvironment, text: str, path: Path) -> Piece:
-    """`text` compiled as a piece; a syntax error is a `SourceError` naming `path`."""
+def piece(
+    env: SandboxedEnvironment, text: str, path: Path, params: dict[str, Any] | None = None
+) -> Piece:
+    """`text` compiled as a piece; a syntax error is a `SourceError` naming `path`.
+    `params`: the block's params in this template, fixed for the piece (folded in)."""
     try:
         tree = env.parse(text)
         keyed = _keyed(tree, env)
+        if params is not None:
+            _fold_params(tree, env, params)
         bodies = _share_loop_bodies(tree, env) if keyed is None else []
         template = _compiled(env, tree)
     except Exception as exc:
         raise SourceError(path, f"template error: {exc}") from None
     return Piece(template, keyed, tuple(bodies))
+
+
+def _fold_params(tree: nodes.Template, env: SandboxedEnvironment, params: dict[str, Any]) -> None:
+    """Evaluate in `tree`, once, what a piece computes from its params alone: a block's
+    params are the same for every reader, so `{{ params.title }}` becomes text, and an
+    `{% if params.intro %}` keeps only the branch taken. What is printed is escaped by
+    the render's own `_escape`, so the output is the same text, byte for byte."""
+    if any(n.name == "params" and n.ctx != "load" for n in tree.find_all(nodes.Name)):
+        return  # the template sets its own `params`: leave it alone
+    _ParamsFolder(params, nodes.EvalContext(env), env.autoescape is True).visit(tree)
+    tree.set_environment(env)
+
+
+class _ParamsFolder(NodeTransformer):
+    def __init__(self, params: dict[str, Any], eval_ctx: nodes.EvalContext, html: bool) -> None:
+        self.params, self.eval_ctx, self.html = params, eval_ctx, html
+
+    def visit_Getattr(self, node: nodes.Getattr) -> nodes.Node:
+        return self._param(self.generic_visit(node), node.attr)
+
+    def visit_Getitem(self, node: nodes.Getitem) -> nodes.Node:
+        visited: Any = self.generic_visit(node)
+        key = visited.arg.value if isinstance(visited.arg, nodes.Const) else None
+        return self._param(visited, key) if isinstance(key, str) else visited
+
+    def _param(self, node: Any, key: str) -> nodes.Node:
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == "params"):
+            return node  # type: ignore[no-any-return]
+        value = self.params.get(key, _ABSENT)
+        if value is None or type(value) in (str, int, float, bool):
+            return nodes.Const(value, lineno=node.lineno)
+        return node  # type: ignore[no-any-return]
+
+    def visit_Output(self, node: nodes.Output) -> nodes.Output:
+        visited: Any = self.generic_visit(node)
+        printed: list[nodes.Expr] = []
+        for child in visited.nodes:
+            value = _ABSENT
+            if not isinstance(child, nodes.TemplateData):
+                with contextlib.suppress(Exception):  # not constant: printed at render time
+                    value = child.as_const(self.eval_ctx)
+            if value is not _ABSENT:
+                text = _escape(value) if self.html else str(value)
+                child = nodes.TemplateData(text, lineno=child.lineno)
+            printed.append(child)
+        visited.nodes = printed
+        return visited  # type: ignore[no-any-return]
+
+    def visit_If(self, node: nodes.If) -> Any:
+        """The `if` with the branches its params decide taken or dropped: the taken
+        branch's body in its place, or the `if` with fewer branches."""
+        branches = [(node.test, node.body), *[(e.test, e.body) for e in node.elif_]]
+        kept: list[tuple[nodes.Expr, list[nodes.Node]]] = []
+        otherwise = self._visit_all(node.else_)
+        for test, body in branches:
+            test = self.visit(test)
+            body = self._visit_all(body)
+            try:
+                taken = bool(test.as_const(self.eval_ctx))
+            except Exception:  # noqa: BLE001 - decided at render time
+                kept.append((test, body))
+                continue
+            if taken:
+                otherwise = body  # what comes after can never be reached
+                break
+        if not kept:
+            return otherwise
+        elifs = [nodes.If(t, b, [], [], lineno=node.lineno) for t, b in kept[1:]]
+        return nodes.If(kept[0][0], kept[0][1], elifs, otherwise, lineno=node.lineno)
+
+    def _visit_all(self, body: list[nodes.Node]) -> list[nodes.Node]:
+        out: list[nodes.Node] = []
+        for child in body:
+            found = self.visit(child)
+            out.extend(found if isinstance(found, list) else [found])
+        return out
+
+
+_ABSENT = object()
 
 
 def _compiled(env: SandboxedEnvironment, tree: nodes.Template) -> Template:
@@ -194,9 +281,11 @@ def _escape(value: Any) -> str:
     characters become character references, so that the parts stay ASCII
     (`compiler.ascii_html`), which JSON encodes four times faster."""
     if type(value) is str:
-        if not value.isascii():
-            value = value.encode("ascii", "xmlcharrefreplace").decode("ascii")
-        return _escape_inner(value)
+        escaped = _escape_inner(value)
+        if escaped.isascii():
+            return escaped
+        # After escaping: the references added are markup, not text to escape.
+        return escaped.encode("ascii", "xmlcharrefreplace").decode("ascii")
     if type(value) is Markup:
         return value
     escaped = escape(value)
@@ -494,42 +583,64 @@ class SharedBodies:
     def render(self, body: SharedBody, item: Any) -> str:
         """`body` for `item`: from its shared copy, with this reader's URLs put in, when
         `item` is a `SharedItem` (an object every reader shown it shares), else by Jinja."""
-        found = None
-        if self._share and type(item) is SharedItem:
+        if type(item) is not SharedItem or not self._share:
+            return self._jinja(body, item)
+        keyed = body.piece.keyed
+        if keyed:
             sig = self._sigs.get(body)
             if sig is None:
-                keyed = body.piece.keyed or ()
                 sig = self._sigs[body] = tuple([self._keys[name] for name in keyed])
-            # The entry holds the item: its id cannot name another object meanwhile.
-            key = (body, id(item), sig)
-            entry = self._cache.get(key)
-            if entry is None or entry[0] is not item:
-                entry = (item, self._fill(body, item))
-                if len(self._cache) >= self._size:
-                    del self._cache[next(iter(self._cache))]
-                self._cache[key] = entry
-            found = entry[1]
-        if found is None:
-            return _markup(body.piece.render({**self._ctx, body.item: item}))
-        if type(found) is not _Shared:
+            key: tuple[Any, ...] = (body, id(item), sig)
+        else:
+            key = (body, id(item))
+        # The entry holds the item: its id cannot name another object meanwhile.
+        entry = self._cache.get(key)
+        if entry is None or entry[0] is not item:
+            entry = (item, self._fill(body, item))
+            if len(self._cache) >= self._size:
+                del self._cache[next(iter(self._cache))]
+            self._cache[key] = entry
+        found = entry[1]
+        kind = type(found)
+        if kind is Markup:
             return found  # type: ignore[no-any-return]
+        if kind is _OneUrl:
+            url = self._links.url(found.url.key, found.url.spec, True)
+            return _markup(url.join(found.texts))
+        if found is None:
+            return self._jinja(body, item)
         links = self._links
         if found.unsafe:
             links.unsafe.extend(found.unsafe)
         values = [links.url(url.key, url.spec, True) for url in found.urls]
         # The runs of text are Markup, the URLs were escaped by `url`.
-        return _markup("".join([values[p] if type(p) is int else p for p in found.parts]))  # type: ignore[misc]
+        return _markup("".join([values[p] if type(p) is int else p for p in found.parts]))
+
+    def _jinja(self, body: SharedBody, item: Any) -> Markup:
+        return _markup(body.piece.render({**self._ctx, body.item: item}))
 
     def _fill(self, body: SharedBody, item: Any) -> Any:
-        """The shared copy of `body` for `item`: Markup when it holds no reader URL,
-        else a `_Shared`; None when it must be rendered per reader."""
+        """The shared copy of `body` for `item`: Markup when it holds no reader URL, a
+        `_OneUrl` when it holds one (a card's click links: the reader token), else a
+        `_Shared`; None when it must be rendered per reader."""
         fill = self._links.fill()
         split = _split(body.piece.render({**self._ctx, "links": fill, body.item: item}), fill, 0)
         if split is None:
             return None
         parts, urls = _numbered(split, _markup)
-        if not urls and not fill.unsafe:
-            return parts[0] if parts else _markup("")
+        if not fill.unsafe:
+            if not urls:
+                return parts[0] if parts else _markup("")
+            if len(urls) == 1:
+                # The text around each use of the URL (empty between two uses).
+                texts, run = [], ""
+                for part in parts:
+                    if type(part) is int:
+                        texts.append(run)
+                        run = ""
+                    else:
+                        run += part
+                return _OneUrl((*texts, run), urls[0])
         return _Shared(tuple(parts), urls, tuple(fill.unsafe))
 
 
@@ -543,6 +654,14 @@ class _Shared:
     parts: tuple[Markup | int, ...]
     urls: tuple[Url, ...]
     unsafe: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _OneUrl:
+    """A shared loop body whose only reader URL is `url`: `url.join(texts)`."""
+
+    texts: tuple[str, ...]
+    url: Url
 
 
 @pass_context

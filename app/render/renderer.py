@@ -25,7 +25,7 @@ from app.profiles.cache import CachedProfiles, Lookup
 from app.profiles.store import Profile
 from app.render.compiler import Compiled, Environments, compile_template
 from app.render.layout import SHARED_BODY_FILTER, Fragments, Output, shared_body
-from app.render.links import Links, LinkSigner
+from app.render.links import FillLinks, Links, LinkSigner
 from app.render.sources import (
     Block,
     SourceError,
@@ -127,9 +127,10 @@ class Renderer:
         self._reload = reload
         self._envs = ENVIRONMENTS
         self._signer = LinkSigner(tokens, public_url)
-        # `share=False` renders every piece per reader: the reference the shared path
-        # must match byte for byte.
+        # `share=False` renders every piece per reader, with the blocks' params read at
+        # render time: the reference the shared path must match byte for byte.
         self._fragments = Fragments(share=share)
+        self._share = share
         self._compiled: dict[str, Compiled] = {}
         self._broken: dict[str, SourceError] = {}
         self._version = ""
@@ -147,7 +148,9 @@ class Renderer:
         the others serve)."""
         self._version = fingerprint(self.blocks_dir, self.templates_dir)
         self._checked_at = time.monotonic()
-        compiled, broken, errors = _compile_all(self.blocks_dir, self.templates_dir, self._version)
+        compiled, broken, errors = _compile_all(
+            self.blocks_dir, self.templates_dir, self._version, fold=self._share
+        )
         self._compiled, self._broken = dict(compiled), dict(broken)
         self._fragments.clear()
         for error in broken.values():
@@ -318,7 +321,7 @@ class Renderer:
 
 @functools.lru_cache(maxsize=8)
 def _compile_all(
-    blocks_dir: Path, templates_dir: Path, version: str
+    blocks_dir: Path, templates_dir: Path, version: str, *, fold: bool = True
 ) -> tuple[dict[str, Compiled], dict[str, SourceError], tuple[SourceError, ...]]:
     """Every template compiled, those that failed, and all errors. A pure function of
     the files (`version` is their fingerprint), memoized: apps built in one process
@@ -343,6 +346,7 @@ def _compile_all(
                 version=version,
                 theme_css=theme_css,
                 amp_css=amp_css,
+                fold=fold,
             )
         except SourceError as exc:
             broken[folder.name] = exc
@@ -419,5 +423,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "number": _number,
     SHARED_BODY_FILTER: shared_body,
 }
-ENVIRONMENTS = Environments.build(FILTERS)
+# What templates call on `links` (`{{ links.feed('cart') }}`, `links.image(...)`).
+LINK_METHODS = frozenset({"feed", "image", "pixel", "click", "product_click"})
+ENVIRONMENTS = Environments.build(FILTERS, {Links: LINK_METHODS, FillLinks: LINK_METHODS})
 GLOBALS = dict(ENVIRONMENTS.html.globals)
