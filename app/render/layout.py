@@ -429,24 +429,13 @@ class Fragments:
         self._skeletons.clear()
         self._bodies.clear()
 
-    def bodies(self, ctx: dict[str, Any], keys: dict[str, Any]) -> SharedBodies:
-        """The shared loop bodies for the render of `ctx` (to put in it as `_shared`)."""
-        return SharedBodies(self._bodies, self._size * 8, ctx, keys, share=self._share)
+    def reader(self, ctx: dict[str, Any], keys: dict[str, Any]) -> ReaderRender:
+        """The render of the reader of `ctx` (`_mode`, `_params` and the reader's `links`
+        in it); `keys` holds the value of each of `KEYED_NAMES` for this reader."""
+        return ReaderRender(self, ctx, keys)
 
-    def render(
-        self,
-        layout: Layout,
-        ctx: dict[str, Any],
-        keys: dict[str, Any],
-        contexts: dict[Any, Context],
-        *,
-        html: bool,
-    ) -> Output:
-        """`layout` for the reader of `ctx` (`_mode`, `_params` and the reader's `links`
-        in it); `keys` holds the value of each of `KEYED_NAMES` for this reader;
-        `contexts` the Jinja contexts of this render so far, by environment."""
-        if not self._share:
-            return Output(list(self._each_piece(layout, ctx)))
+    def skeleton(self, layout: Layout, ctx: dict[str, Any], keys: dict[str, Any]) -> Skeleton:
+        """The skeleton of `layout` for readers with these `keys`, made when missing."""
         key = (layout, *[keys[name] for name in layout.keyed])
         skeleton = self._skeletons.get(key)
         if skeleton is None:
@@ -454,29 +443,7 @@ class Fragments:
             if len(self._skeletons) >= self._size:
                 del self._skeletons[next(iter(self._skeletons))]
             self._skeletons[key] = skeleton
-        links: Links = ctx["links"]
-        if skeleton.unsafe:
-            links.unsafe.extend(skeleton.unsafe)
-        params = ctx["_params"]
-        urls = [links.url(url.key, url.spec, html) for url in skeleton.urls]
-        out: list[Static | str] = []
-        for run, hole in skeleton.runs:
-            out += [urls[p] if type(p) is int else p for p in run]  # type: ignore[misc]
-            if hole is None:
-                continue
-            if hole.index is not None:
-                ctx["params"] = params[hole.index]
-            piece = hole.piece
-            if not piece.reusable:
-                out.append(piece.render(ctx))
-                continue
-            # One context per environment and render, shared by its pieces.
-            env = piece.template.environment
-            context = contexts.get(env)
-            if context is None:
-                context = contexts[env] = piece.context(ctx)
-            out.append(piece.render_in(context))
-        return Output(out)
+        return skeleton
 
     def _each_piece(self, layout: Layout, ctx: dict[str, Any]) -> Iterator[str]:
         modes, params = ctx["_mode"], ctx["_params"]
@@ -517,6 +484,59 @@ class Fragments:
             parts += split
         merged, urls = _numbered(parts, Static.of)
         return Skeleton(tuple(merged), urls, tuple(fill.unsafe))
+
+
+class ReaderRender:
+    """One reader's render of a template through `Fragments`: its formats share the
+    Jinja contexts (one per environment) and the reader's URLs, JSON-encoded once."""
+
+    __slots__ = ("_contexts", "_ctx", "_fragments", "_keys", "_links", "_urls")
+
+    def __init__(self, fragments: Fragments, ctx: dict[str, Any], keys: dict[str, Any]) -> None:
+        self._fragments, self._ctx, self._keys = fragments, ctx, keys
+        self._links: Links = ctx["links"]
+        self._contexts: dict[Any, Context] = {}
+        self._urls: tuple[dict[str, Static], dict[str, Static]] = ({}, {})
+        ctx["_shared"] = SharedBodies(
+            fragments._bodies, fragments._size * 8, ctx, keys, share=fragments._share
+        )
+
+    def render(self, layout: Layout, *, html: bool) -> Output:
+        """`layout` (a format of the template) for this reader."""
+        fragments, ctx = self._fragments, self._ctx
+        if not fragments._share:
+            return Output(list(fragments._each_piece(layout, ctx)))
+        skeleton = fragments.skeleton(layout, ctx, self._keys)
+        links = self._links
+        if skeleton.unsafe:
+            links.unsafe.extend(skeleton.unsafe)
+        memo = self._urls[html]
+        urls = []
+        for url in skeleton.urls:
+            found = memo.get(url.key)
+            if found is None:
+                found = memo[url.key] = Static.of(links.url(url.key, url.spec, html))
+            urls.append(found)
+        params = ctx["_params"]
+        contexts = self._contexts
+        out: list[Static | str] = []
+        for run, hole in skeleton.runs:
+            out += [urls[p] if type(p) is int else p for p in run]  # type: ignore[misc]
+            if hole is None:
+                continue
+            if hole.index is not None:
+                ctx["params"] = params[hole.index]
+            piece = hole.piece
+            if not piece.reusable:
+                out.append(piece.render(ctx))
+                continue
+            # One context per environment and render, shared by its pieces.
+            env = piece.template.environment
+            context = contexts.get(env)
+            if context is None:
+                context = contexts[env] = piece.context(ctx)
+            out.append(piece.render_in(context))
+        return Output(out)
 
 
 def _numbered(parts: list[Any], text: Callable[[str], Any]) -> tuple[list[Any], tuple[Url, ...]]:

@@ -286,9 +286,7 @@ class Renderer:
             "segments": tuple(segments),
             "_mode": tuple(modes),
         }
-        ctx["_shared"] = self._fragments.bodies(ctx, keys)
-        contexts: dict[Any, Any] = {}
-        render = functools.partial(self._fragments.render, ctx=ctx, keys=keys, contexts=contexts)
+        render = self._fragments.reader(ctx, keys).render
         warnings = []
         try:
             subject = " ".join(render(compiled.subject, html=False).text().split())
