@@ -29,12 +29,18 @@ class Expiring(Generic[V]):
             return _MISS  # type: ignore[no-any-return]
         return entry[1]
 
-    def put(self, key: Any, value: V, now: float) -> None:
+    def put(self, key: Any, value: V, now: float, *, until: float | None = None) -> None:
+        """Keep `value` for `ttl_s` from `now`, or `until` (a `time.monotonic()` time)."""
         entries = self._entries
         entries.pop(key, None)
         if len(entries) >= self._size:
             del entries[next(iter(entries))]
-        entries[key] = (now + self._ttl_s, value)
+        entries[key] = (now + self._ttl_s if until is None else until, value)
+
+    def until(self, key: Any) -> float:
+        """When the entry for `key` expires (0.0 when there is none)."""
+        entry = self._entries.get(key)
+        return 0.0 if entry is None else entry[0]
 
     def clear(self) -> None:
         self._entries.clear()
@@ -53,6 +59,7 @@ class Catalog:
         self.ttl_s = ttl_s
         self._products: Expiring[Product | None] = Expiring(size, ttl_s)
         self._popular: Expiring[list[str]] = Expiring(16, ttl_s)
+        self._popular_products: Expiring[list[Product]] = Expiring(16, ttl_s)
         self._cleared = 0
 
     def generation(self) -> tuple[int, int]:
@@ -83,15 +90,25 @@ class Catalog:
         return found
 
     async def popular(self, limit: int, deadline: float) -> list[Product]:
-        skus = self._popular.get(limit, time.monotonic())
+        """The `limit` most popular products (a list shared by callers: read-only)."""
+        now = time.monotonic()
+        found = self._popular_products.get(limit, now)
+        if found is not _MISS:
+            return found
+        skus = self._popular.get(limit, now)
         if skus is _MISS:
             async with asyncio.timeout_at(deadline):
                 skus = await self._store.popular(limit)
             self._popular.put(limit, skus, time.monotonic())
         products = await self.products(skus, deadline)
-        return [products[s] for s in skus if s in products]
+        found = [products[s] for s in skus if s in products]
+        # Kept no longer than the list and each product it holds are.
+        until = min([self._popular.until(limit), *map(self._products.until, skus)])
+        self._popular_products.put(limit, found, now, until=until)
+        return found
 
     def clear(self) -> None:
         self._cleared += 1
         self._products.clear()
         self._popular.clear()
+        self._popular_products.clear()

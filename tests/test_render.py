@@ -527,6 +527,34 @@ def test_reader_data_beyond_ascii_reads_the_same_in_every_part(engine):
     assert name in html.unescape(welcome.html or "") and name in (welcome.text or "")
 
 
+def test_reader_data_a_template_does_not_read_is_not_looked_up(engine):
+    """weekly_picks shows no cart: a render of it never asks the catalog for the
+    reader's cart products; abandoned_cart does."""
+    store, catalog = engine.services.store, engine.services.catalog
+    asked: list[str] = []
+    real = store.get_products
+
+    async def get_products(skus: Any) -> Any:
+        asked.extend(skus)
+        return await real(skus)
+
+    profile = {"first_name": "Cy", "cart": [{"sku": "SKU-ONLY-IN-CART", "qty": 1}]}
+    store.get_products = get_products  # type: ignore[method-assign]
+    try:
+        for template, looked_up in (("weekly_picks", False), ("abandoned_cart", True)):
+            catalog.clear()
+            asked.clear()
+            result = engine.render(template, "reader-c", profile)
+            assert result.html and "Cy" in result.html
+            assert ("SKU-ONLY-IN-CART" in asked) is looked_up, (template, asked)
+            assert asked or not looked_up  # the catalog was asked for something at all
+    finally:
+        store.get_products = real  # type: ignore[method-assign]
+        catalog.clear()
+    assert "cart" not in engine.renderer.compiled("weekly_picks").reads
+    assert {"cart", "recommendations"} <= engine.renderer.compiled("abandoned_cart").reads
+
+
 def test_html_pages_keep_a_language_from_the_profile(engine):
     result = engine.render("welcome", "reader-l", {"first_name": "Lin", "locale": "de-AT"})
     assert result.html is not None

@@ -38,6 +38,9 @@ class Compiled:
     text: Layout
     subject: Layout
     preheader: Layout
+    # What its Jinja reads of a render's context (or its blocks need): the reader data
+    # it does not read is not looked up.
+    reads: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -79,15 +82,23 @@ def compile_template(
         check_part(envs.text, Part(template_json, text))
 
     params = tuple(use.params if fold else None for use in source.blocks)
+    html = _html_layout(source, used, params, envs.html, theme_css)
+    amp = _amp_layout(source, used, params, envs.html, amp_css)
+    plain = _text_layout(used, params, envs.text)
+    subject = Layout((piece(envs.text, source.subject, template_json),))
+    preheader = Layout((piece(envs.text, source.preheader, template_json),))
+    reads = set().union(*(f.reads() for f in (html, amp, plain, subject, preheader) if f))
+    reads.update(need for block in used for need in block.needs)
     return Compiled(
         source=source,
         version=version,
         blocks=used,
-        html=_html_layout(source, used, params, envs.html, theme_css),
-        amp=_amp_layout(source, used, params, envs.html, amp_css),
-        text=_text_layout(used, params, envs.text),
-        subject=Layout((piece(envs.text, source.subject, template_json),)),
-        preheader=Layout((piece(envs.text, source.preheader, template_json),)),
+        html=html,
+        amp=amp,
+        text=plain,
+        subject=subject,
+        preheader=preheader,
+        reads=frozenset(reads),
     )
 
 

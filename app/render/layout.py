@@ -52,6 +52,7 @@ class Piece:
     template: Template
     keyed: tuple[str, ...] | None
     bodies: tuple[SharedBody, ...] = ()
+    reads: frozenset[str] = frozenset()  # the names it reads from the render's context
 
     def render(self, ctx: dict[str, Any]) -> str:
         """The piece for `ctx` (which must hold the environment's globals)."""
@@ -112,6 +113,15 @@ class Layout:
     def __iter__(self) -> Iterator[Piece | Slot]:
         return iter(self.items)
 
+    def reads(self) -> set[str]:
+        """Every name its pieces read from the render's context."""
+        names: set[str] = set()
+        for item in self.items:
+            for found in (item.main, item.fallback) if isinstance(item, Slot) else (item,):
+                if found is not None:
+                    names.update(found.reads)
+        return names
+
 
 def piece(
     env: SandboxedEnvironment, text: str, path: Path, params: dict[str, Any] | None = None
@@ -120,6 +130,7 @@ def piece(
     `params`: the block's params in this template, fixed for the piece (folded in)."""
     try:
         tree = env.parse(text)
+        reads = frozenset(meta.find_undeclared_variables(tree))
         keyed = _keyed(tree, env)
         if params is not None:
             _fold_params(tree, env, params)
@@ -127,7 +138,7 @@ def piece(
         template = _compiled(env, tree)
     except Exception as exc:
         raise SourceError(path, f"template error: {exc}") from None
-    return Piece(template, keyed, tuple(bodies))
+    return Piece(template, keyed, tuple(bodies), reads)
 
 
 def _fold_params(tree: nodes.Template, env: SandboxedEnvironment, params: dict[str, Any]) -> None:

@@ -43,6 +43,7 @@ log = logging.getLogger("kairos.render")
 FORMATS = ("html", "amp", "text")
 RELOAD_CHECK_S = 1.0
 GRID_SIZE = 6
+FEED_DATA = frozenset({"cart", "recommendations"})
 
 
 class TemplateBroken(KairosError):
@@ -202,20 +203,25 @@ class Renderer:
             profile, reason = lookup.profile, lookup.reason
             if profile is None and reason is None:
                 reason = "missing-profile"
-        data = await self._data(profile or {}, deadline)
+        data = await self._data(profile or {}, deadline, compiled.reads)
         return self.render_data(compiled, user_id, profile, data, reason, campaign, formats)
 
     async def lookup(self, user_id: str) -> Lookup:
         """The reader's profile through the cache, within the time budget."""
         return await self._profiles.get(user_id, self._budget_s)
 
-    async def _data(self, profile: Profile, deadline: float) -> dict[str, Any]:
-        """Cart lines and recommendations, completed from the catalog; empty when the
-        catalog cannot answer in time (the blocks that need them fall back)."""
+    async def _data(
+        self, profile: Profile, deadline: float, reads: frozenset[str] = FEED_DATA
+    ) -> dict[str, Any]:
+        """Cart lines and recommendations (those of them the template `reads`), completed
+        from the catalog; empty when the catalog cannot answer in time (the blocks that
+        need them fall back)."""
         personal = _personalized(profile)
         ctx = FeedContext(profile if personal else {}, self._catalog, GRID_SIZE, deadline)
         data: dict[str, Any] = {"cart": [], "recommendations": []}
         for name in ("cart", "recommendations"):
+            if name not in reads:
+                continue
             try:
                 data[name] = await FEEDS[name](ctx)
             except (TimeoutError, StoreUnavailable, CorruptData):
