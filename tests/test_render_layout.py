@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
 import pytest
+from jinja2.filters import do_title
 from support import AUTH, TOKENS, assert_error, click_grants, image_url
 
 from app.demo import load_demo
@@ -459,6 +460,15 @@ def test_folded_params_are_not_read_at_render_time(engine):
     assert folded.render(dict(env.globals)) == "Tom &amp; Jerry&#39;s caf&#233; &lt;b&gt; 6"
     clicked = piece(env, "{{ params.url | click }}", Path("probe.mjml"), FOLD_PARAMS)
     assert clicked.keyed == ("links",)  # a filter reading the render stays a render's
+
+
+@pytest.mark.parametrize(
+    "value", ["gold", "gOLD", "x", "", "mary-jane o'neil", "3rd", "\u01c6ungla", "anna maria", 42]
+)
+def test_the_title_filter_is_jinjas(engine, value):
+    env = engine.shared.environments.text
+    ours = env.from_string("{{ value | title }}").render(value=value)
+    assert ours == do_title(str(value))
 
 
 # --- probe blocks: mangled reader URLs, unsafe targets, clicks through map -------------------

@@ -29,7 +29,7 @@ from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
 
 from app.feeds.base import SharedItem
-from app.render.links import SENTINEL, FillLinks, Links, Spec
+from app.render.links import SENTINEL, FillLinks, Links, Spec, escape_str
 from app.render.sources import SourceError
 
 # Names a piece may read and still be shared: fixed for a piece ...
@@ -278,10 +278,6 @@ def _share_loop_bodies(tree: nodes.Template, env: SandboxedEnvironment) -> list[
 
 
 _new_str = str.__new__
-try:
-    from markupsafe._speedups import _escape_inner
-except ImportError:  # markupsafe without its C extension
-    from markupsafe._native import _escape_inner
 
 
 def _escape(value: Any) -> str:
@@ -292,7 +288,7 @@ def _escape(value: Any) -> str:
     characters become character references, so that the parts stay ASCII
     (`compiler.ascii_html`), which JSON encodes four times faster."""
     if type(value) is str:
-        escaped = _escape_inner(value)
+        escaped = escape_str(value)
         if escaped.isascii():
             return escaped
         # After escaping: the references added are markup, not text to escape.
@@ -406,19 +402,20 @@ class Skeleton:
     parts: tuple[Part, ...]
     urls: tuple[Url, ...]
     unsafe: tuple[str, ...]
-    # The parts as runs of text and URLs, each followed by a hole (or None at the end).
-    runs: tuple[tuple[tuple[Static | int, ...], Hole | None], ...] = ()
+    # The parts as runs of text and URLs (and whether a run holds URLs), each followed
+    # by a hole (or None at the end).
+    runs: tuple[tuple[tuple[Static | int, ...], bool, Hole | None], ...] = ()
 
     def __post_init__(self) -> None:
-        runs: list[tuple[tuple[Static | int, ...], Hole | None]] = []
+        runs: list[tuple[tuple[Static | int, ...], bool, Hole | None]] = []
         run: list[Static | int] = []
-        for part in self.parts:
-            if isinstance(part, Hole):
-                runs.append((tuple(run), part))
+        for part in (*self.parts, None):
+            if part is None or isinstance(part, Hole):
+                linked = any(type(p) is int for p in run)
+                runs.append((tuple(run), linked, part))
                 run = []
             else:
                 run.append(part)
-        runs.append((tuple(run), None))
         object.__setattr__(self, "runs", tuple(runs))
 
 
@@ -531,8 +528,11 @@ class ReaderRender:
         params = ctx["_params"]
         contexts = self._contexts
         out: list[Static | str] = []
-        for run, hole in skeleton.runs:
-            out += [urls[p] if type(p) is int else p for p in run]  # type: ignore[misc]
+        for run, linked, hole in skeleton.runs:
+            if linked:
+                out += [urls[p] if type(p) is int else p for p in run]  # type: ignore[misc]
+            else:
+                out += run  # type: ignore[arg-type]
             if hole is None:
                 continue
             if hole.index is not None:

@@ -13,14 +13,17 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from markupsafe import escape
+try:  # HTML-escapes a plain str, without making a Markup of it
+    from markupsafe._speedups import _escape_inner as escape_str
+except ImportError:  # markupsafe without its C extension
+    from markupsafe._native import _escape_inner as escape_str
 
 from app import images
 from app.picks import MAX_SLOT
 from app.targets import UnsafeTarget, check_target
 from app.tokens import Tokens
 
-__all__ = ["FillLinks", "LinkSigner", "Links", "Spec", "UnsafeTarget", "check_target"]
+__all__ = ["FillLinks", "LinkSigner", "Links", "Spec", "UnsafeTarget", "check_target", "escape_str"]
 
 LINK_CACHE_SIZE = 20_000
 # What a shared fragment holds where a reader's own URL goes (see FillLinks).
@@ -178,7 +181,7 @@ class Links:
         if url is None:
             url = self.resolve(spec)
             if html:
-                url = str(escape(url))
+                url = escape_str(url)
             memo[key] = url
         return url
 
