@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -29,6 +29,7 @@ log = logging.getLogger("kairos.render")
 CAMPAIGN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 RENDER_KEYS = {"template", "user_id", "profile", "campaign", "formats"}
 BATCH_CHUNK = 64
+SEND_BYTES = 128 * 1024
 MAX_LINE_BYTES = 256 * 1024
 
 
@@ -163,9 +164,15 @@ async def _batch(
 ) -> AsyncIterator[bytes]:
     """Reads NDJSON lines as they arrive and answers one line per reader, in order; a
     bad line gets an error line and the batch goes on. Memory stays flat: at most one
-    chunk of readers is in flight."""
+    chunk of readers is in flight (and the answers of the one before).
+
+    A chunk is rendered whole, then sent: renders run back to back with warm caches,
+    and the answers go out in few large sends. The previous chunk's answers are let go
+    only once the next chunk is rendered, so that the allocator reuses their memory
+    instead of returning it to the system and faulting it in again."""
     number = 0
     chunk: list[tuple[int, bytes]] = []
+    answers: list[bytes] = []
     try:
         async for line in _lines(request):
             number += 1
@@ -173,17 +180,35 @@ async def _batch(
                 continue
             chunk.append((number, line))
             if len(chunk) >= BATCH_CHUNK:
-                for answer in await _render_chunk(chunk, template, renderer, run):
-                    yield answer
+                answers = await _render_chunk(chunk, template, renderer, run)
+                for data in _sends(answers):
+                    yield data
                 chunk = []
     except KairosError as exc:
         # The answer has started: the error travels as the last line.
-        for answer in await _render_chunk(chunk, template, renderer, run):
-            yield answer
+        for data in _sends(await _render_chunk(chunk, template, renderer, run)):
+            yield data
         yield orjson.dumps({"line": number + 1, "user_id": None, **exc.body()}) + b"\n"
         return
-    for answer in await _render_chunk(chunk, template, renderer, run):
-        yield answer
+    del answers
+    for data in _sends(await _render_chunk(chunk, template, renderer, run)):
+        yield data
+
+
+def _sends(answers: list[bytes]) -> Iterator[bytes]:
+    """A chunk's answer lines in sends of at least `SEND_BYTES` (the last one aside): a
+    send costs a trip through the server and the kernel, and the line of a whole email
+    is already tens of kilobytes; small lines (text only) are grouped more."""
+    group: list[bytes] = []
+    size = 0
+    for answer in answers:
+        group.append(answer)
+        size += len(answer)
+        if size >= SEND_BYTES:
+            yield group[0] if len(group) == 1 else b"".join(group)
+            group, size = [], 0
+    if group:
+        yield b"".join(group)
 
 
 async def _render_chunk(
@@ -191,8 +216,7 @@ async def _render_chunk(
 ) -> list[bytes]:
     """A chunk of batch lines answered in order, a line each. The readers' profiles that
     must come from the store are fetched together (their waits overlap); the renders
-    themselves are CPU work and run one after the other. The lines are sent one by one:
-    joined, a chunk would be megabytes allocated and copied again for nothing."""
+    themselves are CPU work and run one after the other."""
     requests: list[RenderRequest | KairosError] = []
     users: list[Any] = []
     for _, line in chunk:
@@ -212,21 +236,28 @@ async def _render_chunk(
     lookups = dict(zip(stored, await asyncio.gather(*map(renderer.lookup, stored)), strict=True))
     answers = []
     for (number, _), req, user_id in zip(chunk, requests, users, strict=True):
-        prefix = b'"line":%d,"user_id":%s,' % (number, orjson.dumps(user_id))
-        try:
-            if isinstance(req, KairosError):
-                raise req
-            result = await run(req, lookups.get(req.user_id))
-            answers.append(result.json(prefix, b"\n"))
-        except KairosError as exc:
-            answers.append(b"{" + prefix + orjson.dumps(exc.body())[1:] + b"\n")
-        except Exception:
-            # One reader's failure must not cost the others their answer: the batch
-            # has already started streaming.
-            log.exception("batch line %d failed", number)
-            error = {"code": "internal", "message": "this reader could not be rendered"}
-            answers.append(b"{" + prefix + orjson.dumps({"error": error})[1:] + b"\n")
+        answers.append(await _answer(number, req, user_id, lookups, run))
     return answers
+
+
+async def _answer(
+    number: int, req: RenderRequest | KairosError, user_id: Any, lookups: dict[str, Any], run: Any
+) -> bytes:
+    """One batch line's answer: its render, or its error."""
+    prefix = b'"line":%d,"user_id":%s,' % (number, orjson.dumps(user_id))
+    try:
+        if isinstance(req, KairosError):
+            raise req
+        result = await run(req, lookups.get(req.user_id))
+        return result.json(prefix, b"\n")  # type: ignore[no-any-return]
+    except KairosError as exc:
+        return b"{" + prefix + orjson.dumps(exc.body())[1:] + b"\n"
+    except Exception:
+        # One reader's failure must not cost the others their answer: the batch has
+        # already started streaming.
+        log.exception("batch line %d failed", number)
+        error = {"code": "internal", "message": "this reader could not be rendered"}
+        return b"{" + prefix + orjson.dumps({"error": error})[1:] + b"\n"
 
 
 async def _lines(request: Request) -> AsyncIterator[bytes]:
