@@ -27,6 +27,7 @@ from support import API_KEY, AUTH, TOKENS, assert_error, serve
 
 from app.app import create_app
 from app.render.variants import assign
+from app.routes.render import SEND_BYTES, _sends
 
 PUBLIC_URL = "https://kairos.example.com"
 NDJSON = {**AUTH, "Content-Type": "application/x-ndjson"}
@@ -716,3 +717,18 @@ async def test_batch_of_20000_lines_streams_with_bounded_work_in_flight(api_app)
     assert state["answered"] == total and not buffer
     assert state["first_answer_at"] is not None and state["first_answer_at"] < 1_000
     assert state["backlog"] <= 1_000, state
+
+
+@pytest.mark.parametrize(
+    "sizes", [[50_000] * 7, [100] * 500, [200_000, 10, 200_000, 90_000, 90_000], []]
+)
+def test_batch_answers_go_out_in_sends_of_whole_lines_of_at_least_128_kb(sizes):
+    answers = [b"x" * (size - 1) + b"\n" for size in sizes]
+    sends = list(_sends(answers))
+    assert b"".join(sends) == b"".join(answers)  # every line, in order
+    assert all(send.endswith(b"\n") for send in sends)  # whole lines only
+    assert all(len(send) >= SEND_BYTES for send in sends[:-1])
+    # No send holds more lines than it needs to reach the size.
+    for send in sends:
+        lines = send.splitlines(keepends=True)
+        assert sum(map(len, lines[:-1])) < SEND_BYTES
