@@ -335,6 +335,9 @@ def test_a_product_card_is_rendered_once_for_every_reader_shown_it(engine):
         if isinstance(item, Slot) and compiled.blocks[item.index].name == "product_grid"
     )
     assert grid.main is not None and [body.item for body in grid.main.bodies] == ["product"]
+    text_grid = compiled.text.items[grid.index]
+    assert isinstance(text_grid, Slot) and text_grid.main is not None
+    assert [(body.item, body.html) for body in text_grid.main.bodies] == [("product", False)]
     first_id, second_id = users_by_variant(compiled.source.variants, "spring", 2)["A"]
     full = renderer.samples("weekly_picks")["full"]
     ada = engine.render(renderer, "weekly_picks", Reader("Ada", first_id, full, "spring"))
@@ -345,6 +348,10 @@ def test_a_product_card_is_rendered_once_for_every_reader_shown_it(engine):
     for result, user in ((ada, first_id), (bea, second_id)):
         readers = {click_grants(url)[1] for url in click_urls(result.html or "")}
         assert {grant.user_id for grant in readers if grant is not None} == {user}
+        # The text part's cards too: plain URLs (not HTML-escaped), the reader's own.
+        plain = re.findall(re.escape(PUBLIC_URL) + r"/c/\S+", result.text or "")
+        assert len(plain) >= 3 and not any("&amp;" in url for url in plain)
+        assert {click_grants(url)[1].user_id for url in plain} == {user}  # type: ignore[union-attr]
 
 
 def test_a_template_cannot_change_the_data_it_is_given(probe):

@@ -232,11 +232,13 @@ def _compiled(env: SandboxedEnvironment, tree: nodes.Template) -> Template:
 class SharedBody:
     """The body of a `{% for item in ... %}` loop in a piece that reads the reader, when
     the body itself reads only `item` and what a shared piece may read: a product card
-    of a reader's recommendations, in the HTML or AMP part. Rendered once per distinct
-    item (and per-send values) and shared by every reader who shows that item."""
+    of a reader's recommendations (`html`: in the HTML or AMP part, else in the text
+    part). Rendered once per distinct item (and per-send values) and shared by every
+    reader who shows that item."""
 
     piece: Piece
     item: str
+    html: bool
 
 
 SHARED_BODY_FILTER = "_shared_body"
@@ -248,11 +250,8 @@ _body_numbers = itertools.count()
 
 def _share_loop_bodies(tree: nodes.Template, env: SandboxedEnvironment) -> list[SharedBody]:
     """Replace the body of each innermost, plain `for` loop of `tree` that can be
-    shared by a call to it (`SHARED_BODY_FILTER`); returns those bodies. Only for HTML:
-    a text part's loop body is a line or two, cheaper rendered than looked up."""
+    shared by a call to it (`SHARED_BODY_FILTER`); returns those bodies."""
     found: list[SharedBody] = []
-    if env.autoescape is not True:
-        return found
     for loop in list(tree.find_all(nodes.For)):
         target = loop.target
         if loop.else_ or loop.test is not None or loop.recursive:
@@ -266,7 +265,8 @@ def _share_loop_bodies(tree: nodes.Template, env: SandboxedEnvironment) -> list[
         keyed = _keyed(body, env, frozenset({target.name}))
         if keyed is None:
             continue
-        shared = SharedBody(Piece(_compiled(env, body), keyed), target.name)
+        html = env.autoescape is True
+        shared = SharedBody(Piece(_compiled(env, body), keyed), target.name, html)
         number = next(_body_numbers)
         _bodies[number] = shared
         found.append(shared)
@@ -633,22 +633,25 @@ class SharedBodies:
             self._cache[key] = entry
         found = entry[1]
         kind = type(found)
-        if kind is Markup:
+        if kind is Markup or kind is str:
             return found  # type: ignore[no-any-return]
+        html = body.html
         if kind is _OneUrl:
-            url = self._links.url(found.url.key, found.url.spec, True)
-            return _markup(url.join(found.texts))
-        if found is None:
+            text = self._links.url(found.url.key, found.url.spec, html).join(found.texts)
+        elif found is None:
             return self._jinja(body, item)
-        links = self._links
-        if found.unsafe:
-            links.unsafe.extend(found.unsafe)
-        values = [links.url(url.key, url.spec, True) for url in found.urls]
-        # The runs of text are Markup, the URLs were escaped by `url`.
-        return _markup("".join([values[p] if type(p) is int else p for p in found.parts]))
+        else:
+            links = self._links
+            if found.unsafe:
+                links.unsafe.extend(found.unsafe)
+            values = [links.url(url.key, url.spec, html) for url in found.urls]
+            # The URLs were escaped by `url` for HTML, like the text around them.
+            text = "".join([values[p] if type(p) is int else p for p in found.parts])
+        return _markup(text) if html else text
 
-    def _jinja(self, body: SharedBody, item: Any) -> Markup:
-        return _markup(body.piece.render({**self._ctx, body.item: item}))
+    def _jinja(self, body: SharedBody, item: Any) -> str:
+        text = body.piece.render({**self._ctx, body.item: item})
+        return _markup(text) if body.html else text
 
     def _fill(self, body: SharedBody, item: Any) -> Any:
         """The shared copy of `body` for `item`: Markup when it holds no reader URL, a
@@ -658,10 +661,10 @@ class SharedBodies:
         split = _split(body.piece.render({**self._ctx, "links": fill, body.item: item}), fill, 0)
         if split is None:
             return None
-        parts, urls = _numbered(split, _markup)
+        parts, urls = _numbered(split, _markup if body.html else str)
         if not fill.unsafe:
             if not urls:
-                return parts[0] if parts else _markup("")
+                return parts[0] if parts else ""
             if len(urls) == 1:
                 # The text around each use of the URL (empty between two uses).
                 texts, run = [], ""
