@@ -21,6 +21,7 @@ from support import AUTH, TOKENS, click_grants, serve
 from app.app import create_app
 from app.cli import main
 from app.render import ampvalidate
+from app.render.renderer import Renderer, RenderResult
 
 PUBLIC_URL = "https://kairos.example.com"
 LEFTOVERS = re.compile(r"\{\{|\{%|\{#|kjx|<mj-")
@@ -210,6 +211,55 @@ def test_check_passes_on_the_real_blocks_and_templates(clean_environ, capsysbina
     assert code == 0, err
     assert out.strip() == "kairos check: ok"
     assert "validator not installed" not in err
+
+
+def test_check_reports_a_render_that_differs_from_the_per_reader_reference(
+    clean_environ, capsysbinary, monkeypatch
+):
+    """A shared render that is not what per-reader Jinja gives is a Kairos bug: check
+    names the template, sample and field. Provoked here with a reference renderer whose
+    URLs point elsewhere (the real renderer, only configured differently)."""
+
+    def elsewhere(self: Renderer) -> Renderer:
+        twin = Renderer(
+            blocks_dir=self.blocks_dir,
+            templates_dir=self.templates_dir,
+            tokens=TOKENS,
+            profiles=self._profiles,
+            catalog=self._catalog,
+            metrics=self._metrics,
+            public_url="https://elsewhere.invalid",
+            budget_s=self._budget_s,
+            reload=False,
+            share=False,
+        )
+        twin.load()
+        return twin
+
+    monkeypatch.setattr(Renderer, "reference", elsewhere)
+    code, out, err = run(capsysbinary, "check", "--no-amp")
+    assert code == 1
+    reported = [line for line in err.splitlines() if "per-reader reference" in line]
+    assert reported and all("a Kairos bug" in line for line in reported)
+    assert any("weekly_picks/" in line and " in amp at character " in line for line in reported)
+    assert "elsewhere.invalid" in "".join(reported)
+
+
+def test_render_results_say_where_they_differ():
+    def result(text: str, variant: str = "A", segments: list[str] | None = None) -> RenderResult:
+        return RenderResult("Hi", "pre", None, None, text, segments or [], variant)
+
+    base = result("Hello Ada, your cart")
+    assert base.difference(result("Hello Ada, your cart")) is None
+    assert base.difference(result("Hello Bea, your cart")) == (
+        "text at character 6: 'Hello Ada, your cart' != 'Hello Bea, your cart'"
+    )
+    assert base.difference(result("Hello Ada, your cart", "B")) == (
+        "variant at character 0: 'A' != 'B'"
+    )
+    assert base.difference(result("Hello Ada, your cart", segments=["vip"])) == (
+        "segments: [] != ['vip']"
+    )
 
 
 # --- sign --------------------------------------------------------------------------------

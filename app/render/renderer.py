@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,21 @@ class RenderResult:
         out += [b"}", suffix]
         return b"".join(out)
 
+    def difference(self, other: RenderResult) -> str | None:
+        """Where `other` differs from this result (the first field, and the first
+        character where it does), or None when they are the same."""
+        mine, theirs = self.body(), other.body()
+        for key in sorted(mine.keys() | theirs.keys()):
+            a, b = mine.get(key), theirs.get(key)
+            if a == b:
+                continue
+            if isinstance(a, str) and isinstance(b, str):
+                at = len(os.path.commonprefix([a, b]))
+                start = max(at - 20, 0)
+                return f"{key} at character {at}: {a[start : at + 40]!r} != {b[start : at + 40]!r}"
+            return f"{key}: {a!r:.200} != {b!r:.200}"
+        return None
+
     def body(self) -> dict[str, Any]:
         return {
             "subject": self.subject,
@@ -158,6 +174,25 @@ class Renderer:
         for error in broken.values():
             log.error("template not available: %s", error)
         return list(errors)
+
+    def reference(self) -> Renderer:
+        """A twin over the same templates and data that renders every piece per reader
+        and reads the blocks' params at render time: what this renderer's output must
+        equal byte for byte (`kairos check` compares them)."""
+        twin = Renderer(
+            blocks_dir=self.blocks_dir,
+            templates_dir=self.templates_dir,
+            tokens=self._tokens,
+            profiles=self._profiles,
+            catalog=self._catalog,
+            metrics=self._metrics,
+            public_url=self._public_url,
+            budget_s=self._budget_s,
+            reload=False,
+            share=False,
+        )
+        twin.load()
+        return twin
 
     def names(self) -> list[str]:
         return sorted({*self._compiled, *self._broken} - {"*"})
