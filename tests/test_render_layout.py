@@ -338,6 +338,10 @@ def test_a_product_card_is_rendered_once_for_every_reader_shown_it(engine):
     text_grid = compiled.text.items[grid.index]
     assert isinstance(text_grid, Slot) and text_grid.main is not None
     assert [(body.item, body.html) for body in text_grid.main.bodies] == [("product", False)]
+    # Each compiled template numbers its own loop bodies (nothing global to grow when
+    # designers' edits recompile templates).
+    assert {*grid.main.bodies, *text_grid.main.bodies} <= set(compiled.bodies)
+    assert len(compiled.bodies) < 10
     first_id, second_id = users_by_variant(compiled.source.variants, "spring", 2)["A"]
     full = renderer.samples("weekly_picks")["full"]
     ada = engine.render(renderer, "weekly_picks", Reader("Ada", first_id, full, "spring"))

@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from app.render import amp
 from app.render.jinja import Methods, check_part, environment, protect, restore
-from app.render.layout import Layout, Piece, Slot, piece
+from app.render.layout import Layout, Piece, SharedBody, Slot, piece
 from app.render.sources import Block, Part, SourceError, TemplateSource
 
 MARKER = re.compile(r"<!--kairos:block:(\d+):(main|fallback|end)-->")
@@ -41,6 +41,8 @@ class Compiled:
     # What its Jinja reads of a render's context (or its blocks need): the reader data
     # it does not read is not looked up.
     reads: frozenset[str] = frozenset()
+    # The loop bodies its per-reader pieces share, by the number their loops call.
+    bodies: tuple[SharedBody, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,10 @@ def compile_template(
         check_part(envs.text, Part(template_json, text))
 
     params = tuple(use.params if fold else None for use in source.blocks)
-    html = _html_layout(source, used, params, envs.html, theme_css)
-    amp = _amp_layout(source, used, params, envs.html, amp_css)
-    plain = _text_layout(used, params, envs.text)
+    bodies: list[SharedBody] = []  # the template's shared loop bodies (layout.piece)
+    html = _html_layout(source, used, params, bodies, envs.html, theme_css)
+    amp = _amp_layout(source, used, params, bodies, envs.html, amp_css)
+    plain = _text_layout(used, params, bodies, envs.text)
     subject = Layout((piece(envs.text, source.subject, template_json),))
     preheader = Layout((piece(envs.text, source.preheader, template_json),))
     reads = set().union(*(f.reads() for f in (html, amp, plain, subject, preheader) if f))
@@ -99,6 +102,7 @@ def compile_template(
         subject=subject,
         preheader=preheader,
         reads=frozenset(reads),
+        bodies=tuple(bodies),
     )
 
 
@@ -191,6 +195,7 @@ def _html_layout(
     source: TemplateSource,
     used: tuple[Block, ...],
     params: Params,
+    bodies: list[SharedBody],
     env: SandboxedEnvironment,
     theme_css: str,
 ) -> Layout:
@@ -228,8 +233,8 @@ def _html_layout(
             items.append(
                 Slot(
                     i,
-                    _optional(env, main, main_path, params[i]),
-                    _optional(env, text, fallback_path, params[i]),
+                    _optional(env, main, main_path, params[i], bodies),
+                    _optional(env, text, fallback_path, params[i], bodies),
                 )
             )
     if len(MARKER.findall(restored)) != len(expected):
@@ -240,15 +245,20 @@ def _html_layout(
 
 
 def _optional(
-    env: SandboxedEnvironment, text: str, path: Path, params: dict[str, Any] | None
+    env: SandboxedEnvironment,
+    text: str,
+    path: Path,
+    params: dict[str, Any] | None,
+    bodies: list[SharedBody],
 ) -> Piece | None:
-    return piece(env, text, path, params) if text.strip() else None
+    return piece(env, text, path, params, bodies) if text.strip() else None
 
 
 def _amp_layout(
     source: TemplateSource,
     used: tuple[Block, ...],
     params: Params,
+    bodies: list[SharedBody],
     env: SandboxedEnvironment,
     amp_css: str,
 ) -> Layout | None:
@@ -264,8 +274,8 @@ def _amp_layout(
         slots.append(
             Slot(
                 i,
-                _optional(env, main + "\n", main_path, params[i]),
-                _optional(env, fallback + "\n", fallback_path, params[i]),
+                _optional(env, main + "\n", main_path, params[i], bodies),
+                _optional(env, fallback + "\n", fallback_path, params[i], bodies),
             )
         )
     return Layout((piece(env, parts.head, where), *slots, piece(env, parts.tail, where)))
@@ -285,17 +295,16 @@ def block_branch(match: re.Match[str]) -> str:
     return "{% endwith %}{% endif %}"
 
 
-def _text_layout(used: tuple[Block, ...], params: Params, env: SandboxedEnvironment) -> Layout:
+def _text_layout(
+    used: tuple[Block, ...], params: Params, bodies: list[SharedBody], env: SandboxedEnvironment
+) -> Layout:
     slots = []
     for i, block in enumerate(used):
-        main, fallback = block.text, block.fallback_text
-        slots.append(
-            Slot(
-                i,
-                piece(env, main.text.strip("\n") + "\n\n", main.path, params[i]) if main else None,
-                piece(env, fallback.text.strip("\n") + "\n\n", fallback.path, params[i])
-                if fallback
-                else None,
-            )
+        main, fallback = (
+            None
+            if part is None
+            else piece(env, part.text.strip("\n") + "\n\n", part.path, params[i], bodies)
+            for part in (block.text, block.fallback_text)
         )
+        slots.append(Slot(i, main, fallback))
     return Layout(tuple(slots))

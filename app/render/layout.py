@@ -15,7 +15,6 @@ and its URLs signed for the reader.
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,21 +123,29 @@ class Layout:
 
 
 def piece(
-    env: SandboxedEnvironment, text: str, path: Path, params: dict[str, Any] | None = None
+    env: SandboxedEnvironment,
+    text: str,
+    path: Path,
+    params: dict[str, Any] | None = None,
+    bodies: list[SharedBody] | None = None,
 ) -> Piece:
     """`text` compiled as a piece; a syntax error is a `SourceError` naming `path`.
-    `params`: the block's params in this template, fixed for the piece (folded in)."""
+    `params`: the block's params in this template, fixed for the piece (folded in).
+    `bodies`: the compiled template's table of shared loop bodies, which this piece's
+    are added to (without it, its loops are rendered as they are)."""
     try:
         tree = env.parse(text)
         reads = frozenset(meta.find_undeclared_variables(tree))
         keyed = _keyed(tree, env)
         if params is not None:
             _fold_params(tree, env, params)
-        bodies = _share_loop_bodies(tree, env) if keyed is None else []
+        shared = (
+            _share_loop_bodies(tree, env, bodies) if keyed is None and bodies is not None else []
+        )
         template = _compiled(env, tree)
     except Exception as exc:
         raise SourceError(path, f"template error: {exc}") from None
-    return Piece(template, keyed, tuple(bodies), reads)
+    return Piece(template, keyed, tuple(shared), reads)
 
 
 def _fold_params(tree: nodes.Template, env: SandboxedEnvironment, params: dict[str, Any]) -> None:
@@ -242,15 +249,14 @@ class SharedBody:
 
 
 SHARED_BODY_FILTER = "_shared_body"
-# Loop bodies by number, as their loops call them (templates are compiled once per
-# version of their files: this grows only when designers edit them).
-_bodies: dict[int, SharedBody] = {}
-_body_numbers = itertools.count()
 
 
-def _share_loop_bodies(tree: nodes.Template, env: SandboxedEnvironment) -> list[SharedBody]:
+def _share_loop_bodies(
+    tree: nodes.Template, env: SandboxedEnvironment, table: list[SharedBody]
+) -> list[SharedBody]:
     """Replace the body of each innermost, plain `for` loop of `tree` that can be
-    shared by a call to it (`SHARED_BODY_FILTER`); returns those bodies."""
+    shared by a call to it (`SHARED_BODY_FILTER` with its number in `table`, where it
+    is added); returns those bodies."""
     found: list[SharedBody] = []
     for loop in list(tree.find_all(nodes.For)):
         target = loop.target
@@ -267,8 +273,8 @@ def _share_loop_bodies(tree: nodes.Template, env: SandboxedEnvironment) -> list[
             continue
         html = env.autoescape is True
         shared = SharedBody(Piece(_compiled(env, body), keyed), target.name, html)
-        number = next(_body_numbers)
-        _bodies[number] = shared
+        number = len(table)
+        table.append(shared)
         found.append(shared)
         item = nodes.Name(target.name, "load")
         call = nodes.Filter(item, SHARED_BODY_FILTER, [nodes.Const(number)], [], None, None)
@@ -437,10 +443,13 @@ class Fragments:
         self._skeletons.clear()
         self._bodies.clear()
 
-    def reader(self, ctx: dict[str, Any], keys: dict[str, Any]) -> ReaderRender:
+    def reader(
+        self, ctx: dict[str, Any], keys: dict[str, Any], bodies: tuple[SharedBody, ...]
+    ) -> ReaderRender:
         """The render of the reader of `ctx` (`_mode`, `_params` and the reader's `links`
-        in it); `keys` holds the value of each of `KEYED_NAMES` for this reader."""
-        return ReaderRender(self, ctx, keys)
+        in it); `keys` holds the value of each of `KEYED_NAMES` for this reader; `bodies`
+        is the template's table of shared loop bodies."""
+        return ReaderRender(self, ctx, keys, bodies)
 
     def skeleton(self, layout: Layout, ctx: dict[str, Any], keys: dict[str, Any]) -> Skeleton:
         """The skeleton of `layout` for readers with these `keys`, made when missing."""
@@ -500,13 +509,19 @@ class ReaderRender:
 
     __slots__ = ("_contexts", "_ctx", "_fragments", "_keys", "_links", "_urls")
 
-    def __init__(self, fragments: Fragments, ctx: dict[str, Any], keys: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        fragments: Fragments,
+        ctx: dict[str, Any],
+        keys: dict[str, Any],
+        bodies: tuple[SharedBody, ...],
+    ) -> None:
         self._fragments, self._ctx, self._keys = fragments, ctx, keys
         self._links: Links = ctx["links"]
         self._contexts: dict[Any, Context] = {}
         self._urls: tuple[dict[str, Static], dict[str, Static]] = ({}, {})
         ctx["_shared"] = SharedBodies(
-            fragments._bodies, fragments._size * 8, ctx, keys, share=fragments._share
+            fragments._bodies, fragments._size * 8, ctx, keys, bodies, share=fragments._share
         )
 
     def render(self, layout: Layout, *, html: bool) -> Output:
@@ -595,7 +610,7 @@ def _split(text: str, fill: FillLinks, calls: int) -> list[str | Url] | None:
 class SharedBodies:
     """The shared loop bodies of one reader's render (`ctx["_shared"]`)."""
 
-    __slots__ = ("_cache", "_ctx", "_keys", "_links", "_share", "_sigs", "_size")
+    __slots__ = ("_cache", "_ctx", "_keys", "_links", "_share", "_sigs", "_size", "table")
 
     def __init__(
         self,
@@ -603,10 +618,12 @@ class SharedBodies:
         size: int,
         ctx: dict[str, Any],
         keys: dict[str, Any],
+        table: tuple[SharedBody, ...],
         *,
         share: bool,
     ) -> None:
         self._cache, self._size, self._ctx, self._keys = cache, size, ctx, keys
+        self.table = table  # the template's shared bodies, by the number its loops call
         self._links: Links = ctx["links"]
         self._share = share
         self._sigs: dict[SharedBody, tuple[Any, ...]] = {}
@@ -702,7 +719,7 @@ class _OneUrl:
 def shared_body(context: Context, item: Any, number: int) -> str:
     """The filter a shared loop body's loop calls (`SHARED_BODY_FILTER`)."""
     shared: SharedBodies = context.parent["_shared"]
-    return shared.render(_bodies[number], item)
+    return shared.render(shared.table[number], item)
 
 
 def _shown(slot: Slot, modes: list[str]) -> Piece | None:

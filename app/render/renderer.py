@@ -328,7 +328,7 @@ class Renderer:
             "segments": tuple(segments),
             "_mode": tuple(modes),
         }
-        render = self._fragments.reader(ctx, keys).render
+        render = self._fragments.reader(ctx, keys, compiled.bodies).render
         warnings = []
         try:
             subject = " ".join(render(compiled.subject, html=False).text().split())
