@@ -92,6 +92,12 @@ def spec(public_url: str) -> dict[str, Any]:
             "/v1/feeds/{feed}": {
                 "get": {
                     "summary": "A reader's JSON feed for AMP <amp-list>",
+                    "description": (
+                        "Items of the reader's profile, cart or recommendations. An item's "
+                        "`url` is the reader's signed click URL (`/c/{link}?r={reader}`) "
+                        "for the token's campaign; the plain target for readers who "
+                        "declined tracking."
+                    ),
                     "parameters": [
                         {
                             "name": "feed",

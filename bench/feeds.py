@@ -71,14 +71,17 @@ import redis  # noqa: E402
 
 from app.catalog import Catalog  # noqa: E402
 from app.feeds import FEEDS, FeedContext  # noqa: E402
+from app.feeds.base import tracked  # noqa: E402
 from app.profiles.memory import MemoryStore  # noqa: E402
 from app.profiles.redis import RedisStore, profile_key  # noqa: E402
 from app.profiles.schema import validate_profile  # noqa: E402
-from app.routes.feeds import DEFAULT_LIMIT  # noqa: E402
+from app.render.links import Links, LinkSigner  # noqa: E402
+from app.routes.feeds import DEFAULT_LIMIT, clicked  # noqa: E402
 from app.settings import Secret  # noqa: E402
 from app.tokens import Tokens  # noqa: E402
 
 SECRET_KEY = "kairos-bench-feeds-0123456789abcdefghijk"  # fixed, 40 characters
+PUBLIC_URL = "http://127.0.0.1:8000"  # what the feeds' click URLs start with
 assert len(SECRET_KEY) == 40
 FEED = "cart"
 PRODUCTS = 50
@@ -139,10 +142,12 @@ async def _expected_feeds(
     products: list[dict[str, Any]], readers: list[tuple[str, dict[str, Any]]]
 ) -> dict[str, bytes]:
     """What Kairos's own cart builder makes of each reader (the stored, JSON-round-tripped
-    profile against the catalog), as the feed route serialises it."""
+    profile against the catalog), with the reader's click URLs, as the feed route
+    serialises it."""
     store = MemoryStore()
     await store.put_products(products)
     catalog = Catalog(store)
+    signer = LinkSigner(Tokens((Secret(SECRET_KEY),)), PUBLIC_URL)
     out = {}
     for user_id, profile in readers:
         stored = orjson.loads(orjson.dumps(profile))
@@ -151,7 +156,8 @@ async def _expected_feeds(
         )
         if not items:
             raise BenchError(f"reader {user_id} has an empty cart feed: the bench data is wrong")
-        out[user_id] = orjson.dumps({"items": items})
+        links = Links(signer, PUBLIC_URL, user_id, None, "", tracking=tracked(stored))
+        out[user_id] = orjson.dumps({"items": clicked(items, links)})
     return out
 
 
@@ -390,6 +396,7 @@ def _kairos_env(redis_url: str, cache_ttl_ms: int) -> dict[str, str]:
         **base_env(),
         "KAIROS_ENV": "test",
         "KAIROS_SECRET_KEYS": SECRET_KEY,
+        "KAIROS_PUBLIC_URL": PUBLIC_URL,
         "REDIS_URL": redis_url,
         "KAIROS_DEMO_DATA": "false",
         "KAIROS_CACHE_TTL_MS": str(cache_ttl_ms),

@@ -62,11 +62,17 @@ def click_grants(url: str, tokens: Tokens = TOKENS) -> tuple[Grant, Grant | None
 
 
 def feed_url(
-    feed: str, user: str, *, tokens: Tokens = TOKENS, resource: str | None = None, **query: Any
+    feed: str,
+    user: str,
+    *,
+    tokens: Tokens = TOKENS,
+    resource: str | None = None,
+    campaign: str | None = None,
+    **query: Any,
 ) -> str:
     """The path and query of a signed feed URL; `resource` signs for another feed name."""
     ttl = query.pop("ttl_s", None)
-    token = tokens.sign("feed", user, resource or feed, ttl_s=ttl)
+    token = tokens.sign("feed", user, resource or feed, ttl_s=ttl, campaign=campaign)
     return f"/v1/feeds/{feed}?{urlencode({'t': token, **query})}"
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from urllib.parse import urlsplit
 
 import httpx
+import orjson
 import pytest
 from support import (
     ADA_PROFILE_ITEM,
@@ -16,6 +18,7 @@ from support import (
     InstrumentedRedisStore,
     RedisServer,
     assert_error,
+    click_grants,
     fallback_body,
     feed_url,
     serve,
@@ -24,6 +27,7 @@ from support import (
 from app.app import create_app
 from app.demo import load_demo
 from app.profiles.redis import RedisStore
+from app.settings import PROJECT_ROOT
 
 PRODUCT_KEYS = {
     "sku",
@@ -116,6 +120,43 @@ async def test_recommendations_personal_then_popular(any_client):
     assert items[0]["title"] == "Table lamp shade"
     assert items[0]["price_display"] == "€19.00"
     assert set(items[0]) == PRODUCT_KEYS | {"source"}
+
+
+CATALOG_URLS = {
+    product["sku"]: product["url"]
+    for product in map(
+        orjson.loads, (PROJECT_ROOT / "app/demo/catalog.jsonl").read_bytes().splitlines()
+    )
+    if product
+}
+
+
+@pytest.mark.parametrize("feed", ["cart", "recommendations"])
+async def test_feed_links_are_the_readers_click_urls(client, feed):
+    """Like every link of a rendered email, an item's `url` is a signed click URL for the
+    token's reader and campaign, which redirects to the product; a second campaign's
+    token gets its own (the built feed is kept per campaign)."""
+    for campaign in ("spring", "autumn", None):
+        r = await client.get(feed_url(feed, "ada", campaign=campaign))
+        items = r.json()["items"]
+        assert items and "x-kairos-fallback" not in r.headers
+        for item in items:
+            url = urlsplit(item["url"])
+            assert url.path.startswith("/c/"), item["url"]
+            link, reader = click_grants(item["url"])
+            assert link.resource == CATALOG_URLS[item["sku"]]
+            assert (link.campaign, link.user_id) == (campaign, "")
+            assert reader is not None and (reader.user_id, reader.campaign) == ("ada", campaign)
+            follow = await client.get(f"{url.path}?{url.query}")
+            assert follow.status_code == 302
+            assert follow.headers["location"] == CATALOG_URLS[item["sku"]]
+
+
+async def test_feed_links_of_a_reader_who_declined_tracking_go_straight_to_the_product(client):
+    r = await client.get(feed_url("recommendations", "grace", campaign="spring"))
+    items = r.json()["items"]
+    assert items
+    assert [item["url"] for item in items] == [CATALOG_URLS[item["sku"]] for item in items]
 
 
 async def test_recommendations_limit(client):

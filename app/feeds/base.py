@@ -40,6 +40,12 @@ def personalized(profile: Profile) -> bool:
     return consent.get("personalization", True) is not False
 
 
+def tracked(profile: Profile) -> bool:
+    """False when the reader declined tracking: then links go straight to their target."""
+    consent = profile.get("consent") or {}
+    return consent.get("tracking", True) is not False
+
+
 def money(amount: float, currency: str | None) -> str:
     """A price for display, e.g. '€39.00'; unknown currencies as '39.00 XYZ'."""
     if currency is None:

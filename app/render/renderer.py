@@ -21,7 +21,7 @@ from jinja2.filters import do_title
 from app.catalog import Catalog
 from app.errors import CorruptData, KairosError, NotFound, StoreUnavailable
 from app.feeds import FEEDS, FeedContext
-from app.feeds.base import money
+from app.feeds.base import money, personalized, tracked
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles, Lookup
 from app.profiles.store import Profile
@@ -136,6 +136,7 @@ class Renderer:
         budget_s: float,
         reload: bool,
         share: bool = True,
+        signer: LinkSigner | None = None,
     ) -> None:
         self.blocks_dir, self.templates_dir = blocks_dir, templates_dir
         self._tokens, self._profiles, self._catalog = tokens, profiles, catalog
@@ -144,7 +145,7 @@ class Renderer:
         self._budget_s = budget_s
         self._reload = reload
         self._envs = ENVIRONMENTS
-        self._signer = LinkSigner(tokens, public_url)
+        self._signer = signer or LinkSigner(tokens, public_url)
         # `share=False` renders every piece per reader, with the blocks' params read at
         # render time: the reference the shared path must match byte for byte.
         self._fragments = Fragments(share=share)
@@ -156,6 +157,11 @@ class Renderer:
         self._amp_ok = public_url.startswith("https://")
 
     # -- compiling -------------------------------------------------------------------
+
+    @property
+    def signer(self) -> LinkSigner:
+        """The click links' reader-independent half, shared with the feeds."""
+        return self._signer
 
     @property
     def environments(self) -> Environments:
@@ -190,6 +196,7 @@ class Renderer:
             budget_s=self._budget_s,
             reload=False,
             share=False,
+            signer=self._signer,
         )
         twin.load()
         return twin
@@ -252,7 +259,7 @@ class Renderer:
         """Cart lines and recommendations (those of them the template `reads`), completed
         from the catalog; empty when the catalog cannot answer in time (the blocks that
         need them fall back)."""
-        personal = _personalized(profile)
+        personal = personalized(profile)
         ctx = FeedContext(profile if personal else {}, self._catalog, GRID_SIZE, deadline)
         data: dict[str, Any] = {"cart": [], "recommendations": []}
         for name in ("cart", "recommendations"):
@@ -279,10 +286,10 @@ class Renderer:
         """The Jinja part of a render (no I/O)."""
         source = compiled.source
         profile = profile or {}
-        personal = profile != {} and _personalized(profile)
+        personal = profile != {} and personalized(profile)
         segments = [s for s in profile.get("segments") or [] if isinstance(s, str)]
         variant = assign(source.variants, campaign or source.name, user_id)
-        consent = {"personalization": personal, "tracking": _tracking(profile)}
+        consent = {"personalization": personal, "tracking": tracked(profile)}
         home = source.links.get("home", self._public_url)
         links = Links(
             self._signer, self._public_url, user_id, campaign, home, tracking=consent["tracking"]
@@ -420,14 +427,6 @@ def _mode(
         if value is None or value == [] or value == "":
             return "fallback", reason or f"missing-data:{need}"
     return "main", None
-
-
-def _personalized(profile: Profile) -> bool:
-    return (profile.get("consent") or {}).get("personalization", True) is not False
-
-
-def _tracking(profile: Profile) -> bool:
-    return (profile.get("consent") or {}).get("tracking", True) is not False
 
 
 def _read(path: Path) -> str:

@@ -4,6 +4,10 @@ Order of work: verify the token, check the sender allow-list, then read data. An
 that goes wrong with the data (missing reader, store down, budget overrun, bad stored
 data) is answered 200 with the feed's fallback, named in `X-Kairos-Fallback`.
 
+An item's `url` is a signed click URL for the token's reader and campaign (`/c/...`),
+like every link of a rendered email; the plain target for readers who declined
+tracking.
+
 This is the route every email open hits, so it is a plain ASGI endpoint: no Request or
 Response objects, headers prepared once. Errors it raises are still answered by the
 app's exception handlers.
@@ -20,9 +24,10 @@ from starlette.types import Receive, Scope, Send
 
 from app.errors import BadRequest, CorruptData, NotFound, StoreUnavailable
 from app.feeds import FEEDS, PERSONAL_FEEDS, FeedContext
-from app.feeds.base import personalized
+from app.feeds.base import Item, personalized, tracked
 from app.http import header, query_dict
 from app.middleware.observe import FALLBACK_SCOPE_KEY
+from app.render.links import Links
 from app.services import Services
 from app.tokens import BadToken
 
@@ -44,6 +49,8 @@ class FeedEndpoint:
         self.catalog = services.catalog
         self.fallbacks = services.fallbacks
         self.budget_s = services.settings.budget_s
+        self.signer = services.renderer.signer
+        self.public_url = services.settings.public_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         deadline = asyncio.get_running_loop().time() + self.budget_s
@@ -75,7 +82,7 @@ class FeedEndpoint:
             else:
                 # A feed built from a cached profile is kept beside it until the profile
                 # changes or the catalog cache turns over.
-                memo, key = lookup.memo, (name, limit)
+                memo, key = lookup.memo, (name, limit, grant.campaign)
                 generation = self.catalog.generation()
                 built = memo.get(key) if memo is not None else None
                 if built is not None and built[1] == generation:
@@ -83,7 +90,15 @@ class FeedEndpoint:
                 else:
                     ctx = FeedContext(lookup.profile, self.catalog, limit, deadline)
                     try:
-                        body = orjson.dumps({"items": await builder(ctx)})
+                        links = Links(
+                            self.signer,
+                            self.public_url,
+                            grant.user_id,
+                            grant.campaign,
+                            "",  # an unsafe target loses its link
+                            tracking=tracked(lookup.profile),
+                        )
+                        body = orjson.dumps({"items": clicked(await builder(ctx), links)})
                         if memo is not None:
                             memo[key] = (body, generation)
                     except TimeoutError:
@@ -101,6 +116,14 @@ class FeedEndpoint:
         headers = [*BASE_HEADERS, (b"content-length", str(len(body)).encode()), *cors]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def clicked(items: list[Item], links: Links) -> list[Item]:
+    """`items` with each `url` made the reader's click URL (new dicts: items may be
+    shared by readers)."""
+    return [
+        {**item, "url": links.click(item["url"])} if item.get("url") else item for item in items
+    ]
 
 
 def routes(services: Services) -> list[Route]:
