@@ -17,9 +17,10 @@ thread, pinned to core 1) POSTs the readers' JSON bodies round-robin from a Lua 
                      the reader's MJML on every render
   d  kairos-batch    Kairos, POST /v1/render/batch: N NDJSON lines with inline profiles in
                      one request, read while it is written, timed end to end from this
-                     process; d' the same N readers through httpx streaming, in requests
-                     of --batch-request-lines lines (httpx sends a whole request before
-                     it reads the answer, see docs/benchmarks.md)
+                     process; d' the same N readers through httpx streaming, one request
+                     (or requests of --batch-request-lines lines): httpx sends a whole
+                     request before it reads the answer, which works because Kairos
+                     reads a batch ahead of its renders (see docs/benchmarks.md)
   e  bare-static     bench/bare_render.py:static_app: the same stack answering Kairos's
                      answer for one reader (orjson.dumps per request), no render: the
                      ceiling for an answer of this size
@@ -634,7 +635,7 @@ def batch_httpx(port: int, readers: Sequence[Reader], per_request: int) -> Batch
     """The same readers through httpx streaming: the NDJSON body from a generator, the
     answer read with iter_bytes, `per_request` readers a request on one connection."""
     checker = LineChecker("kairos-batch-httpx", readers)
-    timeout = httpx.Timeout(30.0)  # a write that stalls 30 s: the deadlock described above
+    timeout = httpx.Timeout(30.0)  # a write that stalls 30 s: see the message below
     headers = {"Content-Type": "application/x-ndjson", "Authorization": f"Bearer {API_KEY}"}
     requests = 0
 
@@ -657,16 +658,17 @@ def batch_httpx(port: int, readers: Sequence[Reader], per_request: int) -> Batch
             except httpx.WriteTimeout:
                 raise BenchError(
                     f"kairos-batch-httpx: the upload of {len(part)} lines stalled: httpx "
-                    "writes the whole request before reading the answer, and the answer "
-                    "filled the socket buffers; use a smaller --batch-request-lines"
+                    "writes the whole request before reading the answer; Kairos reads a "
+                    "batch ahead up to 32 MB, so a larger request fills the socket "
+                    "buffers; use a smaller --batch-request-lines"
                 ) from None
             requests += 1
     checker.done()
     seconds = time.perf_counter() - start
     assert checker.first_at is not None
+    how = "in one request" if requests == 1 else f"{per_request} lines a request"
     return BatchOutcome(
-        "d'", "kairos-batch-httpx",
-        f"the same readers with httpx streaming, {per_request} lines a request",
+        "d'", "kairos-batch-httpx", f"the same readers with httpx streaming, {how}",
         len(readers), seconds, (checker.first_at - start) * 1000, requests,
     )  # fmt: skip
 
@@ -770,7 +772,7 @@ def _bench(
         timeout_s = max(120.0, batch_n / 50)
         for attempt in (
             lambda: batch_duplex(port, batch_readers, timeout_s),
-            lambda: batch_httpx(port, batch_readers, args.batch_request_lines),
+            lambda: batch_httpx(port, batch_readers, args.batch_request_lines or batch_n),
         ):
             b = attempt()
             batches.append(b)
@@ -914,8 +916,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="distinct readers cycled through (default 1000)")  # fmt: skip
     parser.add_argument("--batch", type=int, default=None, metavar="N",
                         help="readers in the batch (default 10000, 2000 with --quick)")  # fmt: skip
-    parser.add_argument("--batch-request-lines", type=int, default=1000, metavar="N",
-                        help="lines a request for the httpx client (default 1000)")  # fmt: skip
+    parser.add_argument("--batch-request-lines", type=int, default=None, metavar="N",
+                        help="lines a request for the httpx client (default: the whole "
+                             "batch in one request)")  # fmt: skip
     parser.add_argument("--node-dir", default=str(NODE_DIR),
                         help=f"where mjml for Node is installed (default {NODE_DIR})")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
@@ -927,7 +930,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     asked = args.formats.split(",")
     if "html" not in asked or any(f not in FORMATS for f in asked):
         parser.error(f"--formats: a comma list drawn from {','.join(FORMATS)}, with html")
-    if min(args.duration, args.connections, args.readers, args.batch_request_lines) < 1:
+    if min(args.duration, args.connections, args.readers, args.batch_request_lines or 1) < 1:
         parser.error("--duration, --connections, --readers, --batch-request-lines must be >= 1")
     if args.batch is not None and args.batch < 1:
         parser.error("--batch must be at least 1")

@@ -8,6 +8,7 @@ that prints the reader's names (no real block shows `last_name`)."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import html
@@ -27,6 +28,7 @@ from support import API_KEY, AUTH, TOKENS, assert_error, serve
 
 from app.app import create_app
 from app.render.variants import assign
+from app.routes import render as render_routes
 from app.routes.render import SEND_BYTES, _sends
 
 PUBLIC_URL = "https://kairos.example.com"
@@ -646,9 +648,34 @@ async def test_batch_media_type_and_line_limit(client):
     assert "longer than" in answers[-1]["error"]["message"]
 
 
-async def test_batch_of_20000_lines_streams_with_bounded_work_in_flight(api_app):
+def batch_scope(query: bytes) -> dict[str, Any]:
+    """The ASGI scope of a chunked `POST /v1/render/batch` with the API key."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/render/batch",
+        "raw_path": b"/v1/render/batch",
+        "root_path": "",
+        "query_string": query,
+        "headers": [
+            (b"host", b"kairos.test"),
+            (b"authorization", f"Bearer {API_KEY}".encode()),
+            (b"content-type", b"application/x-ndjson"),
+            (b"transfer-encoding", b"chunked"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("kairos.test", 80),
+    }
+
+
+async def test_batch_of_20000_lines_streams_with_bounded_work_in_flight(api_app, monkeypatch):
     """A 20,000-line batch made lazily: the answer starts long before the request ends,
-    and lines read but not yet answered stay bounded (memory stays flat)."""
+    and lines read but not yet answered stay bounded by the read-ahead (memory stays
+    flat). The read-ahead is made small here: 16 KB, some 350 of these lines."""
+    monkeypatch.setattr(render_routes, "READ_AHEAD_BYTES", 16 * 1024)
     total = 20_000
     readers = [f"reader-{i}" for i in range(50)] + ["ada", "grace", "alan", "hedy"]
     state = {"sent": 0, "answered": 0, "backlog": 0, "first_answer_at": None}
@@ -691,25 +718,7 @@ async def test_batch_of_20000_lines_streams_with_bounded_work_in_flight(api_app)
             state["first_answer_at"] = state["sent"]
         state["backlog"] = max(state["backlog"], state["sent"] - state["answered"])
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/render/batch",
-        "raw_path": b"/v1/render/batch",
-        "root_path": "",
-        "query_string": b"template=whoami_t",
-        "headers": [
-            (b"host", b"kairos.test"),
-            (b"authorization", f"Bearer {API_KEY}".encode()),
-            (b"content-type", b"application/x-ndjson"),
-            (b"transfer-encoding", b"chunked"),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("kairos.test", 80),
-    }
+    scope = batch_scope(b"template=whoami_t")
     async with serve(api_app):
         await api_app(scope, receive, send)
     assert status == [200]
@@ -732,3 +741,38 @@ def test_batch_answers_go_out_in_sends_of_whole_lines_of_at_least_128_kb(sizes):
     for send in sends:
         lines = send.splitlines(keepends=True)
         assert sum(map(len, lines[:-1])) < SEND_BYTES
+
+
+async def test_a_client_that_writes_its_whole_batch_before_reading_is_answered(api_app):
+    """httpx, requests and urllib3 write a whole request before they read the answer.
+    Kairos reads a batch ahead of its renders while an answer waits for the client, so
+    such a client is answered (for requests up to the read-ahead, 32 MB). Here no answer
+    is taken until the whole request has been read, like a socket whose buffers are full:
+    without the read-ahead, this deadlocks."""
+    users = ["ada", "grace", "alan", "hedy"]
+    body = b"".join(
+        orjson.dumps({"user_id": users[i % 4], "formats": ["text"]}) + b"\n" for i in range(1000)
+    )
+    pieces = iter([body[i : i + 4096] for i in range(0, len(body), 4096)])
+    all_read = asyncio.Event()
+    answer = bytearray()
+
+    async def receive() -> dict[str, Any]:
+        piece = next(pieces, None)
+        if piece is None:
+            all_read.set()
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(0)
+        return {"type": "http.request", "body": piece, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            await all_read.wait()
+            answer.extend(message.get("body", b""))
+
+    async with serve(api_app):
+        await asyncio.wait_for(api_app(batch_scope(b"template=welcome"), receive, send), 10)
+    lines = [orjson.loads(line) for line in answer.splitlines()]
+    assert [line["line"] for line in lines] == list(range(1, 1001))
+    assert [line["user_id"] for line in lines] == [users[i % 4] for i in range(1000)]
+    assert all(line["text"] and "error" not in line for line in lines)

@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +32,10 @@ CAMPAIGN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 RENDER_KEYS = {"template", "user_id", "profile", "campaign", "formats"}
 BATCH_CHUNK = 64
 SEND_BYTES = 128 * 1024
+# How much of a batch request is read before it is rendered: enough that a client which
+# writes its whole request before reading any answer (httpx, requests) can finish
+# writing while the answers wait for it, for batches up to this size.
+READ_AHEAD_BYTES = 32 * 1024 * 1024
 MAX_LINE_BYTES = 256 * 1024
 
 
@@ -174,7 +180,7 @@ async def _batch(
     chunk: list[tuple[int, bytes]] = []
     answers: list[bytes] = []
     try:
-        async for line in _lines(request):
+        async for line in _read_ahead(_lines(request), READ_AHEAD_BYTES):
             number += 1
             if not line.strip():
                 continue
@@ -258,6 +264,58 @@ async def _answer(
         log.exception("batch line %d failed", number)
         error = {"code": "internal", "message": "this reader could not be rendered"}
         return b"{" + prefix + orjson.dumps({"error": error})[1:] + b"\n"
+
+
+async def _read_ahead(lines: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """`lines`, read by a task of their own into a buffer of up to `limit` bytes: the
+    request goes on being read while an answer waits for the client to take it. An
+    error while reading comes out after the lines read before it."""
+    buffer: collections.deque[bytes] = collections.deque()
+    size = 0
+    arrived, room = asyncio.Event(), asyncio.Event()
+    ended: list[BaseException | None] = []
+
+    async def read() -> None:
+        nonlocal size
+        try:
+            count = 0
+            async for line in lines:
+                while size >= limit:
+                    room.clear()
+                    await room.wait()
+                buffer.append(line)
+                size += len(line)
+                arrived.set()
+                count += 1
+                if count % BATCH_CHUNK == 0:
+                    # Let the renders start on what is there, even if the request
+                    # arrives faster than they go.
+                    await asyncio.sleep(0)
+        except Exception as exc:  # handed to the reader of the lines
+            ended.append(exc)
+        else:
+            ended.append(None)
+        arrived.set()
+
+    reader = asyncio.create_task(read())
+    try:
+        while True:
+            if buffer:
+                line = buffer.popleft()
+                size -= len(line)
+                room.set()
+                yield line
+            elif ended:
+                if ended[0] is not None:
+                    raise ended[0]
+                return
+            else:
+                arrived.clear()
+                await arrived.wait()
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
 
 
 async def _lines(request: Request) -> AsyncIterator[bytes]:
