@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from app.demo import load_demo
 from app.errors import EXCEPTION_HANDLERS, StoreUnavailable
+from app.fast_routes import KairosApp
 from app.logs import configure_logging
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.observe import ObserveMiddleware
@@ -31,7 +32,7 @@ log = logging.getLogger("kairos")
 SHUTDOWN_WAIT_S = 3.0
 
 
-def create_app(settings: Settings | None = None, *, store: ProfileStore | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *, store: ProfileStore | None = None) -> KairosApp:
     """A Kairos ASGI app. `store` overrides the backend chosen by the settings."""
     settings = settings or Settings.from_env()
     services = build_services(settings, store)
@@ -57,11 +58,13 @@ def create_app(settings: Settings | None = None, *, store: ProfileStore | None =
             await services.images.close()
             await services.store.close()
 
-    app = Starlette(
+    # The open-time routes: every email open hits them (app/fast_routes.py).
+    open_time = [*feeds.routes(services), *images.routes(services)]
+    app = KairosApp(
+        fast_routes=open_time,
+        metrics=services.metrics,
         routes=[
-            # The open-time route first: it takes nearly all the traffic.
-            *feeds.routes(services),
-            *images.routes(services),
+            *open_time,
             *health.routes(services),
             *profiles.routes(services),
             *render.routes(services),
@@ -111,7 +114,7 @@ async def _start(services: Services) -> None:
     gc.freeze()
 
 
-def factory() -> Starlette:
+def factory() -> KairosApp:
     """Entry point for `uvicorn --factory app.app:factory` (settings from the environment)."""
     settings = Settings.from_env()
     configure_logging(settings.log_level)

@@ -7,6 +7,7 @@ import pytest
 from support import AUTH, assert_error, feed_url, free_port, serve
 
 from app.app import create_app
+from app.feeds import FEEDS
 
 CASES = [
     # (id, method, url, kwargs, status, code)
@@ -131,3 +132,38 @@ async def test_store_unavailable_is_503_json(settings):
             r = await client.request(method, "/v1/profiles/ada", headers=AUTH, **kwargs)
             assert_error(r, 503, "store_unavailable")
             assert r.headers["retry-after"] == "1"
+
+
+async def test_an_unexpected_error_in_the_feed_route_is_a_500_json_and_counted(
+    client, monkeypatch, caplog
+):
+    """The feed route is served ahead of Starlette's layers (app/fast_routes.py): what
+    it raises is still answered by the app's handlers, logged and counted."""
+
+    async def broken(ctx: object) -> list[object]:
+        raise RuntimeError("a bug in a feed builder")
+
+    monkeypatch.setitem(FEEDS, "profile", broken)
+    r = await client.get(feed_url("profile", "ada"))
+    assert_error(r, 500, "internal")
+    assert "a bug in a feed builder" not in r.text
+    assert any("a bug in a feed builder" in (rec.exc_text or "") for rec in caplog.records)
+    metrics = (await client.get("/metrics")).text
+    assert any(
+        'route="/v1/feeds/{feed}"' in line and 'status="500"' in line
+        for line in metrics.splitlines()
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("POST", "/v1/feeds/profile", 405, "method_not_allowed"),
+        ("GET", "/v1/feeds/profile/more", 404, "not_found"),
+        ("GET", "/v1/feeds/", 404, "not_found"),
+    ],
+)
+async def test_what_is_not_the_feed_route_goes_through_starlette(
+    client, method, path, status, code
+):
+    assert_error(await client.request(method, path), status, code)
