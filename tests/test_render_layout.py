@@ -77,19 +77,7 @@ class Engine:
 
     def renderer(self, *, share: bool) -> Renderer:
         """A fresh renderer (nothing cached yet) over the same templates and store."""
-        s, services = self.settings, self.services
-        renderer = Renderer(
-            blocks_dir=s.blocks_dir,
-            templates_dir=s.templates_dir,
-            tokens=services.tokens,
-            profiles=services.profiles,
-            catalog=services.catalog,
-            metrics=services.metrics,
-            public_url=s.public_url,
-            budget_s=s.budget_s,
-            reload=False,
-            share=share,
-        )
+        renderer = self.services.renderer.twin(share=share)
         assert renderer.load() == []
         return renderer
 

@@ -185,6 +185,11 @@ class Renderer:
         """A twin over the same templates and data that renders every piece per reader
         and reads the blocks' params at render time: what this renderer's output must
         equal byte for byte (`kairos check` compares them)."""
+        return self.twin(share=False)
+
+    def twin(self, *, share: bool) -> Renderer:
+        """A fresh renderer (nothing cached yet) over the same templates and data,
+        templates not reloaded; `share` as for the constructor."""
         twin = Renderer(
             blocks_dir=self.blocks_dir,
             templates_dir=self.templates_dir,
@@ -195,7 +200,7 @@ class Renderer:
             public_url=self._public_url,
             budget_s=self._budget_s,
             reload=False,
-            share=False,
+            share=share,
             signer=self._signer,
         )
         twin.load()
