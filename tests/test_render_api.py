@@ -776,3 +776,39 @@ async def test_a_client_that_writes_its_whole_batch_before_reading_is_answered(a
     assert [line["line"] for line in lines] == list(range(1, 1001))
     assert [line["user_id"] for line in lines] == [users[i % 4] for i in range(1000)]
     assert all(line["text"] and "error" not in line for line in lines)
+
+
+async def test_read_ahead_hands_lines_on_in_order_within_its_limit_and_errors_last():
+    produced: list[int] = []
+    closed = asyncio.Event()
+
+    async def source(count: int, fail: bool = False) -> AsyncIterator[bytes]:
+        try:
+            for i in range(count):
+                produced.append(i)
+                yield b"x" * 99 + b"\n"
+                await asyncio.sleep(0)
+            if fail:
+                raise render_routes.Unprocessable("a batch line is too long")
+        finally:
+            closed.set()
+
+    # Every line, in order; the error after the lines read before it.
+    got = []
+    with pytest.raises(render_routes.Unprocessable, match="too long"):
+        async for line in render_routes._read_ahead(source(50, fail=True), 10_000):
+            got.append(line)
+    assert len(got) == 50
+
+    # While nothing is taken, no more than the limit (1,000 bytes: 10 lines) is read.
+    produced.clear()
+    closed.clear()
+    lines = render_routes._read_ahead(source(1000), 1_000)
+    assert await lines.__anext__()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(produced) <= 12
+    # Left early (a client gone): the reading stops too.
+    await lines.aclose()
+    await asyncio.wait_for(closed.wait(), 1)
+    assert len(produced) < 1000

@@ -9,7 +9,7 @@ import collections
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import orjson
@@ -266,7 +266,7 @@ async def _answer(
         return b"{" + prefix + orjson.dumps({"error": error})[1:] + b"\n"
 
 
-async def _read_ahead(lines: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+async def _read_ahead(lines: AsyncGenerator[bytes, None], limit: int) -> AsyncIterator[bytes]:
     """`lines`, read by a task of their own into a buffer of up to `limit` bytes: the
     request goes on being read while an answer waits for the client to take it. An
     error while reading comes out after the lines read before it."""
@@ -279,23 +279,27 @@ async def _read_ahead(lines: AsyncIterator[bytes], limit: int) -> AsyncIterator[
         nonlocal size
         try:
             count = 0
-            async for line in lines:
-                while size >= limit:
-                    room.clear()
-                    await room.wait()
-                buffer.append(line)
-                size += len(line)
-                arrived.set()
-                count += 1
-                if count % BATCH_CHUNK == 0:
-                    # Let the renders start on what is there, even if the request
-                    # arrives faster than they go.
-                    await asyncio.sleep(0)
-        except Exception as exc:  # handed to the reader of the lines
+            async with contextlib.aclosing(lines):  # closed when the reading stops
+                async for line in lines:
+                    while size >= limit:
+                        room.clear()
+                        await room.wait()
+                    buffer.append(line)
+                    size += len(line)
+                    arrived.set()
+                    count += 1
+                    if count % BATCH_CHUNK == 0:
+                        # Let the renders start on what is there, even if the request
+                        # arrives faster than they go.
+                        await asyncio.sleep(0)
+        except BaseException as exc:  # handed to the reader of the lines
             ended.append(exc)
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the reader of the lines hears of it all the same
         else:
             ended.append(None)
-        arrived.set()
+        finally:
+            arrived.set()
 
     reader = asyncio.create_task(read())
     try:
@@ -318,7 +322,7 @@ async def _read_ahead(lines: AsyncIterator[bytes], limit: int) -> AsyncIterator[
             await reader
 
 
-async def _lines(request: Request) -> AsyncIterator[bytes]:
+async def _lines(request: Request) -> AsyncGenerator[bytes, None]:
     buffer = b""
     async for piece in request.stream():
         buffer += piece
