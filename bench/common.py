@@ -26,6 +26,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
+# The benches import the project's `app` package: importing this module makes it found.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 

@@ -42,9 +42,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
+import redis
 from common import (
     BENCH_DIR,
-    ROOT,
     START_TIMEOUT_S,
     BenchError,
     Client,
@@ -63,22 +64,16 @@ from common import (
     wait_ready,
 )
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import orjson  # noqa: E402
-import redis  # noqa: E402
-
-from app.catalog import Catalog  # noqa: E402
-from app.feeds import FEEDS, FeedContext  # noqa: E402
-from app.feeds.base import tracked  # noqa: E402
-from app.profiles.memory import MemoryStore  # noqa: E402
-from app.profiles.redis import RedisStore, profile_key  # noqa: E402
-from app.profiles.schema import validate_profile  # noqa: E402
-from app.render.links import Links, LinkSigner  # noqa: E402
-from app.routes.feeds import DEFAULT_LIMIT, clicked  # noqa: E402
-from app.settings import Secret  # noqa: E402
-from app.tokens import Tokens  # noqa: E402
+from app.catalog import Catalog
+from app.feeds import FEEDS, FeedContext
+from app.feeds.base import tracked
+from app.profiles.memory import MemoryStore
+from app.profiles.redis import RedisStore, profile_key
+from app.profiles.schema import validate_profile
+from app.render.links import Links, LinkSigner
+from app.routes.feeds import DEFAULT_LIMIT, clicked
+from app.settings import Secret
+from app.tokens import Tokens
 
 SECRET_KEY = "kairos-bench-feeds-0123456789abcdefghijk"  # fixed, 40 characters
 PUBLIC_URL = "http://127.0.0.1:8000"  # what the feeds' click URLs start with

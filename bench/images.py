@@ -50,9 +50,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import PIL
 from common import (
     BENCH_DIR,
-    ROOT,
     BenchError,
     Client,
     Pinning,
@@ -69,18 +69,13 @@ from common import (
     uvicorn_argv,
     wait_ready,
 )
+from PIL import Image
+from starlette.applications import Starlette
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import PIL  # noqa: E402
-from PIL import Image  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-
-from app.app import create_app  # noqa: E402
-from app.images.countdown import Countdown  # noqa: E402
-from app.settings import Secret, Settings  # noqa: E402
-from app.tokens import Tokens  # noqa: E402
+from app.app import create_app
+from app.images.countdown import Countdown
+from app.settings import Secret, Settings
+from app.tokens import Tokens
 
 SECRET_KEY = "kairos-bench-images-0123456789abcdefghij"  # fixed, 40 characters
 DEADLINE = "2026-12-24T23:59:59Z"

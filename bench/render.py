@@ -63,6 +63,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h11
+import httpx
+import orjson
+from bare_render import expanded_mjml
 from common import (
     BENCH_DIR,
     ROOT,
@@ -84,21 +88,13 @@ from common import (
     wait_ready,
 )
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import h11  # noqa: E402
-import httpx  # noqa: E402
-import orjson  # noqa: E402
-from bare_render import expanded_mjml  # noqa: E402
-
-from app.demo import CATALOG, load_demo  # noqa: E402
-from app.errors import KairosError  # noqa: E402
-from app.profiles.schema import validate_profile  # noqa: E402
-from app.render.renderer import FORMATS, Renderer  # noqa: E402
-from app.routes.render import RenderRequest  # noqa: E402
-from app.services import Services, build_services  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from app.demo import CATALOG, load_demo
+from app.errors import KairosError
+from app.profiles.schema import validate_profile
+from app.render.renderer import FORMATS, Renderer
+from app.routes.render import RenderRequest
+from app.services import Services, build_services
+from app.settings import Settings
 
 SECRET_KEY = "kairos-bench-render-0123456789abcdefghij"  # fixed, 40 characters
 API_KEY = "kairos-bench-render-api-key-0123"
