@@ -15,7 +15,7 @@ and its URLs signed for the reader.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -135,8 +135,8 @@ def piece(
     are added to (without it, its loops are rendered as they are)."""
     try:
         tree = env.parse(text)
-        reads = frozenset(meta.find_undeclared_variables(tree))
-        keyed = _keyed(tree, env)
+        reads = frozenset(meta.find_undeclared_variables(tree))  # globals are not in it
+        keyed = _keyed(tree, env, reads)
         if params is not None:
             _fold_params(tree, env, params)
         shared = (
@@ -268,7 +268,8 @@ def _share_loop_bodies(
             continue  # not innermost: its inner loops are looked at on their own
         body = nodes.Template(loop.body, lineno=loop.lineno)
         body.set_environment(env)
-        keyed = _keyed(body, env, frozenset({target.name}))
+        names = meta.find_undeclared_variables(body) - {target.name}
+        keyed = _keyed(body, env, names)
         if keyed is None:
             continue
         html = env.autoescape is True
@@ -309,11 +310,11 @@ def _escape(value: Any) -> str:
 
 
 def _keyed(
-    tree: nodes.Template, env: SandboxedEnvironment, given: frozenset[str] = frozenset()
+    tree: nodes.Template, env: SandboxedEnvironment, reads: Set[str]
 ) -> tuple[str, ...] | None:
-    """The per-send names `tree` reads (`given` names aside), or None when it reads
-    the reader or changes at every render."""
-    names = set(meta.find_undeclared_variables(tree))  # globals are not in it
+    """The per-send names among `reads` (what `tree` reads of the render's context),
+    or None when it reads the reader or changes at every render."""
+    names = set(reads)
     if any(node.name in PER_RENDER_GLOBALS for node in tree.find_all(nodes.Name)):
         return None
     # A filter is used by name (`x | click`) or passed as a string (`map('click')`).
@@ -322,7 +323,7 @@ def _keyed(
     if used & PER_RENDER_FILTERS:
         return None
     names.update(CONTEXT_FILTERS[name] for name in used & CONTEXT_FILTERS.keys())
-    if names - FIXED_NAMES - KEYED_NAMES - set(env.globals) - given:
+    if names - FIXED_NAMES - KEYED_NAMES - set(env.globals):
         return None
     return tuple(sorted(names & KEYED_NAMES))
 

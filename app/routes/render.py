@@ -196,7 +196,6 @@ async def _batch(
             yield data
         yield orjson.dumps({"line": number + 1, "user_id": None, **exc.body()}) + b"\n"
         return
-    del answers
     for data in _sends(await _render_chunk(chunk, template, renderer, run)):
         yield data
 
