@@ -1,6 +1,6 @@
 """Feeds benchmark: Kairos's cart feed against bare Starlette baselines, under wrk.
 
-    cd /work/main && .venv/bin/python bench/feeds.py [--duration 10] [--connections 64]
+    .venv/bin/python bench/feeds.py [--duration 10] [--connections 64]
     .venv/bin/python bench/feeds.py --quick        # 3 s runs, a smoke test
 
 Four servers, one at a time, each its own uvicorn process (uvloop, httptools, 1 worker,

@@ -1,7 +1,7 @@
 """Live images benchmark: render times and sizes in-process, then cached countdowns over
 HTTP against a bare Starlette endpoint serving the same bytes.
 
-    cd /work/main && .venv/bin/python bench/images.py [--duration 10] [--connections 64]
+    .venv/bin/python bench/images.py [--duration 10] [--connections 64]
     .venv/bin/python bench/images.py --quick        # 3 s runs, fewer renders: a smoke run
 
 Part 1, in-process (Kairos's own app and services, the embedded store with the demo

@@ -1,6 +1,6 @@
 """Render benchmark: Kairos's send-time renders against MJML compiled per render.
 
-    cd /work/main && .venv/bin/python bench/render.py [--duration 10] [--template NAME]
+    .venv/bin/python bench/render.py [--duration 10] [--template NAME]
     .venv/bin/python bench/render.py --quick        # 3 s runs, small batch: a smoke test
 
 Every case renders one template (default weekly_picks, the heaviest) as HTML + AMP + text
