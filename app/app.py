@@ -34,7 +34,7 @@ SHUTDOWN_WAIT_S = 3.0
 
 def create_app(settings: Settings | None = None, *, store: ProfileStore | None = None) -> KairosApp:
     """A Kairos ASGI app. `store` overrides the backend chosen by the settings."""
-    settings = settings or Settings.from_env()
+    settings = (settings or Settings.from_env()).with_development_key()
     services = build_services(settings, store)
     openapi_doc = spec(settings.public_url)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from app.render.check import check_all
 from app.render.links import Links, UnsafeTarget, check_target
 from app.render.mime import mime_message
 from app.services import build_services
-from app.settings import ConfigError, Settings
+from app.settings import ConfigError, Secret, Settings
 from app.tokens import Tokens
 
 BATCH = 1000
@@ -57,9 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    serve.add_argument("--host", help="default: the HOST setting")
+    serve.add_argument("--port", type=int, help="default: the PORT setting")
+    serve.add_argument("--workers", type=int, help="default: the WEB_CONCURRENCY setting")
     serve.set_defaults(run=_serve)
 
     sign = sub.add_parser("sign", help="print a signed open-time URL")
@@ -124,21 +123,31 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings() -> Settings:
+    """The settings, signing with the development key when no KAIROS_SECRET_KEYS is set."""
+    return Settings.from_env().with_development_key()
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = Settings.from_env()  # fail fast, before any worker starts
-    if args.workers > 1 and settings.redis_url is None:
+    # Fail fast, before any worker starts; and make the development key file now, so
+    # that the workers read it rather than race to create it.
+    settings = _settings()
+    host = settings.host if args.host is None else args.host
+    port = settings.port if args.port is None else args.port
+    workers = settings.workers if args.workers is None else args.workers
+    if workers > 1 and settings.redis_url is None:
         raise ConfigError(
             "the embedded store lives inside one process: set REDIS_URL to run "
-            f"{args.workers} workers, or use --workers 1"
+            f"{workers} workers, or use --workers 1"
         )
     uvicorn.run(
         "app.app:factory",
         factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+        host=host,
+        port=port,
+        workers=workers,
         loop="uvloop",
         http="httptools",
         # Our own access log leaves out query strings, where tokens travel.
@@ -150,7 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _sign_feed(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = _settings()
     check_user_id(args.user)
     if args.ttl is not None and args.ttl <= 0:
         raise ConfigError("--ttl must be a positive number of seconds")
@@ -162,7 +171,7 @@ def _sign_feed(args: argparse.Namespace) -> int:
 
 
 def _sign_pixel(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = _settings()
     check_user_id(args.user)
     links = Links(Tokens(settings.secret_keys), settings.public_url, args.user, args.campaign, "")
     print(links.pixel())
@@ -170,7 +179,7 @@ def _sign_pixel(args: argparse.Namespace) -> int:
 
 
 def _sign_click(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = _settings()
     check_user_id(args.user)
     try:
         check_target(args.url)
@@ -190,7 +199,7 @@ def _sign_click(args: argparse.Namespace) -> int:
 
 
 def _sign_image(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = _settings()
     check_user_id(args.user)
     params: dict[str, str] = {}
     for pair in args.param:
@@ -221,7 +230,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 async def _render_async(args: argparse.Namespace, profile: dict[str, Any] | None) -> int:
-    services = build_services(Settings.from_env())
+    services = build_services(_settings())
     try:
         if services.settings.demo_data:
             await load_demo(services.store)
@@ -247,7 +256,7 @@ async def _render_async(args: argparse.Namespace, profile: dict[str, Any] | None
 
 
 def _check(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = _settings()
     problems = check_all(settings, amp=not args.no_amp)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -262,7 +271,7 @@ def _import(args: argparse.Namespace) -> int:
         return 2
     settings = Settings.from_env()
     if args.server:
-        return asyncio.run(_import_http(args.kind, path, args.server))
+        return asyncio.run(_import_http(args.kind, path, args.server, settings.client_api_key))
     if settings.redis_url is None:
         print(
             "kairos: the embedded store lives inside the server process: set REDIS_URL, "
@@ -315,18 +324,17 @@ async def _write(store: RedisStore, kind: str, batch: list[Any]) -> int:
     return await store.put_products(batch)
 
 
-async def _import_http(kind: str, path: Path, server: str) -> int:
+async def _import_http(kind: str, path: Path, server: str, api_key: Secret | None) -> int:
     if kind != "profiles":
         print("kairos: only profiles can be imported through the API", file=sys.stderr)
         return 2
-    api_key = os.environ.get("KAIROS_API_KEY", "")
-    if not api_key:
+    if api_key is None:
         print("kairos: set KAIROS_API_KEY to import through the API", file=sys.stderr)
         return 2
     errors: list[str] = []
     progress = Progress(_count_lines(path), "import profiles")
     imported = 0
-    headers = {"Authorization": f"Bearer {api_key}"}
+    headers = {"Authorization": f"Bearer {api_key.reveal()}"}
     limit = asyncio.Semaphore(32)
 
     async def put(client: httpx.AsyncClient, user_id: str, profile: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app import __version__
+from app.settings import SETTINGS, describe
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -67,6 +68,8 @@ def spec(public_url: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Kairos", "version": __version__},
         "servers": [{"url": public_url}],
+        # The server's settings as documented (names, defaults, bounds), never their values.
+        "x-kairos-settings": [describe(setting) for setting in SETTINGS],
         "paths": {
             "/openapi.json": {
                 "get": {"summary": "This description", "responses": {"200": _json("OpenAPI")}}

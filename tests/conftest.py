@@ -3,6 +3,7 @@ redis-server (one per session, flushed between tests)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -20,14 +21,24 @@ from app.settings import ENV_VARS, Settings
 SettingsFactory = Callable[..., Settings]
 
 
+@pytest.fixture(scope="session")
+def amp_validator_dir() -> Path:
+    """Where `.ci/amp-validator` installed the AMP validator, as this machine's own
+    environment says: the tests' cleared environments keep pointing there."""
+    machine = ("KAIROS_AMP_VALIDATOR_DIR", "XDG_CACHE_HOME", "HOME")
+    environ = {k: v for k, v in os.environ.items() if k in machine}
+    return Settings.from_env(environ).amp_validator_dir
+
+
 @pytest.fixture
-def test_env(tmp_path: Path) -> dict[str, str]:
+def test_env(tmp_path: Path, amp_validator_dir: Path) -> dict[str, str]:
     """The environment every test settings object starts from."""
     return {
         "KAIROS_ENV": "test",
         "KAIROS_SECRET_KEYS": SECRET,
         "KAIROS_API_KEYS": API_KEY,
         "KAIROS_DEV_SECRET_FILE": str(tmp_path / "dev-secret"),
+        "KAIROS_AMP_VALIDATOR_DIR": str(amp_validator_dir),
     }
 
 

@@ -188,6 +188,50 @@ def test_serve_refuses_bad_config(clean_environ, monkeypatch, capsys):
     assert "KAIROS_BUDGET_MS must be an integer" in capsys.readouterr().err
 
 
+@pytest.fixture
+def uvicorn_runs(monkeypatch) -> list[dict[str, object]]:
+    """What `kairos serve` would hand to uvicorn (which is not started)."""
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: calls.append(kwargs))
+    return calls
+
+
+def test_serve_listens_where_the_settings_say(clean_environ, monkeypatch, uvicorn_runs):
+    assert main(["serve"]) == 0
+    assert [(r["host"], r["port"], r["workers"]) for r in uvicorn_runs] == [("127.0.0.1", 8000, 1)]
+
+    monkeypatch.setenv("HOST", "10.0.0.5")
+    monkeypatch.setenv("PORT", "9000")
+    assert main(["serve"]) == 0
+    assert main(["serve", "--host", "127.0.0.2", "--port", "9001"]) == 0
+    assert [(r["host"], r["port"]) for r in uvicorn_runs[1:]] == [
+        ("10.0.0.5", 9000),
+        ("127.0.0.2", 9001),
+    ]
+
+
+def test_serve_takes_its_workers_from_web_concurrency(clean_environ, monkeypatch, capsys):
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    assert main(["serve"]) == 2
+    assert "set REDIS_URL to run 3 workers" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_bad_port(clean_environ, monkeypatch, capsys, uvicorn_runs):
+    monkeypatch.setenv("PORT", "http")
+    assert main(["serve"]) == 2
+    assert "PORT must be an integer, not 'http'" in capsys.readouterr().err
+    assert uvicorn_runs == []
+
+
+def test_serve_makes_the_development_key_before_the_workers_start(
+    clean_environ, monkeypatch, uvicorn_runs
+):
+    # The workers then read one file rather than race to create it.
+    monkeypatch.delenv("KAIROS_SECRET_KEYS")
+    assert main(["serve"]) == 0
+    assert Path(clean_environ["KAIROS_DEV_SECRET_FILE"]).is_file()
+
+
 # --- import into redis -------------------------------------------------------------------
 
 GOOD_1 = {"user_id": "u1", "first_name": "Ada", "loyalty_points": 5}

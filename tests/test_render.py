@@ -147,16 +147,16 @@ BROKEN_AMP = "(a deliberately broken AMP email)"
 
 
 @pytest.fixture(scope="module")
-def verdicts(rendered: Rendered) -> dict[str, ampvalidate.Verdict] | None:
+def verdicts(rendered: Rendered, amp_validator_dir) -> dict[str, ampvalidate.Verdict] | None:
     """The official validator's verdict on every AMP part, in one run (with one broken
     document, to show that a PASS means something)."""
-    if not ampvalidate.available():
+    if not ampvalidate.available(amp_validator_dir):
         return None  # the test fails, saying how to install it
     documents = {str(case): r.amp for case, r in rendered.cases.items() if r.amp is not None}
     documents[BROKEN_AMP] = (
         '<!doctype html><html ⚡4email><head></head><body><img src="x.png"></body></html>'
     )
-    return ampvalidate.validate(documents)
+    return ampvalidate.validate(documents, amp_validator_dir)
 
 
 def problems_in(rendered: Rendered, check: Any) -> list[str]:

@@ -201,8 +201,10 @@ def test_render_amp_needs_an_https_public_url(clean_environ, monkeypatch, capsys
 # --- check ---------------------------------------------------------------------------------
 
 
-def test_check_passes_on_the_real_blocks_and_templates(clean_environ, capsysbinary):
-    if not ampvalidate.available():
+def test_check_passes_on_the_real_blocks_and_templates(
+    clean_environ, capsysbinary, amp_validator_dir
+):
+    if not ampvalidate.available(amp_validator_dir):
         pytest.fail(
             "the official AMP validator is not installed: run `bash .ci/amp-validator`",
             pytrace=False,

@@ -5,12 +5,26 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
+import subprocess
+import sys
+import types
+import typing
 from pathlib import Path
 
 import pytest
 from support import API_KEY, SECRET
 
-from app.settings import MIN_SECRET_LENGTH, ConfigError, Secret, Settings
+from app.settings import (
+    ENV_VARS,
+    MIN_SECRET_LENGTH,
+    SETTINGS,
+    ConfigError,
+    Secret,
+    Setting,
+    Settings,
+)
+from app.settings.parse import Integer
+from app.settings.table import Known
 
 PRODUCTION_OK = {
     "KAIROS_ENV": "production",
@@ -106,7 +120,8 @@ def test_development_generates_a_private_key_file_and_reuses_it(tmp_path: Path):
     key_file = tmp_path / "sub" / "dev-secret"
     env = {"KAIROS_ENV": "development", "KAIROS_DEV_SECRET_FILE": str(key_file)}
 
-    first = Settings.from_env(env)
+    assert not key_file.exists()  # reading settings writes nothing
+    first = Settings.from_env(env).with_development_key()
     assert first.generated_secret is True
     assert len(first.secret_keys) == 1
     key = first.secret_keys[0].reveal()
@@ -115,20 +130,20 @@ def test_development_generates_a_private_key_file_and_reuses_it(tmp_path: Path):
     assert key_file.read_text().strip() == key
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
-    second = Settings.from_env(env)
+    second = Settings.from_env(env).with_development_key()
     assert second.generated_secret is True
     assert second.secret_keys[0].reveal() == key
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
 
 def test_development_key_files_differ_per_file(tmp_path: Path):
-    a = Settings.from_env({"KAIROS_DEV_SECRET_FILE": str(tmp_path / "a")})
-    b = Settings.from_env({"KAIROS_DEV_SECRET_FILE": str(tmp_path / "b")})
+    a = Settings.from_env({"KAIROS_DEV_SECRET_FILE": str(tmp_path / "a")}).with_development_key()
+    b = Settings.from_env({"KAIROS_DEV_SECRET_FILE": str(tmp_path / "b")}).with_development_key()
     assert a.secret_keys != b.secret_keys
 
 
 def test_development_key_file_defaults_under_xdg_cache_home(tmp_path: Path):
-    s = Settings.from_env({"XDG_CACHE_HOME": str(tmp_path)})
+    s = Settings.from_env({"XDG_CACHE_HOME": str(tmp_path)}).with_development_key()
     assert (tmp_path / "kairos" / "dev-secret").read_text().strip() == s.secret_keys[0].reveal()
 
 
@@ -136,7 +151,7 @@ def test_damaged_development_key_file_is_a_config_error(tmp_path: Path):
     key_file = tmp_path / "dev-secret"
     key_file.write_text("too-short\n")
     with pytest.raises(ConfigError, match="is damaged: delete it"):
-        Settings.from_env({"KAIROS_DEV_SECRET_FILE": str(key_file)})
+        Settings.from_env({"KAIROS_DEV_SECRET_FILE": str(key_file)}).with_development_key()
 
 
 @pytest.mark.parametrize("below", ["dev-secret", "sub/dev-secret"])
@@ -151,27 +166,29 @@ def test_development_key_file_in_unusable_directory(
     env = {"KAIROS_DEV_SECRET_FILE": str(blocker / below)}
 
     with caplog.at_level("WARNING", logger="kairos.settings"):
-        first = Settings.from_env(env)
+        first = Settings.from_env(env).with_development_key()
     assert first.generated_secret is True
     key = first.secret_keys[0].reveal()
     assert len(key) >= MIN_SECRET_LENGTH
     assert "using a key for this process only" in caplog.text
     assert blocker.read_text() == "a file where a directory should be"  # untouched
     # nothing was kept: another process (or call) gets another key
-    assert Settings.from_env(env).secret_keys[0].reveal() != key
+    assert Settings.from_env(env).with_development_key().secret_keys[0].reveal() != key
 
 
 def test_development_key_file_that_cannot_be_read_is_a_config_error(tmp_path: Path):
     key_file = tmp_path / "dev-secret"
     key_file.mkdir()  # exists, but reading it fails (whoever runs the tests, root too)
     with pytest.raises(ConfigError, match="cannot read the development key file"):
-        Settings.from_env({"KAIROS_DEV_SECRET_FILE": str(key_file)})
+        Settings.from_env({"KAIROS_DEV_SECRET_FILE": str(key_file)}).with_development_key()
 
 
 def test_explicit_keys_do_not_touch_the_development_file(tmp_path: Path):
     key_file = tmp_path / "dev-secret"
-    s = Settings.from_env({"KAIROS_SECRET_KEYS": SECRET, "KAIROS_DEV_SECRET_FILE": str(key_file)})
+    env = {"KAIROS_SECRET_KEYS": SECRET, "KAIROS_DEV_SECRET_FILE": str(key_file)}
+    s = Settings.from_env(env).with_development_key()
     assert s.generated_secret is False
+    assert s.secret_keys == (Secret(SECRET),)
     assert not key_file.exists()
 
 
@@ -198,6 +215,42 @@ def test_defaults(settings):
     assert s.image_cache_bytes == 64 * 1024 * 1024
     assert 1 <= s.image_workers <= 4
     assert s.image_max_bytes == 5 * 1024 * 1024
+    assert (s.host, s.port, s.workers) == ("127.0.0.1", 8000, 1)
+    assert s.client_api_key is None
+
+
+def test_serve_and_client_values_are_read(settings, tmp_path):
+    s = settings(
+        HOST="10.0.0.5",
+        PORT="9000",
+        WEB_CONCURRENCY="4",
+        KAIROS_API_KEY=" client-key ",
+        KAIROS_AMP_VALIDATOR_DIR=tmp_path / "ampval",  # need not exist yet
+    )
+    assert (s.host, s.port, s.workers) == ("10.0.0.5", 9000, 4)
+    assert s.client_api_key == Secret("client-key")
+    assert s.amp_validator_dir == tmp_path / "ampval"
+
+
+def test_cache_folders_default_under_xdg_cache_home_else_home(tmp_path):
+    xdg = Settings.from_env({"XDG_CACHE_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path)})
+    assert xdg.dev_secret_file == tmp_path / "xdg" / "kairos" / "dev-secret"
+    assert xdg.amp_validator_dir == tmp_path / "xdg" / "kairos-ampval"
+    home = Settings.from_env({"HOME": str(tmp_path)})
+    assert home.dev_secret_file == tmp_path / ".cache" / "kairos" / "dev-secret"
+    assert home.amp_validator_dir == tmp_path / ".cache" / "kairos-ampval"
+
+
+def test_a_blank_variable_is_an_unset_one(settings):
+    s = settings(KAIROS_BUDGET_MS=" ", KAIROS_LOG_LEVEL="", KAIROS_DEMO_DATA="", PORT="")
+    assert (s.budget_ms, s.log_level, s.demo_data, s.port) == (150, "INFO", True, 8000)
+
+
+def test_an_empty_amp_allow_list_denies_every_sender(settings):
+    # Not the development default `*`: set to nothing, the allow-list allows nothing.
+    assert settings(KAIROS_AMP_SENDERS="").amp_senders == ()
+    assert settings(KAIROS_AMP_SENDERS=" , ").amp_senders == ()
+    assert Settings.from_env(production(KAIROS_AMP_SENDERS="")).amp_senders == ()
 
 
 def test_image_values_are_read(settings, tmp_path):
@@ -292,6 +345,146 @@ def test_from_env_reads_os_environ_by_default(clean_environ, monkeypatch: pytest
     monkeypatch.setenv("KAIROS_BUDGET_MS", "42")
     assert Settings.from_env().budget_ms == 42
     assert os.environ["KAIROS_BUDGET_MS"] == "42"
+
+
+# --- one table ---------------------------------------------------------------------------
+
+# Set by `with_development_key`, not read from a variable.
+DERIVED = {"generated_secret"}
+
+
+def test_every_field_comes_from_a_row_of_the_table_or_is_derived():
+    attrs = [row.attr for row in SETTINGS]
+    assert len(set(attrs)) == len(attrs), "two rows fill the same attribute"
+    assert len(set(ENV_VARS)) == len(ENV_VARS), "two rows read the same variable"
+    assert ENV_VARS == tuple(row.var for row in SETTINGS)
+    assert {f.name for f in dataclasses.fields(Settings)} == set(attrs) | DERIVED
+
+
+def _has_type(value: object, hint: object) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_has_type(v, args[0]) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    assert isinstance(hint, type)
+    return isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"REDIS_URL": "redis://localhost", "KAIROS_API_KEY": "k", "KAIROS_CATALOG_ASSETS_DIR": "."},
+    ],
+)
+def test_every_row_gives_its_field_the_declared_type(settings, changes: dict[str, str]):
+    # mypy checks the uses of Settings against its annotations; this checks the rows.
+    s = settings(**changes)
+    hints = typing.get_type_hints(Settings)
+    for f in dataclasses.fields(Settings):
+        value = getattr(s, f.name)
+        assert _has_type(value, hints[f.name]), f"{f.name} = {value!r} is not {hints[f.name]}"
+
+
+@pytest.mark.parametrize("row", [r for r in SETTINGS if r.default], ids=lambda r: r.var)
+def test_a_default_is_written_as_the_variable_would_be(row: Setting):
+    # Setting a variable to its table default changes nothing: one unit, one syntax.
+    unset = Settings.from_env({})
+    default = row.default(Known({}, vars(unset))) if callable(row.default) else row.default
+    assert isinstance(default, str)
+    assert Settings.from_env({row.var: default}) == unset
+
+
+def test_a_default_that_is_not_a_plain_value_says_how_it_is_shown():
+    for row in SETTINGS:
+        plain = isinstance(row.default, str) and row.default and not row.attr.endswith("_dir")
+        assert plain or row.shown, f"{row.var}: say in `shown` what the README calls its default"
+
+
+# The integer rows' defaults and bounds as they were before the table; a new integer row
+# must be added here.
+INTEGERS = {
+    "KAIROS_BUDGET_MS": ("150", 1, 60_000),
+    "KAIROS_CACHE_TTL_MS": ("5000", 0, 86_400_000),
+    "KAIROS_CACHE_SIZE": ("100000", 1, 10_000_000),
+    "KAIROS_MAX_BODY_BYTES": ("1048576", 1024, 1024**3),
+    "KAIROS_REDIS_TIMEOUT_MS": ("500", 1, 60_000),
+    "KAIROS_REDIS_POOL_SIZE": ("64", 1, 10_000),
+    "KAIROS_STORE_RETRY_MS": ("500", 0, 60_000),
+    "KAIROS_IMAGE_CACHE_MB": ("64", 1, 65_536),
+    "KAIROS_IMAGE_WORKERS": (None, 1, 64),  # computed: CPU cores, at most 4
+    "KAIROS_IMAGE_MAX_BYTES": ("5242880", 1024, 1024**3),
+    "PORT": ("8000", 0, 65_535),
+    "WEB_CONCURRENCY": ("1", 1, 1024),
+}
+
+
+def test_every_integer_row_is_pinned():
+    assert {row.var for row in SETTINGS if isinstance(row.parse, Integer)} == set(INTEGERS)
+
+
+@pytest.mark.parametrize("var", INTEGERS)
+def test_integer_defaults_and_bounds(settings, var: str):
+    default, lo, hi = INTEGERS[var]
+    row = next(row for row in SETTINGS if row.var == var)
+    if default is not None:
+        assert row.default == default
+    for edge in (lo, hi):
+        settings(**{var: str(edge)})
+    for outside in (lo - 1, hi + 1):
+        with pytest.raises(ConfigError, match=rf"^{var} must be between {lo} and {hi}, not "):
+            settings(**{var: str(outside)})
+
+
+def test_from_env_writes_nothing(clean_environ, monkeypatch: pytest.MonkeyPatch, tmp_path):
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    cache.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.delenv("KAIROS_SECRET_KEYS")
+    monkeypatch.delenv("KAIROS_DEV_SECRET_FILE")
+    monkeypatch.setenv("KAIROS_ENV", "development")
+
+    s = Settings.from_env()
+    assert (s.secret_keys, s.generated_secret) == ((), False)
+    assert list(home.iterdir()) == []
+    assert list(cache.iterdir()) == []
+
+    # the explicit step writes, and only where the settings say
+    keyed = s.with_development_key()
+    assert keyed.generated_secret is True
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file()] == [
+        Path("cache/kairos/dev-secret")
+    ]
+
+
+def test_importing_the_app_and_reading_settings_write_nothing(tmp_path):
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    cache.mkdir()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(cache),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    code = "import app.app, app.cli; from app.settings import Settings; Settings.from_env()"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert list(home.iterdir()) == []
+    assert list(cache.iterdir()) == []
+
+
+def test_with_development_key_keeps_configured_keys(settings):
+    s = settings()
+    assert s.with_development_key() is s
+    assert Settings.from_env(PRODUCTION_OK).with_development_key().secret_keys == (Secret(SECRET),)
 
 
 # --- secrets never show ------------------------------------------------------------------

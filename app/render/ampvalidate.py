@@ -1,14 +1,13 @@
 """The official AMP validator (AMP4EMAIL format), run offline through Node.
 
 It is installed by `.ci/amp-validator` (the validator engine from a pinned npm tarball,
-checked by sha256, plus the `amphtml-validator` runner) into `KAIROS_AMP_VALIDATOR_DIR`,
-default `~/.cache/kairos-ampval`.
+checked by sha256, plus the `amphtml-validator` runner) into the folder given here: the
+`amp_validator_dir` setting (KAIROS_AMP_VALIDATOR_DIR).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -16,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RUNNER = """
-const v = require('amphtml-validator'); const fs = require('fs');
-v.getInstance(process.argv[2]).then(inst => {
+const v = require(process.argv[2]); const fs = require('fs');
+v.getInstance(process.argv[3]).then(inst => {
   const out = [];
-  for (const f of process.argv.slice(3)) {
+  for (const f of process.argv.slice(4)) {
     const r = inst.validateString(fs.readFileSync(f, 'utf8'), 'AMP4EMAIL');
     out.push({file: f, status: r.status, errors: r.errors.map(e =>
       `${e.severity} line ${e.line}:${e.col} ${e.code} ${e.message || ''}`)});
@@ -35,13 +34,8 @@ class Verdict:
     errors: list[str]
 
 
-def validator_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kairos-ampval"
-    return Path(os.environ.get("KAIROS_AMP_VALIDATOR_DIR") or default)
-
-
-def available() -> bool:
-    folder = validator_dir()
+def available(folder: Path) -> bool:
+    """Whether node and the validator installed in `folder` are there."""
     return (
         shutil.which("node") is not None
         and (folder / "validator_wasm.js").is_file()
@@ -49,9 +43,9 @@ def available() -> bool:
     )
 
 
-def validate(documents: dict[str, str]) -> dict[str, Verdict]:
-    """The validator's verdict on each named AMP document."""
-    folder = validator_dir()
+def validate(documents: dict[str, str], folder: Path) -> dict[str, Verdict]:
+    """The validator's verdict on each named AMP document, by the validator in `folder`."""
+    package = folder / "node_modules" / "amphtml-validator"
     with tempfile.TemporaryDirectory() as tmp:
         paths = {}
         for i, (name, text) in enumerate(documents.items()):
@@ -60,11 +54,12 @@ def validate(documents: dict[str, str]) -> dict[str, Verdict]:
             paths[str(path)] = name
         runner = Path(tmp) / "run.js"
         runner.write_text(RUNNER)
+        # The runner is required by its path (its own dependencies are found beside it),
+        # so node needs no NODE_PATH and inherits this process's environment untouched.
         result = subprocess.run(
-            ["node", str(runner), str(folder / "validator_wasm.js"), *paths],
+            ["node", str(runner), str(package), str(folder / "validator_wasm.js"), *paths],
             capture_output=True,
             text=True,
-            env={**os.environ, "NODE_PATH": str(folder / "node_modules")},
             timeout=120,
             check=False,
         )

@@ -92,12 +92,13 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
                 problems.append(f"{where}: AMP document is over {MAX_DOCUMENT_BYTES} bytes")
             amp_docs[where] = result.amp
     if amp and amp_docs:
-        if not ampvalidate.available():
+        if not ampvalidate.available(settings.amp_validator_dir):
             problems.append(
                 "the AMP validator is not installed: run `bash .ci/amp-validator`, or pass --no-amp"
             )
         else:
-            for where, verdict in ampvalidate.validate(amp_docs).items():
+            verdicts = ampvalidate.validate(amp_docs, settings.amp_validator_dir)
+            for where, verdict in verdicts.items():
                 if verdict.status != "PASS":
                     problems.append(f"{where}: AMP {verdict.status}: " + "; ".join(verdict.errors))
     await services.store.close()

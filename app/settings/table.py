@@ -1,0 +1,261 @@
+"""The settings table: one row per environment variable, the only place a setting's
+parser, bounds, default and meaning are written. `Settings`, the README's configuration
+table (kept equal by tests/test_docs.py) and /openapi.json all derive from it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.settings import parse
+from app.settings.parse import Choice, Integer, Parser
+from app.settings.values import MIN_API_KEY_LENGTH, MIN_SECRET_LENGTH
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a computed default may depend on: the environment and the rows above it."""
+
+    environ: Mapping[str, str]
+    values: Mapping[str, Any]
+
+    @property
+    def production(self) -> bool:
+        return bool(self.values["env"] == "production")
+
+    def cache_home(self) -> Path:
+        home = self.environ.get("HOME") or str(Path.home())
+        return Path(self.environ.get("XDG_CACHE_HOME") or Path(home) / ".cache")
+
+
+Default = str | Callable[[Known], str] | None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable. `default` is written as the variable would be (its unit,
+    its syntax) and goes through `parse` like a value that was set; None means the
+    attribute is None when unset. `convert` turns the variable's unit into the
+    attribute's (milliseconds into `cache_ttl_s`). `shown` is the README's wording of a
+    default that is computed, empty or machine-specific. A blank variable counts as unset
+    unless `blank_is_unset` is False."""
+
+    var: str
+    attr: str
+    parse: Parser
+    default: Default
+    doc: str
+    shown: str = ""
+    convert: Callable[[Any], Any] | None = None
+    blank_is_unset: bool = True
+
+    def read(self, environ: Mapping[str, str], values: Mapping[str, Any]) -> Any:
+        raw = environ.get(self.var)
+        if raw is not None and (raw.strip() or not self.blank_is_unset):
+            value = self.parse(self.var, raw.strip())
+        else:
+            default = self.default
+            if callable(default):
+                default = default(Known(environ, values))
+            if default is None:
+                return None
+            value = self.parse(self.var, default)
+        return value if self.convert is None else self.convert(value)
+
+    @property
+    def shown_default(self) -> str:
+        return self.shown or f"`{self.default}`"
+
+
+def _outside_production(known: Known) -> str:
+    return "false" if known.production else "true"
+
+
+def _demo_data(known: Known) -> str:
+    return "false" if known.production or known.values["redis_url"] else "true"
+
+
+def _image_workers(known: Known) -> str:
+    return str(min(4, os.cpu_count() or 1))
+
+
+def _cached(name: str) -> Callable[[Known], str]:
+    return lambda known: str(known.cache_home() / name)
+
+
+def _ms_to_s(ms: int) -> float:
+    return ms / 1000
+
+
+def _mb_to_bytes(mb: int) -> int:
+    return mb * 1024 * 1024
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "KAIROS_ENV", "env", Choice(("development", "production", "test")), "development",
+        "`development`, `test` or `production`. Production refuses to start without "
+        f"`KAIROS_SECRET_KEYS` (each ≥ {MIN_SECRET_LENGTH} characters), `KAIROS_API_KEYS` "
+        f"(each ≥ {MIN_API_KEY_LENGTH}), `KAIROS_AMP_SENDERS` and an https "
+        "`KAIROS_PUBLIC_URL`.",
+    ),
+    Setting(
+        "KAIROS_SECRET_KEYS", "secret_keys", parse.secrets, "",
+        "Comma list of signing keys: tokens are signed with the first and verified with all, "
+        "so `new,old` rotates keys without breaking sent email.",
+        shown="generated (development only)",
+    ),
+    Setting(
+        "KAIROS_API_KEYS", "api_keys", parse.secrets, "",
+        "Comma list of Bearer keys for server-to-server calls (`/v1/profiles/…`). Unset: "
+        "those calls answer 401.", shown="none",
+    ),
+    Setting(
+        "REDIS_URL", "redis_url", parse.redis_url, None,
+        "`redis://`, `rediss://` or `unix://` URL of the profile store.",
+        shown="unset: embedded store",
+    ),
+    Setting(
+        "KAIROS_PUBLIC_URL", "public_url", parse.http_url, "http://127.0.0.1:8000",
+        "Base of the signed URLs Kairos prints and embeds.",
+    ),
+    # An allow-list set to nothing denies every sender: it must not fall back to `*`.
+    Setting(
+        "KAIROS_AMP_SENDERS", "amp_senders", parse.senders, "*",
+        "Comma list of sender addresses allowed to load feeds from AMP email, e.g. "
+        "`*@news.example.com,crm@example.com`. `*` stands for any characters but `@`.",
+        shown="`*` (development only)", blank_is_unset=False,
+    ),
+    Setting(
+        "KAIROS_BUDGET_MS", "budget_ms", Integer(1, 60_000), "150",
+        "Time budget for a request's data. Past it the reader gets stale cache or the "
+        "fallback.",
+    ),
+    Setting(
+        "KAIROS_UPSTREAM_HOSTS", "upstream_hosts", parse.hosts, "",
+        "The only hosts Kairos may call over HTTP (recommendation models, product images).",
+        shown="none",
+    ),
+    Setting(
+        "KAIROS_CACHE_TTL_MS", "cache_ttl_s", Integer(0, 86_400_000), "5000",
+        "How long a profile read stays in the in-process cache. `0` disables the cache. A "
+        "write invalidates at once on every worker and host sharing the Redis (announced on "
+        "the `kairos:changes` channel); if that announcement is lost, the change shows "
+        "within this time. The catalog is cached for 60 s.", convert=_ms_to_s,
+    ),
+    Setting(
+        "KAIROS_CACHE_SIZE", "cache_size", Integer(1, 10_000_000), "100000",
+        "Readers kept in the in-process cache (and as many stale copies for outages).",
+    ),
+    Setting(
+        "KAIROS_MAX_BODY_BYTES", "max_body_bytes", Integer(1024, 1024**3), "1048576",
+        "Largest request body accepted; larger ones get 413.",
+    ),
+    Setting(
+        "KAIROS_REDIS_TIMEOUT_MS", "redis_timeout_ms", Integer(1, 60_000), "500",
+        "Redis connect, socket and pool wait timeout.",
+    ),
+    Setting(
+        "KAIROS_REDIS_POOL_SIZE", "redis_pool_size", Integer(1, 10_000), "64",
+        "Redis connections per worker.",
+    ),
+    Setting(
+        "KAIROS_STORE_RETRY_MS", "store_retry_ms", Integer(0, 60_000), "500",
+        "After a store failure, how long requests go straight to cache or fallback before "
+        "the store is tried again.",
+    ),
+    Setting(
+        "KAIROS_DEMO_DATA", "demo_data", parse.boolean, _demo_data,
+        "Load the demo readers and catalog at start-up.",
+        shown="on in development without `REDIS_URL`",
+    ),
+    Setting(
+        "KAIROS_FALLBACKS_DIR", "fallbacks_dir", parse.folder, str(PROJECT_ROOT / "fallbacks"),
+        "Where the fallback content lives.", shown="`fallbacks/` of the checkout",
+    ),
+    Setting(
+        "KAIROS_BLOCKS_DIR", "blocks_dir", parse.folder, str(PROJECT_ROOT / "blocks"),
+        "Where the designers' blocks live.", shown="`blocks/` of the checkout",
+    ),
+    Setting(
+        "KAIROS_TEMPLATES_DIR", "templates_dir", parse.folder, str(PROJECT_ROOT / "templates"),
+        "Where the templates live.", shown="`templates/` of the checkout",
+    ),
+    Setting(
+        "KAIROS_RELOAD_TEMPLATES", "reload_templates", parse.boolean, _outside_production,
+        "Recompile a template when its files change (checked at most once a second).",
+        shown="on, except in production",
+    ),
+    Setting(
+        "KAIROS_CATALOG_ASSETS_DIR", "catalog_assets_dir", parse.folder, None,
+        "Folder of local product images: a catalog product's `image` names a file in it "
+        "(`lamp.jpg`), used by live product cards before its `image_url`.", shown="unset",
+    ),
+    Setting(
+        "KAIROS_IMAGE_CACHE_MB", "image_cache_bytes", Integer(1, 65_536), "64",
+        "Size of the in-process cache of rendered live images (least recently used out "
+        "first).", convert=_mb_to_bytes,
+    ),
+    Setting(
+        "KAIROS_IMAGE_WORKERS", "image_workers", Integer(1, 64), _image_workers,
+        "Threads that draw live images (Pillow), so drawing never stalls the event loop.",
+        shown="CPU cores, at most 4",
+    ),
+    Setting(
+        "KAIROS_IMAGE_MAX_BYTES", "image_max_bytes", Integer(1024, 1024**3), "5242880",
+        "Largest source image (upstream or local) a live image will load; bigger ones get "
+        "the fallback.",
+    ),
+    Setting(
+        "KAIROS_LOG_LEVEL", "log_level", Choice(("DEBUG", "INFO", "WARNING", "ERROR")), "INFO",
+        "`DEBUG`, `INFO`, `WARNING` or `ERROR`.",
+    ),
+    Setting(
+        "KAIROS_DEV_SECRET_FILE", "dev_secret_file", parse.path, _cached("kairos/dev-secret"),
+        "Where development keeps its generated signing key (mode 0600), shared by the "
+        "server's workers and `kairos sign`.",
+        shown="`kairos/dev-secret` in `$XDG_CACHE_HOME`, else in `~/.cache`",
+    ),
+    Setting(
+        "HOST", "host", parse.text, "127.0.0.1",
+        "Address `kairos serve` listens on (`--host` overrides it).",
+    ),
+    Setting(
+        "PORT", "port", Integer(0, 65_535), "8000",
+        "Port `kairos serve` listens on (`--port` overrides it).",
+    ),
+    Setting(
+        "WEB_CONCURRENCY", "workers", Integer(1, 1024), "1",
+        "Worker processes of `kairos serve` (`--workers` overrides it); more than one needs "
+        "`REDIS_URL`.",
+    ),
+    Setting(
+        "KAIROS_API_KEY", "client_api_key", parse.secret, None,
+        "The key `kairos import profiles FILE --server URL` sends: one of the server's "
+        "`KAIROS_API_KEYS`.", shown="unset",
+    ),
+    Setting(
+        "KAIROS_AMP_VALIDATOR_DIR", "amp_validator_dir", parse.path, _cached("kairos-ampval"),
+        "Where `.ci/amp-validator` installs the official AMP validator that `kairos check` "
+        "and the tests run.", shown="`kairos-ampval` in `$XDG_CACHE_HOME`, else in `~/.cache`",
+    ),
+)  # fmt: skip
+
+
+def describe(setting: Setting) -> dict[str, Any]:
+    """A setting's documentation, for /openapi.json: no value, only what the table says."""
+    entry: dict[str, Any] = {
+        "name": setting.var,
+        "default": setting.shown_default,
+        "description": setting.doc,
+    }
+    if isinstance(setting.parse, Integer):
+        entry["minimum"], entry["maximum"] = setting.parse.lo, setting.parse.hi
+    if isinstance(setting.parse, Choice):
+        entry["enum"] = list(setting.parse.options)
+    return entry
