@@ -21,21 +21,21 @@ from app.logs import configure_logging
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.observe import ObserveMiddleware
 from app.openapi import spec
-from app.profiles.store import ProfileStore
 from app.responses import JSONResponse
 from app.routes import feeds, health, images, opens, profiles, render
 from app.services import Services, build_services
 from app.settings import Settings
+from app.stores.bundle import Stores
 
 log = logging.getLogger("kairos")
 
 SHUTDOWN_WAIT_S = 3.0
 
 
-def create_app(settings: Settings | None = None, *, store: ProfileStore | None = None) -> KairosApp:
-    """A Kairos ASGI app. `store` overrides the backend chosen by the settings."""
+def create_app(settings: Settings | None = None, *, stores: Stores | None = None) -> KairosApp:
+    """A Kairos ASGI app. `stores` overrides the backend chosen by the settings."""
     settings = (settings or Settings.from_env()).with_development_key()
-    services = build_services(settings, store)
+    services = build_services(settings, stores)
     openapi_doc = spec(settings.public_url)
 
     async def openapi(request: Request) -> Response:
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, *, store: ProfileStore | None =
             if not done:
                 follower.cancel()
             await services.images.close()
-            await services.store.close()
+            await services.stores.close()
 
     # The open-time routes: every email open hits them (app/fast_routes.py).
     open_time = [*feeds.routes(services), *images.routes(services)]
@@ -97,18 +97,18 @@ async def _start(services: Services) -> None:
         log.warning("KAIROS_API_KEYS is not set: the profiles API answers 401 to every call")
     if settings.demo_data:
         try:
-            products, readers = await load_demo(services.store)
+            products, readers = await load_demo(services.stores)
             log.info("demo data loaded: %d products, %d readers", products, readers)
         except StoreUnavailable as exc:
             log.warning("could not load demo data: %s", exc)
     try:
-        await services.store.ping()
+        await services.stores.ping()
         services.metrics.store_up.set(1)
     except StoreUnavailable as exc:
         # Start anyway: feeds answer with fallbacks and /readyz says 503 until it is back.
         services.metrics.store_up.set(0)
-        log.warning("profile store %s is unreachable at start-up: %s", services.store.name, exc)
-    log.info("kairos ready: store=%s budget=%dms", services.store.name, settings.budget_ms)
+        log.warning("store %s is unreachable at start-up: %s", services.stores.name, exc)
+    log.info("kairos ready: store=%s budget=%dms", services.stores.name, settings.budget_ms)
     # What start-up built (modules, settings, demo data) lives as long as the process:
     # move it out of the collector's sight so full collections under load stay short.
     gc.freeze()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from app.profiles.store import Product, ProfileStore
+from app.stores.protocols import CatalogStore, Product
 
 _MISS: Any = object()
 V = TypeVar("V")
@@ -54,7 +54,7 @@ class Catalog:
     the store is down.
     """
 
-    def __init__(self, store: ProfileStore, *, ttl_s: float = 60.0, size: int = 100_000):
+    def __init__(self, store: CatalogStore, *, ttl_s: float = 60.0, size: int = 100_000):
         self._store = store
         self.ttl_s = ttl_s
         self._products: Expiring[Product | None] = Expiring(size, ttl_s)

@@ -18,7 +18,6 @@ from app.demo import load_demo
 from app.errors import KairosError, StoreUnavailable
 from app.feeds import FEEDS
 from app.importer import BadImportLine, product_row, profile_row, read_jsonl
-from app.profiles.redis import RedisStore
 from app.profiles.schema import check_user_id, inline_profile
 from app.progress import Progress
 from app.render.check import check_all
@@ -26,6 +25,7 @@ from app.render.links import Links, UnsafeTarget, check_target
 from app.render.mime import mime_message
 from app.services import build_services
 from app.settings import ConfigError, Secret, Settings
+from app.stores.bundle import Stores, redis_stores
 from app.tokens import Tokens
 
 BATCH = 1000
@@ -233,13 +233,13 @@ async def _render_async(args: argparse.Namespace, profile: dict[str, Any] | None
     services = build_services(_settings())
     try:
         if services.settings.demo_data:
-            await load_demo(services.store)
+            await load_demo(services.stores)
         formats = ("html", "amp", "text") if args.format in ("mime", "json") else (args.format,)
         result = await services.renderer.render(
             args.template, args.user, profile=profile, campaign=args.campaign, formats=formats
         )
     finally:
-        await services.store.close()
+        await services.stores.close()
     if args.format == "mime":
         sys.stdout.buffer.write(mime_message(result))
     elif args.format == "json":
@@ -279,8 +279,8 @@ def _import(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    store = RedisStore(settings.redis_url.reveal(), timeout_s=5.0)
-    return asyncio.run(_import_redis(args.kind, path, store))
+    stores = redis_stores(settings.redis_url.reveal(), timeout_s=5.0)
+    return asyncio.run(_import_redis(args.kind, path, stores))
 
 
 def _rows(kind: str, path: Path, errors: list[str]) -> Iterable[Any]:
@@ -295,7 +295,7 @@ def _rows(kind: str, path: Path, errors: list[str]) -> Iterable[Any]:
             errors.append(str(exc))
 
 
-async def _import_redis(kind: str, path: Path, store: RedisStore) -> int:
+async def _import_redis(kind: str, path: Path, stores: Stores) -> int:
     errors: list[str] = []
     progress = Progress(_count_lines(path), f"import {kind}")
     imported = 0
@@ -304,24 +304,24 @@ async def _import_redis(kind: str, path: Path, store: RedisStore) -> int:
         for row in _rows(kind, path, errors):
             batch.append(row)
             if len(batch) >= BATCH:
-                imported += await _write(store, kind, batch)
+                imported += await _write(stores, kind, batch)
                 progress.advance(len(batch))
                 batch = []
         if batch:
-            imported += await _write(store, kind, batch)
+            imported += await _write(stores, kind, batch)
             progress.advance(len(batch))
         if kind == "profiles" and imported:
-            await store.publish_change("*")  # running servers drop their cached copies
+            await stores.bus.publish_change("*")  # running servers drop their cached copies
     finally:
         progress.close()
-        await store.close()
+        await stores.close()
     return _report(imported, errors)
 
 
-async def _write(store: RedisStore, kind: str, batch: list[Any]) -> int:
+async def _write(stores: Stores, kind: str, batch: list[Any]) -> int:
     if kind == "profiles":
-        return await store.put_many(batch)
-    return await store.put_products(batch)
+        return await stores.profiles.put_many(batch)
+    return await stores.catalog.put_products(batch)
 
 
 async def _import_http(kind: str, path: Path, server: str, api_key: Secret | None) -> int:

@@ -2,9 +2,9 @@
 of a campaign is chosen at their first open and remembered, so every later open shows
 it again and the click link of slot k goes to exactly that product.
 
-A pick is remembered with set-if-absent in the profile store, in the reader's keys (so
-it is erased with them): two servers answering the same reader at once agree on the
-first one written.
+A pick is remembered with set-if-absent in the picks store (erased with the reader's
+other data, see `Stores.erase`): two servers answering the same reader at once agree on
+the first one written.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from app.errors import CorruptData, StoreUnavailable
 from app.feeds.base import FeedContext
 from app.feeds.recommendations import build_recommendations
 from app.profiles.cache import Lookup
-from app.profiles.store import Product, ProfileStore
+from app.stores.protocols import PickStore, Product
 from app.targets import UnsafeTarget, check_target
 
 log = logging.getLogger("kairos.picks")
@@ -26,7 +26,7 @@ MAX_SLOT = 19
 
 
 class Picks:
-    def __init__(self, store: ProfileStore, catalog: Catalog, budget_s: float) -> None:
+    def __init__(self, store: PickStore, catalog: Catalog, budget_s: float) -> None:
         self._store = store
         self._catalog = catalog
         self._budget_s = budget_s

@@ -14,17 +14,16 @@ from app.images.service import LiveImages
 from app.metrics import Metrics
 from app.picks import Picks
 from app.profiles.cache import CachedProfiles
-from app.profiles.memory import MemoryStore
-from app.profiles.redis import RedisStore
-from app.profiles.store import ProfileStore
 from app.render.renderer import Renderer
 from app.settings import Settings
+from app.stores.bundle import Stores, build_stores
 from app.tokens import Tokens
 
 
 @dataclass(frozen=True)
 class Services:
     settings: Settings
+    stores: Stores
     metrics: Metrics
     tokens: Tokens
     api_keys: ApiKeys
@@ -36,34 +35,22 @@ class Services:
     picks: Picks
     images: LiveImages
 
-    @property
-    def store(self) -> ProfileStore:
-        return self.profiles.store
 
-
-def build_store(settings: Settings) -> ProfileStore:
-    """The Redis store when REDIS_URL is set, else the embedded one."""
-    if settings.redis_url is not None:
-        return RedisStore(
-            settings.redis_url.reveal(),
-            timeout_s=settings.redis_timeout_ms / 1000,
-            pool_size=settings.redis_pool_size,
-        )
-    return MemoryStore()
-
-
-def build_services(settings: Settings, store: ProfileStore | None = None) -> Services:
+def build_services(settings: Settings, stores: Stores | None = None) -> Services:
+    """`stores` overrides the backend chosen by the settings."""
     metrics = Metrics()
-    store = store or build_store(settings)
+    stores = stores or build_stores(settings)
     tokens = Tokens(settings.secret_keys)
     profiles = CachedProfiles(
-        store,
+        stores.profiles,
+        stores.bus,
         metrics,
+        erase=stores.erase,
         ttl_s=settings.cache_ttl_s,
         size=settings.cache_size,
         retry_s=settings.store_retry_ms / 1000,
     )
-    catalog = Catalog(store)
+    catalog = Catalog(stores.catalog)
     renderer = Renderer(
         blocks_dir=settings.blocks_dir,
         templates_dir=settings.templates_dir,
@@ -76,11 +63,12 @@ def build_services(settings: Settings, store: ProfileStore | None = None) -> Ser
         reload=settings.reload_templates,
     )
     renderer.load()
-    picks = Picks(store, catalog, settings.budget_s)
+    picks = Picks(stores.picks, catalog, settings.budget_s)
     images = LiveImages(settings, metrics, profiles, catalog, picks)
     formats = {name: kind.format for name, kind in KINDS.items()}
     return Services(
         settings=settings,
+        stores=stores,
         metrics=metrics,
         tokens=tokens,
         api_keys=ApiKeys(settings.api_keys),

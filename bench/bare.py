@@ -89,7 +89,7 @@ async def redis_feed(request: Request) -> Response:
 @contextlib.asynccontextmanager
 async def _redis_lifespan(app: Starlette) -> AsyncIterator[None]:
     global _redis
-    # The same pool style as Kairos's RedisStore: a blocking pool of 64 connections,
+    # The same pool style as Kairos's Redis stores: a blocking pool of 64 connections,
     # 0.5 s timeouts, created once at start-up.
     pool = BlockingConnectionPool.from_url(
         os.environ["REDIS_URL"],

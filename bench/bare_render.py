@@ -178,7 +178,7 @@ async def render(request: Request) -> Response:
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     services = build_services(Settings.from_env())
     if services.settings.demo_data:
-        await load_demo(services.store)
+        await load_demo(services.stores)
     renderer = services.renderer
     _state["renderer"] = renderer
     _state["naive"] = {}
@@ -188,7 +188,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await services.store.close()
+        await services.stores.close()
         _state.clear()
 
 

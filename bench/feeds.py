@@ -15,7 +15,7 @@ core) cycles through one signed feed URL per reader:
   d  bare-redis      bare Starlette: one pooled redis.asyncio GET + orjson.loads/dumps
 
 It starts its own redis-server (temporary directory, no persistence) on a free port,
-seeds it through Kairos's RedisStore, checks that every server answers every reader 200
+seeds it through Kairos's Redis stores, checks that every server answers every reader 200
 with the expected body before measuring, and for (a)/(b) reads Kairos's /metrics to show
 the profile cache really was hit (a) or bypassed (b).
 
@@ -67,12 +67,13 @@ from common import (
 from app.catalog import Catalog
 from app.feeds import FEEDS, FeedContext
 from app.feeds.base import tracked
-from app.profiles.memory import MemoryStore
-from app.profiles.redis import RedisStore, profile_key
 from app.profiles.schema import validate_profile
 from app.render.links import Links, LinkSigner
 from app.routes.feeds import DEFAULT_LIMIT, clicked
 from app.settings import Secret
+from app.stores.bundle import redis_stores
+from app.stores.memory import MemoryCatalog
+from app.stores.redis.keys import profile_key
 from app.tokens import Tokens
 
 SECRET_KEY = "kairos-bench-feeds-0123456789abcdefghijk"  # fixed, 40 characters
@@ -123,14 +124,14 @@ def _readers(count: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def _seed(url: str, products: list[dict[str, Any]], readers: list[Any]) -> None:
-    store = RedisStore(url, timeout_s=5.0)
+    stores = redis_stores(url, timeout_s=5.0)
     try:
-        if await store.put_products(products) != len(products):
+        if await stores.catalog.put_products(products) != len(products):
             raise BenchError("seeding: put_products stored fewer products than given")
-        if await store.put_many(readers) != len(readers):
+        if await stores.profiles.put_many(readers) != len(readers):
             raise BenchError("seeding: put_many stored fewer readers than given")
     finally:
-        await store.close()
+        await stores.close()
 
 
 async def _expected_feeds(
@@ -139,7 +140,7 @@ async def _expected_feeds(
     """What Kairos's own cart builder makes of each reader (the stored, JSON-round-tripped
     profile against the catalog), with the reader's click URLs, as the feed route
     serialises it."""
-    store = MemoryStore()
+    store = MemoryCatalog()
     await store.put_products(products)
     catalog = Catalog(store)
     signer = LinkSigner(Tokens((Secret(SECRET_KEY),)), PUBLIC_URL)

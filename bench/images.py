@@ -188,7 +188,7 @@ async def _in_process(tmp: Path, cold_runs: int, cached_runs: int) -> list[Figur
     app = create_app(_settings(tmp))
     services = app.state.services
     tokens = Tokens((Secret(SECRET_KEY),))
-    await services.store.put_products(
+    await services.stores.catalog.put_products(
         [
             {
                 "sku": "BENCH-1",
@@ -200,7 +200,7 @@ async def _in_process(tmp: Path, cold_runs: int, cached_runs: int) -> list[Figur
             }
         ]
     )
-    await services.store.put(
+    await services.stores.profiles.put(
         "reader",
         {
             "first_name": "Ada",

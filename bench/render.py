@@ -210,7 +210,7 @@ def kairos_env(blocks: Path, templates: Path) -> dict[str, str]:
 
 async def _services(env: dict[str, str]) -> Services:
     services = build_services(Settings.from_env(env))
-    await load_demo(services.store)
+    await load_demo(services.stores)
     return services
 
 

@@ -17,6 +17,7 @@ from support import API_KEY, SECRET, RedisServer, serve
 
 from app.app import create_app
 from app.settings import ENV_VARS, Settings
+from app.stores.bundle import Stores, embedded_stores, redis_stores
 
 SettingsFactory = Callable[..., Settings]
 
@@ -142,6 +143,20 @@ def any_app(backend: str, request: pytest.FixtureRequest) -> Starlette:
 async def any_client(any_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(any_app) as c:
         yield c
+
+
+@pytest.fixture
+async def stores(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Stores]:
+    """Each backend's stores in turn, Redis on the session redis-server, flushed (the
+    contract suites, tests/test_stores_*.py, run against both)."""
+    if backend == "embedded":
+        bundle = embedded_stores()
+    else:
+        bundle = redis_stores(request.getfixturevalue("redis_url"))
+    try:
+        yield bundle
+    finally:
+        await bundle.close()
 
 
 # --- send-time rendering -------------------------------------------------------------

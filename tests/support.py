@@ -1,5 +1,6 @@
 """Helpers shared by the test modules: constants, a real redis-server process, the ASGI
-client with the app's lifespan, and thin store wrappers (real stores that count or sleep).
+client with the app's lifespan, and a thin profile store wrapper (a real store that
+counts or sleeps).
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import redis
+import redis.asyncio
 from starlette.applications import Starlette
 
-from app.profiles.memory import MemoryStore
-from app.profiles.redis import CHANGES_CHANNEL, RedisStore
 from app.settings import PROJECT_ROOT, Secret
+from app.stores.bundle import Stores
+from app.stores.protocols import Profile, ProfileStore, Updater
+from app.stores.redis.backend import RedisBackend
+from app.stores.redis.keys import CHANGES_CHANNEL
 from app.tokens import Grant, Tokens
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"  # >= 32 characters
@@ -147,14 +152,20 @@ async def serve(
 SHUTDOWN_LIMIT_S = 10.0
 
 
+def redis_of(stores: Stores) -> redis.asyncio.Redis | None:
+    """The pooled client of Redis stores (to look at the server), None when embedded."""
+    backend = stores.backend
+    return backend.connection.redis if isinstance(backend, RedisBackend) else None
+
+
 async def _listening_for_changes(app: Starlette, within_s: float = 3.0) -> None:
-    store = app.state.services.store
-    if not isinstance(store, RedisStore):
+    client = redis_of(app.state.services.stores)
+    if client is None:
         return
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         try:
-            [(_channel, count)] = await store.redis.pubsub_numsub(CHANGES_CHANNEL)
+            [(_channel, count)] = await client.pubsub_numsub(CHANGES_CHANNEL)
         except (redis.exceptions.RedisError, OSError):
             return  # redis is not there: nothing to wait for
         if count >= 1:
@@ -194,14 +205,14 @@ async def _wake_follower(app: Starlette, exit_task: asyncio.Future[Any]) -> None
     for a message: one message after the flag is set ends it at once. A real server may
     well take that second to stop; hundreds of test lifespans should not. (test_cache
     checks the unaided shutdown, without this.)"""
-    store = app.state.services.store
-    if not isinstance(store, RedisStore):
+    client = redis_of(app.state.services.stores)
+    if client is None:
         return
     await asyncio.sleep(0)  # the lifespan's exit sets the flag in its first step
     if exit_task.done():
         return
     with contextlib.suppress(redis.exceptions.RedisError, OSError):
-        await store.redis.publish(CHANGES_CHANNEL, WAKE_UP)
+        await client.publish(CHANGES_CHANNEL, WAKE_UP)
 
 
 def free_port() -> int:
@@ -275,23 +286,37 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port)
 
 
-class _Instrumented:
-    """Mixin for a real store: counts `get` calls per reader and can be made slow."""
+class CountingProfiles:
+    """A real profile store that counts `get` calls per reader and can be made slow."""
 
-    def _instrument(self, delay: float = 0.0) -> None:
+    def __init__(self, inner: ProfileStore, delay: float = 0.0) -> None:
+        self.inner = inner
+        self.name = inner.name
         self.delay = delay
         self.get_calls: Counter[str] = Counter()
         self.active = 0
 
-    async def get(self, user_id: str) -> Any:
+    async def get(self, user_id: str) -> Profile | None:
         self.get_calls[user_id] += 1
         self.active += 1
         try:
             if self.delay:
                 await asyncio.sleep(self.delay)
-            return await super().get(user_id)  # type: ignore[misc]
+            return await self.inner.get(user_id)
         finally:
             self.active -= 1
+
+    async def put(self, user_id: str, profile: Profile) -> None:
+        await self.inner.put(user_id, profile)
+
+    async def put_many(self, profiles: Iterable[tuple[str, Profile]]) -> int:
+        return await self.inner.put_many(profiles)
+
+    async def update(self, user_id: str, change: Updater) -> Profile | None:
+        return await self.inner.update(user_id, change)
+
+    async def delete(self, user_id: str) -> bool:
+        return await self.inner.delete(user_id)
 
     async def drain(self, within_s: float = 5.0) -> None:
         """Wait for reads still sleeping (loads that outlived a request's budget)."""
@@ -301,16 +326,11 @@ class _Instrumented:
             await asyncio.sleep(0.01)
 
 
-class InstrumentedMemoryStore(_Instrumented, MemoryStore):
-    def __init__(self, delay: float = 0.0) -> None:
-        MemoryStore.__init__(self)
-        self._instrument(delay)
-
-
-class InstrumentedRedisStore(_Instrumented, RedisStore):
-    def __init__(self, url: str, delay: float = 0.0, **kwargs: Any) -> None:
-        RedisStore.__init__(self, url, **kwargs)
-        self._instrument(delay)
+def counting(stores: Stores, delay: float = 0.0) -> tuple[Stores, CountingProfiles]:
+    """`stores` with their profile store counted (and slowed by `delay`), and that
+    counting store."""
+    profiles = CountingProfiles(stores.profiles, delay)
+    return replace(stores, profiles=profiles), profiles
 
 
 class Upstream:

@@ -5,25 +5,35 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
+from typing import TypeVar
 
 import pytest
-from support import InstrumentedMemoryStore, RedisServer
+from support import CountingProfiles, RedisServer, redis_of
 
 from app.app import SHUTDOWN_WAIT_S
 from app.errors import StoreUnavailable
 from app.metrics import Metrics
 from app.profiles.cache import BUDGET, INVALID, STORE_DOWN, CachedProfiles, Lookup
-from app.profiles.memory import MemoryStore
-from app.profiles.redis import CHANGES_CHANNEL, RedisStore
+from app.stores.bundle import Stores, embedded_stores, redis_stores
+from app.stores.redis.keys import CHANGES_CHANNEL
 
 ADA = {"first_name": "Ada"}
+W = TypeVar("W", bound=CountingProfiles)
 
 
-class FlakyStore(InstrumentedMemoryStore):
-    """A real MemoryStore whose reads can be switched to fail like a down backend."""
+def embedded(wrapper: type[W] = CountingProfiles, delay: float = 0.0) -> tuple[Stores, W]:
+    """Embedded stores whose profile store is wrapped in `wrapper`, and that wrapper."""
+    stores = embedded_stores()
+    store = wrapper(stores.profiles, delay)
+    return replace(stores, profiles=store), store
 
-    def __init__(self) -> None:
-        super().__init__()
+
+class FlakyProfiles(CountingProfiles):
+    """A real profile store whose reads can be switched to fail like a down backend."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         self.down = False
 
     async def get(self, user_id: str):
@@ -33,9 +43,20 @@ class FlakyStore(InstrumentedMemoryStore):
         return await super().get(user_id)
 
 
-def cached(store, *, ttl_s: float = 5.0, retry_s: float = 0.5) -> tuple[CachedProfiles, Metrics]:
+def cached(
+    stores: Stores, *, ttl_s: float = 5.0, retry_s: float = 0.5
+) -> tuple[CachedProfiles, Metrics]:
     metrics = Metrics()
-    return CachedProfiles(store, metrics, ttl_s=ttl_s, size=1000, retry_s=retry_s), metrics
+    profiles = CachedProfiles(
+        stores.profiles,
+        stores.bus,
+        metrics,
+        erase=stores.erase,
+        ttl_s=ttl_s,
+        size=1000,
+        retry_s=retry_s,
+    )
+    return profiles, metrics
 
 
 def cache_count(metrics: Metrics, result: str) -> float:
@@ -44,9 +65,9 @@ def cache_count(metrics: Metrics, result: str) -> float:
 
 
 async def test_miss_then_hit():
-    store = InstrumentedMemoryStore()
+    stores, store = embedded()
     await store.put("ada", ADA)
-    profiles, metrics = cached(store)
+    profiles, metrics = cached(stores)
 
     assert await profiles.get("ada", 1.0) == Lookup(ADA, "store")
     assert await profiles.get("ada", 1.0) == Lookup(ADA, "cache")
@@ -56,26 +77,26 @@ async def test_miss_then_hit():
 
 
 async def test_missing_reader_is_cached_too():
-    store = InstrumentedMemoryStore()
-    profiles, _ = cached(store)
+    stores, store = embedded()
+    profiles, _ = cached(stores)
     assert await profiles.get("nobody", 1.0) == Lookup(None, "store")
     assert await profiles.get("nobody", 1.0) == Lookup(None, "cache")
     assert store.get_calls["nobody"] == 1
 
 
 async def test_zero_ttl_disables_the_fresh_cache():
-    store = InstrumentedMemoryStore()
+    stores, store = embedded()
     await store.put("ada", ADA)
-    profiles, _ = cached(store, ttl_s=0)
+    profiles, _ = cached(stores, ttl_s=0)
     for _ in range(3):
         assert await profiles.get("ada", 1.0) == Lookup(ADA, "store")
     assert store.get_calls["ada"] == 3
 
 
 async def test_entries_expire_after_ttl():
-    store = InstrumentedMemoryStore()
+    stores, store = embedded()
     await store.put("ada", ADA)
-    profiles, _ = cached(store, ttl_s=0.05)
+    profiles, _ = cached(stores, ttl_s=0.05)
     await profiles.get("ada", 1.0)
     await asyncio.sleep(0.08)
     assert (await profiles.get("ada", 1.0)).source == "store"
@@ -84,10 +105,10 @@ async def test_entries_expire_after_ttl():
 
 @pytest.mark.parametrize("ttl_s", [5.0, 0.0])
 async def test_single_flight(ttl_s: float):
-    store = InstrumentedMemoryStore(delay=0.05)
+    stores, store = embedded(delay=0.05)
     await store.put("ada", ADA)
     await store.put("grace", {"first_name": "Grace"})
-    profiles, _ = cached(store, ttl_s=ttl_s)
+    profiles, _ = cached(stores, ttl_s=ttl_s)
 
     lookups = await asyncio.gather(
         *(profiles.get("ada", 2.0) for _ in range(30)),
@@ -99,9 +120,9 @@ async def test_single_flight(ttl_s: float):
 
 
 async def test_budget_overrun_returns_no_profile_quickly_and_load_lands_later():
-    store = InstrumentedMemoryStore(delay=0.3)
+    stores, store = embedded(delay=0.3)
     await store.put("ada", ADA)
-    profiles, _ = cached(store)
+    profiles, _ = cached(stores)
 
     start = time.monotonic()
     lookup = await profiles.get("ada", 0.02)
@@ -115,9 +136,9 @@ async def test_budget_overrun_returns_no_profile_quickly_and_load_lands_later():
 
 
 async def test_budget_overrun_serves_the_stale_copy():
-    store = InstrumentedMemoryStore()
+    stores, store = embedded()
     await store.put("ada", ADA)
-    profiles, metrics = cached(store, ttl_s=0.05)
+    profiles, metrics = cached(stores, ttl_s=0.05)
     await profiles.get("ada", 1.0)
     await asyncio.sleep(0.08)  # the fresh copy expires
     store.delay = 0.3
@@ -130,9 +151,9 @@ async def test_budget_overrun_serves_the_stale_copy():
 
 
 async def test_store_down_serves_stale_then_none_and_backs_off():
-    store = FlakyStore()
+    stores, store = embedded(FlakyProfiles)
     await store.put("ada", ADA)
-    profiles, metrics = cached(store, ttl_s=0, retry_s=0.2)
+    profiles, metrics = cached(stores, ttl_s=0, retry_s=0.2)
     assert (await profiles.get("ada", 1.0)).profile == ADA
 
     store.down = True
@@ -150,9 +171,9 @@ async def test_store_down_serves_stale_then_none_and_backs_off():
 
 
 async def test_mark_up_ends_the_retry_window():
-    store = FlakyStore()
+    stores, store = embedded(FlakyProfiles)
     await store.put("ada", ADA)
-    profiles, _ = cached(store, ttl_s=0, retry_s=60)
+    profiles, _ = cached(stores, ttl_s=0, retry_s=60)
     store.down = True
     assert (await profiles.get("ada", 1.0)).reason == STORE_DOWN
     store.down = False
@@ -162,9 +183,9 @@ async def test_mark_up_ends_the_retry_window():
 
 
 async def test_writes_invalidate():
-    store = InstrumentedMemoryStore()
+    stores, store = embedded()
     await store.put("ada", ADA)
-    profiles, _ = cached(store)
+    profiles, _ = cached(stores)
     await profiles.get("ada", 1.0)
 
     await profiles.put("ada", {"first_name": "Augusta"})
@@ -178,9 +199,9 @@ async def test_writes_invalidate():
 
 
 async def test_delete_forgets_the_stale_copy_too():
-    store = FlakyStore()
+    stores, store = embedded(FlakyProfiles)
     await store.put("ada", ADA)
-    profiles, _ = cached(store, ttl_s=0)
+    profiles, _ = cached(stores, ttl_s=0)
     await profiles.get("ada", 1.0)
     await profiles.delete("ada")
     store.down = True
@@ -189,9 +210,9 @@ async def test_delete_forgets_the_stale_copy_too():
 
 
 async def test_failed_write_still_invalidates():
-    store = InstrumentedMemoryStore()
+    stores, store = embedded()
     await store.put("ada", ADA)
-    profiles, _ = cached(store)
+    profiles, _ = cached(stores)
     await profiles.get("ada", 1.0)
     await store.put("ada", {"first_name": "Changed behind the cache"})
 
@@ -203,11 +224,11 @@ async def test_failed_write_still_invalidates():
     assert (await profiles.get("ada", 1.0)).profile == {"first_name": "Changed behind the cache"}
 
 
-class ReadThenSleepStore(InstrumentedMemoryStore):
+class ReadThenSleep(CountingProfiles):
     """Reads the value, then takes its time to deliver it (a slow network answer)."""
 
     async def get(self, user_id: str):
-        value = await MemoryStore.get(self, user_id)
+        value = await self.inner.get(user_id)
         self.get_calls[user_id] += 1
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -215,9 +236,9 @@ class ReadThenSleepStore(InstrumentedMemoryStore):
 
 
 async def test_load_started_before_a_write_does_not_fill_the_cache():
-    store = ReadThenSleepStore(delay=0.1)
+    stores, store = embedded(ReadThenSleep, delay=0.1)
     await store.put("ada", ADA)
-    profiles, _ = cached(store)
+    profiles, _ = cached(stores)
 
     slow_read = asyncio.create_task(profiles.get("ada", 1.0))
     await asyncio.sleep(0.02)  # the read has the old value and is on its way back
@@ -233,9 +254,9 @@ async def test_load_started_before_a_write_does_not_fill_the_cache():
 async def test_write_to_another_reader_does_not_stop_a_load_filling_the_cache():
     # Regression: one global write epoch meant a write to *any* reader kept every load
     # in flight at that moment out of the cache; only this reader's writes matter now.
-    store = ReadThenSleepStore(delay=0.1)
+    stores, store = embedded(ReadThenSleep, delay=0.1)
     await store.put("ada", ADA)
-    profiles, _ = cached(store)
+    profiles, _ = cached(stores)
 
     slow_read = asyncio.create_task(profiles.get("ada", 1.0))
     await asyncio.sleep(0.02)
@@ -248,9 +269,9 @@ async def test_write_to_another_reader_does_not_stop_a_load_filling_the_cache():
 
 @pytest.mark.parametrize("forget", ["invalidate", "clear"])
 async def test_load_overtaken_by_invalidate_or_clear_does_not_fill_the_cache(forget: str):
-    store = ReadThenSleepStore(delay=0.1)
+    stores, store = embedded(ReadThenSleep, delay=0.1)
     await store.put("ada", ADA)
-    profiles, _ = cached(store)
+    profiles, _ = cached(stores)
 
     slow_read = asyncio.create_task(profiles.get("ada", 1.0))
     await asyncio.sleep(0.02)
@@ -267,9 +288,9 @@ async def test_load_overtaken_by_invalidate_or_clear_does_not_fill_the_cache(for
 
 
 async def test_load_started_after_a_write_fills_the_cache_though_an_older_one_lands_later():
-    store = ReadThenSleepStore(delay=0.15)
+    stores, store = embedded(ReadThenSleep, delay=0.15)
     await store.put("ada", ADA)
-    profiles, _ = cached(store)
+    profiles, _ = cached(stores)
 
     old_read = asyncio.create_task(profiles.get("ada", 1.0))
     await asyncio.sleep(0.02)
@@ -286,10 +307,10 @@ async def test_load_started_after_a_write_fills_the_cache_though_an_older_one_la
 async def test_unreadable_value_is_invalid_data_for_that_reader_only(redis_url, redis_client):
     # Regression: a stored value that is not JSON raised StoreUnavailable, and the cache
     # then marked the whole store down for retry_s: every other uncached reader fell back.
-    store = RedisStore(redis_url)
-    await store.put("ada", ADA)
+    stores = redis_stores(redis_url)
+    await stores.profiles.put("ada", ADA)
     redis_client.set("kairos:{bad}:profile", b"{not json")
-    profiles, metrics = cached(store, retry_s=60)
+    profiles, metrics = cached(stores, retry_s=60)
     try:
         assert await profiles.get("bad", 1.0) == Lookup(None, "none", INVALID)
         # the store is not marked down: other readers are read and cached as usual
@@ -302,13 +323,13 @@ async def test_unreadable_value_is_invalid_data_for_that_reader_only(redis_url, 
         await profiles.put("bad", {"first_name": "Fixed"})
         assert await profiles.get("bad", 1.0) == Lookup({"first_name": "Fixed"}, "store")
     finally:
-        await store.close()
+        await stores.close()
 
 
 async def test_read_through_bypasses_the_cache():
-    store = InstrumentedMemoryStore()
+    stores, store = embedded()
     await store.put("ada", ADA)
-    profiles, _ = cached(store)
+    profiles, _ = cached(stores)
     await profiles.get("ada", 1.0)
     await store.put("ada", {"first_name": "Direct"})
     assert await profiles.read_through("ada") == {"first_name": "Direct"}
@@ -320,10 +341,10 @@ async def test_read_through_bypasses_the_cache():
 # --- following other servers' changes (Redis pub/sub) ------------------------------------
 
 
-async def _subscribed(store: RedisStore, within_s: float = 3.0) -> None:
+async def _subscribed(stores: Stores, within_s: float = 3.0) -> None:
     deadline = time.monotonic() + within_s
     while True:
-        [(_channel, count)] = await store.redis.pubsub_numsub(CHANGES_CHANNEL)
+        [(_channel, count)] = await redis_of(stores).pubsub_numsub(CHANGES_CHANNEL)
         if count >= 1:
             await asyncio.sleep(0.01)
             return
@@ -358,20 +379,20 @@ async def _until(check, within_s: float = 2.0):
 
 
 async def test_embedded_store_has_no_changes_to_follow():
-    store = InstrumentedMemoryStore()
+    stores, store = embedded()
     stop = asyncio.Event()
-    assert store.changes(stop) is None
-    profiles, _ = cached(store)
+    assert stores.bus.changes(stop) is None
+    profiles, _ = cached(stores)
     await asyncio.wait_for(profiles.follow_changes(stop), 1.0)  # returns at once
     assert not stop.is_set()
 
 
 async def test_follower_drops_what_another_server_changed(redis_url):
-    ours, theirs = RedisStore(redis_url), RedisStore(redis_url)
+    ours, theirs = redis_stores(redis_url), redis_stores(redis_url)
     profiles, _ = cached(ours)
     other, _ = cached(theirs)
-    await theirs.put("ada", ADA)
-    await theirs.put("grace", {"first_name": "Grace"})
+    await theirs.profiles.put("ada", ADA)
+    await theirs.profiles.put("grace", {"first_name": "Grace"})
     stop = asyncio.Event()
     follower = asyncio.create_task(profiles.follow_changes(stop))
     try:
@@ -389,9 +410,9 @@ async def test_follower_drops_what_another_server_changed(redis_url):
         assert await profiles.get("grace", 1.0) == Lookup({"first_name": "Grace"}, "cache")
 
         # '*' (a bulk import) drops every cached copy
-        await theirs.put("grace", {"first_name": "Amazing Grace"})
+        await theirs.profiles.put("grace", {"first_name": "Amazing Grace"})
         assert (await profiles.get("grace", 1.0)).profile == {"first_name": "Grace"}
-        await theirs.publish_change("*")
+        await theirs.bus.publish_change("*")
 
         async def grace_changed():
             return (await profiles.get("grace", 1.0)).profile == {"first_name": "Amazing Grace"}
@@ -414,13 +435,13 @@ async def test_follower_drops_what_another_server_changed(redis_url):
 async def test_follower_keeps_going_through_a_redis_outage(tmp_path):
     server = RedisServer(tmp_path / "redis")
     server.start()
-    store = RedisStore(server.url, timeout_s=0.2)
-    profiles, _ = cached(store, ttl_s=30)
+    stores = redis_stores(server.url, timeout_s=0.2)
+    profiles, _ = cached(stores, ttl_s=30)
     stop = asyncio.Event()
     follower = asyncio.create_task(profiles.follow_changes(stop, retry_s=0.05))
     try:
-        await store.put("ada", ADA)
-        await _subscribed(store)
+        await stores.profiles.put("ada", ADA)
+        await _subscribed(stores)
         assert (await profiles.get("ada", 1.0)).source == "store"
 
         server.stop()
@@ -432,19 +453,19 @@ async def test_follower_keeps_going_through_a_redis_outage(tmp_path):
         # its first call on each of them fails. (The follower has its own connection.)
         async def store_answers():
             try:
-                await store.ping()
+                await stores.ping()
             except StoreUnavailable:
                 return False
             return True
 
         await _until(store_answers)
-        await store.put("ada", {"first_name": "Augusta"})
+        await stores.profiles.put("ada", {"first_name": "Augusta"})
         # changes missed while not listening are unknown: fresh copies were dropped
         assert (await profiles.get("ada", 1.0)).profile == {"first_name": "Augusta"}
 
-        await _subscribed(store)
-        await store.put("ada", {"first_name": "Ada again"})
-        await store.publish_change("ada")
+        await _subscribed(stores)
+        await stores.profiles.put("ada", {"first_name": "Ada again"})
+        await stores.bus.publish_change("ada")
 
         async def changed():
             return (await profiles.get("ada", 1.0)).profile == {"first_name": "Ada again"}
@@ -452,7 +473,7 @@ async def test_follower_keeps_going_through_a_redis_outage(tmp_path):
         await _until(changed)
     finally:
         stopped = await _stop(stop, follower)
-        await store.close()
+        await stores.close()
         server.stop()
     assert stopped, "the follower did not stop when told to"
 
@@ -460,40 +481,40 @@ async def test_follower_keeps_going_through_a_redis_outage(tmp_path):
 async def test_follower_stops_while_redis_is_down(tmp_path):
     server = RedisServer(tmp_path / "redis")
     server.start()
-    store = RedisStore(server.url, timeout_s=0.2)
-    profiles, _ = cached(store)
+    stores = redis_stores(server.url, timeout_s=0.2)
+    profiles, _ = cached(stores)
     stop = asyncio.Event()
     # a long retry pause: only the stop flag can end it early
     follower = asyncio.create_task(profiles.follow_changes(stop, retry_s=30))
     try:
-        await _subscribed(store)
+        await _subscribed(stores)
         server.stop()
         await asyncio.sleep(0.3)  # it lost its connection and waits to retry
         assert not follower.done()
     finally:
         stopped = await _stop(stop, follower)
-        await store.close()
+        await stores.close()
         server.stop()
     assert stopped, "the follower did not stop while waiting to retry"
 
 
 async def test_follower_stops_when_told_to_and_unsubscribes(redis_url):
-    store = RedisStore(redis_url)
-    profiles, _ = cached(store)
+    stores = redis_stores(redis_url)
+    profiles, _ = cached(stores)
     stop = asyncio.Event()
     follower = asyncio.create_task(profiles.follow_changes(stop))
     try:
-        await _subscribed(store)
+        await _subscribed(stores)
         start = time.monotonic()
         assert await _stop(stop, follower), "the follower did not stop when told to"
         assert time.monotonic() - start < STOP_WITHIN_S
         # its own connection is closed: no subscriber is left on the channel
-        [(_channel, count)] = await store.redis.pubsub_numsub(CHANGES_CHANNEL)
+        [(_channel, count)] = await redis_of(stores).pubsub_numsub(CHANGES_CHANNEL)
         assert count == 0
-        await store.ping()  # the store itself stays usable
+        await stores.ping()  # the store itself stays usable
     finally:
         follower.cancel()
-        await store.close()
+        await stores.close()
 
 
 async def test_follower_stops_when_told_to_soon_after_start(redis_url):
@@ -502,8 +523,8 @@ async def test_follower_stops_when_told_to_soon_after_start(redis_url):
     # is sending; it then polled forever and the app's shutdown hung. It now stops on an
     # event, whichever step of its start-up it is at when the event is set.
     async def start_then_stop(steps: int) -> bool:
-        store = RedisStore(redis_url)
-        profiles, _ = cached(store)
+        stores = redis_stores(redis_url)
+        profiles, _ = cached(stores)
         stop = asyncio.Event()
         follower = asyncio.create_task(profiles.follow_changes(stop))
         try:
@@ -511,7 +532,7 @@ async def test_follower_stops_when_told_to_soon_after_start(redis_url):
                 await asyncio.sleep(0)
             return await _stop(stop, follower)
         finally:
-            await store.close()
+            await stores.close()
 
     steps = range(40)
     stopped = await asyncio.gather(*(start_then_stop(n) for n in steps))
@@ -525,9 +546,9 @@ async def test_app_shutdown_stops_the_follower_without_cancelling_it(redis_app):
     # SHUTDOWN_WAIT_S, as a last resort.
     lifespan = redis_app.router.lifespan_context(redis_app)
     await lifespan.__aenter__()
-    store = redis_app.state.services.store
+    stores = redis_app.state.services.stores
     try:
-        await _subscribed(store)
+        await _subscribed(stores)
         [follower] = [
             t
             for t in asyncio.all_tasks()

@@ -1,13 +1,13 @@
-"""The in-process catalog cache (app/catalog.py) over the embedded store: products and
-the popular list are read through it for the catalog's TTL, never longer, and a clear
-drops everything at once."""
+"""The in-process catalog cache (app/catalog.py) over the embedded catalog store:
+products and the popular list are read through it for the catalog's TTL, never longer,
+and a clear drops everything at once."""
 
 from __future__ import annotations
 
 import asyncio
 
 from app.catalog import Catalog
-from app.profiles.memory import MemoryStore
+from app.stores.memory import MemoryCatalog
 
 TTL_S = 0.3
 PRODUCTS = [
@@ -25,8 +25,8 @@ def titles(products: list[dict[str, object]]) -> list[object]:
     return [p["title"] for p in products]
 
 
-async def catalog_with_products() -> tuple[MemoryStore, Catalog]:
-    store = MemoryStore()
+async def catalog_with_products() -> tuple[MemoryCatalog, Catalog]:
+    store = MemoryCatalog()
     await store.put_products(PRODUCTS)
     return store, Catalog(store, ttl_s=TTL_S)
 

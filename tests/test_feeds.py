@@ -14,11 +14,10 @@ from support import (
     ADA_PROFILE_ITEM,
     AUTH,
     GRACE_PROFILE_ITEM,
-    InstrumentedMemoryStore,
-    InstrumentedRedisStore,
     RedisServer,
     assert_error,
     click_grants,
+    counting,
     fallback_body,
     feed_url,
     serve,
@@ -26,8 +25,8 @@ from support import (
 
 from app.app import create_app
 from app.demo import load_demo
-from app.profiles.redis import RedisStore
 from app.settings import PROJECT_ROOT
+from app.stores.bundle import embedded_stores, redis_stores
 
 PRODUCT_KEYS = {
     "sku",
@@ -270,7 +269,8 @@ async def test_bad_limit_is_400_whatever_the_data(client, user: str, ttl: int | 
 
 async def test_invalid_stored_data_serves_fallback(app, client):
     # data written behind the API's back (an old import, a bug): not a 5xx
-    await app.state.services.store.put("broken", {"cart": "not a list", "recommendations": 7})
+    profiles = app.state.services.stores.profiles
+    await profiles.put("broken", {"cart": "not a list", "recommendations": 7})
     for feed in ("cart", "recommendations"):
         r = await client.get(feed_url(feed, "broken"))
         assert r.status_code == 200
@@ -279,7 +279,7 @@ async def test_invalid_stored_data_serves_fallback(app, client):
 
 
 async def test_stored_value_that_is_not_an_object_serves_fallback(app, client):
-    await app.state.services.store.put("listy", [1, 2, 3])  # type: ignore[arg-type]
+    await app.state.services.stores.profiles.put("listy", [1, 2, 3])  # type: ignore[arg-type]
     r = await client.get(feed_url("profile", "listy"))
     assert r.status_code == 200
     assert r.headers["x-kairos-fallback"] == "invalid-data"
@@ -291,12 +291,12 @@ async def test_stored_value_that_is_not_an_object_serves_fallback(app, client):
 @pytest.mark.parametrize("store_kind", ["embedded", "redis"])
 async def test_thundering_herd_makes_one_store_call(settings, request, store_kind: str):
     if store_kind == "embedded":
-        store = InstrumentedMemoryStore(delay=0.05)
-        app = create_app(settings(KAIROS_BUDGET_MS=5000), store=store)
+        stores, store = counting(embedded_stores(), delay=0.05)
+        app = create_app(settings(KAIROS_BUDGET_MS=5000), stores=stores)
     else:
         url = request.getfixturevalue("redis_url")
-        store = InstrumentedRedisStore(url, delay=0.05)
-        app = create_app(settings(KAIROS_BUDGET_MS=5000, KAIROS_DEMO_DATA="true"), store=store)
+        stores, store = counting(redis_stores(url), delay=0.05)
+        app = create_app(settings(KAIROS_BUDGET_MS=5000, KAIROS_DEMO_DATA="true"), stores=stores)
     async with serve(app) as client:
         responses = await asyncio.gather(
             *(client.get(feed_url("profile", "ada")) for _ in range(50))
@@ -312,8 +312,8 @@ async def test_thundering_herd_makes_one_store_call(settings, request, store_kin
 
 
 async def test_store_slower_than_budget(settings):
-    store = InstrumentedMemoryStore()
-    app = create_app(settings(KAIROS_BUDGET_MS=50, KAIROS_CACHE_TTL_MS=100), store=store)
+    stores, store = counting(embedded_stores())
+    app = create_app(settings(KAIROS_BUDGET_MS=50, KAIROS_CACHE_TTL_MS=100), stores=stores)
     async with serve(app) as client:
         r = await client.get(feed_url("profile", "ada"))  # fast store: ada is cached
         assert r.json() == {"items": [ADA_PROFILE_ITEM]}
@@ -412,11 +412,11 @@ async def test_redis_down_then_back(settings, tmp_path):
             assert r.headers["retry-after"] == "1"
 
             server.start()  # same port, empty: put the data back
-            store = RedisStore(server.url)
+            stores = redis_stores(server.url)
             try:
-                await load_demo(store)
+                await load_demo(stores)
             finally:
-                await store.close()
+                await stores.close()
 
             async def ready():
                 return (await client.get("/readyz")).status_code == 200

@@ -445,7 +445,7 @@ async def _with_product(
     client: httpx.AsyncClient, app: Starlette, user: str, **product: Any
 ) -> None:
     """A catalog product SKU-UP as `user`'s first recommendation."""
-    await app.state.services.store.put_products(
+    await app.state.services.stores.catalog.put_products(
         [
             {
                 "sku": "SKU-UP",

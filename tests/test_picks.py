@@ -12,14 +12,12 @@ import re
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 from PIL import Image
 from redis.crc import key_slot
 from support import AUTH, TOKENS, free_port, image_url, serve
 
 from app.app import create_app
-from app.profiles.memory import MemoryStore
-from app.profiles.redis import RedisStore, picks_key, profile_key
+from app.stores.redis.keys import picks_key, profile_key
 
 FALLBACK = "https://shop.example.com/new"
 
@@ -85,7 +83,7 @@ async def test_concurrent_first_opens_agree_on_one_product(any_client, any_app):
 
 async def test_erasing_the_reader_erases_the_picks(any_client, any_app):
     await open_slot(any_client, "ada", 0)
-    store = any_app.state.services.store
+    store = any_app.state.services.stores.picks
     assert await store.get_pick("ada", "spring", 0) == "SKU-9"
     assert (await any_client.delete("/v1/profiles/ada", headers=AUTH)).status_code == 204
     assert await store.get_pick("ada", "spring", 0) is None
@@ -105,39 +103,6 @@ async def test_a_store_that_fails_sends_the_click_to_its_target(settings):
     )
     async with serve(app) as client:
         assert await click(client, click_url("ada", 0)) == FALLBACK
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest):
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    s = RedisStore(request.getfixturevalue("redis_url"))
-    try:
-        yield s
-    finally:
-        await s.close()
-
-
-async def test_store_remembers_the_first_pick_of_each_slot(store):
-    assert await store.get_pick("u1", "c", 0) is None
-    assert await store.remember_pick("u1", "c", 0, "SKU-1") == "SKU-1"
-    assert await store.remember_pick("u1", "c", 0, "SKU-2") == "SKU-1"  # set if absent
-    assert await store.remember_pick("u1", "c", 1, "SKU-2") == "SKU-2"
-    assert await store.remember_pick("u1", "c:x", 0, "SKU-3") == "SKU-3"
-    assert await store.remember_pick("u1", None, 0, "SKU-4") == "SKU-4"
-    assert await store.remember_pick("u2", "c", 0, "SKU-5") == "SKU-5"
-    assert [await store.get_pick("u1", c, s) for c, s in [("c", 0), ("c", 1), ("c:x", 0),
-                                                          (None, 0)]] == [
-        "SKU-1", "SKU-2", "SKU-3", "SKU-4"]  # fmt: skip
-    racing = await asyncio.gather(
-        *(store.remember_pick("u3", "c", 0, f"SKU-{i}") for i in range(10))
-    )
-    assert len(set(racing)) == 1
-    await store.put("u1", {"first_name": "U"})
-    assert await store.delete("u1") is True
-    assert await store.get_pick("u1", "c", 0) is None
-    assert await store.get_pick("u2", "c", 0) == "SKU-5"
 
 
 async def test_a_rendered_slot_image_and_its_link_agree(settings, sources_copy):

@@ -130,7 +130,7 @@ async def test_put_creates_then_replaces(any_client):
 
 
 async def test_put_keeps_computed_fields(app, client):
-    await app.state.services.store.put(
+    await app.state.services.stores.profiles.put(
         "kj", {"first_name": "K", "segments": ["vip"], "counters": {"opens": 3}}
     )
     r = await client.put("/v1/profiles/kj", json={"tier": "gold"}, headers=AUTH)
@@ -250,7 +250,7 @@ async def test_patch_unknown_profile_is_404(any_client):
 
 
 async def test_patch_keeps_computed_fields(app, client):
-    await app.state.services.store.put("kj", {"first_name": "K", "segments": ["vip"]})
+    await app.state.services.stores.profiles.put("kj", {"first_name": "K", "segments": ["vip"]})
     r = await client.patch("/v1/profiles/kj", json={"tier": "gold"}, headers=AUTH)
     assert r.json()["segments"] == ["vip"]
 

@@ -52,7 +52,7 @@ class Engine:
     def __init__(self, settings: Any) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1)
         self.services: Services = build_services(settings)
-        self.run(load_demo(self.services.store))
+        self.run(load_demo(self.services.stores))
 
     @property
     def renderer(self) -> Renderer:
@@ -78,7 +78,7 @@ class Engine:
         )
 
     def close(self) -> None:
-        self.run(self.services.store.close())
+        self.run(self.services.stores.close())
         self._pool.shutdown()
 
 
@@ -530,7 +530,7 @@ def test_reader_data_beyond_ascii_reads_the_same_in_every_part(engine):
 def test_reader_data_a_template_does_not_read_is_not_looked_up(engine):
     """weekly_picks shows no cart: a render of it never asks the catalog for the
     reader's cart products; abandoned_cart does."""
-    store, catalog = engine.services.store, engine.services.catalog
+    store, catalog = engine.services.stores.catalog, engine.services.catalog
     asked: list[str] = []
     real = store.get_products
 

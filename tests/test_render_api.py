@@ -311,7 +311,7 @@ async def test_unsafe_cart_urls_are_refused(client, url):
 async def test_unsafe_catalog_links_are_sent_home(client, api_app):
     """A catalog product with a `javascript:` URL (the catalog import checks no URLs)
     never becomes a link: the click goes to the template's home instead."""
-    await api_app.state.services.store.put_products(
+    await api_app.state.services.stores.catalog.put_products(
         [
             {
                 "sku": "EVIL-1",
@@ -332,7 +332,7 @@ async def test_unsafe_catalog_links_are_sent_home(client, api_app):
             assert "javascript:" not in doc[key], key  # ...but never as a script link
         assert any("unsafe" in w for w in doc.get("warnings", []))
     finally:
-        await api_app.state.services.store.put_products(
+        await api_app.state.services.stores.catalog.put_products(
             [
                 {
                     "sku": "EVIL-1",

@@ -71,7 +71,7 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=1)
         self.settings = settings
         self.services: Services = build_services(settings)
-        self.run(load_demo(self.services.store))
+        self.run(load_demo(self.services.stores))
         self.shared = self.services.renderer
         self.plain = self.renderer(share=False)
 
@@ -95,7 +95,7 @@ class Engine:
         return self.render(self.shared, template, reader), self.render(self.plain, template, reader)
 
     def close(self) -> None:
-        self.run(self.services.store.close())
+        self.run(self.services.stores.close())
         self._pool.shutdown()
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.catalog import Catalog
-from app.profiles.store import Product, Profile
+from app.stores.protocols import Product, Profile
 
 Item = dict[str, Any]
 

@@ -33,7 +33,7 @@ from app.images.base import (
 from app.images.context import ImageRequest
 from app.images.draw import cover, fitted, png
 from app.images.fonts import Fonts
-from app.profiles.store import Profile
+from app.stores.protocols import Profile
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")

@@ -34,7 +34,7 @@ from app.images.draw import contain, fitted, png, wrap
 from app.images.fonts import Fonts
 from app.images.sources import Source
 from app.picks import MAX_SLOT
-from app.profiles.store import Product as CatalogProduct
+from app.stores.protocols import Product as CatalogProduct
 
 
 class Product(ImageKind):

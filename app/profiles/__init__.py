@@ -1,1 +1,2 @@
-"""Profile store: one async protocol, an embedded and a Redis backend, a cache in front."""
+"""Readers' profiles: the document's schema, and the cache in front of the profile store
+(the stores themselves are in app/stores)."""

@@ -1,4 +1,5 @@
-"""What stands in front of the store: a short-TTL cache, single-flight, the time budget.
+"""What stands in front of the profile store: a short-TTL cache, single-flight, the time
+budget, and the change bus that keeps the caches of several servers in step.
 
 A reader's lookup never raises: a store that is down or slower than the budget yields the
 last value seen for that reader (stale), else no profile and the reason why, so the
@@ -12,6 +13,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +21,7 @@ from cachetools import LRUCache, TTLCache
 
 from app.errors import CorruptData, StoreUnavailable
 from app.metrics import Metrics
-from app.profiles.store import Profile, ProfileStore, Updater
+from app.stores.protocols import ChangeBus, Profile, ProfileStore, Updater
 
 log = logging.getLogger("kairos.profiles")
 
@@ -44,18 +46,23 @@ class Lookup:
 
 class CachedProfiles:
     """Profile reads through cache and single-flight within a time budget; writes that
-    invalidate. Owns the store it wraps."""
+    invalidate here and, through `bus`, on the other servers. `erase` removes a reader
+    from every store (`Stores.erase`)."""
 
     def __init__(
         self,
         store: ProfileStore,
+        bus: ChangeBus,
         metrics: Metrics,
         *,
+        erase: Callable[[str], Awaitable[bool]],
         ttl_s: float,
         size: int,
         retry_s: float,
     ) -> None:
         self.store = store
+        self._bus = bus
+        self._erase = erase
         self._metrics = metrics
         self._fresh: TTLCache[str, Lookup] | None = (
             TTLCache(maxsize=size, ttl=ttl_s) if ttl_s > 0 else None
@@ -127,8 +134,9 @@ class CachedProfiles:
         return result
 
     async def delete(self, user_id: str) -> bool:
+        """Erase the reader (profile, picks: every store); True if a profile existed."""
         try:
-            deleted = await self.store.delete(user_id)
+            deleted = await self._erase(user_id)
         finally:
             self.invalidate(user_id)
         await self._announce(user_id)
@@ -137,7 +145,7 @@ class CachedProfiles:
     async def follow_changes(self, stop: asyncio.Event, retry_s: float = 1.0) -> None:
         """Invalidate what other servers sharing the store changed, until `stop` is set."""
         while not stop.is_set():
-            changes = self.store.changes(stop)
+            changes = self._bus.changes(stop)
             if changes is None:
                 return
             try:
@@ -160,7 +168,7 @@ class CachedProfiles:
 
     async def _announce(self, user_id: str) -> None:
         try:
-            await self.store.publish_change(user_id)
+            await self._bus.publish_change(user_id)
         except StoreUnavailable as exc:
             # The write itself landed; other servers catch up within the cache TTL.
             log.warning("could not announce a change to other servers: %s", exc)

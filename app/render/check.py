@@ -37,7 +37,7 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
     problems: list[str] = []
     services = build_services(settings)
     renderer = services.renderer
-    await load_demo(services.store)
+    await load_demo(services.stores)
     try:
         blocks, _ = load_blocks(settings.blocks_dir)
     except SourceError as exc:
@@ -101,7 +101,7 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
             for where, verdict in verdicts.items():
                 if verdict.status != "PASS":
                     problems.append(f"{where}: AMP {verdict.status}: " + "; ".join(verdict.errors))
-    await services.store.close()
+    await services.stores.close()
     return problems
 
 

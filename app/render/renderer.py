@@ -24,7 +24,6 @@ from app.feeds import FEEDS, FeedContext
 from app.feeds.base import money, personalized, tracked
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles, Lookup
-from app.profiles.store import Profile
 from app.render.compiler import Compiled, Environments, compile_template
 from app.render.layout import SHARED_BODY_FILTER, Fragments, Output, shared_body
 from app.render.links import FillLinks, Links, LinkSigner
@@ -38,6 +37,7 @@ from app.render.sources import (
     load_template,
 )
 from app.render.variants import assign
+from app.stores.protocols import Profile
 from app.tokens import Tokens
 
 log = logging.getLogger("kairos.render")

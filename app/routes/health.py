@@ -14,7 +14,7 @@ from app.services import Services
 
 
 def routes(services: Services) -> list[Route]:
-    store, profiles, metrics = services.store, services.profiles, services.metrics
+    stores, profiles, metrics = services.stores, services.profiles, services.metrics
     timeout_s = max(services.settings.redis_timeout_ms / 1000, 0.05)
 
     async def healthz(request: Request) -> Response:
@@ -23,14 +23,14 @@ def routes(services: Services) -> list[Route]:
     async def readyz(request: Request) -> Response:
         try:
             async with asyncio.timeout(timeout_s):
-                await store.ping()
+                await stores.ping()
         except (StoreUnavailable, TimeoutError):
             metrics.store_up.set(0)
-            body = {"status": "unavailable", "store": {"backend": store.name, "ok": False}}
+            body = {"status": "unavailable", "store": {"backend": stores.name, "ok": False}}
             return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
         metrics.store_up.set(1)
         profiles.mark_up()
-        return JSONResponse({"status": "ready", "store": {"backend": store.name, "ok": True}})
+        return JSONResponse({"status": "ready", "store": {"backend": stores.name, "ok": True}})
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)

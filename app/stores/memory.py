@@ -1,6 +1,7 @@
-"""The embedded store: in-process, the default, so the server runs with no services.
+"""The embedded backend: in-process, the default, so the server runs with no services.
 
 It lives in one process: several workers each get their own, so use Redis for those.
+Values are kept as JSON bytes, not objects, so callers can never alias stored data.
 """
 
 from __future__ import annotations
@@ -10,19 +11,16 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 import orjson
 
-from app.profiles.store import Product, Profile, Updater, pick_field
+from app.stores.protocols import Erasable, Product, Profile, Updater, pick_field
+
+NAME = "embedded"
 
 
-class MemoryStore:
-    """Keeps JSON bytes, not objects, so callers can never alias stored data."""
-
-    name = "embedded"
+class MemoryProfiles:
+    name = NAME
 
     def __init__(self) -> None:
         self._profiles: dict[str, bytes] = {}
-        self._products: dict[str, bytes] = {}
-        self._popularity: dict[str, float] = {}
-        self._picks: dict[str, dict[str, str]] = {}
 
     async def get(self, user_id: str) -> Profile | None:
         raw = self._profiles.get(user_id)
@@ -49,14 +47,15 @@ class MemoryStore:
         return new
 
     async def delete(self, user_id: str) -> bool:
-        self._picks.pop(user_id, None)
         return self._profiles.pop(user_id, None) is not None
 
-    async def get_pick(self, user_id: str, campaign: str | None, slot: int) -> str | None:
-        return self._picks.get(user_id, {}).get(pick_field(campaign, slot))
 
-    async def remember_pick(self, user_id: str, campaign: str | None, slot: int, sku: str) -> str:
-        return self._picks.setdefault(user_id, {}).setdefault(pick_field(campaign, slot), sku)
+class MemoryCatalog:
+    name = NAME
+
+    def __init__(self) -> None:
+        self._products: dict[str, bytes] = {}
+        self._popularity: dict[str, float] = {}
 
     async def get_products(self, skus: Sequence[str]) -> dict[str, Product]:
         found = {}
@@ -80,11 +79,47 @@ class MemoryStore:
         ranked = sorted(self._popularity.items(), key=lambda kv: (-kv[1], kv[0]))
         return [sku for sku, _ in ranked[:limit]]
 
+
+class MemoryPicks:
+    name = NAME
+
+    def __init__(self) -> None:
+        self._picks: dict[str, dict[str, str]] = {}
+
+    async def get_pick(self, user_id: str, campaign: str | None, slot: int) -> str | None:
+        return self._picks.get(user_id, {}).get(pick_field(campaign, slot))
+
+    async def remember_pick(self, user_id: str, campaign: str | None, slot: int, sku: str) -> str:
+        return self._picks.setdefault(user_id, {}).setdefault(pick_field(campaign, slot), sku)
+
+    async def forget(self, user_id: str) -> None:
+        self._picks.pop(user_id, None)
+
+
+class LocalBus:
+    """No one else shares an embedded store: there is nothing to tell or to hear."""
+
+    name = NAME
+
     async def publish_change(self, user_id: str) -> None:
         return None
 
     def changes(self, stop: asyncio.Event) -> AsyncIterator[str] | None:
         return None
+
+
+class MemoryBackend:
+    """Nothing to ping or close. Erasure forgets the reader in every store holding reader
+    data; none of them awaits anything, so it happens at once on the event loop."""
+
+    def __init__(self, profiles: MemoryProfiles, *reader_data: Erasable) -> None:
+        self._profiles = profiles
+        self._reader_data = reader_data
+
+    async def erase(self, user_id: str) -> bool:
+        for store in self._reader_data:
+            await store.forget(user_id)
+        return await self._profiles.delete(user_id)
 
     async def ping(self) -> None:
         return None

@@ -1,0 +1,76 @@
+"""All the stores of one backend, chosen by the settings, built once per app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.settings import Settings
+from app.stores import memory
+from app.stores.protocols import Backend, CatalogStore, ChangeBus, PickStore, ProfileStore
+from app.stores.redis.backend import RedisBackend
+from app.stores.redis.bus import RedisBus
+from app.stores.redis.catalog import RedisCatalog
+from app.stores.redis.connection import NAME as REDIS
+from app.stores.redis.connection import RedisConnection
+from app.stores.redis.picks import RedisPicks
+from app.stores.redis.profiles import RedisProfiles
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """One store per concern, all on one backend (`name`: "embedded" or "redis")."""
+
+    name: str
+    profiles: ProfileStore
+    catalog: CatalogStore
+    picks: PickStore
+    bus: ChangeBus
+    backend: Backend
+
+    async def erase(self, user_id: str) -> bool:
+        """Remove the reader from every store holding reader data (profile and picks),
+        at once: one MULTI on Redis, one event-loop step embedded. True if a profile
+        existed."""
+        return await self.backend.erase(user_id)
+
+    async def ping(self) -> None:
+        await self.backend.ping()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+
+def embedded_stores() -> Stores:
+    profiles, picks = memory.MemoryProfiles(), memory.MemoryPicks()
+    return Stores(
+        name=memory.NAME,
+        profiles=profiles,
+        catalog=memory.MemoryCatalog(),
+        picks=picks,
+        bus=memory.LocalBus(),
+        backend=memory.MemoryBackend(profiles, picks),
+    )
+
+
+def redis_stores(url: str, *, timeout_s: float = 0.5, pool_size: int = 64) -> Stores:
+    """The Redis stores, sharing one pool of `pool_size` connections."""
+    connection = RedisConnection(url, timeout_s=timeout_s, pool_size=pool_size)
+    return Stores(
+        name=REDIS,
+        profiles=RedisProfiles(connection),
+        catalog=RedisCatalog(connection),
+        picks=RedisPicks(connection),
+        bus=RedisBus(connection),
+        backend=RedisBackend(connection),
+    )
+
+
+def build_stores(settings: Settings) -> Stores:
+    """The Redis stores when REDIS_URL is set, else the embedded ones."""
+    if settings.redis_url is not None:
+        return redis_stores(
+            settings.redis_url.reveal(),
+            timeout_s=settings.redis_timeout_ms / 1000,
+            pool_size=settings.redis_pool_size,
+        )
+    return embedded_stores()
