@@ -8,21 +8,18 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.asgi import KairosApp
 from app.demo import load_demo
-from app.errors import EXCEPTION_HANDLERS, StoreUnavailable
-from app.fast_routes import KairosApp
+from app.errors import StoreUnavailable
 from app.logs import configure_logging
-from app.middleware.body_limit import BodyLimitMiddleware
-from app.middleware.observe import ObserveMiddleware
 from app.openapi import spec
 from app.responses import JSONResponse
 from app.routes import feeds, health, images, opens, profiles, render
+from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
 from app.stores.bundle import Stores
@@ -42,7 +39,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         return JSONResponse(openapi_doc)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: KairosApp) -> AsyncIterator[None]:
         await _start(services)
         stop = asyncio.Event()
         follower = asyncio.create_task(services.profiles.follow_changes(stop))
@@ -58,28 +55,20 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             await services.images.close()
             await services.stores.close()
 
-    # The open-time routes: every email open hits them (app/fast_routes.py).
-    open_time = [*feeds.routes(services), *images.routes(services)]
+    api_keys = services.api_keys
     app = KairosApp(
-        fast_routes=open_time,
-        metrics=services.metrics,
-        routes=[
-            *open_time,
-            *health.routes(services),
-            *profiles.routes(services),
-            *render.routes(services),
+        [
+            # First: every email open hits these.
+            *feeds.routes(services),
+            *images.routes(services),
             *opens.routes(services),
+            *health.routes(services),
+            *guarded(api_keys, [*profiles.routes(services), *render.routes(services)]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
-        middleware=[
-            Middleware(ObserveMiddleware, metrics=services.metrics),
-            Middleware(
-                BodyLimitMiddleware,
-                max_bytes=settings.max_body_bytes,
-                exempt=("/v1/render/batch",),
-            ),
-        ],
-        exception_handlers=EXCEPTION_HANDLERS,
+        metrics=services.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_limit_exempt=("/v1/render/batch",),
         lifespan=lifespan,
     )
     app.state.services = services

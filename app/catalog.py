@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
+from app.caching import Bounded
 from app.stores.protocols import CatalogStore, Product
 
 _MISS: Any = object()
@@ -19,8 +20,8 @@ class Expiring(Generic[V]):
     dict get and a comparison."""
 
     def __init__(self, size: int, ttl_s: float) -> None:
-        self._entries: dict[Any, tuple[float, V]] = {}
-        self._size, self._ttl_s = size, ttl_s
+        self._entries: Bounded[Any, tuple[float, V]] = Bounded(size)
+        self._ttl_s = ttl_s
 
     def get(self, key: Any, now: float) -> V:
         """The value, or `_MISS` when absent or expired at `now` (`time.monotonic()`)."""
@@ -31,11 +32,8 @@ class Expiring(Generic[V]):
 
     def put(self, key: Any, value: V, now: float, *, until: float | None = None) -> None:
         """Keep `value` for `ttl_s` from `now`, or `until` (a `time.monotonic()` time)."""
-        entries = self._entries
-        entries.pop(key, None)
-        if len(entries) >= self._size:
-            del entries[next(iter(entries))]
-        entries[key] = (now + self._ttl_s if until is None else until, value)
+        self._entries.pop(key, None)  # a new entry is the newest: last to go
+        self._entries.put(key, (now + self._ttl_s if until is None else until, value))
 
     def until(self, key: Any) -> float:
         """When the entry for `key` expires (0.0 when there is none)."""
@@ -61,6 +59,12 @@ class Catalog:
         self._popular: Expiring[list[str]] = Expiring(16, ttl_s)
         self._popular_products: Expiring[list[Product]] = Expiring(16, ttl_s)
         self._cleared = 0
+
+    def version(self, sku: str) -> float:
+        """The version of the catalog's copy of product `sku`: it changes whenever the
+        product is loaded again, so what is derived from the product can be shared
+        under (sku, version)."""
+        return self._products.until(sku)
 
     def generation(self) -> tuple[int, int]:
         """Changes at least every `ttl_s` and on `clear()`: what is derived from the

@@ -18,14 +18,15 @@ from app.demo import load_demo
 from app.errors import KairosError, StoreUnavailable
 from app.feeds import FEEDS
 from app.importer import BadImportLine, product_row, profile_row, read_jsonl
+from app.links import Links, LinkSigner
 from app.profiles.schema import check_user_id, inline_profile
 from app.progress import Progress
 from app.render.check import check_all
-from app.render.links import Links, UnsafeTarget, check_target
 from app.render.mime import mime_message
 from app.services import build_services
 from app.settings import ConfigError, Secret, Settings
 from app.stores.bundle import Stores, redis_stores
+from app.targets import UnsafeTarget, check_target
 from app.tokens import Tokens
 
 BATCH = 1000
@@ -158,6 +159,12 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _links(settings: Settings, args: argparse.Namespace) -> Links:
+    """The signed URLs of `args.user` (and `args.campaign`) under the public URL."""
+    signer = LinkSigner(Tokens(settings.secret_keys), settings.public_url, images.ImageChecks())
+    return Links(signer, settings.public_url, args.user, args.campaign, "")
+
+
 def _sign_feed(args: argparse.Namespace) -> int:
     settings = _settings()
     check_user_id(args.user)
@@ -173,7 +180,7 @@ def _sign_feed(args: argparse.Namespace) -> int:
 def _sign_pixel(args: argparse.Namespace) -> int:
     settings = _settings()
     check_user_id(args.user)
-    links = Links(Tokens(settings.secret_keys), settings.public_url, args.user, args.campaign, "")
+    links = _links(settings, args)
     print(links.pixel())
     return 0
 
@@ -186,7 +193,7 @@ def _sign_click(args: argparse.Namespace) -> int:
     except UnsafeTarget as exc:
         print(f"kairos: {exc}", file=sys.stderr)
         return 2
-    links = Links(Tokens(settings.secret_keys), settings.public_url, args.user, args.campaign, "")
+    links = _links(settings, args)
     if args.slot is None:
         print(links.click(args.url))
         return 0
@@ -208,7 +215,7 @@ def _sign_image(args: argparse.Namespace) -> int:
             print(f"kairos: --param must be KEY=VALUE, not {pair!r}", file=sys.stderr)
             return 2
         params[key.strip()] = value
-    links = Links(Tokens(settings.secret_keys), settings.public_url, args.user, args.campaign, "")
+    links = _links(settings, args)
     try:
         print(links.image(args.name, **params))
     except images.ParamError as exc:

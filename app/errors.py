@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from types import MappingProxyType
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
 from starlette.responses import Response
 
 from app.responses import JSONResponse
@@ -69,59 +69,43 @@ class CorruptData(Exception):
     """The store answered, but what it holds for one key cannot be read."""
 
 
-_HTTP_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    400: "bad_request",
-    413: "payload_too_large",
-}
+_HTTP_CODES = MappingProxyType(
+    {
+        404: "not_found",
+        405: "method_not_allowed",
+        400: "bad_request",
+        413: "payload_too_large",
+    }
+)
 
 
-def kairos_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, KairosError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
-
-
-def http_error_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    message = exc.detail if isinstance(exc.detail, str) else code
-    return JSONResponse(
-        {"error": {"code": code, "message": message}},
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
-
-
-def internal_error_handler(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(
-        {"error": {"code": "internal", "message": "internal error"}}, status_code=500
-    )
-
-
-def store_error_handler(request: Request, exc: Exception) -> Response:
-    log.warning("store unavailable on %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(
-        {"error": {"code": "store_unavailable", "message": "the profile store is unavailable"}},
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
-
-
-def corrupt_data_handler(request: Request, exc: Exception) -> Response:
-    log.error("unreadable stored data on %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(
-        {"error": {"code": "invalid_stored_data", "message": "the stored data is unreadable"}},
-        status_code=500,
-    )
-
-
-EXCEPTION_HANDLERS = {
-    CorruptData: corrupt_data_handler,
-    KairosError: kairos_error_handler,
-    StoreUnavailable: store_error_handler,
-    HTTPException: http_error_handler,
-    Exception: internal_error_handler,
-}
+def error_response(exc: Exception, method: str, path: str) -> Response:
+    """The one mapping from an exception a request ended with to its JSON answer; what
+    is not a typed error is logged with its traceback and answered 500 with no detail."""
+    if isinstance(exc, KairosError):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+    if isinstance(exc, HTTPException):
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code
+        return JSONResponse(
+            {"error": {"code": code, "message": message}},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+    if isinstance(exc, StoreUnavailable):
+        log.warning("store unavailable on %s %s: %s", method, path, exc)
+        return JSONResponse(
+            {"error": {"code": "store_unavailable", "message": "the profile store is unavailable"}},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, CorruptData):
+        log.error("unreadable stored data on %s %s: %s", method, path, exc)
+        return JSONResponse(
+            {"error": {"code": "invalid_stored_data", "message": "the stored data is unreadable"}},
+            status_code=500,
+        )
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    body = {"error": {"code": "internal", "message": "internal error"}}
+    return JSONResponse(body, status_code=500)

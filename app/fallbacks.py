@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Mapping
 from io import BytesIO
@@ -10,26 +11,52 @@ from pathlib import Path
 import orjson
 from PIL import Image
 
+from app.errors import CorruptData, StoreUnavailable
 from app.metrics import Metrics
 from app.settings import ConfigError
 
 log = logging.getLogger("kairos.fallbacks")
 
-# Why a fallback was served, as named in `X-Kairos-Fallback` and the metrics.
-REASONS = (
-    "missing-profile",
-    "store-unavailable",
-    "budget",
-    "expired-token",
-    "invalid-data",
-    "no-consent",
+class Reason(enum.StrEnum):
+    """Why a reader got fallback content, as named in `X-Kairos-Fallback`, a render's
+    `fallbacks` and the `kairos_fallbacks_total` metric."""
+
+    MISSING_PROFILE = "missing-profile"
+    STORE_UNAVAILABLE = "store-unavailable"
+    BUDGET = "budget"
+    EXPIRED_TOKEN = "expired-token"  # noqa: S105 - a reason, not a secret
+    INVALID_DATA = "invalid-data"  # the stored data does not have the expected shape
+    NO_CONSENT = "no-consent"
+    MISSING_DATA = "missing-data"  # the profile or catalog lacks what is shown
     # live images only:
-    "invalid-params",  # the token's parameters are invalid or above the limits
-    "missing-data",  # the profile or catalog lacks what the image shows
-    "unsupported-text",  # the image's font has no glyphs for the reader's text
-    "upstream",  # a source image could not be fetched or decoded
-    "render-error",  # drawing failed unexpectedly (logged)
-)
+    INVALID_PARAMS = "invalid-params"  # the token's parameters are invalid or above limits
+    UNSUPPORTED_TEXT = "unsupported-text"  # the image's font has no glyphs for the text
+    UPSTREAM = "upstream"  # a source image could not be fetched or decoded
+    RENDER_ERROR = "render-error"  # drawing failed unexpectedly (logged)
+    ERROR = "error"  # anything else that went wrong: a bug, logged with its traceback
+
+
+class Fallback(Exception):  # noqa: N818 - it is a request for a fallback, not an error
+    """Raised by any data step to ask for the fallback; `reason` names why."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        self.reason = reason
+
+
+def reason_for(exc: BaseException) -> Reason:
+    """Why `exc`, raised while reading a reader's data, means the fallback: the one
+    mapping every surface (feeds, live images, blocks) uses. Unexpected exceptions are
+    `Reason.ERROR`: the caller logs them with their traceback."""
+    if isinstance(exc, Fallback):
+        return exc.reason
+    if isinstance(exc, TimeoutError):
+        return Reason.BUDGET
+    if isinstance(exc, StoreUnavailable):
+        return Reason.STORE_UNAVAILABLE
+    if isinstance(exc, CorruptData):
+        return Reason.INVALID_DATA
+    return Reason.ERROR
 
 
 class Fallbacks:
@@ -61,17 +88,21 @@ class Fallbacks:
                 raise ConfigError(f'{path} must be an object with an "items" list')
             self._feeds[name] = orjson.dumps(doc)
 
-    def feed(self, name: str, reason: str) -> bytes:
+    def feed(self, name: str, reason: Reason) -> bytes:
         """The fallback body of feed `name`, counted under `reason`."""
-        self._metrics.fallbacks.labels("feed", name, reason).inc()
+        self.count("feed", name, reason)
         log.debug("fallback for feed %s: %s", name, reason)
         return self._feeds[name]
 
-    def image(self, name: str, reason: str) -> bytes:
+    def image(self, name: str, reason: Reason) -> bytes:
         """The fallback image of live image `name`, counted under `reason`."""
-        self._metrics.fallbacks.labels("image", name, reason).inc()
+        self.count("image", name, reason)
         log.debug("fallback for image %s: %s", name, reason)
         return self._images[name]
+
+    def count(self, kind: str, name: str, reason: str) -> None:
+        """Count a fallback served: `kind` is feed, image or block."""
+        self._metrics.fallbacks.labels(kind, name, reason).inc()
 
 
 def _load_image(path: Path, fmt: str) -> bytes:

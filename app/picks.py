@@ -12,23 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from app.catalog import Catalog
 from app.errors import CorruptData, StoreUnavailable
-from app.feeds.base import FeedContext
-from app.feeds.recommendations import build_recommendations
 from app.profiles.cache import Lookup
+from app.reader import ReaderData
 from app.stores.protocols import PickStore, Product
 from app.targets import UnsafeTarget, check_target
 
 log = logging.getLogger("kairos.picks")
 
-MAX_SLOT = 19
-
 
 class Picks:
-    def __init__(self, store: PickStore, catalog: Catalog, budget_s: float) -> None:
+    def __init__(self, store: PickStore, reader: ReaderData, budget_s: float) -> None:
         self._store = store
-        self._catalog = catalog
+        self._reader = reader
+        self._catalog = reader.catalog
         self._budget_s = budget_s
 
     async def choose(
@@ -45,8 +42,7 @@ class Picks:
             async with asyncio.timeout_at(deadline):
                 sku = await self._store.get_pick(user_id, campaign, slot)
             if sku is None:
-                ctx = FeedContext(lookup.profile, self._catalog, slot + 1, deadline)
-                items = await build_recommendations(ctx)
+                items = await self._reader.recommendations(lookup.profile, slot + 1, deadline)
                 if len(items) <= slot:
                     return None
                 async with asyncio.timeout_at(deadline):

@@ -9,11 +9,13 @@ from app.auth import ApiKeys
 from app.catalog import Catalog
 from app.fallbacks import Fallbacks
 from app.feeds import FEEDS
-from app.images import KINDS
+from app.images import KINDS, ImageChecks
 from app.images.service import LiveImages
+from app.links import LinkSigner
 from app.metrics import Metrics
 from app.picks import Picks
 from app.profiles.cache import CachedProfiles
+from app.reader import ReaderData
 from app.render.renderer import Renderer
 from app.settings import Settings
 from app.stores.bundle import Stores, build_stores
@@ -29,6 +31,8 @@ class Services:
     api_keys: ApiKeys
     profiles: CachedProfiles
     catalog: Catalog
+    reader: ReaderData
+    signer: LinkSigner
     fallbacks: Fallbacks
     amp_cors: AmpCors
     renderer: Renderer
@@ -51,19 +55,22 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         retry_s=settings.store_retry_ms / 1000,
     )
     catalog = Catalog(stores.catalog)
+    reader = ReaderData(catalog)
+    signer = LinkSigner(tokens, settings.public_url, ImageChecks())
     renderer = Renderer(
         blocks_dir=settings.blocks_dir,
         templates_dir=settings.templates_dir,
         tokens=tokens,
         profiles=profiles,
-        catalog=catalog,
+        reader=reader,
         metrics=metrics,
         public_url=settings.public_url,
         budget_s=settings.budget_s,
         reload=settings.reload_templates,
+        signer=signer,
     )
     renderer.load()
-    picks = Picks(stores.picks, catalog, settings.budget_s)
+    picks = Picks(stores.picks, reader, settings.budget_s)
     images = LiveImages(settings, metrics, profiles, catalog, picks)
     formats = {name: kind.format for name, kind in KINDS.items()}
     return Services(
@@ -74,6 +81,8 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         api_keys=ApiKeys(settings.api_keys),
         profiles=profiles,
         catalog=catalog,
+        reader=reader,
+        signer=signer,
         fallbacks=Fallbacks(settings.fallbacks_dir, metrics, list(FEEDS), formats),
         amp_cors=AmpCors(settings.amp_senders),
         renderer=renderer,

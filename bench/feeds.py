@@ -66,9 +66,10 @@ from common import (
 
 from app.catalog import Catalog
 from app.feeds import FEEDS, FeedContext
-from app.feeds.base import tracked
+from app.images import ImageChecks
+from app.links import Links, LinkSigner
 from app.profiles.schema import validate_profile
-from app.render.links import Links, LinkSigner
+from app.reader import ReaderData, tracked
 from app.routes.feeds import DEFAULT_LIMIT, clicked
 from app.settings import Secret
 from app.stores.bundle import redis_stores
@@ -143,12 +144,13 @@ async def _expected_feeds(
     store = MemoryCatalog()
     await store.put_products(products)
     catalog = Catalog(store)
-    signer = LinkSigner(Tokens((Secret(SECRET_KEY),)), PUBLIC_URL)
+    signer = LinkSigner(Tokens((Secret(SECRET_KEY),)), PUBLIC_URL, ImageChecks())
+    reader = ReaderData(catalog)
     out = {}
     for user_id, profile in readers:
         stored = orjson.loads(orjson.dumps(profile))
         items = await FEEDS[FEED](
-            FeedContext(stored, catalog, DEFAULT_LIMIT, asyncio.get_running_loop().time() + 60)
+            FeedContext(stored, reader, DEFAULT_LIMIT, asyncio.get_running_loop().time() + 60)
         )
         if not items:
             raise BenchError(f"reader {user_id} has an empty cart feed: the bench data is wrong")

@@ -3,11 +3,12 @@ produced it: routing, auth, tokens, validation, body limits, the store."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
-from support import AUTH, assert_error, feed_url, free_port, serve
+from support import AUTH, FALLBACKS_DIR, assert_error, feed_url, free_port, serve
 
 from app.app import create_app
-from app.feeds import FEEDS
+from app.reader import ReaderData
 
 CASES = [
     # (id, method, url, kwargs, status, code)
@@ -134,23 +135,29 @@ async def test_store_unavailable_is_503_json(settings):
             assert r.headers["retry-after"] == "1"
 
 
-async def test_an_unexpected_error_in_the_feed_route_is_a_500_json_and_counted(
+async def test_a_bug_in_a_feed_builder_is_the_feeds_fallback_logged_and_counted(
     client, monkeypatch, caplog
 ):
-    """The feed route is served ahead of Starlette's layers (app/fast_routes.py): what
-    it raises is still answered by the app's handlers, logged and counted."""
+    """Regression: a feed builder that raised something unexpected answered 500 to a
+    reader's mail client. An open-time GET never answers 5xx for a reader: the bug is
+    logged with its traceback, counted, and the reader gets the feed's fallback."""
 
-    async def broken(ctx: object) -> list[object]:
+    async def broken(self: ReaderData, *args: object) -> list[object]:
         raise RuntimeError("a bug in a feed builder")
 
-    monkeypatch.setitem(FEEDS, "profile", broken)
-    r = await client.get(feed_url("profile", "ada"))
-    assert_error(r, 500, "internal")
+    monkeypatch.setattr(ReaderData, "cart", broken)
+    r = await client.get(feed_url("cart", "ada"))
+    assert r.status_code == 200
+    assert r.headers["x-kairos-fallback"] == "error"
+    assert r.json() == orjson.loads((FALLBACKS_DIR / "feeds" / "cart.json").read_bytes())
     assert "a bug in a feed builder" not in r.text
     assert any("a bug in a feed builder" in (rec.exc_text or "") for rec in caplog.records)
     metrics = (await client.get("/metrics")).text
     assert any(
-        'route="/v1/feeds/{feed}"' in line and 'status="500"' in line
+        line.startswith("kairos_fallbacks_total")
+        and 'kind="feed"' in line
+        and 'reason="error"' in line
+        and line.endswith(" 1.0")
         for line in metrics.splitlines()
     )
 
@@ -163,7 +170,7 @@ async def test_an_unexpected_error_in_the_feed_route_is_a_500_json_and_counted(
         ("GET", "/v1/feeds/", 404, "not_found"),
     ],
 )
-async def test_what_is_not_the_feed_route_goes_through_starlette(
+async def test_what_is_not_the_feed_route_is_a_json_error(
     client, method, path, status, code
 ):
     assert_error(await client.request(method, path), status, code)

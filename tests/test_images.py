@@ -32,7 +32,8 @@ from support import (
 
 from app.app import create_app
 from app.images.assets import Assets
-from app.images.countdown import Countdown, ended, still
+from app.images.countdown import Countdown
+from app.images.countdown_art import ended, still
 from app.images.fonts import Fonts
 from app.settings import PROJECT_ROOT, Secret
 from app.tokens import Tokens

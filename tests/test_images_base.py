@@ -9,6 +9,7 @@ import pytest
 from support import TOKENS, click_grants
 
 from app import images
+from app.images import ImageChecks
 from app.images.banner import Banner
 from app.images.base import (
     Asset,
@@ -24,7 +25,7 @@ from app.images.base import (
 )
 from app.images.countdown import Countdown
 from app.images.product import Product
-from app.render.links import Links
+from app.links import Links, LinkSigner
 
 GOOD: list[tuple[Any, Any, Any]] = [
     (Int(0, 10), 3, 3),
@@ -154,7 +155,8 @@ def test_every_kind_has_a_format_and_sane_defaults():
 
 
 def links() -> Links:
-    return Links(TOKENS, "https://k.example.com", "ada", "spring", "https://shop.example.com/")
+    signer = LinkSigner(TOKENS, "https://k.example.com", ImageChecks())
+    return Links(signer, "https://k.example.com", "ada", "spring", "https://shop.example.com/")
 
 
 def test_links_image_signs_the_parameters_and_names_the_format():

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from app.fallbacks import Fallback
 from app.images.assets import Assets
-from app.images.base import ParamError, Unavailable
+from app.images.base import ParamError
 from app.images.fonts import Fonts
 from app.images.pool import Workers
 from app.images.sources import SourceImages, decode
@@ -118,7 +119,7 @@ def test_decode_keeps_transparency_and_shrinks_large_sources():
     ids=["bomb", "bmp", "tiff", "svg", "empty", "truncated"],
 )
 def test_decode_refuses_bombs_and_other_formats(data: bytes):
-    with pytest.raises(Unavailable) as info:
+    with pytest.raises(Fallback) as info:
         decode(data)
     assert info.value.reason == "invalid-data"
 

@@ -20,6 +20,8 @@ from support import AUTH, TOKENS, click_grants, serve
 
 from app.app import create_app
 from app.cli import main
+from app.images import ImageChecks
+from app.links import LinkSigner
 from app.render import ampvalidate
 from app.render.renderer import Renderer, RenderResult
 
@@ -228,12 +230,13 @@ def test_check_reports_a_render_that_differs_from_the_per_reader_reference(
             templates_dir=self.templates_dir,
             tokens=TOKENS,
             profiles=self._profiles,
-            catalog=self._catalog,
+            reader=self._reader,
             metrics=self._metrics,
             public_url="https://elsewhere.invalid",
             budget_s=self._budget_s,
             reload=False,
             share=False,
+            signer=LinkSigner(TOKENS, "https://elsewhere.invalid", ImageChecks()),
         )
         twin.load()
         return twin

@@ -32,9 +32,10 @@ from jinja2.filters import do_title
 from support import AUTH, TOKENS, assert_error, click_grants, image_url
 
 from app.demo import load_demo
+from app.images import ImageChecks
+from app.links import Links, LinkSigner
 from app.profiles.schema import inline_profile
 from app.render.layout import Hole, Slot, piece
-from app.render.links import Links
 from app.render.renderer import Renderer, RenderResult, TemplateBroken
 from app.render.variants import assign
 from app.services import Services, build_services
@@ -739,7 +740,8 @@ async def test_a_bad_reader_token_is_403_never_a_redirect(render_client):
 
 async def test_a_slot_link_finds_the_readers_pick_through_its_reader_token(render_client):
     def slot_link(user: str) -> str:
-        return Links(TOKENS, PUBLIC_URL, user, "spring", HOME).product_click(0, FALLBACK)
+        signer = LinkSigner(TOKENS, PUBLIC_URL, ImageChecks())
+        return Links(signer, PUBLIC_URL, user, "spring", HOME).product_click(0, FALLBACK)
 
     ada, grace = slot_link("ada"), slot_link("grace")
     link, reader = click_grants(ada)

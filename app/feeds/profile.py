@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.feeds.base import FeedContext, Item
+from app.feeds.base import FeedContext
+from app.reader import Item
 
 DISPLAY_FIELDS = ("first_name", "last_name", "tier", "loyalty_points", "locale")
 

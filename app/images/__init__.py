@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Hashable, Mapping
+from types import MappingProxyType
+from typing import Any
 
+from app.caching import Bounded
 from app.images.banner import Banner
-from app.images.base import ImageKind, ParamError, Params, Unavailable
+from app.images.base import ParamError, Params
 from app.images.countdown import Countdown
+from app.images.kind import ImageKind
 from app.images.product import Product
 
-KINDS: dict[str, type[ImageKind]] = {
-    Countdown.name: Countdown,
-    Banner.name: Banner,
-    Product.name: Product,
-}
+KINDS: Mapping[str, type[ImageKind]] = MappingProxyType(
+    {
+        Countdown.name: Countdown,
+        Banner.name: Banner,
+        Product.name: Product,
+    }
+)
 
-FORMATS = {"gif": "image/gif", "png": "image/png"}
+FORMATS = MappingProxyType({"gif": "image/gif", "png": "image/png"})
 
 
 def parse(name: str, raw: dict[str, object] | None) -> Params:
@@ -27,28 +33,33 @@ def parse(name: str, raw: dict[str, object] | None) -> Params:
     return kind.parse(raw)
 
 
-def check(name: str, raw: dict[str, object]) -> None:
-    """`parse` for a render: every reader of a template signs the same parameters, so
-    the answer is remembered (a pure function of them)."""
-    try:
-        # With the types: True == 1 and hash alike, but only one of them is a slot.
-        key = tuple(sorted((k, type(v).__name__, v) for k, v in raw.items()))
-        hash(key)
-    except TypeError:  # unhashable values: they will not parse anyway
-        parse(name, raw)
-        return
-    error = _checked(name, key)
-    if error is not None:
-        raise ParamError(error)
+class ImageChecks:
+    """Send-time checks of live image parameters (`parse` and the format): every reader
+    of a template signs the same parameters, so each answer is remembered (a pure
+    function of them). An `app.links.ImageCheck`."""
 
+    def __init__(self, size: int = 1024) -> None:
+        self._answers: Bounded[Hashable, str | ParamError] = Bounded(size)
 
-@functools.lru_cache(maxsize=1024)
-def _checked(name: str, items: tuple[tuple[str, str, object], ...]) -> str | None:
-    try:
-        parse(name, {k: v for k, _, v in items})
-    except ParamError as exc:
-        return str(exc)
-    return None
+    def __call__(self, name: str, params: dict[str, Any]) -> str:
+        try:
+            # With the types: True == 1 and hash alike, but only one of them is a slot.
+            typed = sorted((k, type(v).__name__, v) for k, v in params.items())
+            key: Hashable = (name, tuple(typed))
+            answer = self._answers.get(key)
+        except TypeError:  # unhashable values: they will not parse anyway
+            parse(name, params)
+            return KINDS[name].format
+        if answer is None:
+            try:
+                parse(name, params)
+                answer = KINDS[name].format
+            except ParamError as exc:
+                answer = exc
+            self._answers.put(key, answer)
+        if isinstance(answer, ParamError):
+            raise ParamError(str(answer))
+        return answer
 
 
 __all__ = [
@@ -57,7 +68,6 @@ __all__ = [
     "ImageKind",
     "ParamError",
     "Params",
-    "Unavailable",
-    "check",
+    "ImageChecks",
     "parse",
 ]

@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 
 from PIL import Image, ImageDraw
 
+from app.fallbacks import Fallback, Reason
 from app.images.base import (
     Asset,
     Choice,
     Color,
     Font,
-    ImageKind,
     Int,
     Job,
     Limits,
@@ -28,11 +28,11 @@ from app.images.base import (
     ParamError,
     Params,
     Text,
-    Unavailable,
 )
 from app.images.context import ImageRequest
 from app.images.draw import cover, fitted, png
 from app.images.fonts import Fonts
+from app.images.kind import ImageKind
 from app.stores.protocols import Profile
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
@@ -87,21 +87,21 @@ class Banner(ImageKind):
         if deps.fonts.missing(params["font"], headline) or deps.fonts.missing(
             params["text_font"], text
         ):
-            raise Unavailable("unsupported-text", "the font cannot draw the reader's text")
+            raise Fallback(Reason.UNSUPPORTED_TEXT, "the font cannot draw the reader's text")
         source = await deps.sources.local(path, request.deadline)
         key: Hashable = (style, source.digest, headline, text)
         return Job(key, functools.partial(render, params, source.image, headline, text, deps.fonts))
 
 
 def fill(template: str, profile: Profile) -> str:
-    """`template` with its placeholders filled; `Unavailable("missing-data")` when the
+    """`template` with its placeholders filled; `Fallback(Reason.MISSING_DATA)` when the
     profile lacks one of them."""
 
     def value(match: re.Match[str]) -> str:
         field = match.group(1)
         raw = profile.get(field)
         if raw is None or raw == "":
-            raise Unavailable("missing-data", f"the profile has no {field}")
+            raise Fallback(Reason.MISSING_DATA, f"the profile has no {field}")
         if isinstance(raw, int | float) and not isinstance(raw, bool):
             return f"{raw:,}"
         return " ".join(str(raw).split())

@@ -12,10 +12,7 @@ import re
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
-
-if TYPE_CHECKING:
-    from app.images.context import ImageDeps, ImageRequest
+from typing import Any
 
 Params = dict[str, Any]
 Colour = tuple[int, int, int]
@@ -23,15 +20,6 @@ Colour = tuple[int, int, int]
 
 class ParamError(ValueError):
     """A parameter is unknown, missing or out of bounds; the message names it."""
-
-
-class Unavailable(Exception):
-    """This open cannot have its live image: the reader gets the fallback, and
-    `reason` names why (in `X-Kairos-Fallback` and the metrics)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,43 +206,6 @@ def parse_params(spec: Mapping[str, Param], raw: Mapping[str, Any] | None) -> Pa
             # Defaults are written like the values a designer signs (e.g. '#ffffff').
             params[name] = None if param.default is None else param.parse(name, param.default)
     return params
-
-
-class ImageKind:
-    """One kind of live image. Subclasses declare `name`, `format`, `params`, `limits`
-    (and `not_drawn`, the parameters its pixels don't depend on) and implement
-    `prepare`."""
-
-    name: ClassVar[str]
-    format: ClassVar[str]  # "gif" or "png"
-    params: ClassVar[Mapping[str, Param]]
-    limits: ClassVar[Limits]
-    not_drawn: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, deps: ImageDeps) -> None:
-        self.deps = deps
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any] | None) -> Params:
-        """Checked parameters; `ParamError` when they are invalid or above the limits."""
-        params = parse_params(cls.params, raw)
-        cls.limits.check(params["width"], params["height"], params.get("frames", 1))
-        return params
-
-    def check(self, params: Params) -> None:
-        """What parsing cannot see (fonts exist and can draw the designer's words,
-        files exist): `ParamError` otherwise. Once per token, before any rendering."""
-        self.deps.fonts.check(params["font"])
-
-    def style(self, params: Params) -> str:
-        """Everything in `params` the pixels depend on, as one string: the cheap part
-        of a cache key (a string keeps its hash), computed once per token."""
-        return f"{self.name}:{style_key(params, *self.not_drawn)!r}"
-
-    async def prepare(self, request: ImageRequest, params: Params, style: str) -> Job:
-        """The data step, within the request's budget: raises `Unavailable` when the
-        reader must get the fallback. `style` is `self.style(params)`."""
-        raise NotImplementedError
 
 
 def style_key(params: Params, *leave_out: str) -> tuple[tuple[str, Any], ...]:

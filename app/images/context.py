@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from app.catalog import Catalog
+from app.fallbacks import Fallback, Reason
 from app.images.assets import Assets
-from app.images.base import Unavailable
 from app.images.fonts import Fonts
+from app.images.sources import SourceImages
+from app.picks import Picks
 from app.profiles.cache import CachedProfiles, Lookup
 from app.tokens import Grant
-
-if TYPE_CHECKING:
-    from app.images.sources import SourceImages
-    from app.picks import Picks
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +41,9 @@ class ImageDeps:
     picks: Picks
 
     async def reader(self, request: ImageRequest) -> Lookup:
-        """The reader's profile within the budget, or `Unavailable` saying why not."""
+        """The reader's profile within the budget, or `Fallback` saying why not."""
         user_id = request.grant.user_id
         lookup = self.profiles.cached(user_id) or await self.profiles.get(user_id, request.left())
         if lookup.profile is None:
-            raise Unavailable(lookup.reason or "missing-profile")
+            raise Fallback(lookup.reason or Reason.MISSING_PROFILE)
         return lookup

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from io import BytesIO
 from pathlib import Path
+from types import MappingProxyType
 
 from cachetools import LRUCache
 from PIL import ImageFont
@@ -17,7 +18,7 @@ from app.images.assets import Assets
 from app.images.base import ParamError
 
 TYPEFACES = Path(__file__).resolve().parent / "typefaces"
-BUILTIN = {"sans": "Manrope-Regular.ttf", "sans-bold": "Manrope-Bold.ttf"}
+BUILTIN = MappingProxyType({"sans": "Manrope-Regular.ttf", "sans-bold": "Manrope-Bold.ttf"})
 MAX_FONT_BYTES = 20 * 1024 * 1024
 FONTS_PER_THREAD = 64
 NOT_A_CHARACTER = "\U0010fffd"  # private use: drawn as the font's "missing glyph" box

@@ -16,24 +16,24 @@ from typing import ClassVar
 
 from PIL import Image, ImageDraw
 
-from app.feeds.base import money
+from app.fallbacks import Fallback, Reason
 from app.images.base import (
     Color,
     Colour,
     Font,
-    ImageKind,
     Int,
     Job,
     Limits,
     Param,
     Params,
-    Unavailable,
 )
 from app.images.context import ImageRequest
 from app.images.draw import contain, fitted, png, wrap
 from app.images.fonts import Fonts
+from app.images.kind import ImageKind
 from app.images.sources import Source
-from app.picks import MAX_SLOT
+from app.links import MAX_SLOT
+from app.reader import money
 from app.stores.protocols import Product as CatalogProduct
 
 
@@ -60,14 +60,14 @@ class Product(ImageKind):
             grant.user_id, lookup, grant.campaign, params["slot"], request.deadline
         )
         if product is None:
-            raise Unavailable("missing-data", f"no product for slot {params['slot']}")
+            raise Fallback(Reason.MISSING_DATA, f"no product for slot {params['slot']}")
         title = " ".join(str(product.get("title") or "").split())
         price = product.get("price")
         price_display = (
             money(price, product.get("currency")) if isinstance(price, int | float) else ""
         )
         if deps.fonts.missing(params["font"], title + price_display):
-            raise Unavailable("unsupported-text", "the font cannot draw the product's title")
+            raise Fallback(Reason.UNSUPPORTED_TEXT, "the font cannot draw the product's title")
         source = await self._source(product, request.deadline)
         key: Hashable = (
             style,

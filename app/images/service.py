@@ -4,20 +4,23 @@ worker pool shared by everyone who asked for the same pixels at once."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import features
 
+from app.caching import Bounded
 from app.catalog import Catalog
-from app.errors import CorruptData, StoreUnavailable
+from app.fallbacks import Fallback, Reason
 from app.images import KINDS
 from app.images.assets import Assets
-from app.images.base import ImageKind, Job, ParamError, Params, Unavailable
+from app.images.base import Job, ParamError, Params
 from app.images.cache import ByteCache, SingleFlight
 from app.images.context import ImageDeps, ImageRequest
 from app.images.fonts import Fonts
+from app.images.kind import ImageKind
 from app.images.pool import Workers
 from app.images.sources import SourceImages
 from app.metrics import Metrics
@@ -25,6 +28,8 @@ from app.picks import Picks
 from app.profiles.cache import CachedProfiles
 from app.settings import ConfigError, Settings
 from app.tokens import Grant
+
+log = logging.getLogger("kairos.images")
 
 PARAMS_MEMO_SIZE = 50_000
 
@@ -58,14 +63,14 @@ class LiveImages:
         self.cache = ByteCache(settings.image_cache_bytes)
         self.clock = clock  # wall-clock seconds; tests pin it
         self._flight: SingleFlight[bytes] = SingleFlight()
-        self._specs: dict[str, Spec | ParamError] = {}
+        self._specs: Bounded[str, Spec | ParamError] = Bounded(PARAMS_MEMO_SIZE)
         self._renders = {name: metrics.image_renders.labels(name) for name in KINDS}
         self._hits = {name: metrics.image_cache.labels(name, "hit") for name in KINDS}
         self._misses = {name: metrics.image_cache.labels(name, "miss") for name in KINDS}
 
     def spec(self, kind: ImageKind, token: str, grant: Grant) -> Spec:
-        """The grant's parameters parsed and checked by `kind` (`ParamError` if they
-        are invalid or above the limits), memoized by token: they never change."""
+        """The grant's parameters parsed and checked by `kind`, memoized by token (they
+        never change); `Fallback(INVALID_PARAMS)` when invalid or above the limits."""
         memo = self._specs.get(token)
         if memo is None:
             try:
@@ -74,24 +79,16 @@ class LiveImages:
                 memo = Spec(params, kind.style(params))
             except ParamError as exc:
                 memo = exc
-            if len(self._specs) >= PARAMS_MEMO_SIZE:
-                del self._specs[next(iter(self._specs))]  # first in, first out
-            self._specs[token] = memo
+            self._specs.put(token, memo)
         if isinstance(memo, ParamError):
-            raise ParamError(str(memo))
+            raise Fallback(Reason.INVALID_PARAMS, str(memo))
         return memo
 
     async def image(self, kind: ImageKind, spec: Spec, grant: Grant, deadline: float) -> bytes:
-        """The image's bytes, or `Unavailable` saying why the reader gets the fallback."""
+        """The image's bytes. Raises what asks for the fallback (`Fallback`, or the data
+        step's `TimeoutError`, `StoreUnavailable`, `CorruptData`: see `reason_for`)."""
         request = ImageRequest(grant, self.clock(), deadline)
-        try:
-            job = await kind.prepare(request, spec.params, spec.style)
-        except TimeoutError:
-            raise Unavailable("budget") from None
-        except StoreUnavailable:
-            raise Unavailable("store-unavailable") from None
-        except CorruptData:
-            raise Unavailable("invalid-data") from None
+        job = await kind.prepare(request, spec.params, spec.style)
         body = self.cache.get(job.key)
         if body is not None:
             self._hits[kind.name].inc()
@@ -100,10 +97,14 @@ class LiveImages:
         try:
             return await self._flight.run(job.key, lambda: self._render(kind.name, job), deadline)
         except TimeoutError:
-            raise Unavailable("budget", "the render took longer than the budget") from None
+            raise Fallback(Reason.BUDGET, "the render took longer than the budget") from None
 
     async def _render(self, name: str, job: Job) -> bytes:
-        body = await self.workers.run(job.render)
+        try:
+            body = await self.workers.run(job.render)
+        except Exception as exc:
+            log.exception("image %s failed to draw", name)
+            raise Fallback(Reason.RENDER_ERROR, repr(exc)) from exc
         self.cache.put(job.key, body)
         self._renders[name].inc()
         return body

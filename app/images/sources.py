@@ -23,7 +23,7 @@ import httpx
 from cachetools import LRUCache, TTLCache
 from PIL import Image
 
-from app.images.base import Unavailable
+from app.fallbacks import Fallback, Reason
 from app.images.cache import SingleFlight
 from app.images.pool import Workers
 
@@ -47,19 +47,19 @@ class Source:
 
 
 def decode(data: bytes, max_pixels: int = MAX_SOURCE_PIXELS) -> Source:
-    """`data` decoded, or `Unavailable("invalid-data")`. Pure CPU: run it in the pool."""
+    """`data` decoded, or `Fallback(Reason.INVALID_DATA)`. Pure CPU: run it in the pool."""
     try:
         with Image.open(BytesIO(data), formats=DECODERS) as im:
             width, height = im.size
             if width * height > max_pixels:
-                raise Unavailable("invalid-data", f"{width}x{height} is more pixels than allowed")
+                raise Fallback(Reason.INVALID_DATA, f"{width}x{height} is more pixels than allowed")
             im.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at a reduced scale
             alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
             image = im.convert("RGBA" if alpha else "RGB")
-    except Unavailable:
+    except Fallback:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise Unavailable("invalid-data", f"not a usable image: {exc}") from None
+        raise Fallback(Reason.INVALID_DATA, f"not a usable image: {exc}") from None
     image.thumbnail((MAX_SIDE, MAX_SIDE))
     return Source(image, hashlib.blake2b(data, digest_size=12).hexdigest())
 
@@ -105,16 +105,16 @@ class SourceImages:
         return await self._flight.run(("local", path), lambda: self._load_local(path), deadline)
 
     async def remote(self, url: str, deadline: float) -> Source:
-        """An upstream image: `Unavailable("upstream")` when it cannot be had,
+        """An upstream image: `Fallback(Reason.UPSTREAM)` when it cannot be had,
         `TimeoutError` at `deadline` (the fetch goes on, for the next open)."""
         if not self.allowed(url):
-            raise Unavailable("upstream", "host not in KAIROS_UPSTREAM_HOSTS")
+            raise Fallback(Reason.UPSTREAM, "host not in KAIROS_UPSTREAM_HOSTS")
         source = self._remote.get(url)
         if source is not None:
             return source
         failure = self._failed.get(url)
         if failure is not None:
-            raise Unavailable("upstream", failure)
+            raise Fallback(Reason.UPSTREAM, failure)
         return await self._flight.run(url, lambda: self._fetch(url), deadline)
 
     async def close(self) -> None:
@@ -138,7 +138,7 @@ class SourceImages:
             async with asyncio.timeout(FETCH_TIMEOUT_S):
                 data = await self._download(url)
             source = await self._workers.run(decode, data, self._max_pixels)
-        except Unavailable as exc:
+        except Fallback as exc:
             failure = str(exc)
         except (httpx.HTTPError, TimeoutError, OSError) as exc:
             failure = f"{type(exc).__name__}: {exc}"
@@ -147,7 +147,7 @@ class SourceImages:
             return source
         log.warning("image %s unavailable: %s", _safe(url), failure)
         self._failed[url] = failure
-        raise Unavailable("upstream", failure)
+        raise Fallback(Reason.UPSTREAM, failure)
 
     async def _download(self, url: str) -> bytes:
         if self._client is None:
@@ -160,15 +160,15 @@ class SourceImages:
             )
         async with self._client.stream("GET", url) as response:
             if response.status_code != 200:
-                raise Unavailable("upstream", f"HTTP {response.status_code}")
+                raise Fallback(Reason.UPSTREAM, f"HTTP {response.status_code}")
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
-                raise Unavailable("upstream", f"{declared} bytes is over the cap")
+                raise Fallback(Reason.UPSTREAM, f"{declared} bytes is over the cap")
             chunks, total = [], 0
             async for chunk in response.aiter_bytes():
                 total += len(chunk)
                 if total > self.max_bytes:  # counted after decompression: no gzip bombs
-                    raise Unavailable("upstream", f"more than {self.max_bytes} bytes")
+                    raise Fallback(Reason.UPSTREAM, f"more than {self.max_bytes} bytes")
                 chunks.append(chunk)
         return b"".join(chunks)
 
@@ -177,9 +177,9 @@ def _stamp(path: Path, max_bytes: int) -> tuple[int, int]:
     try:
         stat = path.stat()
     except OSError:
-        raise Unavailable("invalid-data", f"cannot read {path.name}") from None
+        raise Fallback(Reason.INVALID_DATA, f"cannot read {path.name}") from None
     if stat.st_size > max_bytes:
-        raise Unavailable("invalid-data", f"{path.name} is larger than {max_bytes} bytes")
+        raise Fallback(Reason.INVALID_DATA, f"{path.name} is larger than {max_bytes} bytes")
     return stat.st_mtime_ns, stat.st_size
 
 
@@ -187,7 +187,7 @@ def _read_and_decode(path: Path, max_pixels: int) -> Source:
     try:
         data = path.read_bytes()
     except OSError:
-        raise Unavailable("invalid-data", f"cannot read {path.name}") from None
+        raise Fallback(Reason.INVALID_DATA, f"cannot read {path.name}") from None
     return decode(data, max_pixels)
 
 

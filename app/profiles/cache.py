@@ -20,15 +20,15 @@ from typing import Any
 from cachetools import LRUCache, TTLCache
 
 from app.errors import CorruptData, StoreUnavailable
+from app.fallbacks import Reason
 from app.metrics import Metrics
 from app.stores.protocols import ChangeBus, Profile, ProfileStore, Updater
 
 log = logging.getLogger("kairos.profiles")
 
-# Fallback reasons, as named in `X-Kairos-Fallback` and the metrics.
-STORE_DOWN = "store-unavailable"
-BUDGET = "budget"
-INVALID = "invalid-data"
+STORE_DOWN = Reason.STORE_UNAVAILABLE
+BUDGET = Reason.BUDGET
+INVALID = Reason.INVALID_DATA
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class Lookup:
 
     profile: Profile | None
     source: str
-    reason: str | None = None
+    reason: Reason | None = None
     memo: dict[Any, Any] | None = field(default=None, compare=False, repr=False)
 
 
@@ -206,6 +206,9 @@ class CachedProfiles:
         if self._down_until:
             log.info("profile store is back")
             self._down_until = 0.0
+        if profile is not None and type(profile) is not dict:
+            # Readable, but not a profile: every reader of it would fail on it.
+            raise CorruptData(f"the stored profile is a {type(profile).__name__}, not an object")
         if self._inflight.get(user_id) is not me:
             # A write (or a clear) came while this load ran: what it read may be older
             # than the write, so it must not fill the cache.
@@ -226,7 +229,7 @@ class CachedProfiles:
         if not flight.cancelled():
             flight.exception()  # retrieved here so an unawaited failure is not logged
 
-    def _stale_or_none(self, user_id: str, reason: str) -> Lookup:
+    def _stale_or_none(self, user_id: str, reason: Reason) -> Lookup:
         profile = self._stale.get(user_id)
         if profile is not None:
             self._stale_hit.inc()

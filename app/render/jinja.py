@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
-from app.feeds.base import SharedItem
+from app.reader import DisplayItem
 from app.render.sources import Part, SourceError
 
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -40,7 +40,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         kind = type(obj)
-        if kind is dict or kind is SharedItem:
+        if kind is dict or kind is DisplayItem:
             value = obj.get(attribute, _ABSENT)
             if value is not _ABSENT:
                 return value

@@ -27,8 +27,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, escape
 
-from app.feeds.base import SharedItem
-from app.render.links import SENTINEL, FillLinks, Links, Spec, escape_str
+from app.caching import Bounded
+from app.links import Links, Spec, escape_str
+from app.reader import DisplayItem
+from app.render.fill_links import SENTINEL, FillLinks
 from app.render.sources import SourceError
 
 # Names a piece may read and still be shared: fixed for a piece ...
@@ -226,6 +228,7 @@ class _ParamsFolder(NodeTransformer):
 
 
 _ABSENT = object()
+_MISSING = object()
 
 
 def _compiled(env: SandboxedEnvironment, tree: nodes.Template) -> Template:
@@ -434,8 +437,8 @@ class Fragments:
     def __init__(self, size: int = FRAGMENT_CACHE_SIZE, *, share: bool = True) -> None:
         self._size = max(1, size)
         self._share = share
-        self._skeletons: dict[tuple[Any, ...], Skeleton] = {}
-        self._bodies: dict[Any, Any] = {}
+        self._skeletons: Bounded[tuple[Any, ...], Skeleton] = Bounded(self._size)
+        self._bodies: Bounded[Any, Any] = Bounded(self._size * 8)
 
     def __len__(self) -> int:
         return len(self._skeletons)
@@ -458,9 +461,7 @@ class Fragments:
         skeleton = self._skeletons.get(key)
         if skeleton is None:
             skeleton = self._skeleton(layout, ctx)
-            if len(self._skeletons) >= self._size:
-                del self._skeletons[next(iter(self._skeletons))]
-            self._skeletons[key] = skeleton
+            self._skeletons.put(key, skeleton)
         return skeleton
 
     def _each_piece(self, layout: Layout, ctx: dict[str, Any]) -> Iterator[str]:
@@ -477,7 +478,7 @@ class Fragments:
     def _skeleton(self, layout: Layout, ctx: dict[str, Any]) -> Skeleton:
         """The skeleton of `layout` for readers like the one of `ctx`."""
         links: Links = ctx["links"]
-        fill = links.fill()
+        fill = FillLinks.like(links)
         shared = {**ctx, "links": fill}
         modes, params = ctx["_mode"], ctx["_params"]
         parts: list[str | Hole | Url] = []
@@ -522,7 +523,7 @@ class ReaderRender:
         self._contexts: dict[Any, Context] = {}
         self._urls: tuple[dict[str, Static], dict[str, Static]] = ({}, {})
         ctx["_shared"] = SharedBodies(
-            fragments._bodies, fragments._size * 8, ctx, keys, bodies, share=fragments._share
+            fragments._bodies, ctx, keys, bodies, share=fragments._share
         )
 
     def render(self, layout: Layout, *, html: bool) -> Output:
@@ -611,19 +612,18 @@ def _split(text: str, fill: FillLinks, calls: int) -> list[str | Url] | None:
 class SharedBodies:
     """The shared loop bodies of one reader's render (`ctx["_shared"]`)."""
 
-    __slots__ = ("_cache", "_ctx", "_keys", "_links", "_share", "_sigs", "_size", "table")
+    __slots__ = ("_cache", "_ctx", "_keys", "_links", "_share", "_sigs", "table")
 
     def __init__(
         self,
-        cache: dict[Any, Any],
-        size: int,
+        cache: Bounded[Any, Any],
         ctx: dict[str, Any],
         keys: dict[str, Any],
         table: tuple[SharedBody, ...],
         *,
         share: bool,
     ) -> None:
-        self._cache, self._size, self._ctx, self._keys = cache, size, ctx, keys
+        self._cache, self._ctx, self._keys = cache, ctx, keys
         self.table = table  # the template's shared bodies, by the number its loops call
         self._links: Links = ctx["links"]
         self._share = share
@@ -631,25 +631,22 @@ class SharedBodies:
 
     def render(self, body: SharedBody, item: Any) -> str:
         """`body` for `item`: from its shared copy, with this reader's URLs put in, when
-        `item` is a `SharedItem` (an object every reader shown it shares), else by Jinja."""
-        if type(item) is not SharedItem or not self._share:
+        `item` is a `DisplayItem` (the same for every reader shown it, as its `share_key`
+        says), else by Jinja."""
+        if type(item) is not DisplayItem or not self._share:
             return self._jinja(body, item)
         keyed = body.piece.keyed
         if keyed:
             sig = self._sigs.get(body)
             if sig is None:
                 sig = self._sigs[body] = tuple([self._keys[name] for name in keyed])
-            key: tuple[Any, ...] = (body, id(item), sig)
+            key: tuple[Any, ...] = (body, item.share_key, sig)
         else:
-            key = (body, id(item))
-        # The entry holds the item: its id cannot name another object meanwhile.
-        entry = self._cache.get(key)
-        if entry is None or entry[0] is not item:
-            entry = (item, self._fill(body, item))
-            if len(self._cache) >= self._size:
-                del self._cache[next(iter(self._cache))]
-            self._cache[key] = entry
-        found = entry[1]
+            key = (body, item.share_key)
+        found = self._cache.get(key, _MISSING)
+        if found is _MISSING:
+            found = self._fill(body, item)
+            self._cache.put(key, found)
         kind = type(found)
         if kind is Markup or kind is str:
             return found  # type: ignore[no-any-return]
@@ -675,7 +672,7 @@ class SharedBodies:
         """The shared copy of `body` for `item`: Markup when it holds no reader URL, a
         `_OneUrl` when it holds one (a card's click links: the reader token), else a
         `_Shared`; None when it must be rendered per reader."""
-        fill = self._links.fill()
+        fill = FillLinks.like(self._links)
         split = _split(body.piece.render({**self._ctx, "links": fill, body.item: item}), fill, 0)
         if split is None:
             return None

@@ -18,15 +18,15 @@ from jinja2 import pass_context
 from jinja2.exceptions import SecurityError
 from jinja2.filters import do_title
 
-from app.catalog import Catalog
-from app.errors import CorruptData, KairosError, NotFound, StoreUnavailable
-from app.feeds import FEEDS, FeedContext
-from app.feeds.base import money, personalized, tracked
+from app.errors import KairosError, NotFound
+from app.fallbacks import Reason, reason_for
+from app.links import Links, LinkSigner
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles, Lookup
+from app.reader import ReaderData, money, personalized, tracked
 from app.render.compiler import Compiled, Environments, compile_template
+from app.render.fill_links import FillLinks
 from app.render.layout import SHARED_BODY_FILTER, Fragments, Output, shared_body
-from app.render.links import FillLinks, Links, LinkSigner
 from app.render.sources import (
     Block,
     SourceError,
@@ -130,22 +130,22 @@ class Renderer:
         templates_dir: Path,
         tokens: Tokens,
         profiles: CachedProfiles,
-        catalog: Catalog,
+        reader: ReaderData,
         metrics: Metrics,
         public_url: str,
         budget_s: float,
         reload: bool,
         share: bool = True,
-        signer: LinkSigner | None = None,
+        signer: LinkSigner,
     ) -> None:
         self.blocks_dir, self.templates_dir = blocks_dir, templates_dir
-        self._tokens, self._profiles, self._catalog = tokens, profiles, catalog
+        self._tokens, self._profiles, self._reader = tokens, profiles, reader
         self._metrics = metrics
         self._public_url = public_url
         self._budget_s = budget_s
         self._reload = reload
         self._envs = ENVIRONMENTS
-        self._signer = signer or LinkSigner(tokens, public_url)
+        self._signer = signer
         # `share=False` renders every piece per reader, with the blocks' params read at
         # render time: the reference the shared path must match byte for byte.
         self._fragments = Fragments(share=share)
@@ -157,11 +157,6 @@ class Renderer:
         self._amp_ok = public_url.startswith("https://")
 
     # -- compiling -------------------------------------------------------------------
-
-    @property
-    def signer(self) -> LinkSigner:
-        """The click links' reader-independent half, shared with the feeds."""
-        return self._signer
 
     @property
     def environments(self) -> Environments:
@@ -195,7 +190,7 @@ class Renderer:
             templates_dir=self.templates_dir,
             tokens=self._tokens,
             profiles=self._profiles,
-            catalog=self._catalog,
+            reader=self._reader,
             metrics=self._metrics,
             public_url=self._public_url,
             budget_s=self._budget_s,
@@ -250,7 +245,7 @@ class Renderer:
                 lookup = await self.lookup(user_id)
             profile, reason = lookup.profile, lookup.reason
             if profile is None and reason is None:
-                reason = "missing-profile"
+                reason = Reason.MISSING_PROFILE
         data = await self._data(profile or {}, deadline, compiled.reads)
         return self.render_data(compiled, user_id, profile, data, reason, campaign, formats)
 
@@ -262,20 +257,22 @@ class Renderer:
         self, profile: Profile, deadline: float, reads: frozenset[str] = FEED_DATA
     ) -> dict[str, Any]:
         """Cart lines and recommendations (those of them the template `reads`), completed
-        from the catalog; empty when the catalog cannot answer in time (the blocks that
-        need them fall back)."""
-        personal = personalized(profile)
-        ctx = FeedContext(profile if personal else {}, self._catalog, GRID_SIZE, deadline)
+        from the catalog; empty when they cannot be had (the blocks that need them fall
+        back: the one place a render swaps in fallbacks is `_mode`)."""
+        if not personalized(profile):
+            profile = {}
+        reader = self._reader
         data: dict[str, Any] = {"cart": [], "recommendations": []}
-        for name in ("cart", "recommendations"):
+        for name, read in (("cart", reader.cart), ("recommendations", reader.recommendations)):
             if name not in reads:
                 continue
             try:
-                data[name] = await FEEDS[name](ctx)
-            except (TimeoutError, StoreUnavailable, CorruptData):
-                pass
-            except (KeyError, TypeError, ValueError, AttributeError):
-                log.exception("render: stored %s data is invalid", name)
+                data[name] = await read(profile, GRID_SIZE, deadline)
+            except Exception as exc:  # noqa: BLE001 - the email is complete whatever fails
+                if reason_for(exc) is Reason.ERROR:
+                    log.exception("render: reading the reader's %s failed", name)
+                else:
+                    log.debug("render: no %s: %s", name, exc)
         return data
 
     def render_data(
@@ -426,11 +423,12 @@ def _mode(
     if when.consent is not None and not consent.get(when.consent):
         return "hidden", None
     if block.personal and not consent["personalization"]:
-        return "fallback", reason or "no-consent"
+        return "fallback", reason or Reason.NO_CONSENT
     for need in block.needs:
         value = ctx.get(need)
         if value is None or value == [] or value == "":
-            return "fallback", reason or f"missing-data:{need}"
+            # Which data was missing is named too: "missing-data:cart".
+            return "fallback", reason or f"{Reason.MISSING_DATA}:{need}"
     return "main", None
 
 

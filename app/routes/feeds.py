@@ -2,7 +2,8 @@
 
 Order of work: verify the token, check the sender allow-list, then read data. Anything
 that goes wrong with the data (missing reader, store down, budget overrun, bad stored
-data) is answered 200 with the feed's fallback, named in `X-Kairos-Fallback`.
+data, a bug: `Reason`) is answered 200 with the feed's fallback, named in
+`X-Kairos-Fallback`.
 
 An item's `url` is a signed click URL for the token's reader and campaign (`/c/...`),
 like every link of a rendered email; the plain target for readers who declined
@@ -22,14 +23,15 @@ import orjson
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from app.errors import BadRequest, CorruptData, NotFound, StoreUnavailable
-from app.feeds import FEEDS, PERSONAL_FEEDS, FeedContext
-from app.feeds.base import Item, personalized, tracked
+from app.errors import BadRequest, NotFound
+from app.fallbacks import Fallback, Reason, reason_for
+from app.feeds import FEEDS, PERSONAL_FEEDS, FeedBuilder, FeedContext
 from app.http import header, query_dict
+from app.links import Links
 from app.middleware.observe import FALLBACK_SCOPE_KEY
-from app.render.links import Links
+from app.reader import Item, personalized, tracked
 from app.services import Services
-from app.tokens import BadToken
+from app.tokens import BadToken, Grant
 
 log = logging.getLogger("kairos.feeds")
 
@@ -46,10 +48,11 @@ class FeedEndpoint:
         self.tokens = services.tokens
         self.cors = services.amp_cors
         self.profiles = services.profiles
-        self.catalog = services.catalog
+        self.reader = services.reader
+        self.catalog = services.reader.catalog
         self.fallbacks = services.fallbacks
         self.budget_s = services.settings.budget_s
-        self.signer = services.renderer.signer
+        self.signer = services.signer
         self.public_url = services.settings.public_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -66,56 +69,55 @@ class FeedEndpoint:
             header(scope, b"amp-email-sender"), header(scope, b"origin"), query
         )
         limit = _limit(query.get("limit"))
-
-        reason = None
-        body = b""
-        if grant.expired():
-            reason = "expired-token"
-        else:
-            lookup = self.profiles.cached(grant.user_id) or await self.profiles.get(
-                grant.user_id, self.budget_s
-            )
-            if lookup.profile is None:
-                reason = lookup.reason or "missing-profile"
-            elif name in PERSONAL_FEEDS and not personalized(lookup.profile):
-                reason = "no-consent"
-            else:
-                # A feed built from a cached profile is kept beside it until the profile
-                # changes or the catalog cache turns over.
-                memo, key = lookup.memo, (name, limit, grant.campaign)
-                generation = self.catalog.generation()
-                built = memo.get(key) if memo is not None else None
-                if built is not None and built[1] == generation:
-                    body = built[0]
-                else:
-                    ctx = FeedContext(lookup.profile, self.catalog, limit, deadline)
-                    try:
-                        links = Links(
-                            self.signer,
-                            self.public_url,
-                            grant.user_id,
-                            grant.campaign,
-                            "",  # an unsafe target loses its link
-                            tracking=tracked(lookup.profile),
-                        )
-                        body = orjson.dumps({"items": clicked(await builder(ctx), links)})
-                        if memo is not None:
-                            memo[key] = (body, generation)
-                    except TimeoutError:
-                        reason = "budget"
-                    except StoreUnavailable:
-                        reason = "store-unavailable"
-                    except (CorruptData, KeyError, TypeError, ValueError, AttributeError):
-                        log.exception("feed %s: stored data for a reader is invalid", name)
-                        reason = "invalid-data"
-
-        if reason is not None:
+        # The one place a feed's fallback is swapped in: whatever goes wrong with the
+        # reader's data, a mail client gets 200 and the feed's static content.
+        try:
+            body = await self._body(name, builder, grant, limit, deadline)
+        except Exception as exc:  # noqa: BLE001 - an open never answers 5xx for data
+            reason = reason_for(exc)
+            if reason is Reason.ERROR:
+                log.exception("feed %s failed; serving its fallback", name)
             body = self.fallbacks.feed(name, reason)
             cors = [(b"x-kairos-fallback", reason.encode()), *cors]
             scope[FALLBACK_SCOPE_KEY] = reason  # for the access log
         headers = [*BASE_HEADERS, (b"content-length", str(len(body)).encode()), *cors]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _body(
+        self, name: str, builder: FeedBuilder, grant: Grant, limit: int, deadline: float
+    ) -> bytes:
+        """The feed's JSON for the grant's reader; raises what asks for the fallback."""
+        if grant.expired():
+            raise Fallback(Reason.EXPIRED_TOKEN)
+        lookup = self.profiles.cached(grant.user_id) or await self.profiles.get(
+            grant.user_id, self.budget_s
+        )
+        profile = lookup.profile
+        if profile is None:
+            raise Fallback(lookup.reason or Reason.MISSING_PROFILE)
+        if name in PERSONAL_FEEDS and not personalized(profile):
+            raise Fallback(Reason.NO_CONSENT)
+        # A feed built from a cached profile is kept beside it until the profile
+        # changes or the catalog cache turns over.
+        memo, key = lookup.memo, (name, limit, grant.campaign)
+        generation = self.catalog.generation()
+        built = memo.get(key) if memo is not None else None
+        if built is not None and built[1] == generation:
+            return built[0]  # type: ignore[no-any-return]
+        items = await builder(FeedContext(profile, self.reader, limit, deadline))
+        links = Links(
+            self.signer,
+            self.public_url,
+            grant.user_id,
+            grant.campaign,
+            "",  # an unsafe target loses its link
+            tracking=tracked(profile),
+        )
+        body = orjson.dumps({"items": clicked(items, links)})
+        if memo is not None:
+            memo[key] = (body, generation)
+        return body
 
 
 def clicked(items: list[Item], links: Links) -> list[Item]:

@@ -18,8 +18,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from app.errors import NotFound
+from app.fallbacks import Fallback, Reason, reason_for
 from app.http import query_dict
-from app.images import FORMATS, ParamError, Unavailable
+from app.images import FORMATS
 from app.middleware.observe import FALLBACK_SCOPE_KEY
 from app.services import Services
 from app.tokens import BadToken
@@ -55,21 +56,19 @@ class ImageEndpoint:
         if kind is None or scope["path_params"]["format"] != kind.format:
             raise NotFound(f"no live image {name}.{scope['path_params']['format']}")
 
+        # The one place an image's fallback is swapped in (the module doc).
         reason = None
         try:
             if grant.expired():
-                raise Unavailable("expired-token")
+                raise Fallback(Reason.EXPIRED_TOKEN)
             spec = self.images.spec(kind, token, grant)
             body = await self.images.image(kind, spec, grant, deadline)
-        except Unavailable as exc:
-            reason = exc.reason
-            log.debug("image %s: %s", name, exc)
-        except ParamError as exc:
-            reason = "invalid-params"
-            log.info("image %s: invalid parameters: %s", name, exc)
-        except Exception:  # a reader must never get a broken image, whatever broke
-            reason = "render-error"
-            log.exception("image %s failed to render", name)
+        except Exception as exc:  # noqa: BLE001 - a reader never gets a broken image
+            reason = reason_for(exc)
+            if reason is Reason.ERROR:
+                log.exception("image %s failed; serving its fallback", name)
+            else:
+                log.debug("image %s: %s", name, exc)
 
         headers = list(self._headers[kind.format])
         if reason is not None:

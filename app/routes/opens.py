@@ -16,21 +16,24 @@ target. (Recording opens and clicks as events comes with the events pipeline.)
 from __future__ import annotations
 
 import base64
+from types import MappingProxyType
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from app.render.links import UnsafeTarget, check_target
 from app.services import Services
+from app.targets import UnsafeTarget, check_target
 from app.tokens import BadToken, Tokens
 
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-NO_CACHE = {
-    "Cache-Control": "no-cache, no-store, must-revalidate, max-age=0",
-    "Expires": "0",
-    "Referrer-Policy": "no-referrer",
-}
+NO_CACHE = MappingProxyType(
+    {
+        "Cache-Control": "no-cache, no-store, must-revalidate, max-age=0",
+        "Expires": "0",
+        "Referrer-Policy": "no-referrer",
+    }
+)
 
 
 def routes(services: Services) -> list[Route]:

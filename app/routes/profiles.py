@@ -24,10 +24,9 @@ from app.services import Services
 
 
 def routes(services: Services) -> list[Route]:
-    api_keys, profiles = services.api_keys, services.profiles
+    profiles = services.profiles
 
     async def get_profile(request: Request) -> Response:
-        api_keys.check(request)
         user_id = check_user_id(request.path_params["user_id"])
         profile = await profiles.read_through(user_id)
         if profile is None:
@@ -35,7 +34,6 @@ def routes(services: Services) -> list[Route]:
         return JSONResponse({"user_id": user_id, **profile})
 
     async def put_profile(request: Request) -> Response:
-        api_keys.check(request)
         user_id = check_user_id(request.path_params["user_id"])
         clean = validate_profile(await _json_body(request))
 
@@ -51,7 +49,6 @@ def routes(services: Services) -> list[Route]:
         return JSONResponse({"user_id": user_id, **(stored or {})}, status_code=status)
 
     async def patch_profile(request: Request) -> Response:
-        api_keys.check(request)
         user_id = check_user_id(request.path_params["user_id"])
         patch = await _json_body(request)
         if not isinstance(patch, dict):
@@ -69,7 +66,6 @@ def routes(services: Services) -> list[Route]:
         return JSONResponse({"user_id": user_id, **(stored or {})})
 
     async def delete_profile(request: Request) -> Response:
-        api_keys.check(request)
         user_id = check_user_id(request.path_params["user_id"])
         if not await profiles.delete(user_id):
             raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")

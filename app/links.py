@@ -9,8 +9,7 @@ same for every reader can be rendered once per send (see `app.render.layout`).
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 try:  # HTML-escapes a plain str, without making a Markup of it
@@ -18,28 +17,46 @@ try:  # HTML-escapes a plain str, without making a Markup of it
 except ImportError:  # markupsafe without its C extension
     from markupsafe._native import _escape_inner as escape_str
 
-from app import images
-from app.picks import MAX_SLOT
+from app.caching import Bounded
 from app.targets import UnsafeTarget, check_target
 from app.tokens import Tokens
 
-__all__ = ["FillLinks", "LinkSigner", "Links", "Spec", "UnsafeTarget", "check_target", "escape_str"]
+__all__ = [
+    "ImageCheck",
+    "LinkSigner",
+    "Links",
+    "Spec",
+    "UnsafeTarget",
+    "check_target",
+    "escape_str",
+]
 
 LINK_CACHE_SIZE = 20_000
-# What a shared fragment holds where a reader's own URL goes (see FillLinks).
-SENTINEL = re.compile("\x00kx(\\d+)\x00")
+# Recommendation slots a product click link may name (and live product cards show).
+MAX_SLOT = 19
 
+# What a reader URL stands for, for a render that fills it in per reader (`Links.resolve`).
 Spec = tuple[Any, ...]
+
+
+class ImageCheck(Protocol):
+    def __call__(self, name: str, params: dict[str, Any]) -> str:
+        """The format of live image `name` with `params`; `ParamError` when the image is
+        unknown or its parameters are invalid."""
+        ...
 
 
 class LinkSigner:
     """The reader-independent half of click URLs, signed once per (campaign, target,
     slot) and kept (bounded, first in first out)."""
 
-    def __init__(self, tokens: Tokens, base_url: str) -> None:
+    def __init__(self, tokens: Tokens, base_url: str, check_image: ImageCheck) -> None:
         self.tokens = tokens
         self.base_url = base_url
-        self._links: dict[tuple[str | None, str, int | None], str | None] = {}
+        self.check_image = check_image
+        self._links: Bounded[tuple[str | None, str, int | None], str | None] = Bounded(
+            LINK_CACHE_SIZE
+        )
 
     def link(self, campaign: str | None, target: str, slot: int | None = None) -> str | None:
         """`{base}/c/{link token}?r=` for `target`, or None when the target is unsafe."""
@@ -56,9 +73,7 @@ class LinkSigner:
             params = None if slot is None else {"slot": slot}
             token = self.tokens.sign("click", "", target, campaign=campaign, params=params)
             url = f"{self.base_url}/c/{token}?r="
-        if len(self._links) >= LINK_CACHE_SIZE:
-            del self._links[next(iter(self._links))]
-        self._links[key] = url
+        self._links.put(key, url)
         return url
 
 
@@ -67,7 +82,7 @@ class Links:
 
     def __init__(
         self,
-        signer: LinkSigner | Tokens,
+        signer: LinkSigner,
         base_url: str,
         user_id: str,
         campaign: str | None,
@@ -75,8 +90,6 @@ class Links:
         *,
         tracking: bool = True,
     ) -> None:
-        if isinstance(signer, Tokens):
-            signer = LinkSigner(signer, base_url)
         self._signer = signer
         self._tokens = signer.tokens
         self._tracking = tracking
@@ -102,15 +115,14 @@ class Links:
     def image(self, name: str, **params: Any) -> str:
         """The reader's live image `name`, its parameters signed in: checked here, so a
         template asking for an unknown image, a bad parameter or a size above the
-        limits fails at send time (`images.ParamError`), not at open time."""
+        limits fails at send time (`ParamError`), not at open time."""
         key = ("image", name, *sorted(f"{k}={v!r}" for k, v in params.items()))
         url = self._memo.get(key)
         if url is None:
-            images.check(name, params)
+            fmt = self._signer.check_image(name, params)
             token = self._tokens.sign(
                 "image", self._user, name, campaign=self._campaign, params=params or None
             )
-            fmt = images.KINDS[name].format
             url = self._memo[key] = f"{self._base}/v1/img/{name}.{fmt}?t={token}"
         return url
 
@@ -168,11 +180,6 @@ class Links:
             url = self._memo[key] = f"{self._base}/v1/px/{quote(token)}.gif"
         return url
 
-    def fill(self) -> FillLinks:
-        """The `FillLinks` for fragments shared with readers like this one (same
-        campaign, home and tracking consent)."""
-        return FillLinks(self._signer, self._campaign, self._home, tracking=self._tracking)
-
     def url(self, key: str, spec: Spec, html: bool) -> str:
         """The URL a `FillLinks` sentinel stands for, for this reader, HTML-escaped when
         `html`; `key` names the spec (once per render)."""
@@ -195,43 +202,3 @@ class Links:
         if kind == "image":
             return self.image(spec[1], **spec[2])
         return self.pixel()
-
-
-class FillLinks(Links):
-    """`Links` for rendering a fragment shared by every reader of a send: where a
-    reader's own URL (or reader token) goes, it writes a sentinel and records what it
-    stands for in `specs`; each reader's render puts its own URL there (`Links.resolve`)."""
-
-    def __init__(
-        self, signer: LinkSigner, campaign: str | None, home: str, *, tracking: bool
-    ) -> None:
-        super().__init__(signer, signer.base_url, "", campaign, home, tracking=tracking)
-        self.specs: list[Spec] = []
-        self.calls = 0  # sentinels handed out, to tell when a filter changed one
-        self._sentinels: dict[str, str] = {}
-
-    def _sentinel(self, spec: Spec) -> str:
-        self.calls += 1
-        key = repr(spec)
-        sentinel = self._sentinels.get(key)
-        if sentinel is None:
-            self.specs.append(spec)
-            sentinel = self._sentinels[key] = f"\x00kx{len(self.specs) - 1}\x00"
-        return sentinel
-
-    def feed(self, name: str) -> str:
-        return self._sentinel(("feed", str(name)))
-
-    def image(self, name: str, **params: Any) -> str:
-        images.check(name, params)  # a bad image fails when the fragment is made
-        return self._sentinel(("image", name, params))
-
-    def click(self, target: str) -> str:
-        # Not remembered: each use must ask for its sentinel (see `calls`).
-        return self._click(target)
-
-    def reader(self) -> str:
-        return self._sentinel(("reader",))
-
-    def pixel(self) -> str:
-        return self._sentinel(("pixel",))

@@ -1,0 +1,118 @@
+"""The send-time paths of /openapi.json: renders, the batch, templates, previews."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.openapi.schemas import bearer, error, json, render_request, render_result
+
+
+def render_paths() -> dict[str, Any]:
+    return {
+        "/v1/render": {
+            "post": {
+                "summary": "Render a template for one reader (send time)",
+                "security": bearer(),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": render_request()}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "the rendered email; with Accept: message/rfc822 "
+                        "a MIME multipart/alternative (text/plain, text/x-amp-html, "
+                        "text/html)",
+                        "content": {
+                            "application/json": {"schema": render_result()},
+                            "message/rfc822": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "401": error("missing or invalid API key"),
+                    "404": error("unknown template"),
+                    "422": error("invalid field, or the template does not compile"),
+                },
+            }
+        },
+        "/v1/render/{template}": {
+            "get": {
+                "summary": "Render for one reader, for ESPs that can only GET",
+                "security": bearer(),
+                "parameters": [
+                    {
+                        "name": "template",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "user_id",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "campaign", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "formats",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "comma list of html, amp, text",
+                    },
+                ],
+                "responses": {
+                    "200": json("the rendered email", render_result()),
+                    "401": error("missing or invalid API key"),
+                    "404": error("unknown template"),
+                    "422": error("invalid field, or the template does not compile"),
+                },
+            }
+        },
+        "/v1/render/batch": {
+            "post": {
+                "summary": "Render many readers: NDJSON in, NDJSON out, streamed",
+                "security": bearer(),
+                "parameters": [
+                    {
+                        "name": "template",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "default template for lines without one",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/x-ndjson": {"schema": render_request()}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "one line per input line, in order: the render "
+                        "with `line` and `user_id`, or `line`, `user_id` and `error`",
+                        "content": {"application/x-ndjson": {"schema": render_result()}},
+                    },
+                    "401": error("missing or invalid API key"),
+                    "415": error("not NDJSON"),
+                },
+            }
+        },
+        "/v1/templates": {
+            "get": {
+                "summary": "The templates, their blocks, variants and samples",
+                "security": bearer(),
+                "responses": {"200": json("templates"), "401": error("no API key")},
+            }
+        },
+        "/v1/preview": {
+            "post": {
+                "summary": "Render a template with one of its sample profiles",
+                "security": bearer(),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": json("the rendered email", render_result()),
+                    "404": error("unknown template or sample"),
+                    "422": error("invalid field or broken template"),
+                },
+            }
+        },
+    }

@@ -1,0 +1,129 @@
+"""The shared parts of /openapi.json: schemas, parameters and responses. Functions, not
+module-level dicts: each spec gets its own copies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def error_schema() -> dict[str, Any]:
+    return {"$ref": "#/components/schemas/Error"}
+
+
+def profile_schema() -> dict[str, Any]:
+    return {"$ref": "#/components/schemas/Profile"}
+
+
+def bearer() -> list[dict[str, list[str]]]:
+    return [{"bearer": []}]
+
+
+def error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": error_schema()}}}
+
+
+def json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema or {"type": "object"}}},
+    }
+
+
+def user_id_param() -> dict[str, Any]:
+    return {
+        "name": "user_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+    }
+
+
+def render_request() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["template", "user_id"],
+        "properties": {
+            "template": {"type": "string"},
+            "user_id": {"type": "string"},
+            "profile": {"$ref": "#/components/schemas/Profile"},
+            "campaign": {"type": "string"},
+            "formats": {"type": "array", "items": {"enum": ["html", "amp", "text"]}},
+        },
+    }
+
+
+def render_result() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "subject": {"type": "string"},
+            "preheader": {"type": "string"},
+            "html": {"type": ["string", "null"]},
+            "amp": {"type": ["string", "null"]},
+            "text": {"type": ["string", "null"]},
+            "segments": {"type": "array", "items": {"type": "string"}},
+            "variant": {"type": "string"},
+            "fallbacks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"block": {"type": "string"}, "reason": {"type": "string"}},
+                },
+            },
+        },
+    }
+
+
+def components() -> dict[str, Any]:
+    return {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "field": {"type": "string"},
+                        },
+                    }
+                },
+            },
+            "Feed": {
+                "type": "object",
+                "required": ["items"],
+                "properties": {"items": {"type": "array", "items": {"type": "object"}}},
+            },
+            "Profile": {
+                "type": "object",
+                "properties": {
+                    "first_name": {"type": "string", "maxLength": 100},
+                    "last_name": {"type": "string", "maxLength": 100},
+                    "email": {"type": "string", "maxLength": 254},
+                    "locale": {"type": "string", "maxLength": 35},
+                    "timezone": {"type": "string", "maxLength": 64},
+                    "tier": {"type": "string", "maxLength": 32},
+                    "loyalty_points": {"type": "integer", "minimum": 0},
+                    "cart": {"type": "array", "maxItems": 100, "items": {"type": "object"}},
+                    "recommendations": {
+                        "type": "array",
+                        "maxItems": 100,
+                        "items": {"type": "object"},
+                    },
+                    "consent": {
+                        "type": "object",
+                        "properties": {
+                            "personalization": {"type": "boolean"},
+                            "tracking": {"type": "boolean"},
+                        },
+                    },
+                    "attributes": {"type": "object", "maxProperties": 100},
+                },
+                "additionalProperties": False,
+            },
+        },
+    }

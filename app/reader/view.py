@@ -1,0 +1,87 @@
+"""The reader data every surface reads: cart lines joined with the catalog, and
+recommendations (the reader's own picks, then popular products).
+
+Catalog reads are bounded by the caller's deadline (a `loop.time()`): past it they raise
+`TimeoutError`, and `StoreUnavailable` when the store is down. Stored reader data of the
+wrong shape (a cart that is not a list) raises `Fallback(Reason.INVALID_DATA)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from app.catalog import Catalog
+from app.fallbacks import Fallback, Reason
+from app.reader.consent import personalized
+from app.reader.items import DisplayItem, DisplayItems, Item, product_item
+from app.reader.money import money
+
+Profile = dict[str, Any]
+T = TypeVar("T")
+# What stored data of the wrong shape raises when it is read as if it had the right one.
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
+
+
+class ReaderData:
+    """Built once per app over the cached catalog; holds the shared display items."""
+
+    def __init__(self, catalog: Catalog, display: DisplayItems | None = None) -> None:
+        self.catalog = catalog
+        self._display = display or DisplayItems()
+
+    async def cart(self, profile: Profile, limit: int, deadline: float) -> list[Item]:
+        """The first `limit` cart lines, completed from the catalog, with line totals."""
+        return await _checked("cart", self._cart, profile, limit, deadline)
+
+    async def recommendations(
+        self, profile: Profile, limit: int, deadline: float
+    ) -> list[DisplayItem]:
+        """Up to `limit` products: the reader's picks by score (not those in the cart;
+        none for a reader who declined personalization), then the most popular."""
+        return await _checked("recommendations", self._recommendations, profile, limit, deadline)
+
+    async def _cart(self, profile: Profile, limit: int, deadline: float) -> list[Item]:
+        lines = (profile.get("cart") or [])[:limit]
+        products = await self.catalog.products([line["sku"] for line in lines], deadline)
+        items = []
+        for line in lines:
+            item = product_item({**products.get(line["sku"], {}), **line})
+            qty = int(line.get("qty", 1))
+            item["qty"] = qty
+            if item["price"] is not None:
+                item["line_total_display"] = money(item["price"] * qty, item["currency"])
+            items.append(item)
+        return items
+
+    async def _recommendations(
+        self, profile: Profile, limit: int, deadline: float
+    ) -> list[DisplayItem]:
+        catalog, display = self.catalog, self._display
+        in_cart = {line["sku"] for line in profile.get("cart") or []}
+        items: list[DisplayItem] = []
+        if personalized(profile):
+            picks = sorted(
+                profile.get("recommendations") or [], key=lambda r: -float(r.get("score", 0))
+            )
+            skus = [r["sku"] for r in picks if r["sku"] not in in_cart]
+            products = await catalog.products(skus[: limit * 2], deadline)
+            for sku in skus:
+                if sku in products and len(items) < limit:
+                    items.append(display.get(products[sku], "personal", catalog.version(sku)))
+        if len(items) < limit:
+            seen = {item["sku"] for item in items} | in_cart
+            for product in await catalog.popular(limit + len(seen), deadline):
+                sku = product["sku"]
+                if sku not in seen and len(items) < limit:
+                    items.append(display.get(product, "popular", catalog.version(sku)))
+        return items
+
+
+async def _checked(
+    what: str, read: Callable[[Profile, int, float], Awaitable[T]], *args: Any
+) -> T:
+    try:
+        return await read(*args)
+    except SHAPE_ERRORS as exc:
+        raise Fallback(Reason.INVALID_DATA, f"stored {what} data: {exc!r}") from exc
