@@ -40,7 +40,7 @@ class KairosApp:
             self.router, max_bytes=max_body_bytes, exempt=body_limit_exempt
         )
         stack = ErrorMiddleware(stack)
-        self._stack: ASGIApp = ObserveMiddleware(stack, metrics)
+        self._stack: ASGIApp = ObserveMiddleware(stack, metrics, self.router.routes)
 
     @property
     def routes(self) -> list[BaseRoute]:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from app.amp_cors import AmpCors
 from app.auth import ApiKeys
-from app.catalog import Catalog
 from app.fallbacks import Fallbacks
 from app.feeds import FEEDS
 from app.images import KINDS, ImageChecks
@@ -16,6 +15,7 @@ from app.metrics import Metrics
 from app.picks import Picks
 from app.profiles.cache import CachedProfiles
 from app.reader import ReaderData
+from app.reader.catalog import Catalog
 from app.render.renderer import Renderer
 from app.settings import Settings
 from app.stores.bundle import Stores, build_stores

@@ -20,7 +20,10 @@ from app.errors import Forbidden
 from app.settings import Secret
 
 PURPOSES = ("feed", "image", "click", "pixel", "reader")
-MAX_TOKEN_LENGTH = 2048
+# Large enough for a click token carrying the longest target a click may have (2,048
+# characters, app/targets.py) with its campaign and slot, base64-encoded; small enough
+# that a forged token is refused before any work.
+MAX_TOKEN_LENGTH = 4096
 
 
 class BadToken(Forbidden):

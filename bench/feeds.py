@@ -64,12 +64,12 @@ from common import (
     wait_ready,
 )
 
-from app.catalog import Catalog
 from app.feeds import FEEDS, FeedContext
 from app.images import ImageChecks
 from app.links import Links, LinkSigner
 from app.profiles.schema import validate_profile
 from app.reader import ReaderData, tracked
+from app.reader.catalog import Catalog
 from app.routes.feeds import DEFAULT_LIMIT, clicked
 from app.settings import Secret
 from app.stores.bundle import redis_stores

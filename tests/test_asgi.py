@@ -243,11 +243,6 @@ async def test_routing_errors_are_counted_under_the_template_or_unmatched(
     assert requests_total(metrics, "unmatched", "GET", 404) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the body cap answers before the router has matched the route, so the "
-    "access log writes the raw path, token included (the template is not known yet)",
-)
 @pytest.mark.parametrize(
     ("path", "headers"),
     [

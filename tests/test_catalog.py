@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.catalog import Catalog
+from app.reader.catalog import Catalog
 from app.stores.memory import MemoryCatalog
 
 TTL_S = 0.3

@@ -214,3 +214,20 @@ async def test_other_scope_types_are_neither_counted_nor_logged(metrics, access_
     assert seen == ["lifespan"]
     assert requests_counted(metrics) == {}
     assert lines(access_log) == []
+
+
+async def test_a_made_up_method_is_counted_as_other_not_as_itself():
+    """Metric labels stay bounded whatever methods clients invent."""
+    metrics = Metrics()
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        await send({"type": "http.response.start", "status": 405, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    observed = ObserveMiddleware(app, metrics)
+    transport = httpx.ASGITransport(app=observed)
+    async with httpx.AsyncClient(transport=transport, base_url="http://k") as client:
+        await client.request("BREW", "/pot")
+    text = metrics.render().decode()
+    assert 'method="OTHER"' in text
+    assert "BREW" not in text

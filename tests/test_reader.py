@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from app.catalog import Catalog
 from app.fallbacks import Fallback, Reason
 from app.reader import DisplayItem, ReaderData, money, personalized, tracked
+from app.reader.catalog import Catalog
 from app.stores.memory import MemoryCatalog
 
 PRODUCTS: list[dict[str, Any]] = [
@@ -162,11 +162,6 @@ async def test_a_reader_who_declined_personalization_gets_only_popular(reader, c
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a pick stored twice is shown twice (popular top-up skips what is shown, "
-    "the reader's picks do not)",
-)
 async def test_a_product_is_recommended_once(reader):
     profile = {"recommendations": [{"sku": "LAMP", "score": 0.9}, {"sku": "LAMP", "score": 0.4}]}
     items = await reader.recommendations(profile, 3, deadline())

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from app.catalog import Catalog
 from app.fallbacks import Fallback, Reason
 from app.images.assets import Assets
 from app.images.fonts import Fonts
 from app.images.sources import SourceImages
 from app.picks import Picks
 from app.profiles.cache import CachedProfiles, Lookup
+from app.reader.catalog import Catalog
 from app.tokens import Grant
 
 

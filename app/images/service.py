@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from PIL import features
 
 from app.caching import Bounded
-from app.catalog import Catalog
 from app.fallbacks import Fallback, Reason
 from app.images import KINDS
 from app.images.assets import Assets
@@ -26,6 +25,7 @@ from app.images.sources import SourceImages
 from app.metrics import Metrics
 from app.picks import Picks
 from app.profiles.cache import CachedProfiles
+from app.reader.catalog import Catalog
 from app.settings import ConfigError, Settings
 from app.tokens import Grant
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import Metrics
@@ -15,11 +17,18 @@ FALLBACK_SCOPE_KEY = "kairos.fallback"
 
 log = logging.getLogger("kairos.access")
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute] = ()
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        # To name the route of a request answered before routing (a body refused by the
+        # cap): its path may hold a token, which must not reach the log.
+        self.routes = routes
         self._children: dict[tuple[str, str, int], tuple[object, object]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -39,9 +48,11 @@ class ObserveMiddleware:
             await self.app(scope, receive, observed_send)
         finally:
             elapsed = time.perf_counter() - start
-            route = scope.get("route")
+            route = scope.get("route") or self._route_of(scope)
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
+            if method not in METHODS:
+                method = "OTHER"  # a label per made-up method would grow without bound
             key = (template, method, status)
             children = self._children.get(key)
             if children is None:
@@ -63,3 +74,9 @@ class ObserveMiddleware:
                     elapsed * 1000,
                     f" fallback={fallback}" if fallback else "",
                 )
+
+    def _route_of(self, scope: Scope) -> BaseRoute | None:
+        for route in self.routes:
+            if route.matches(scope)[0] is not Match.NONE:
+                return route
+        return None

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from app.catalog import Catalog
 from app.fallbacks import Fallback, Reason
+from app.reader.catalog import Catalog
 from app.reader.consent import personalized
 from app.reader.items import DisplayItem, DisplayItems, Item, product_item
 from app.reader.money import money
@@ -64,7 +64,8 @@ class ReaderData:
             picks = sorted(
                 profile.get("recommendations") or [], key=lambda r: -float(r.get("score", 0))
             )
-            skus = [r["sku"] for r in picks if r["sku"] not in in_cart]
+            # A product once, in the rank of its best score (stored picks may repeat).
+            skus = list(dict.fromkeys(r["sku"] for r in picks if r["sku"] not in in_cart))
             products = await catalog.products(skus[: limit * 2], deadline)
             for sku in skus:
                 if sku in products and len(items) < limit:
