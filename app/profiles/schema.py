@@ -6,7 +6,8 @@ Strings are stored exactly as given (data, not markup) and escaped only on outpu
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -184,19 +185,21 @@ CART_ITEM = _object(
 )
 RECOMMENDATION = _object({"sku": _str(64, SKU), "score": _number(-1e9, 1e9)}, ("sku",))
 
-FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "first_name": _str(100),
-    "last_name": _str(100),
-    "email": _email,
-    "locale": _str(35, LOCALE),
-    "timezone": _timezone,
-    "tier": _str(32),
-    "loyalty_points": _int(0, 10**12),
-    "cart": _list(CART_ITEM),
-    "recommendations": _list(RECOMMENDATION),
-    "consent": _object({"personalization": _bool, "tracking": _bool}),
-    "attributes": _attributes,
-}
+FIELDS: Mapping[str, Callable[[str, Any], Any]] = MappingProxyType(
+    {
+        "first_name": _str(100),
+        "last_name": _str(100),
+        "email": _email,
+        "locale": _str(35, LOCALE),
+        "timezone": _timezone,
+        "tier": _str(32),
+        "loyalty_points": _int(0, 10**12),
+        "cart": _list(CART_ITEM),
+        "recommendations": _list(RECOMMENDATION),
+        "consent": _object({"personalization": _bool, "tracking": _bool}),
+        "attributes": _attributes,
+    }
+)
 
 
 def validate_profile(doc: Any) -> Profile:
