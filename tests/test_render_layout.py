@@ -305,7 +305,7 @@ def test_only_the_pieces_that_read_the_reader_are_rendered_per_reader(engine):
             engine.render(renderer, "weekly_picks", Reader(variant, user, profile, "spring"))
     holes = [
         part.piece
-        for skeleton in renderer._fragments._skeletons.values()
+        for skeleton in renderer._fragments.skeletons.values()
         for part in skeleton.parts
         if isinstance(part, Hole)
     ]
@@ -334,10 +334,10 @@ def test_a_product_card_is_rendered_once_for_every_reader_shown_it(engine):
     first_id, second_id = users_by_variant(compiled.source.variants, "spring", 2)["A"]
     full = renderer.samples("weekly_picks")["full"]
     ada = engine.render(renderer, "weekly_picks", Reader("Ada", first_id, full, "spring"))
-    cards = len(renderer._fragments._bodies)
+    cards = len(renderer._fragments.bodies)
     assert cards >= 3
     bea = engine.render(renderer, "weekly_picks", Reader("Bea", second_id, full, "spring"))
-    assert len(renderer._fragments._bodies) == cards
+    assert len(renderer._fragments.bodies) == cards
     for result, user in ((ada, first_id), (bea, second_id)):
         readers = {click_grants(url)[1] for url in click_urls(result.html or "")}
         assert {grant.user_id for grant in readers if grant is not None} == {user}

@@ -178,7 +178,7 @@ def mrml_html(document: str, theme_css: str, where: Path) -> str:
 def ascii_html(html: str) -> str:
     """`html` with its non-ASCII characters written as character references (outside
     style and script elements, where they would not be decoded): the same page, which
-    survives any transfer encoding and is cheaper to send (see `layout._escape`)."""
+    survives any transfer encoding and is cheaper to send (see `layout.output.html_escape`)."""
     if html.isascii():
         return html
     pieces = RAW_TEXT.split(html)

@@ -26,7 +26,13 @@ from app.profiles.cache import CachedProfiles, Lookup
 from app.reader import ReaderData, money, personalized, tracked
 from app.render.compiler import Compiled, Environments, compile_template
 from app.render.fill_links import FillLinks
-from app.render.layout import SHARED_BODY_FILTER, Fragments, Output, shared_body
+from app.render.layout import (
+    SHARED_BODY_FILTER,
+    Fragments,
+    Output,
+    ReaderRender,
+    shared_body,
+)
 from app.render.sources import (
     Block,
     SourceError,
@@ -337,7 +343,7 @@ class Renderer:
             "segments": tuple(segments),
             "_mode": tuple(modes),
         }
-        render = self._fragments.reader(ctx, keys, compiled.bodies).render
+        render = ReaderRender(self._fragments, ctx, keys, compiled.bodies).render
         warnings = []
         try:
             subject = " ".join(render(compiled.subject, html=False).text().split())
