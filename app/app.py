@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                 follower.cancel()
             await services.images.close()
             await services.stores.close()
+            services.renderer.close()
 
     api_keys = services.api_keys
     app = KairosApp(

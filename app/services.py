@@ -16,6 +16,8 @@ from app.picks import Picks
 from app.profiles.cache import CachedProfiles
 from app.reader import ReaderData
 from app.reader.catalog import Catalog
+from app.render.engine import Engine
+from app.render.registry import TemplateRegistry
 from app.render.renderer import Renderer
 from app.settings import Settings
 from app.stores.bundle import Stores, build_stores
@@ -57,19 +59,19 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
     catalog = Catalog(stores.catalog)
     reader = ReaderData(catalog)
     signer = LinkSigner(tokens, settings.public_url, ImageChecks())
-    renderer = Renderer(
-        blocks_dir=settings.blocks_dir,
-        templates_dir=settings.templates_dir,
-        tokens=tokens,
-        profiles=profiles,
-        reader=reader,
-        metrics=metrics,
-        public_url=settings.public_url,
-        budget_s=settings.budget_s,
-        reload=settings.reload_templates,
-        signer=signer,
+    templates = TemplateRegistry(
+        settings.blocks_dir, settings.templates_dir, reload=settings.reload_templates
     )
-    renderer.load()
+    templates.load()  # at start-up; with reload on, changes are compiled in the background
+    engine = Engine(
+        signer=signer,
+        public_url=settings.public_url,
+        metrics=metrics,
+        globals=templates.environments.globals,
+    )
+    renderer = Renderer(
+        templates, engine, profiles=profiles, reader=reader, budget_s=settings.budget_s
+    )
     picks = Picks(stores.picks, reader, settings.budget_s)
     images = LiveImages(settings, metrics, profiles, catalog, picks)
     formats = {name: kind.format for name, kind in KINDS.items()}

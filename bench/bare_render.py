@@ -56,7 +56,8 @@ from app.render.compiler import (  # noqa: E402
 )
 from app.render.jinja import restore  # noqa: E402
 from app.render.layout import Layout  # noqa: E402
-from app.render.renderer import Renderer, RenderResult  # noqa: E402
+from app.render.renderer import Renderer  # noqa: E402
+from app.render.result import RenderResult  # noqa: E402
 from app.render.sources import Block, TemplateSource  # noqa: E402
 from app.routes.render import RenderRequest  # noqa: E402
 from app.services import build_services  # noqa: E402
@@ -105,7 +106,7 @@ class ExpandedMjml:
 
 
 def _theme_css(renderer: Renderer) -> str:
-    path = renderer.templates_dir / "theme.css"
+    path = renderer.templates.templates_dir / "theme.css"
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
@@ -113,7 +114,7 @@ def _jinja_mjml(renderer: Renderer, compiled: Compiled, *, inline_style: bool) -
     source = naive_mjml_source(
         compiled.source, compiled.blocks, _theme_css(renderer), inline_style=inline_style
     )
-    return renderer.environments.html.from_string(source)
+    return renderer.templates.environments.html.from_string(source)
 
 
 def naive_compiled(renderer: Renderer, name: str) -> Compiled:
@@ -138,7 +139,7 @@ async def expanded_mjml(
     compiled = renderer.compiled(name)
     template = _jinja_mjml(renderer, compiled, inline_style=True)
     capture = dataclasses.replace(compiled, html=Layout((ExpandedMjml(template),)))  # type: ignore[arg-type]
-    data = await renderer._data(profile, asyncio.get_running_loop().time() + 5.0)
+    data = await renderer.data(profile, asyncio.get_running_loop().time() + 5.0)
     return renderer.render_data(capture, user_id, profile, data, None, campaign)
 
 
@@ -164,8 +165,8 @@ async def render(request: Request) -> Response:
         compiled = _state["naive"].get(req.template)
         if compiled is None:
             raise NotFound(f"no template named {req.template!r}", code="template_not_found")
-        deadline = asyncio.get_running_loop().time() + renderer._budget_s
-        data = await renderer._data(req.profile or {}, deadline)
+        deadline = asyncio.get_running_loop().time() + renderer.budget_s
+        data = await renderer.data(req.profile or {}, deadline)
         result = renderer.render_data(
             compiled, req.user_id, req.profile, data, None, req.campaign, req.formats
         )

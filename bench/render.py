@@ -91,7 +91,8 @@ from common import (
 from app.demo import CATALOG, load_demo
 from app.errors import KairosError
 from app.profiles.schema import validate_profile
-from app.render.renderer import FORMATS, Renderer
+from app.render.renderer import Renderer
+from app.render.result import FORMATS
 from app.routes.render import RenderRequest
 from app.services import Services, build_services
 from app.settings import Settings
@@ -256,7 +257,7 @@ async def in_process(
     compiled = renderer.compiled(template)
     loop = asyncio.get_running_loop()
     reqs = [RenderRequest(orjson.loads(r.body)) for r in readers]
-    datas = [await renderer._data(q.profile or {}, loop.time() + 60) for q in reqs]
+    datas = [await renderer.data(q.profile or {}, loop.time() + 60) for q in reqs]
     results = [
         renderer.render_data(compiled, q.user_id, q.profile, d, None, CAMPAIGN, q.formats)
         for q, d in zip(reqs, datas, strict=True)
@@ -290,7 +291,7 @@ async def in_process(
         ("parse + validate the request (orjson, RenderRequest)",
          per(lambda i: RenderRequest(orjson.loads(readers[i].body)))),
         ("data: cart + recommendations from the catalog",
-         await aper(lambda i: renderer._data(reqs[i].profile or {}, loop.time() + 60))),
+         await aper(lambda i: renderer.data(reqs[i].profile or {}, loop.time() + 60))),
         ("render_data, html only", per(render(("html",)))),
         ("render_data, amp only", per(render(("amp",)))),
         ("render_data, text only", per(render(("text",)))),

@@ -160,8 +160,38 @@ async def stores(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[
 
 
 # --- send-time rendering -------------------------------------------------------------
-# Compiling every template costs ~0.2 s per app: the render tests share one app (or one
+# Compiling every template costs ~0.3 s per app: the render tests share one app (or one
 # compiled renderer) per module and run its lifespan per test.
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_compiles() -> Iterator[None]:
+    """Every app compiles its templates (app/render/registry.py), and the tests build
+    hundreds of apps over the same files: within the test session they share what the
+    first one compiled for those files (same folders, fingerprint and folding; the
+    compiled templates then keep that app's Jinja environments, which hold nothing of
+    an app's own). A test that patches `registry.compile_folder` sees its own."""
+    from app.render import registry
+
+    compile_folder = registry.compile_folder
+    done: dict[tuple[Any, ...], registry.TemplateSet] = {}
+
+    def shared(
+        blocks_dir: Path, templates_dir: Path, envs: Any, *, version: str, fold: bool
+    ) -> registry.TemplateSet:
+        key = (blocks_dir, templates_dir, version, fold)
+        found = done.get(key)
+        if found is None:
+            found = compile_folder(blocks_dir, templates_dir, envs, version=version, fold=fold)
+            if len(done) >= 16:
+                del done[next(iter(done))]
+            done[key] = found
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "compile_folder", shared)
+        yield
+
 
 RENDER_PUBLIC_URL = "https://kairos.example.com"
 

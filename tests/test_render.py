@@ -24,7 +24,8 @@ from app.errors import KairosError
 from app.profiles.schema import inline_profile
 from app.render import ampvalidate
 from app.render.amp import MAX_DOCUMENT_BYTES
-from app.render.renderer import FORMATS, Renderer, RenderResult
+from app.render.renderer import Renderer
+from app.render.result import FORMATS, RenderResult
 from app.render.sources import When
 from app.render.variants import assign
 from app.services import Services, build_services

@@ -23,7 +23,9 @@ from app.cli import main
 from app.images import ImageChecks
 from app.links import LinkSigner
 from app.render import ampvalidate
-from app.render.renderer import Renderer, RenderResult
+from app.render.engine import Engine
+from app.render.renderer import Renderer
+from app.render.result import RenderResult
 
 PUBLIC_URL = "https://kairos.example.com"
 LEFTOVERS = re.compile(r"\{\{|\{%|\{#|kjx|<mj-")
@@ -225,20 +227,14 @@ def test_check_reports_a_render_that_differs_from_the_per_reader_reference(
     URLs point elsewhere (the real renderer, only configured differently)."""
 
     def elsewhere(self: Renderer) -> Renderer:
-        twin = Renderer(
-            blocks_dir=self.blocks_dir,
-            templates_dir=self.templates_dir,
-            tokens=TOKENS,
-            profiles=self._profiles,
-            reader=self._reader,
-            metrics=self._metrics,
-            public_url="https://elsewhere.invalid",
-            budget_s=self._budget_s,
-            reload=False,
-            share=False,
+        twin = self.twin(share=False)
+        twin.engine = Engine(
             signer=LinkSigner(TOKENS, "https://elsewhere.invalid", ImageChecks()),
+            public_url="https://elsewhere.invalid",
+            metrics=self.engine.metrics,
+            globals=self.engine.globals,
+            share=False,
         )
-        twin.load()
         return twin
 
     monkeypatch.setattr(Renderer, "reference", elsewhere)

@@ -36,7 +36,8 @@ from app.images import ImageChecks
 from app.links import Links, LinkSigner
 from app.profiles.schema import inline_profile
 from app.render.layout import Hole, Slot, piece
-from app.render.renderer import Renderer, RenderResult, TemplateBroken
+from app.render.renderer import Renderer
+from app.render.result import RenderResult, TemplateBroken
 from app.render.variants import assign
 from app.services import Services, build_services
 from app.settings import PROJECT_ROOT
@@ -79,7 +80,7 @@ class Engine:
     def renderer(self, *, share: bool) -> Renderer:
         """A fresh renderer (nothing cached yet) over the same templates and store."""
         renderer = self.services.renderer.twin(share=share)
-        assert renderer.load() == []
+        assert renderer.templates.current.errors == ()
         return renderer
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -210,8 +211,8 @@ def test_shared_renders_are_byte_for_byte_the_per_reader_renders(engine, referen
     for name, renders in reference.items():
         problems += mismatches(engine, renderer, name, renders[:: -1 if order == "reverse" else 1])
     assert problems == []
-    assert len(renderer._fragments) > 0  # it did share
-    assert len(engine.plain._fragments) == 0  # the reference never does
+    assert len(renderer.engine.fragments) > 0  # it did share
+    assert len(engine.plain.engine.fragments) == 0  # the reference never does
 
 
 def test_the_sequences_vary_what_keys_sharing(reference):
@@ -257,10 +258,10 @@ def test_a_second_reader_of_the_same_send_reuses_what_the_first_rendered(engine)
     second = Reader("Bea", second_id, {**full, "first_name": "Bea"}, "spring")
 
     ada = engine.render(renderer, "weekly_picks", first)
-    cached = len(renderer._fragments)
+    cached = len(renderer.engine.fragments)
     assert cached > 0
     bea = engine.render(renderer, "weekly_picks", second)
-    assert len(renderer._fragments) == cached  # nothing new to render once per send
+    assert len(renderer.engine.fragments) == cached  # nothing new to render once per send
     assert differences(bea, engine.render(engine.plain, "weekly_picks", second)) == []
 
     for result, user, name, other in (
@@ -290,7 +291,7 @@ def test_a_second_reader_of_the_same_send_reuses_what_the_first_rendered(engine)
 
     # another campaign is another send: its shared parts are rendered anew
     engine.render(renderer, "weekly_picks", Reader("Ada", first_id, first.profile, "autumn"))
-    assert len(renderer._fragments) > cached
+    assert len(renderer.engine.fragments) > cached
 
 
 def test_only_the_pieces_that_read_the_reader_are_rendered_per_reader(engine):
@@ -305,7 +306,7 @@ def test_only_the_pieces_that_read_the_reader_are_rendered_per_reader(engine):
             engine.render(renderer, "weekly_picks", Reader(variant, user, profile, "spring"))
     holes = [
         part.piece
-        for skeleton in renderer._fragments.skeletons.values()
+        for skeleton in renderer.engine.fragments.skeletons.values()
         for part in skeleton.parts
         if isinstance(part, Hole)
     ]
@@ -334,10 +335,10 @@ def test_a_product_card_is_rendered_once_for_every_reader_shown_it(engine):
     first_id, second_id = users_by_variant(compiled.source.variants, "spring", 2)["A"]
     full = renderer.samples("weekly_picks")["full"]
     ada = engine.render(renderer, "weekly_picks", Reader("Ada", first_id, full, "spring"))
-    cards = len(renderer._fragments.bodies)
+    cards = len(renderer.engine.fragments.bodies)
     assert cards >= 3
     bea = engine.render(renderer, "weekly_picks", Reader("Bea", second_id, full, "spring"))
-    assert len(renderer._fragments.bodies) == cards
+    assert len(renderer.engine.fragments.bodies) == cards
     for result, user in ((ada, first_id), (bea, second_id)):
         readers = {click_grants(url)[1] for url in click_urls(result.html or "")}
         assert {grant.user_id for grant in readers if grant is not None} == {user}
@@ -406,7 +407,7 @@ def test_static_blocks_are_shared_and_reader_blocks_are_per_reader(engine):
     ],
 )
 def test_what_a_piece_reads_decides_how_it_is_shared(engine, text, keyed):
-    assert piece(engine.shared.environments.html, text, Path("probe.mjml")).keyed == keyed
+    assert piece(engine.shared.templates.environments.html, text, Path("probe.mjml")).keyed == keyed
 
 
 # --- a block's params, evaluated into its Jinja once ---------------------------------------
@@ -442,7 +443,7 @@ FOLD_PARAMS = {
 )
 @pytest.mark.parametrize("name", ["Ada <3", ""])
 def test_params_folded_into_a_piece_render_as_read_at_render_time(engine, text, name):
-    envs = engine.shared.environments
+    envs = engine.shared.templates.environments
     for env in (envs.html, envs.text):
         folded = piece(env, text, Path("probe.mjml"), FOLD_PARAMS)
         plain = piece(env, text, Path("probe.mjml"))
@@ -454,7 +455,7 @@ def test_params_folded_into_a_piece_render_as_read_at_render_time(engine, text, 
 
 def test_folded_params_are_not_read_at_render_time(engine):
     text = "{% if params.on %}{{ params.title }}{% else %}never{% endif %} {{ params.count }}"
-    env = engine.shared.environments.html
+    env = engine.shared.templates.environments.html
     folded = piece(env, text, Path("probe.mjml"), FOLD_PARAMS)
     # No `params` in the context at all: what is printed was evaluated when compiled.
     assert folded.render(dict(env.globals)) == "Tom &amp; Jerry&#39;s caf&#233; &lt;b&gt; 6"
@@ -466,7 +467,7 @@ def test_folded_params_are_not_read_at_render_time(engine):
     "value", ["gold", "gOLD", "x", "", "mary-jane o'neil", "3rd", "\u01c6ungla", "anna maria", 42]
 )
 def test_the_title_filter_is_jinjas(engine, value):
-    env = engine.shared.environments.text
+    env = engine.shared.templates.environments.text
     ours = env.from_string("{{ value | title }}").render(value=value)
     assert ours == do_title(str(value))
 
@@ -588,7 +589,7 @@ def test_every_per_send_name_a_shared_piece_reads_keys_its_copies(probe, order):
         mismatches(probe, renderer, "per_send_t", renders[:: -1 if order == "reverse" else 1]) == []
     )
     # one copy per layout (subject, preheader, html, amp, text) and send, reused
-    assert 0 < len(renderer._fragments) < 5 * len(renders)
+    assert 0 < len(renderer.engine.fragments) < 5 * len(renders)
 
 
 def marked(label: str, text: str) -> str:
@@ -655,7 +656,7 @@ def test_unsafe_targets_in_a_shared_part_are_sent_home_for_every_reader(probe):
             link, reader_grant = click_grants(href)
             assert (link.resource, link.campaign) == (HOME, reader.campaign), str(reader)
             assert reader_grant is not None and reader_grant.user_id == reader.user_id
-    assert len(renderer._fragments) > 0
+    assert len(renderer.engine.fragments) > 0
 
 
 def test_a_click_through_map_is_signed_for_the_readers_campaign(probe):

@@ -14,12 +14,12 @@ import pytest
 
 from app.profiles.schema import inline_profile
 from app.render.jinja import check_part, environment
-from app.render.renderer import FILTERS
+from app.render.environments import FILTERS
+from app.render.registry import fingerprint
 from app.render.sources import (
     Block,
     Part,
     SourceError,
-    fingerprint,
     load_block,
     load_blocks,
     load_samples,

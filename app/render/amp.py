@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from app.render.sources import Block, SourceError, TemplateSource
 
@@ -17,20 +18,24 @@ MAX_CSS_BYTES = 75_000
 MAX_DOCUMENT_BYTES = 200_000
 # How to tell that a piece of AMP markup uses an extension: the validator refuses a
 # document that loads an extension it does not use.
-USES = {
-    "amp-list": re.compile(r"<amp-list\b"),
-    "amp-mustache": re.compile(r"""type=["']amp-mustache["']"""),
-    "amp-carousel": re.compile(r"<amp-carousel\b"),
-    "amp-bind": re.compile(r"<amp-state\b|\son=|\s\[[a-z]"),
-    "amp-accordion": re.compile(r"<amp-accordion\b"),
-}
-EXTENSIONS = {
-    "amp-list": ("custom-element", "https://cdn.ampproject.org/v0/amp-list-0.1.js"),
-    "amp-mustache": ("custom-template", "https://cdn.ampproject.org/v0/amp-mustache-0.2.js"),
-    "amp-carousel": ("custom-element", "https://cdn.ampproject.org/v0/amp-carousel-0.2.js"),
-    "amp-bind": ("custom-element", "https://cdn.ampproject.org/v0/amp-bind-0.1.js"),
-    "amp-accordion": ("custom-element", "https://cdn.ampproject.org/v0/amp-accordion-0.1.js"),
-}
+USES = MappingProxyType(
+    {
+        "amp-list": re.compile(r"<amp-list\b"),
+        "amp-mustache": re.compile(r"""type=["']amp-mustache["']"""),
+        "amp-carousel": re.compile(r"<amp-carousel\b"),
+        "amp-bind": re.compile(r"<amp-state\b|\son=|\s\[[a-z]"),
+        "amp-accordion": re.compile(r"<amp-accordion\b"),
+    }
+)
+EXTENSIONS = MappingProxyType(
+    {
+        "amp-list": ("custom-element", "https://cdn.ampproject.org/v0/amp-list-0.1.js"),
+        "amp-mustache": ("custom-template", "https://cdn.ampproject.org/v0/amp-mustache-0.2.js"),
+        "amp-carousel": ("custom-element", "https://cdn.ampproject.org/v0/amp-carousel-0.2.js"),
+        "amp-bind": ("custom-element", "https://cdn.ampproject.org/v0/amp-bind-0.1.js"),
+        "amp-accordion": ("custom-element", "https://cdn.ampproject.org/v0/amp-accordion-0.1.js"),
+    }
+)
 IMPORTANT = re.compile(r"!\s*important", re.IGNORECASE)
 
 

@@ -9,13 +9,15 @@ import dataclasses
 import itertools
 import re
 
+from jinja2.sandbox import SandboxedEnvironment
+
 from app.demo import load_demo
 from app.errors import KairosError
 from app.profiles.schema import inline_profile
 from app.render import ampvalidate
 from app.render.amp import MAX_DOCUMENT_BYTES
 from app.render.jinja import check_part
-from app.render.sources import SourceError, load_blocks
+from app.render.sources import Part, SourceError, load_blocks
 from app.render.variants import assign
 from app.services import build_services
 from app.settings import Settings
@@ -42,15 +44,16 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
         blocks, _ = load_blocks(settings.blocks_dir)
     except SourceError as exc:
         return [str(exc)]
-    envs = renderer.environments
+    envs = renderer.templates.environments
     for block in blocks.values():
         for part in (block.mjml, block.fallback_mjml, block.amp, block.fallback_amp):
             if part is not None:
-                _collect(problems, lambda p=part: check_part(envs.html, p))
+                _collect(problems, envs.html, part)
         for part in (block.text, block.fallback_text):
             if part is not None:
-                _collect(problems, lambda p=part: check_part(envs.text, p))
-    problems.extend(str(e) for e in renderer.load() if str(e) not in problems)
+                _collect(problems, envs.text, part)
+    errors = renderer.templates.current.errors  # compiled by build_services
+    problems.extend(str(e) for e in errors if str(e) not in problems)
     reference = renderer.reference()
 
     amp_docs: dict[str, str] = {}
@@ -115,8 +118,8 @@ def _one_reader_per_variant(variants: dict[str, int]) -> list[tuple[str, str]]:
     return sorted(found.items())
 
 
-def _collect(problems: list[str], check: object) -> None:
+def _collect(problems: list[str], env: SandboxedEnvironment, part: Part) -> None:
     try:
-        check()  # type: ignore[operator]
+        check_part(env, part)
     except SourceError as exc:
         problems.append(str(exc))

@@ -7,7 +7,6 @@ only runs Jinja over the precompiled output.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ import mjml
 from jinja2.sandbox import SandboxedEnvironment
 
 from app.render import amp
-from app.render.jinja import Methods, check_part, environment, protect, restore
+from app.render.environments import Environments
+from app.render.jinja import check_part, protect, restore
 from app.render.layout import Layout, Piece, SharedBody, Slot, piece
 from app.render.sources import Block, Part, SourceError, TemplateSource
 
@@ -43,19 +43,6 @@ class Compiled:
     reads: frozenset[str] = frozenset()
     # The loop bodies its per-reader pieces share, by the number their loops call.
     bodies: tuple[SharedBody, ...] = ()
-
-
-@dataclass(frozen=True)
-class Environments:
-    html: SandboxedEnvironment
-    text: SandboxedEnvironment
-
-    @classmethod
-    def build(cls, filters: dict[str, Callable[..., Any]], methods: Methods) -> Environments:
-        return cls(
-            environment(html=True, filters=filters, methods=methods),
-            environment(html=False, filters=filters, methods=methods),
-        )
 
 
 def compile_template(

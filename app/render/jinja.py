@@ -7,7 +7,7 @@ placeholders before the MJML compiler runs and swapped back after it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MethodType
 from typing import Any
 
@@ -23,7 +23,7 @@ _ABSENT = object()
 
 
 # What a template may call on Kairos's own objects: {class: method names}.
-Methods = dict[type, frozenset[str]]
+Methods = Mapping[type, frozenset[str]]
 
 
 class Sandbox(ImmutableSandboxedEnvironment):
@@ -36,7 +36,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self, methods: Methods, **options: Any) -> None:
         super().__init__(**options)
-        self.methods = methods
+        self.methods = dict(methods)  # its own: looked up at every attribute
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         kind = type(obj)
@@ -62,7 +62,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
 
 def environment(
-    *, html: bool, filters: dict[str, Callable[..., Any]], methods: Methods | None = None
+    *, html: bool, filters: Mapping[str, Callable[..., Any]], methods: Methods | None = None
 ) -> SandboxedEnvironment:
     """The sandbox designers' Jinja runs in: no access to Python internals, reader data
     escaped for HTML (`html=True`) or left as text (subject, preheader, text part)."""

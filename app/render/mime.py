@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 from email.policy import SMTP
 
-from app.render.renderer import RenderResult
+from app.render.result import RenderResult
 
 
 def mime_message(result: RenderResult) -> bytes:

@@ -7,12 +7,15 @@ fallback for each part (`fallback.mjml`, `fallback.amp.html`, `fallback.txt`).
 A template is a folder `templates/<name>/` holding `template.json` (subject, preheader,
 variants, the ordered blocks with their conditions and parameters) and `samples/*.json`
 (sample profiles for preview and tests).
+
+Files are read in one place (`read_block_files`, `load_template`), then parsed: a block
+or template given in memory (a preview of an unsaved edit) is parsed the same way.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,23 @@ import orjson
 
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 CONSENTS = ("personalization", "tracking")
-BLOCK_KEYS = {"description", "needs", "personal", "feed", "image", "amp_extensions", "params"}
-TEMPLATE_KEYS = {"description", "subject", "preheader", "variants", "blocks", "theme", "links"}
-USE_KEYS = {"block", "when", "params"}
-WHEN_KEYS = {"segment", "not_segment", "variant", "consent"}
+BLOCK_KEYS = frozenset(
+    {"description", "needs", "personal", "feed", "image", "amp_extensions", "params"}
+)
+TEMPLATE_KEYS = frozenset(
+    {"description", "subject", "preheader", "variants", "blocks", "theme", "links"}
+)
+USE_KEYS = frozenset({"block", "when", "params"})
+WHEN_KEYS = frozenset({"segment", "not_segment", "variant", "consent"})
+# The files of a block folder (any other file there is not read).
+BLOCK_FILES: tuple[str, ...] = (
+    "block.json",
+    "block.mjml",
+    "block.amp.html",
+    "block.txt",
+    "block.amp.css",
+)
+BLOCK_FILES += ("fallback.mjml", "fallback.amp.html", "fallback.txt")
 
 
 class SourceError(ValueError):
@@ -96,22 +112,36 @@ class TemplateSource:
 
 def _read_json(path: Path) -> Any:
     try:
-        return orjson.loads(path.read_bytes())
+        return parse_json(path, path.read_bytes())
     except FileNotFoundError:
         raise SourceError(path, "file is missing") from None
+
+
+def parse_json(path: Path, data: bytes | str) -> Any:
+    """`data`, the JSON of file `path`; `SourceError` naming its line when invalid."""
+    try:
+        return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         line = getattr(exc, "lineno", None)
         raise SourceError(path, f"invalid JSON: {exc.msg}", line) from None
 
 
-def _part(folder: Path, filename: str) -> Part | None:
-    path = folder / filename
-    if not path.is_file():
-        return None
-    try:
-        return Part(path, path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise SourceError(path, "is not UTF-8 text") from None
+def _part(folder: Path, files: Mapping[str, str], filename: str) -> Part | None:
+    text = files.get(filename)
+    return None if text is None else Part(folder / filename, text)
+
+
+def read_block_files(folder: Path) -> dict[str, str]:
+    """The block files (`BLOCK_FILES`) found in `folder`, by name."""
+    files = {}
+    for filename in BLOCK_FILES:
+        path = folder / filename
+        if path.is_file():
+            try:
+                files[filename] = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise SourceError(path, "is not UTF-8 text") from None
+    return files
 
 
 def _strings(path: Path, key: str, value: Any) -> tuple[str, ...]:
@@ -122,20 +152,27 @@ def _strings(path: Path, key: str, value: Any) -> tuple[str, ...]:
 
 def load_block(folder: Path) -> Block:
     """The block in `folder`, or `SourceError` naming the file at fault."""
+    return parse_block(folder, read_block_files(folder))
+
+
+def parse_block(folder: Path, files: Mapping[str, str]) -> Block:
+    """The block of `files` (its files' texts by name) as if saved in `folder`."""
     name = folder.name
     meta_path = folder / "block.json"
     if not NAME.fullmatch(name):
         raise SourceError(folder, "block names are lower-case letters, digits and _")
-    meta = _read_json(meta_path)
+    if "block.json" not in files:
+        raise SourceError(meta_path, "file is missing")
+    meta = parse_json(meta_path, files["block.json"])
     if not isinstance(meta, dict):
         raise SourceError(meta_path, "must be a JSON object")
     unknown = set(meta) - BLOCK_KEYS
     if unknown:
         raise SourceError(meta_path, f"unknown keys {sorted(unknown)}")
-    mjml = _part(folder, "block.mjml")
+    mjml = _part(folder, files, "block.mjml")
     if mjml is None:
         raise SourceError(folder / "block.mjml", "file is missing: every block needs one")
-    css = _part(folder, "block.amp.css")
+    css = _part(folder, files, "block.amp.css")
     params = meta.get("params", {})
     if not isinstance(params, dict):
         raise SourceError(meta_path, '"params" must be an object of defaults')
@@ -143,12 +180,12 @@ def load_block(folder: Path) -> Block:
         name=name,
         folder=folder,
         mjml=mjml,
-        amp=_part(folder, "block.amp.html"),
-        text=_part(folder, "block.txt"),
+        amp=_part(folder, files, "block.amp.html"),
+        text=_part(folder, files, "block.txt"),
         amp_css=css.text if css else "",
-        fallback_mjml=_part(folder, "fallback.mjml"),
-        fallback_amp=_part(folder, "fallback.amp.html"),
-        fallback_text=_part(folder, "fallback.txt"),
+        fallback_mjml=_part(folder, files, "fallback.mjml"),
+        fallback_amp=_part(folder, files, "fallback.amp.html"),
+        fallback_text=_part(folder, files, "fallback.txt"),
         description=str(meta.get("description", "")),
         needs=_strings(meta_path, "needs", meta.get("needs", [])),
         personal=bool(meta.get("personal", False)),
@@ -178,8 +215,15 @@ def load_template(
     folder: Path, blocks: dict[str, Block], broken: dict[str, SourceError] | None = None
 ) -> TemplateSource:
     """The template in `folder`, checked against the known `blocks`."""
+    return parse_template(folder, _read_json(folder / "template.json"), blocks, broken)
+
+
+def parse_template(
+    folder: Path, doc: Any, blocks: dict[str, Block], broken: dict[str, SourceError] | None = None
+) -> TemplateSource:
+    """The template whose `template.json` holds `doc` (parsed JSON), as if saved in
+    `folder`, checked against the known `blocks`."""
     path = folder / "template.json"
-    doc = _read_json(path)
     if not isinstance(doc, dict):
         raise SourceError(path, "must be a JSON object")
     unknown = set(doc) - TEMPLATE_KEYS
@@ -254,14 +298,3 @@ def load_samples(folder: Path) -> dict[str, dict[str, Any]]:
             raise SourceError(path, "a sample profile must be a JSON object")
         samples[path.stem] = doc
     return samples
-
-
-def fingerprint(*roots: Path) -> str:
-    """Changes whenever a file under `roots` is added, removed or modified."""
-    digest = hashlib.blake2b(digest_size=12)
-    for root in roots:
-        for path in sorted(root.rglob("*")):
-            if path.is_file():
-                stat = path.stat()
-                digest.update(f"{path}:{stat.st_mtime_ns}:{stat.st_size};".encode())
-    return digest.hexdigest()

@@ -21,7 +21,8 @@ from app.errors import KairosError, NotFound, Unprocessable, UnsupportedMediaTyp
 from app.profiles.cache import Lookup
 from app.profiles.schema import USER_ID, inline_profile
 from app.render.mime import mime_message
-from app.render.renderer import FORMATS, Renderer, RenderResult
+from app.render.renderer import Renderer
+from app.render.result import FORMATS, RenderResult
 from app.responses import JSONResponse, StreamResponse
 from app.routes.profiles import _json_body
 from app.services import Services

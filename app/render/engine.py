@@ -1,0 +1,184 @@
+"""The per-reader render of a compiled template: pure (no file, no store, nothing
+awaited): the reader's profile and data in, a variant drawn, each block shown, hidden or
+replaced by its fallback (the one place a render chooses fallbacks), then the layouts
+rendered through the shared skeletons (app/render/layout/)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2.exceptions import SecurityError
+
+from app.fallbacks import Reason
+from app.links import Links, LinkSigner
+from app.metrics import Metrics
+from app.reader import personalized, tracked
+from app.render.compiler import Compiled
+from app.render.layout import Fragments, ReaderRender
+from app.render.result import FORMATS, RenderResult, TemplateBroken
+from app.render.sources import Block, When
+from app.render.variants import assign
+from app.stores.protocols import Profile
+
+log = logging.getLogger("kairos.render")
+
+
+class Engine:
+    """Renders compiled templates for readers, keeping what readers alike share (the
+    skeletons, `Fragments`) until a new version of the templates comes. `globals`: what
+    every render's context starts from (the sandboxes' globals). With `share=False`
+    every piece is rendered for every reader: the reference the shared path must match
+    byte for byte, and the engine for templates rendered once (previews)."""
+
+    def __init__(
+        self,
+        *,
+        signer: LinkSigner,
+        public_url: str,
+        metrics: Metrics,
+        globals: Mapping[str, Any],
+        share: bool = True,
+    ) -> None:
+        self.signer, self.public_url, self.metrics = signer, public_url, metrics
+        self.globals = dict(globals)
+        self.share = share
+        self.fragments = Fragments(share=share)
+        self._version = ""
+        self._amp_ok = public_url.startswith("https://")
+
+    def twin(self, *, share: bool) -> Engine:
+        """A fresh engine (nothing kept yet) like this one; `share` as for the constructor."""
+        return Engine(
+            signer=self.signer,
+            public_url=self.public_url,
+            metrics=self.metrics,
+            globals=self.globals,
+            share=share,
+        )
+
+    def render(
+        self,
+        compiled: Compiled,
+        user_id: str,
+        profile: Profile | None,
+        data: dict[str, Any],
+        reason: str | None,
+        campaign: str | None,
+        formats: tuple[str, ...] = FORMATS,
+    ) -> RenderResult:
+        """`compiled` for reader `user_id` with `profile` (None: no profile, for
+        `reason`) and `data` (cart lines and recommendations)."""
+        if compiled.version != self._version:
+            # A new version of the templates: what was kept for the last one goes.
+            self.fragments.clear()
+            self._version = compiled.version
+        source = compiled.source
+        profile = profile or {}
+        personal = profile != {} and personalized(profile)
+        segments = [s for s in profile.get("segments") or [] if isinstance(s, str)]
+        variant = assign(source.variants, campaign or source.name, user_id)
+        consent = {"personalization": personal, "tracking": tracked(profile)}
+        home = source.links.get("home", self.public_url)
+        links = Links(
+            self.signer, self.public_url, user_id, campaign, home, tracking=consent["tracking"]
+        )
+        locale = profile.get("locale") or "en"
+        # Missing fields stay undefined, so `{{ first_name | default("there") }}` works.
+        ctx: dict[str, Any] = dict(self.globals)
+        for key in ("first_name", "last_name", "tier", "loyalty_points"):
+            if profile.get(key) is not None:
+                ctx[key] = profile[key]
+        ctx.update(
+            {
+                "locale": locale,
+                "attributes": profile.get("attributes") or {},
+                "cart": data["cart"] if personal else [],
+                "recommendations": data["recommendations"],
+                "segments": segments,
+                "variant": variant,
+                "campaign": campaign,
+                "consent": consent,
+                "theme": source.theme,
+                "template_links": source.links,
+                "links": links,
+                "user_id": user_id,
+            }
+        )
+        modes, params, fallbacks = [], [], []
+        for use, block in zip(source.blocks, compiled.blocks, strict=True):
+            mode, why = _mode(block, use.when, ctx, segments, variant, consent, reason)
+            modes.append(mode)
+            params.append(use.params)
+            if why is not None:
+                fallbacks.append({"block": block.name, "reason": why})
+                self.metrics.fallbacks.labels("block", block.name, why).inc()
+        ctx["_mode"], ctx["_params"] = modes, params
+        # What the shared parts of the email may depend on (app/render/layout/).
+        keys = {
+            "variant": variant,
+            "campaign": campaign,
+            "locale": locale,
+            "consent": (personal, consent["tracking"]),
+            "links": (campaign, consent["tracking"]),
+            "segments": tuple(segments),
+            "_mode": tuple(modes),
+        }
+        render = ReaderRender(self.fragments, ctx, keys, compiled.bodies).render
+        warnings = []
+        try:
+            subject = " ".join(render(compiled.subject, html=False).text().split())
+            preheader = " ".join(render(compiled.preheader, html=False).text().split())
+            ctx["_subject"], ctx["_preheader"] = subject, preheader
+            html = render(compiled.html, html=True) if "html" in formats else None
+            amp = None
+            if "amp" in formats and compiled.amp is not None:
+                if self._amp_ok:
+                    amp = render(compiled.amp, html=True)
+                else:
+                    warnings.append("no AMP part: KAIROS_PUBLIC_URL must be https for AMP")
+            text = None
+            if "text" in formats:
+                text = render(compiled.text, html=False).text().strip() + "\n"
+        except SecurityError as exc:
+            raise TemplateBroken(f"template {source.name!r}: sandbox: {exc}") from None
+        except Exception as exc:  # a designer's template must never answer 500
+            log.warning("template %s failed to render: %r", source.name, exc)
+            raise TemplateBroken(
+                f"template {source.name!r} failed to render: {type(exc).__name__}: {exc}"
+            ) from None
+        if links.unsafe:
+            unsafe = len(set(links.unsafe))
+            warnings.append(f"{unsafe} link(s) with unsafe targets sent home")
+        return RenderResult(
+            subject, preheader, html, amp, text, segments, variant, fallbacks, warnings
+        )
+
+
+def _mode(
+    block: Block,
+    when: When,
+    ctx: dict[str, Any],
+    segments: list[str],
+    variant: str,
+    consent: dict[str, bool],
+    reason: str | None,
+) -> tuple[str, str | None]:
+    """main, fallback or hidden for one block of one reader, and the fallback's reason."""
+    if when.variant is not None and when.variant != variant:
+        return "hidden", None
+    if when.segment is not None and when.segment not in segments:
+        return "hidden", None
+    if when.not_segment is not None and when.not_segment in segments:
+        return "hidden", None
+    if when.consent is not None and not consent.get(when.consent):
+        return "hidden", None
+    if block.personal and not consent["personalization"]:
+        return "fallback", reason or Reason.NO_CONSENT
+    for need in block.needs:
+        value = ctx.get(need)
+        if value is None or value == [] or value == "":
+            # Which data was missing is named too: "missing-data:cart".
+            return "fallback", reason or f"{Reason.MISSING_DATA}:{need}"
+    return "main", None
