@@ -57,9 +57,9 @@ from app.render.compiler import (  # noqa: E402
 from app.render.jinja import restore  # noqa: E402
 from app.render.layout import Layout  # noqa: E402
 from app.render.renderer import Renderer  # noqa: E402
+from app.render.request import RenderRequest  # noqa: E402
 from app.render.result import RenderResult  # noqa: E402
 from app.render.sources import Block, TemplateSource  # noqa: E402
-from app.routes.render import RenderRequest  # noqa: E402
 from app.services import build_services  # noqa: E402
 from app.settings import Settings  # noqa: E402
 

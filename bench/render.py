@@ -92,8 +92,8 @@ from app.demo import CATALOG, load_demo
 from app.errors import KairosError
 from app.profiles.schema import validate_profile
 from app.render.renderer import Renderer
+from app.render.request import RenderRequest
 from app.render.result import FORMATS
-from app.routes.render import RenderRequest
 from app.services import Services, build_services
 from app.settings import Settings
 

@@ -27,9 +27,8 @@ from starlette.applications import Starlette
 from support import API_KEY, AUTH, TOKENS, assert_error, serve
 
 from app.app import create_app
+from app.render import batch
 from app.render.variants import assign
-from app.routes import render as render_routes
-from app.routes.render import SEND_BYTES, _sends
 
 PUBLIC_URL = "https://kairos.example.com"
 NDJSON = {**AUTH, "Content-Type": "application/x-ndjson"}
@@ -675,7 +674,7 @@ async def test_batch_of_20000_lines_streams_with_bounded_work_in_flight(api_app,
     """A 20,000-line batch made lazily: the answer starts long before the request ends,
     and lines read but not yet answered stay bounded by the read-ahead (memory stays
     flat). The read-ahead is made small here: 16 KB, some 350 of these lines."""
-    monkeypatch.setattr(render_routes, "READ_AHEAD_BYTES", 16 * 1024)
+    monkeypatch.setattr(batch, "READ_AHEAD_BYTES", 16 * 1024)
     total = 20_000
     readers = [f"reader-{i}" for i in range(50)] + ["ada", "grace", "alan", "hedy"]
     state = {"sent": 0, "answered": 0, "backlog": 0, "first_answer_at": None}
@@ -728,21 +727,6 @@ async def test_batch_of_20000_lines_streams_with_bounded_work_in_flight(api_app,
     assert state["backlog"] <= 1_000, state
 
 
-@pytest.mark.parametrize(
-    "sizes", [[50_000] * 7, [100] * 500, [200_000, 10, 200_000, 90_000, 90_000], []]
-)
-def test_batch_answers_go_out_in_sends_of_whole_lines_of_at_least_128_kb(sizes):
-    answers = [b"x" * (size - 1) + b"\n" for size in sizes]
-    sends = list(_sends(answers))
-    assert b"".join(sends) == b"".join(answers)  # every line, in order
-    assert all(send.endswith(b"\n") for send in sends)  # whole lines only
-    assert all(len(send) >= SEND_BYTES for send in sends[:-1])
-    # No send holds more lines than it needs to reach the size.
-    for send in sends:
-        lines = send.splitlines(keepends=True)
-        assert sum(map(len, lines[:-1])) < SEND_BYTES
-
-
 async def test_a_client_that_writes_its_whole_batch_before_reading_is_answered(api_app):
     """httpx, requests and urllib3 write a whole request before they read the answer.
     Kairos reads a batch ahead of its renders while an answer waits for the client, so
@@ -776,39 +760,3 @@ async def test_a_client_that_writes_its_whole_batch_before_reading_is_answered(a
     assert [line["line"] for line in lines] == list(range(1, 1001))
     assert [line["user_id"] for line in lines] == [users[i % 4] for i in range(1000)]
     assert all(line["text"] and "error" not in line for line in lines)
-
-
-async def test_read_ahead_hands_lines_on_in_order_within_its_limit_and_errors_last():
-    produced: list[int] = []
-    closed = asyncio.Event()
-
-    async def source(count: int, fail: bool = False) -> AsyncIterator[bytes]:
-        try:
-            for i in range(count):
-                produced.append(i)
-                yield b"x" * 99 + b"\n"
-                await asyncio.sleep(0)
-            if fail:
-                raise render_routes.Unprocessable("a batch line is too long")
-        finally:
-            closed.set()
-
-    # Every line, in order; the error after the lines read before it.
-    got = []
-    with pytest.raises(render_routes.Unprocessable, match="too long"):
-        async for line in render_routes._read_ahead(source(50, fail=True), 10_000):
-            got.append(line)
-    assert len(got) == 50
-
-    # While nothing is taken, no more than the limit (1,000 bytes: 10 lines) is read.
-    produced.clear()
-    closed.clear()
-    lines = render_routes._read_ahead(source(1000), 1_000)
-    assert await lines.__anext__()
-    for _ in range(50):
-        await asyncio.sleep(0)
-    assert len(produced) <= 12
-    # Left early (a client gone): the reading stops too.
-    await lines.aclose()
-    await asyncio.wait_for(closed.wait(), 1)
-    assert len(produced) < 1000
