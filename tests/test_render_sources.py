@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from app.profiles.schema import inline_profile
-from app.render.jinja import check_part, environment
 from app.render.environments import FILTERS
+from app.render.jinja import check_part, environment
 from app.render.registry import fingerprint
 from app.render.sources import (
     Block,
