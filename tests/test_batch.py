@@ -78,7 +78,7 @@ async def test_read_ahead_reads_no_more_than_its_limit_while_nothing_is_taken():
         await lines.__anext__()
     await settle()
     assert source.produced == 21 + 11 + 1
-    await lines.aclose()
+    await asyncio.wait_for(lines.aclose(), 1)
 
 
 async def test_an_error_while_reading_comes_out_after_the_lines_read_before_it():
@@ -94,9 +94,10 @@ async def test_leaving_early_closes_the_lines_and_stops_the_reading():
     source = Source(1000)
     lines = batch.read_ahead(source.lines(), 1_000)
     await lines.__anext__()
-    await lines.aclose()  # a client gone
-    await asyncio.wait_for(source.closed.wait(), 1)
-    assert source.ended_by in (GeneratorExit, asyncio.CancelledError)
+    await settle()  # the reading waits for room
+    await asyncio.wait_for(lines.aclose(), 1)  # a client gone
+    # Closed by then, not left to the garbage collector.
+    assert source.closed.is_set() and source.ended_by is GeneratorExit
     assert source.produced < 20
 
 
@@ -113,7 +114,7 @@ async def test_a_cancel_of_the_reader_of_the_lines_reaches_the_reading():
     assert len(taken) == 3 and not task.done()  # waiting for a line that does not come
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await task
+        await asyncio.wait_for(task, 1)
     assert source.closed.is_set()
     assert source.ended_by is asyncio.CancelledError
 
@@ -243,6 +244,5 @@ async def test_a_batch_left_early_stops_reading_its_request():
     source = Source(10_000, line=b'{"user_id": "ada"}')
     answers = batch.batch_answers(source.lines(), "t", Renders())
     assert await answers.__anext__()  # the first chunk's answers
-    await answers.aclose()  # the client is gone
-    await asyncio.wait_for(source.closed.wait(), 1)
-    assert source.produced < 10_000
+    await asyncio.wait_for(answers.aclose(), 1)  # the client is gone
+    assert source.closed.is_set() and source.produced < 10_000

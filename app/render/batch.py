@@ -64,16 +64,18 @@ async def batch_answers(
     chunk: list[tuple[int, bytes]] = []
     answered: list[bytes] = []  # the last chunk's, held while the next one renders
     try:
-        async for line in read_ahead(lines, READ_AHEAD_BYTES):
-            number += 1
-            if not line.strip():
-                continue
-            chunk.append((number, line))
-            if len(chunk) >= BATCH_CHUNK:
-                answered = await _render_chunk(chunk, template, renderer)
-                for data in sends(answered):
-                    yield data
-                chunk = []
+        # Closed as soon as the answer stops (a client gone), not when collected.
+        async with contextlib.aclosing(read_ahead(lines, READ_AHEAD_BYTES)) as ahead:
+            async for line in ahead:
+                number += 1
+                if not line.strip():
+                    continue
+                chunk.append((number, line))
+                if len(chunk) >= BATCH_CHUNK:
+                    answered = await _render_chunk(chunk, template, renderer)
+                    for data in sends(answered):
+                        yield data
+                    chunk = []
     except KairosError as exc:
         # The answer has started: the error travels as the last line.
         for data in sends(await _render_chunk(chunk, template, renderer)):
@@ -160,7 +162,7 @@ async def _answer(
         return b"{" + prefix + orjson.dumps({"error": error})[1:] + b"\n"
 
 
-async def read_ahead(lines: AsyncGenerator[bytes, None], limit: int) -> AsyncIterator[bytes]:
+async def read_ahead(lines: AsyncGenerator[bytes, None], limit: int) -> AsyncGenerator[bytes, None]:
     """`lines`, read by a task of their own into a buffer of up to `limit` bytes: the
     request goes on being read while an answer waits for the client to take it. An
     error while reading comes out after the lines read before it."""
@@ -212,8 +214,9 @@ async def read_ahead(lines: AsyncGenerator[bytes, None], limit: int) -> AsyncIte
                 await arrived.wait()
     finally:
         reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        # Until the reading has stopped; a cancel of this task still comes through
+        # (awaiting the reader itself would take its cancel for ours, and swallow ours).
+        await asyncio.wait({reader})
 
 
 async def request_lines(stream: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
