@@ -188,7 +188,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "KAIROS_RELOAD_TEMPLATES", "reload_templates", parse.boolean, _outside_production,
-        "Recompile a template when its files change (checked at most once a second).",
+        "Recompile the templates when their files change (checked at most once a second, in "
+        "the background: the last version serves until the new one is ready).",
         shown="on, except in production",
     ),
     Setting(
