@@ -8,8 +8,7 @@ wrong shape (a cart that is not a list) raises `Fallback(Reason.INVALID_DATA)`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from app.fallbacks import Fallback, Reason
 from app.reader.catalog import Catalog
@@ -18,7 +17,6 @@ from app.reader.items import DisplayItem, DisplayItems, Item, product_item
 from app.reader.money import money
 
 Profile = dict[str, Any]
-T = TypeVar("T")
 # What stored data of the wrong shape raises when it is read as if it had the right one.
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
@@ -32,27 +30,30 @@ class ReaderData:
 
     async def cart(self, profile: Profile, limit: int, deadline: float) -> list[Item]:
         """The first `limit` cart lines, completed from the catalog, with line totals."""
-        return await _checked("cart", self._cart, profile, limit, deadline)
+        try:
+            lines = (profile.get("cart") or [])[:limit]
+            products = await self.catalog.products([line["sku"] for line in lines], deadline)
+            items = []
+            for line in lines:
+                item = product_item({**products.get(line["sku"], {}), **line})
+                qty = int(line.get("qty", 1))
+                item["qty"] = qty
+                if item["price"] is not None:
+                    item["line_total_display"] = money(item["price"] * qty, item["currency"])
+                items.append(item)
+            return items
+        except SHAPE_ERRORS as exc:
+            raise _invalid("cart", exc) from exc
 
     async def recommendations(
         self, profile: Profile, limit: int, deadline: float
     ) -> list[DisplayItem]:
         """Up to `limit` products: the reader's picks by score (not those in the cart;
         none for a reader who declined personalization), then the most popular."""
-        return await _checked("recommendations", self._recommendations, profile, limit, deadline)
-
-    async def _cart(self, profile: Profile, limit: int, deadline: float) -> list[Item]:
-        lines = (profile.get("cart") or [])[:limit]
-        products = await self.catalog.products([line["sku"] for line in lines], deadline)
-        items = []
-        for line in lines:
-            item = product_item({**products.get(line["sku"], {}), **line})
-            qty = int(line.get("qty", 1))
-            item["qty"] = qty
-            if item["price"] is not None:
-                item["line_total_display"] = money(item["price"] * qty, item["currency"])
-            items.append(item)
-        return items
+        try:
+            return await self._recommendations(profile, limit, deadline)
+        except SHAPE_ERRORS as exc:
+            raise _invalid("recommendations", exc) from exc
 
     async def _recommendations(
         self, profile: Profile, limit: int, deadline: float
@@ -79,10 +80,5 @@ class ReaderData:
         return items
 
 
-async def _checked(
-    what: str, read: Callable[[Profile, int, float], Awaitable[T]], *args: Any
-) -> T:
-    try:
-        return await read(*args)
-    except SHAPE_ERRORS as exc:
-        raise Fallback(Reason.INVALID_DATA, f"stored {what} data: {exc!r}") from exc
+def _invalid(what: str, exc: Exception) -> Fallback:
+    return Fallback(Reason.INVALID_DATA, f"stored {what} data: {exc!r}")

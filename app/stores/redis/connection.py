@@ -41,8 +41,11 @@ class RedisConnection:
 
     async def call(self, awaitable: Awaitable[T]) -> T:
         """The awaitable's result, a client error raised as `StoreUnavailable`."""
-        with unavailable():
+        # try/except rather than `unavailable()`: this is on every open's path.
+        try:
             return await awaitable
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
 
     def subscriber(self) -> Redis:
         """A client on a connection of its own, outside the pool: a subscription holds
