@@ -1,8 +1,9 @@
 """The Kairos ASGI app: one middleware stack in front of one router.
 
-Every request, open-time or not, takes the same path: observed (metrics, access log),
-then the one error path, then the body-size cap, then Starlette's router, whose first
-routes are the open-time ones (every email open hits them). Starlette's own application
+Every request, open-time or not, takes the same path: the edge (app/middleware/edge.py:
+observed, its body capped, any exception answered by the one error path), then
+Starlette's router, whose first routes are the open-time ones (every email open hits
+them). Starlette's own application
 class is not used: its server-error and exception middlewares would be a second error
 path, and cost the open-time routes as much as the route itself.
 """
@@ -13,12 +14,12 @@ from collections.abc import Sequence
 
 from starlette.datastructures import State
 from starlette.routing import BaseRoute, Router
-from starlette.types import ASGIApp, Lifespan, Receive, Scope, Send
+from starlette.types import Lifespan, Receive, Scope, Send
 
 from app.metrics import Metrics
-from app.middleware.body_limit import BodyLimitMiddleware
-from app.middleware.errors import ErrorMiddleware
-from app.middleware.observe import ObserveMiddleware
+from app.middleware.body_limit import BodyLimit
+from app.middleware.edge import Edge
+from app.middleware.observe import Observer
 
 
 class KairosApp:
@@ -36,11 +37,9 @@ class KairosApp:
     ) -> None:
         self.state = State()
         self.router = Router(list(routes), lifespan=lifespan)
-        stack: ASGIApp = BodyLimitMiddleware(
-            self.router, max_bytes=max_body_bytes, exempt=body_limit_exempt
-        )
-        stack = ErrorMiddleware(stack)
-        self._stack: ASGIApp = ObserveMiddleware(stack, metrics, self.router.routes)
+        observer = Observer(metrics, self.router.routes)
+        body_limit = BodyLimit(max_body_bytes, body_limit_exempt)
+        self._edge = Edge(self.router, observer, body_limit)
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -53,4 +52,4 @@ class KairosApp:
         if scope["type"] == "lifespan":
             await self.router(scope, receive, send)
             return
-        await self._stack(scope, receive, send)
+        await self._edge(scope, receive, send)

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from itsdangerous import BadData, URLSafeSerializer
 
+from app.caching import Bounded
 from app.errors import Forbidden
 from app.settings import Secret
 
@@ -81,8 +82,9 @@ class Tokens:
         }
         # A token string that verified once will verify again: skip the HMAC on repeat
         # opens. Keyed by the full string (signature included), so tampering misses.
-        self._verified: dict[str, dict[str, Grant]] = {p: {} for p in PURPOSES}
-        self._cache_size = cache_size
+        self._verified: dict[str, Bounded[str, Grant]] = {
+            p: Bounded(cache_size) for p in PURPOSES
+        }
 
     def sign(
         self,
@@ -134,9 +136,7 @@ class Tokens:
             raise BadToken("malformed token") from None
         grant = _grant(purpose, payload)
         if cache is not None:
-            if len(cache) >= self._cache_size:
-                del cache[next(iter(cache))]  # first in, first out: cheap and bounded
-            cache[token] = grant
+            cache.put(token, grant)
         return grant
 
     def _serializer(self, purpose: str) -> URLSafeSerializer:

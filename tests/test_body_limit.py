@@ -12,8 +12,10 @@ from starlette.types import Message, Receive, Scope, Send
 from support import BASE_URL, assert_error
 
 from app.errors import PayloadTooLarge
-from app.middleware.body_limit import BodyLimitMiddleware
-from app.middleware.errors import ErrorMiddleware
+from app.metrics import Metrics
+from app.middleware.body_limit import BodyLimit
+from app.middleware.edge import Edge
+from app.middleware.observe import Observer
 
 CAP = 100
 EXEMPT = "/v1/stream"
@@ -51,7 +53,7 @@ def echo() -> Echo:
 @pytest.fixture
 async def client(echo: Echo) -> AsyncIterator[httpx.AsyncClient]:
     """The cap behind the one error path, as in the app."""
-    app = ErrorMiddleware(BodyLimitMiddleware(echo, max_bytes=CAP, exempt=(EXEMPT,)))
+    app = Edge(echo, Observer(Metrics()), BodyLimit(CAP, (EXEMPT,)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as c:
         yield c
@@ -125,7 +127,7 @@ async def test_a_chunked_body_is_refused_at_the_chunk_crossing_the_cap():
 
     scope = http_scope("POST", "/x", [(b"transfer-encoding", b"chunked")])
     with pytest.raises(PayloadTooLarge):
-        await BodyLimitMiddleware(app, max_bytes=CAP)(scope, receive, send)
+        await app(scope, BodyLimit(CAP).receive(scope, receive), send)
     assert read == [40, 40]  # the third chunk (80 -> 120 bytes) raised
     assert len(messages) == 1
 
@@ -172,9 +174,8 @@ async def test_a_body_declared_small_but_also_chunked_is_watched():
 
     headers = [(b"content-length", b"5"), (b"transfer-encoding", b"chunked")]
     with pytest.raises(PayloadTooLarge):
-        await BodyLimitMiddleware(echo, max_bytes=CAP)(
-            http_scope("POST", "/x", headers), receive, send
-        )
+        scope = http_scope("POST", "/x", headers)
+        await echo(scope, BodyLimit(CAP).receive(scope, receive), send)
 
 
 async def test_an_exempt_path_is_not_capped(client, echo):
@@ -198,7 +199,7 @@ async def test_other_scope_types_pass_through():
     async def send(message: Message) -> None:
         pass
 
-    await BodyLimitMiddleware(app, max_bytes=1)({"type": "lifespan"}, receive, send)
+    await Edge(app, Observer(Metrics()), BodyLimit(1))({"type": "lifespan"}, receive, send)
     assert seen == ["lifespan"]
 
 

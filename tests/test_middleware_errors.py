@@ -25,19 +25,21 @@ from app.errors import (
     UnsupportedMediaType,
     error_response,
 )
-from app.middleware.errors import ErrorMiddleware
+from app.metrics import Metrics
+from app.middleware.edge import Edge
+from app.middleware.observe import Observer
 from app.tokens import BadToken
 
 SECRET_DETAIL = "password=hunter2 at db.internal:5432"
 
 
-def raising(exc: BaseException) -> ErrorMiddleware:
-    """ErrorMiddleware around an app that raises `exc` before answering."""
+def raising(exc: BaseException) -> Edge:
+    """The edge around an app that raises `exc` before answering."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         raise exc
 
-    return ErrorMiddleware(app)
+    return Edge(app, Observer(Metrics()))
 
 
 Through = Callable[..., Awaitable[httpx.Response]]
@@ -48,7 +50,7 @@ async def request_through() -> AsyncIterator[Through]:
     """`await request_through(app, method, path)`: one request to `app` over httpx."""
     clients: list[httpx.AsyncClient] = []
 
-    async def send(app: ErrorMiddleware, method: str = "GET", path: str = "/x") -> httpx.Response:
+    async def send(app: Edge, method: str = "GET", path: str = "/x") -> httpx.Response:
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
         clients.append(client)
         return await client.request(method, path)
@@ -175,7 +177,7 @@ async def test_an_app_that_answers_is_left_alone(request_through):
         await send({"type": "http.response.start", "status": 201, "headers": [(b"x-a", b"1")]})
         await send({"type": "http.response.body", "body": b"made"})
 
-    r = await request_through(ErrorMiddleware(app))
+    r = await request_through(Edge(app, Observer(Metrics())))
     assert (r.status_code, r.text, r.headers["x-a"]) == (201, "made", "1")
 
 
@@ -198,7 +200,7 @@ async def test_an_error_after_the_answer_started_is_raised_not_answered_twice():
 
     scope: Scope = {"type": "http", "method": "GET", "path": "/stream", "headers": []}
     with pytest.raises(RuntimeError, match="mid-stream"):
-        await ErrorMiddleware(app)(scope, receive, send)
+        await Edge(app, Observer(Metrics()))(scope, receive, send)
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[0]["status"] == 200
 
@@ -208,7 +210,7 @@ async def test_an_error_after_the_answer_started_reaches_the_client_as_an_error(
         await send({"type": "http.response.start", "status": 200, "headers": []})
         raise RuntimeError("mid-stream")
 
-    transport = httpx.ASGITransport(app=ErrorMiddleware(app))
+    transport = httpx.ASGITransport(app=Edge(app, Observer(Metrics())))
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         with pytest.raises(RuntimeError, match="mid-stream"):
             await client.get("/stream")
@@ -225,7 +227,7 @@ async def test_other_scope_types_pass_through_untouched():
         raise AssertionError(f"nothing may be answered: {message}")
 
     with pytest.raises(RuntimeError, match="lifespan failed"):
-        await ErrorMiddleware(app)({"type": "lifespan"}, receive, send)
+        await Edge(app, Observer(Metrics()))({"type": "lifespan"}, receive, send)
 
 
 def test_error_response_is_a_plain_function_of_the_exception():

@@ -3,46 +3,40 @@ soon as it crosses the limit."""
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
-from app.errors import BadRequest, KairosError, PayloadTooLarge
-from app.responses import JSONResponse
+from app.errors import BadRequest, PayloadTooLarge
 
 BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int, exempt: tuple[str, ...] = ()) -> None:
-        self.app = app
+class BodyLimit:
+    def __init__(self, max_bytes: int, exempt: tuple[str, ...] = ()) -> None:
         # Streaming endpoints that cap each record themselves (the NDJSON batch).
         self.exempt = frozenset(exempt)
         self.max_bytes = max_bytes
         self.message = f"request body is larger than {max_bytes} bytes"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
-            await self.app(scope, receive, send)
-            return
+    def receive(self, scope: Scope, receive: Receive) -> Receive:
+        """`receive` for the request's app: raises `PayloadTooLarge` (or `BadRequest`
+        for a Content-Length that is not a number) for a declared oversize, and watches
+        a streamed body, raising `PayloadTooLarge` into the handler reading it."""
+        if scope["path"] in self.exempt:
+            return receive
         declared = chunked = False
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = True
-                error: KairosError | None = None
                 if not value.isdigit():
-                    error = BadRequest("Content-Length is not a number")
-                elif int(value) > self.max_bytes:
-                    error = PayloadTooLarge(self.message)
-                if error is not None:
-                    response = JSONResponse(error.body(), status_code=error.status)
-                    await response(scope, receive, send)
-                    return
+                    raise BadRequest("Content-Length is not a number")
+                if int(value) > self.max_bytes:
+                    raise PayloadTooLarge(self.message)
             elif name == b"transfer-encoding":
                 chunked = True
         if (declared and not chunked) or (not chunked and scope["method"] in BODYLESS):
             # A declared length already within the cap (the HTTP server never delivers
             # more than Content-Length), or no body at all: nothing to watch.
-            await self.app(scope, receive, send)
-            return
+            return receive
         received = 0
         limit = self.max_bytes
 
@@ -52,9 +46,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    # Raised into the handler reading the body; the exception handler
-                    # turns it into the 413 JSON answer.
                     raise PayloadTooLarge(self.message)
             return message
 
-        await self.app(scope, capped_receive, send)
+        return capped_receive

@@ -4,11 +4,10 @@ may hold a token and would explode the metric's cardinality)."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.metrics import Metrics
 
@@ -20,60 +19,43 @@ log = logging.getLogger("kairos.access")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class ObserveMiddleware:
-    def __init__(
-        self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute] = ()
-    ) -> None:
-        self.app = app
+class Observer:
+    """Records one answered request: metrics and the access log. `routes` name the
+    route of a request answered before routing (a body refused by the cap), whose path
+    may hold a token that must not reach the log."""
+
+    def __init__(self, metrics: Metrics, routes: Sequence[BaseRoute] = ()) -> None:
         self.metrics = metrics
-        # To name the route of a request answered before routing (a body refused by the
-        # cap): its path may hold a token, which must not reach the log.
         self.routes = routes
         self._children: dict[tuple[str, str, int], tuple[object, object]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def observed_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observed_send)
-        finally:
-            elapsed = time.perf_counter() - start
-            route = scope.get("route") or self._route_of(scope)
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            if method not in METHODS:
-                method = "OTHER"  # a label per made-up method would grow without bound
-            key = (template, method, status)
-            children = self._children.get(key)
-            if children is None:
-                children = (
-                    self.metrics.requests.labels(template, method, str(status)),
-                    self.metrics.latency.labels(template),
-                )
-                self._children[key] = children
-            children[0].inc()  # type: ignore[attr-defined]
-            children[1].observe(elapsed)  # type: ignore[attr-defined]
-            if log.isEnabledFor(logging.INFO):
-                path = template if "{token}" in template else scope["path"]
-                fallback = scope.get(FALLBACK_SCOPE_KEY)
-                log.info(
-                    "%s %s %d %.1fms%s",
-                    method,
-                    path,
-                    status,
-                    elapsed * 1000,
-                    f" fallback={fallback}" if fallback else "",
-                )
+    def record(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = scope.get("route") or self._route_of(scope)
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope["method"]
+        if method not in METHODS:
+            method = "OTHER"  # a label per made-up method would grow without bound
+        key = (template, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.metrics.requests.labels(template, method, str(status)),
+                self.metrics.latency.labels(template),
+            )
+            self._children[key] = children
+        children[0].inc()  # type: ignore[attr-defined]
+        children[1].observe(elapsed)  # type: ignore[attr-defined]
+        if log.isEnabledFor(logging.INFO):
+            path = template if "{token}" in template else scope["path"]
+            fallback = scope.get(FALLBACK_SCOPE_KEY)
+            log.info(
+                "%s %s %d %.1fms%s",
+                method,
+                path,
+                status,
+                elapsed * 1000,
+                f" fallback={fallback}" if fallback else "",
+            )
 
     def _route_of(self, scope: Scope) -> BaseRoute | None:
         for route in self.routes:
