@@ -59,14 +59,13 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     api_keys = services.api_keys
     app = KairosApp(
         [
-            # First: every email open hits these.
-            *feeds.routes(services),
-            *images.routes(services),
             *opens.routes(services),
             *health.routes(services),
             *guarded(api_keys, [*profiles.routes(services), *render.routes(services)]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
+        # Every email open hits these.
+        open_time=[*feeds.routes(services), *images.routes(services)],
         metrics=services.metrics,
         max_body_bytes=settings.max_body_bytes,
         body_limit_exempt=("/v1/render/batch",),

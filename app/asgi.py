@@ -1,9 +1,9 @@
 """The Kairos ASGI app: one middleware stack in front of one router.
 
 Every request, open-time or not, takes the same path: the edge (app/middleware/edge.py:
-observed, its body capped, any exception answered by the one error path), then
-Starlette's router, whose first routes are the open-time ones (every email open hits
-them). Starlette's own application
+observed, its body capped, any exception answered by the one error path), then the
+dispatch: an open-time path (every email open) to its route, any other to Starlette's
+router. Starlette's own application
 class is not used: its server-error and exception middlewares would be a second error
 path, and cost the open-time routes as much as the route itself.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from starlette.datastructures import State
-from starlette.routing import BaseRoute, Router
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import Lifespan, Receive, Scope, Send
 
 from app.metrics import Metrics
@@ -23,13 +23,14 @@ from app.middleware.observe import Observer
 
 
 class KairosApp:
-    """`routes` in order (the first match wins) behind the middleware stack;
+    """`open_time` routes and then `routes`, each registered once, behind the one edge;
     `body_limit_exempt`: paths that cap what they read themselves (streams)."""
 
     def __init__(
         self,
         routes: Sequence[BaseRoute],
         *,
+        open_time: Sequence[Route] = (),
         metrics: Metrics,
         max_body_bytes: int,
         body_limit_exempt: tuple[str, ...] = (),
@@ -37,13 +38,16 @@ class KairosApp:
     ) -> None:
         self.state = State()
         self.router = Router(list(routes), lifespan=lifespan)
-        observer = Observer(metrics, self.router.routes)
+        self._open_time = tuple(open_time)
+        # Where the open-time paths start ("/v1/feeds/"): other paths skip their match.
+        self._open_prefixes = tuple(r.path.split("{", 1)[0] for r in self._open_time)
+        observer = Observer(metrics, self.routes)
         body_limit = BodyLimit(max_body_bytes, body_limit_exempt)
-        self._edge = Edge(self.router, observer, body_limit)
+        self._edge = Edge(self._dispatch, observer, body_limit)
 
     @property
     def routes(self) -> list[BaseRoute]:
-        return self.router.routes
+        return [*self._open_time, *self.router.routes]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The router raises 404 and 405 as exceptions, for the error path, when it
@@ -53,3 +57,17 @@ class KairosApp:
             await self.router(scope, receive, send)
             return
         await self._edge(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An open-time path to its route (Starlette's own `Route.handle`: a wrong method
+        is its 405), every other path to the router. Every email open takes this path:
+        it skips the router's generic loop, about 1 µs of a 36 µs open."""
+        if scope["path"].startswith(self._open_prefixes):
+            for route in self._open_time:
+                match, child = route.matches(scope)
+                if match is not Match.NONE:
+                    scope.update(child)
+                    scope["route"] = route
+                    await route.handle(scope, receive, send)
+                    return
+        await self.router(scope, receive, send)
