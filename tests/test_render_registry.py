@@ -156,6 +156,9 @@ async def test_a_broken_save_answers_422_for_its_templates_and_the_others_serve(
             r = await served(client, name, lambda r: r.status_code != 200)
             error = assert_error(r, 422, "template_error")["message"]
             assert name in error and "hero" in error
+            # Named from the blocks' folder, never by where the server keeps it.
+            assert "blocks/hero/block.mjml" in error
+            assert str(blocks) not in error and str(blocks.parent) not in error
         assert (await render(client, "abandoned_cart")).status_code == 200
         save(blocks / "hero" / "block.mjml", MARK_MJML)  # fixed
         await served(client, "welcome", lambda r: r.status_code == 200)

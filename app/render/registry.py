@@ -199,8 +199,16 @@ class TemplateRegistry:
             return found
         error = current.broken.get(name) or current.broken.get("*")
         if error is not None:
-            raise TemplateBroken(f"template {name!r} does not compile: {error}")
+            raise TemplateBroken(f"template {name!r} does not compile: {self._public(error)}")
         raise NotFound(f"no template named {name!r}", code="template_not_found")
+
+    def _public(self, error: SourceError) -> str:
+        """`error` as an API client may read it: files named from the blocks' and the
+        templates' folders, never by where this server keeps them."""
+        text = str(error)
+        for root, name in ((self.templates_dir, "templates"), (self.blocks_dir, "blocks")):
+            text = text.replace(str(root), name)
+        return text
 
     def names(self) -> list[str]:
         current = self._current
@@ -228,7 +236,9 @@ class TemplateRegistry:
         try:
             return await asyncio.wrap_future(job)
         except SourceError as exc:
-            raise TemplateBroken(f"template {name!r} does not compile: {exc}") from None
+            raise TemplateBroken(
+                f"template {name!r} does not compile: {self._public(exc)}"
+            ) from None
 
     def twin(self, *, fold: bool) -> TemplateRegistry:
         """A registry over the same files and environments, compiled now, not reloaded;
