@@ -90,19 +90,15 @@ class Fallbacks:
 
     def feed(self, name: str, reason: Reason) -> bytes:
         """The fallback body of feed `name`, counted under `reason`."""
-        self.count("feed", name, reason)
+        self._metrics.fallbacks.labels("feed", name, reason).inc()
         log.debug("fallback for feed %s: %s", name, reason)
         return self._feeds[name]
 
     def image(self, name: str, reason: Reason) -> bytes:
         """The fallback image of live image `name`, counted under `reason`."""
-        self.count("image", name, reason)
+        self._metrics.fallbacks.labels("image", name, reason).inc()
         log.debug("fallback for image %s: %s", name, reason)
         return self._images[name]
-
-    def count(self, kind: str, name: str, reason: str) -> None:
-        """Count a fallback served: `kind` is feed, image or block."""
-        self._metrics.fallbacks.labels(kind, name, reason).inc()
 
 
 def _load_image(path: Path, fmt: str) -> bytes:

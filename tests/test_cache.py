@@ -304,24 +304,31 @@ async def test_load_started_after_a_write_fills_the_cache_though_an_older_one_la
     assert store.get_calls["ada"] == 2
 
 
-async def test_unreadable_value_is_invalid_data_for_that_reader_only(redis_url, redis_client):
+async def test_unreadable_value_is_invalid_data_for_that_reader_only(
+    redis_url, redis_client, caplog
+):
     # Regression: a stored value that is not JSON raised StoreUnavailable, and the cache
     # then marked the whole store down for retry_s: every other uncached reader fell back.
     stores = redis_stores(redis_url)
     await stores.profiles.put("ada", ADA)
-    redis_client.set("kairos:{bad}:profile", b"{not json")
+    redis_client.set("kairos:{reader-7731}:profile", b"{not json")
+    redis_client.set("kairos:{listy}:profile", b"[1, 2]")  # JSON, but not a profile
     profiles, metrics = cached(stores, retry_s=60)
     try:
-        assert await profiles.get("bad", 1.0) == Lookup(None, "none", INVALID)
+        assert await profiles.get("reader-7731", 1.0) == Lookup(None, "none", INVALID)
+        assert await profiles.get("listy", 1.0) == Lookup(None, "none", INVALID)
+        assert "unreadable" in caplog.text
+        # Reader ids never reach the logs.
+        assert "reader-7731" not in caplog.text and "listy" not in caplog.text
         # the store is not marked down: other readers are read and cached as usual
         assert await profiles.get("ada", 1.0) == Lookup(ADA, "store")
         assert await profiles.get("ada", 1.0) == Lookup(ADA, "cache")
         errors = metrics.registry.get_sample_value("kairos_store_errors_total", {"store": "redis"})
         assert not errors
         # nothing was cached for the unreadable reader: once repaired, it is served
-        assert await profiles.get("bad", 1.0) == Lookup(None, "none", INVALID)
-        await profiles.put("bad", {"first_name": "Fixed"})
-        assert await profiles.get("bad", 1.0) == Lookup({"first_name": "Fixed"}, "store")
+        assert await profiles.get("reader-7731", 1.0) == Lookup(None, "none", INVALID)
+        await profiles.put("reader-7731", {"first_name": "Fixed"})
+        assert await profiles.get("reader-7731", 1.0) == Lookup({"first_name": "Fixed"}, "store")
     finally:
         await stores.close()
 

@@ -310,3 +310,16 @@ def test_tracked(profile: dict[str, Any], expected: bool):
 )
 def test_money(amount: float, currency: str | None, shown: str):
     assert money(amount, currency) == shown
+
+
+@pytest.mark.parametrize("stored", ["no", 0, ["tracking"], True])
+def test_consent_stored_as_something_else_than_an_object_is_declined(stored: object):
+    """Stored data the profile API would refuse must not switch tracking on."""
+    profile = {"consent": stored}
+    assert not personalized(profile)
+    assert not tracked(profile)
+
+
+def test_absent_consent_is_given():
+    assert personalized({}) and tracked({})
+    assert personalized({"consent": {}}) and tracked({"consent": {}})

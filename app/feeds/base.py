@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from app.reader import Item, ReaderData
-
-Profile = dict[str, Any]
+from app.stores.protocols import Profile
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,7 +113,8 @@ class CachedProfiles:
         except StoreUnavailable:
             return self._stale_or_none(user_id, STORE_DOWN)
         except CorruptData as exc:
-            log.error("profile of %s is unreadable: %s", user_id, exc)
+            # Not the reader's id: ids never reach the logs.
+            log.error("a stored profile is unreadable: %s", exc)
             return Lookup(None, "none", INVALID)
         finally:
             timer.cancel()

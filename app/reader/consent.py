@@ -1,20 +1,23 @@
-"""A reader's consent, as the profile records it (absent, or not an object as stored
-data can be, means given: what the profile API accepts is always an object)."""
+"""A reader's consent, as the profile records it: absent means given; stored data that
+is not an object (the profile API never accepts one) means declined, the safe reading."""
 
 from __future__ import annotations
 
-from typing import Any
+from app.stores.protocols import Profile
 
-Profile = dict[str, Any]
+
+def _given(profile: Profile, purpose: str) -> bool:
+    consent = profile.get("consent")
+    if consent is None:
+        return True
+    return type(consent) is dict and consent.get(purpose, True) is not False
 
 
 def personalized(profile: Profile) -> bool:
     """False when the reader declined personalization: then no behavioural data is used."""
-    consent = profile.get("consent")
-    return type(consent) is not dict or consent.get("personalization", True) is not False
+    return _given(profile, "personalization")
 
 
 def tracked(profile: Profile) -> bool:
     """False when the reader declined tracking: then links go straight to their target."""
-    consent = profile.get("consent")
-    return type(consent) is not dict or consent.get("tracking", True) is not False
+    return _given(profile, "tracking")

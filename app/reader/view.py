@@ -8,15 +8,13 @@ wrong shape (a cart that is not a list) raises `Fallback(Reason.INVALID_DATA)`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.fallbacks import Fallback, Reason
 from app.reader.catalog import Catalog
 from app.reader.consent import personalized
 from app.reader.items import DisplayItem, DisplayItems, Item, product_item
 from app.reader.money import money
+from app.stores.protocols import Profile
 
-Profile = dict[str, Any]
 # What stored data of the wrong shape raises when it is read as if it had the right one.
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
