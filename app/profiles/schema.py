@@ -23,7 +23,12 @@ SKU = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
 MAX_LIST = 100
 MAX_ATTRIBUTES = 100
 MAX_ATTRIBUTES_BYTES = 16 * 1024
-READ_ONLY = frozenset({"segments", "counters", "updated_at", "user_id"})
+# Computed by Kairos (the live part from events, `app/events/reduce.py`): never written
+# by the profiles API, and kept across a PUT.
+LIVE_FIELDS = frozenset(
+    {"counters", "first_seen", "last_seen", "recent_views", "purchases", "spend", "engagement"}
+)
+READ_ONLY = frozenset({"segments", "updated_at", "user_id"}) | LIVE_FIELDS
 
 Profile = dict[str, Any]
 

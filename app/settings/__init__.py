@@ -42,6 +42,7 @@ class Settings:
     env: str
     secret_keys: tuple[Secret, ...]
     api_keys: tuple[Secret, ...]
+    write_keys: tuple[Secret, ...]
     redis_url: Secret | None
     public_url: str
     amp_senders: tuple[str, ...]
@@ -50,6 +51,13 @@ class Settings:
     cache_ttl_s: float
     cache_size: int
     max_body_bytes: int
+    events_max_body_bytes: int
+    events_max_count: int
+    event_max_bytes: int
+    dedupe_window_s: int
+    history_events: int
+    history_days: int
+    event_origins: tuple[str, ...]
     redis_timeout_ms: int
     redis_pool_size: int
     store_retry_ms: int

@@ -96,6 +96,14 @@ def _mb_to_bytes(mb: int) -> int:
     return mb * 1024 * 1024
 
 
+def _kb_to_bytes(kb: int) -> int:
+    return kb * 1024
+
+
+def _h_to_s(hours: int) -> int:
+    return hours * 3600
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "KAIROS_ENV", "env", Choice(("development", "production", "test")), "development",
@@ -114,6 +122,12 @@ SETTINGS: tuple[Setting, ...] = (
         "KAIROS_API_KEYS", "api_keys", parse.secrets, "",
         "Comma list of Bearer keys for server-to-server calls (`/v1/profiles/…`). Unset: "
         "those calls answer 401.", shown="none",
+    ),
+    Setting(
+        "KAIROS_WRITE_KEYS", "write_keys", parse.secrets, "",
+        "Comma list of write keys: they can only send events (`POST /v1/events` and the "
+        "Segment dialect under `/segment`), so they may ship in a site's JavaScript. Any "
+        "other route answers 403 to a write key.", shown="none",
     ),
     Setting(
         "REDIS_URL", "redis_url", parse.redis_url, None,
@@ -155,6 +169,38 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "KAIROS_MAX_BODY_BYTES", "max_body_bytes", Integer(1024, 1024**3), "1048576",
         "Largest request body accepted; larger ones get 413.",
+    ),
+    Setting(
+        "KAIROS_EVENTS_MAX_BODY_MB", "events_max_body_bytes", Integer(1, 256), "4",
+        "Largest body of one events request (after gzip is undone); larger ones get 413 "
+        "before anything is parsed.", convert=_mb_to_bytes,
+    ),
+    Setting(
+        "KAIROS_EVENTS_MAX_COUNT", "events_max_count", Integer(1000, 100_000), "5000",
+        "Most events one request may carry; more get 413.",
+    ),
+    Setting(
+        "KAIROS_EVENT_MAX_KB", "event_max_bytes", Integer(1, 1024), "32",
+        "Largest single event as JSON; a larger one is a `rejected` entry.",
+        convert=_kb_to_bytes,
+    ),
+    Setting(
+        "KAIROS_DEDUPE_WINDOW_H", "dedupe_window_s", Integer(1, 24 * 90), "24",
+        "How long an event id is remembered: an event posted again within it is applied "
+        "once and counted in `duplicates`.", convert=_h_to_s,
+    ),
+    Setting(
+        "KAIROS_HISTORY_EVENTS", "history_events", Integer(1, 1_000_000), "1000",
+        "Events kept per reader (newest kept), for rules over time windows.",
+    ),
+    Setting(
+        "KAIROS_HISTORY_DAYS", "history_days", Integer(1, 3650), "90",
+        "Days an event is kept in its reader's history.",
+    ),
+    Setting(
+        "KAIROS_EVENT_ORIGINS", "event_origins", parse.words, "*",
+        "Comma list of web origins (`https://shop.example.com`) whose pages may post "
+        "events from the browser (CORS); `*` allows any.",
     ),
     Setting(
         "KAIROS_REDIS_TIMEOUT_MS", "redis_timeout_ms", Integer(1, 60_000), "500",

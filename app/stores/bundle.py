@@ -6,12 +6,21 @@ from dataclasses import dataclass
 
 from app.settings import Settings
 from app.stores import memory
-from app.stores.protocols import Backend, CatalogStore, ChangeBus, PickStore, ProfileStore
+from app.stores.protocols import (
+    Backend,
+    CatalogStore,
+    ChangeBus,
+    EventStore,
+    PickStore,
+    ProfileStore,
+    Retention,
+)
 from app.stores.redis.backend import RedisBackend
 from app.stores.redis.bus import RedisBus
 from app.stores.redis.catalog import RedisCatalog
 from app.stores.redis.connection import NAME as REDIS
 from app.stores.redis.connection import RedisConnection
+from app.stores.redis.events import RedisEvents
 from app.stores.redis.picks import RedisPicks
 from app.stores.redis.profiles import RedisProfiles
 
@@ -24,14 +33,15 @@ class Stores:
     profiles: ProfileStore
     catalog: CatalogStore
     picks: PickStore
+    events: EventStore
     bus: ChangeBus
     backend: Backend
 
-    async def erase(self, user_id: str) -> bool:
-        """Remove the reader from every store holding reader data (profile and picks),
-        at once: one MULTI on Redis, one event-loop step embedded. True if a profile
-        existed."""
-        return await self.backend.erase(user_id)
+    async def erase(self, user_id: str, suppress: tuple[str, ...] = ()) -> bool:
+        """Remove the reader from every store holding reader data (profile, picks, event
+        data) and suppress `suppress`, at once: one MULTI on Redis, one event-loop step
+        embedded. True if a profile existed."""
+        return await self.backend.erase(user_id, suppress)
 
     async def ping(self) -> None:
         await self.backend.ping()
@@ -40,19 +50,27 @@ class Stores:
         await self.backend.close()
 
 
-def embedded_stores() -> Stores:
+def embedded_stores(retention: Retention | None = None) -> Stores:
     profiles, picks = memory.MemoryProfiles(), memory.MemoryPicks()
+    events = memory.MemoryEvents(profiles, picks, retention)
     return Stores(
         name=memory.NAME,
         profiles=profiles,
         catalog=memory.MemoryCatalog(),
         picks=picks,
+        events=events,
         bus=memory.LocalBus(),
-        backend=memory.MemoryBackend(profiles, picks),
+        backend=memory.MemoryBackend(profiles, events, picks),
     )
 
 
-def redis_stores(url: str, *, timeout_s: float = 0.5, pool_size: int = 64) -> Stores:
+def redis_stores(
+    url: str,
+    *,
+    timeout_s: float = 0.5,
+    pool_size: int = 64,
+    retention: Retention | None = None,
+) -> Stores:
     """The Redis stores, sharing one pool of `pool_size` connections."""
     connection = RedisConnection(url, timeout_s=timeout_s, pool_size=pool_size)
     return Stores(
@@ -60,6 +78,7 @@ def redis_stores(url: str, *, timeout_s: float = 0.5, pool_size: int = 64) -> St
         profiles=RedisProfiles(connection),
         catalog=RedisCatalog(connection),
         picks=RedisPicks(connection),
+        events=RedisEvents(connection, retention),
         bus=RedisBus(connection),
         backend=RedisBackend(connection),
     )
@@ -67,10 +86,16 @@ def redis_stores(url: str, *, timeout_s: float = 0.5, pool_size: int = 64) -> St
 
 def build_stores(settings: Settings) -> Stores:
     """The Redis stores when REDIS_URL is set, else the embedded ones."""
+    retention = Retention(
+        dedupe_s=settings.dedupe_window_s,
+        history_events=settings.history_events,
+        history_s=settings.history_days * 86_400,
+    )
     if settings.redis_url is not None:
         return redis_stores(
             settings.redis_url.reveal(),
             timeout_s=settings.redis_timeout_ms / 1000,
             pool_size=settings.redis_pool_size,
+            retention=retention,
         )
-    return embedded_stores()
+    return embedded_stores(retention)

@@ -7,7 +7,9 @@ reads raise `app.errors.CorruptData` for a stored value that cannot be read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 Profile = dict[str, Any]
@@ -91,12 +93,150 @@ class ChangeBus(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long event data is kept: event ids for dedupe, and each reader's history."""
+
+    dedupe_s: int = 86_400
+    history_events: int = 1_000
+    history_s: int = 90 * 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderAsk:
+    """What ingest asks of a reader before applying its events: which of `event_ids`
+    were applied already, and whether any of `hashes` (the reader's keyed hashes) is
+    suppressed."""
+
+    user_id: str
+    event_ids: tuple[str, ...]
+    hashes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderState:
+    """A reader as read for ingest. `version` is an opaque compare-and-set token of the
+    profile ("" when there is none); `moved_to` is the user this reader was merged into
+    (then its events go there)."""
+
+    profile: Profile | None
+    seen: frozenset[str]
+    moved_to: str | None
+    suppressed: bool
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderWrite:
+    """One reader's change: its new profile, the event ids now applied, the events to
+    keep in its history as (time in ms, event JSON), and ids merged into it (`links`)."""
+
+    user_id: str
+    version: str
+    hashes: tuple[str, ...]
+    profile: Profile
+    event_ids: tuple[str, ...]
+    history: tuple[tuple[int, bytes], ...]
+    links: tuple[str, ...] = ()
+
+
+class Written(StrEnum):
+    """What became of a `ReaderWrite`."""
+
+    WRITTEN = "written"
+    CONFLICT = "conflict"  # the profile changed since it was read: read again
+    MOVED = "moved"  # the reader was merged into another meanwhile
+    SUPPRESSED = "suppressed"  # the reader was erased and suppressed meanwhile
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderDump:
+    """All a reader's event data, to merge it into another reader."""
+
+    profile: Profile | None
+    seen: tuple[str, ...]
+    history: tuple[tuple[int, bytes], ...]
+    links: frozenset[str]
+
+
+class EventStore(Erasable, Protocol):
+    """Event data by reader: ids applied (dedupe), history, identity links, suppression.
+
+    Every reader's change is atomic: one write covers the profile, the ids, the history
+    and the links, and is refused when the profile changed since it was read, so
+    concurrent posters never lose or double an event.
+    """
+
+    name: str
+    retention: Retention
+
+    async def read(self, asks: Sequence[ReaderAsk]) -> list[ReaderState]: ...
+
+    async def write(self, writes: Sequence[ReaderWrite], now_ms: int) -> list[Written]:
+        """Apply each write atomically, unless its reader changed, moved or was
+        suppressed since it was read. Trims ids older than the dedupe window and history
+        beyond the retention, and tells every server sharing the store that the reader
+        changed (and `tail` followers what was applied)."""
+        ...
+
+    async def link(self, user_id: str, to: str) -> str:
+        """Mark `user_id` as merged into `to`, unless it is merged already; the user it
+        is merged into afterwards."""
+        ...
+
+    async def relink(self, user_ids: Iterable[str], to: str) -> None:
+        """Point readers merged into one user at the user that one merged into."""
+        ...
+
+    async def resolve(self, user_ids: Sequence[str]) -> dict[str, str]:
+        """Of `user_ids`, those merged into another: id -> the user it merged into."""
+        ...
+
+    async def links(self, user_id: str) -> frozenset[str]:
+        """The ids merged into this user."""
+        ...
+
+    async def dump(self, user_id: str) -> ReaderDump: ...
+
+    async def drop_merged(self, user_id: str) -> None:
+        """Delete the data of a reader merged into another (profile, ids, history, links,
+        picks), keeping the link so later events go to the user."""
+        ...
+
+    async def history(self, user_id: str, since_ms: int = 0) -> list[bytes]:
+        """The reader's kept events since `since_ms`, oldest first."""
+        ...
+
+    async def suppressed(self, user_id: str, hashes: Sequence[str]) -> bool: ...
+
+    async def unsuppress(self, user_id: str, hashes: Sequence[str]) -> bool:
+        """Lift the suppression of an erased reader; True if it was suppressed."""
+        ...
+
+    def tail(self, stop: asyncio.Event) -> AsyncIterator[bytes]:
+        """The events applied by any server sharing the store, as JSON, until `stop`."""
+        ...
+
+
 class Backend(Protocol):
     """What spans the stores of one backend: its health, its end, and erasure."""
 
-    async def erase(self, user_id: str) -> bool:
-        """Remove the reader from every store holding reader data (the profile and the
-        picks) at once; True if a profile existed."""
+    async def erase(self, user_id: str, suppress: Sequence[str] = ()) -> bool:
+        """Remove the reader from every store holding reader data (profile, picks, event
+        ids, history, links) at once, and add `suppress` (the reader's keyed hashes) to
+        the suppressed in the same step; True if a profile existed."""
+        ...
+
+    async def record_erasure(self, entry: Mapping[str, str]) -> None:
+        """Append an entry to the erasure audit log (capped)."""
+        ...
+
+    async def erasures(self, limit: int) -> list[dict[str, str]]:
+        """The latest audit entries, newest first."""
+        ...
+
+    async def keys_of(self, user_id: str) -> list[str]:
+        """Every stored key that names the reader (what `kairos erase --verify` prints)."""
         ...
 
     async def ping(self) -> None: ...

@@ -11,6 +11,9 @@ from __future__ import annotations
 CATALOG_KEY = "kairos:catalog"  # hash: sku -> product JSON
 POPULAR_KEY = "kairos:popular"  # sorted set: sku scored by negated popularity
 CHANGES_CHANNEL = "kairos:changes"  # pub/sub: user ids changed, '*' for everyone
+EVENTS_CHANNEL = "kairos:events"  # pub/sub: the events each reader write applied, one a line
+AUDIT_KEY = "kairos:audit:erasures"  # stream: one entry per erasure, readers by keyed hash
+AUDIT_CAP = 100_000
 PICKS_TTL_S = 90 * 86400  # a campaign's slot picks outlive its clicks
 
 
@@ -24,6 +27,38 @@ def picks_key(user_id: str) -> str:
     return f"kairos:{{{user_id}}}:picks"
 
 
+def seen_key(user_id: str) -> str:
+    """A sorted set: event id -> when it was applied (ms), for dedupe within the window."""
+    return f"kairos:{{{user_id}}}:seen"
+
+
+def history_key(user_id: str) -> str:
+    """A sorted set: event JSON -> the event's time (ms), the reader's kept history."""
+    return f"kairos:{{{user_id}}}:history"
+
+
+def links_key(user_id: str) -> str:
+    """A set: the ids merged into this user (what erasure follows)."""
+    return f"kairos:{{{user_id}}}:links"
+
+
+def alias_key(user_id: str) -> str:
+    """A string: the user this reader was merged into."""
+    return f"kairos:{{{user_id}}}:alias"
+
+
+def suppressed_key(slot_tag: str) -> str:
+    """A set of keyed hashes of erased, suppressed readers. There is one per hash slot,
+    named by a tag that lands in that slot (`RedisConnection.slot_tag`), so a reader's
+    writes check it atomically without the key naming the reader."""
+    return f"kairos:suppressed:{{{slot_tag}}}"
+
+
+def event_keys(user_id: str) -> tuple[str, ...]:
+    """The keys of the reader's event data."""
+    return seen_key(user_id), history_key(user_id), links_key(user_id), alias_key(user_id)
+
+
 def reader_keys(user_id: str) -> tuple[str, ...]:
     """Every key holding data about the reader, the profile first: what erasure deletes."""
-    return profile_key(user_id), picks_key(user_id)
+    return profile_key(user_id), picks_key(user_id), *event_keys(user_id)

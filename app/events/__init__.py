@@ -1,0 +1,1 @@
+"""Events: ingest in two dialects, the live profile they build, and erasure."""

@@ -1,0 +1,278 @@
+"""What events do to a reader's profile: pure functions over the profile document, the
+same for every store (the embedded one and Redis apply exactly what this returns).
+
+The live part of a profile is computed (`LIVE_FIELDS`, read-only to the profiles API):
+counters per type, first and last seen, recent product views, purchases, spend per
+currency and email engagement. Add and remove events change the profile's `cart`, and
+identify traits its known fields and `attributes`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from app.errors import Unprocessable
+from app.events.model import Event, EventRejected, format_ms
+from app.profiles.schema import FIELDS, MAX_LIST, validate_profile
+from app.reader.consent import tracked
+from app.stores.protocols import Profile
+
+MAX_RECENT_VIEWS = 20
+MAX_PURCHASES = 20
+# Traits that name a profile field; any other trait is kept under `attributes`.
+TRAIT_FIELDS = frozenset(FIELDS) - {"cart", "recommendations", "attributes"}
+ACCEPTED, DUPLICATE, DROPPED = "accepted", "duplicate", "dropped"
+Outcome = str | EventRejected
+
+
+@dataclass(slots=True)
+class Reduced:
+    """A reader's profile after a run of events, and what became of each event (in the
+    order given). `applied` are the events to record as seen and keep in history."""
+
+    profile: Profile | None
+    outcomes: list[Outcome] = field(default_factory=list)
+    applied: list[Event] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied)
+
+
+def reduce(profile: Profile | None, events: Sequence[Event], seen: Iterable[str]) -> Reduced:
+    """Apply `events` (one reader's, in arrival order) to `profile`. An event whose id is in
+    `seen`, or earlier in `events`, is a duplicate; one for a reader who declined tracking
+    is dropped, unless it is an identify that sets consent."""
+    done = set(seen)
+    result = Reduced(profile)
+    current = profile
+    for event in events:
+        if event.event_id in done:
+            result.outcomes.append(DUPLICATE)
+            continue
+        if current is not None and not tracked(current) and not _sets_consent(event):
+            result.outcomes.append(DROPPED)
+            continue
+        try:
+            current = apply(current or {}, event)
+        except EventRejected as exc:
+            result.outcomes.append(exc)
+            continue
+        done.add(event.event_id)
+        result.outcomes.append(ACCEPTED)
+        result.applied.append(event)
+    result.profile = current
+    return result
+
+
+def apply(profile: Profile, event: Event) -> Profile:
+    """`profile` with one event applied (a new document; `profile` is not changed)."""
+    out = dict(profile)
+    when = format_ms(event.ts_ms)
+    counters = dict(out.get("counters") or {})
+    counters[event.type] = counters.get(event.type, 0) + 1
+    out["counters"] = counters
+    if when < out.get("first_seen", "~"):
+        out["first_seen"] = when
+    if when > out.get("last_seen", ""):
+        out["last_seen"] = when
+    step = STEPS.get(event.type)
+    if step is not None:
+        step(out, event, when)
+    return out
+
+
+def _product_view(out: Profile, event: Event, when: str) -> None:
+    view = {"sku": event.properties["sku"], "ts": when}
+    out["recent_views"] = _newest(
+        [view, *out.get("recent_views", [])], MAX_RECENT_VIEWS, unique="sku"
+    )
+
+
+def _add_to_cart(out: Profile, event: Event, when: str) -> None:
+    props = event.properties
+    qty = props.get("qty", 1)
+    cart = [dict(line) for line in out.get("cart", [])]
+    for line in cart:
+        if line.get("sku") == props["sku"]:
+            line["qty"] = min(9999, line.get("qty", 1) + qty)
+            line.update(_line_details(props))
+            break
+    else:
+        if len(cart) >= MAX_LIST:
+            raise EventRejected(
+                "cart_full", f"the reader's cart already has {MAX_LIST} lines", "properties.sku"
+            )
+        cart.append({"sku": props["sku"], "qty": qty, **_line_details(props)})
+    out["cart"] = cart
+
+
+def _line_details(props: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: props[key]
+        for key in ("title", "price", "currency", "image_url", "url")
+        if props.get(key) is not None
+    }
+
+
+def _remove_from_cart(out: Profile, event: Event, when: str) -> None:
+    props = event.properties
+    cart = []
+    for line in out.get("cart", []):
+        if line.get("sku") == props["sku"]:
+            left = line.get("qty", 1) - props["qty"] if "qty" in props else 0
+            if left > 0:
+                cart.append({**line, "qty": left})
+        else:
+            cart.append(line)
+    out["cart"] = cart
+
+
+def _purchase(out: Profile, event: Event, when: str) -> None:
+    props = event.properties
+    bought = {item["sku"] for item in props["items"]}
+    out["cart"] = [line for line in out.get("cart", []) if line.get("sku") not in bought]
+    purchase = {
+        "ts": when,
+        "total": props["total"],
+        "currency": props["currency"],
+        "items": [
+            {k: item[k] for k in ("sku", "qty", "price") if k in item} for item in props["items"]
+        ],
+    }
+    if props.get("order_id") is not None:
+        purchase["order_id"] = props["order_id"]
+    out["purchases"] = _newest([purchase, *out.get("purchases", [])], MAX_PURCHASES)
+    spend = dict(out.get("spend") or {})
+    spend[props["currency"]] = round(spend.get(props["currency"], 0) + props["total"], 2)
+    out["spend"] = spend
+
+
+def _engagement(name: str) -> Any:
+    def step(out: Profile, event: Event, when: str) -> None:
+        engagement = dict(out.get("engagement") or {})
+        if when > engagement.get(name, ""):
+            engagement[name] = when
+        out["engagement"] = engagement
+
+    return step
+
+
+def _identify(out: Profile, event: Event, when: str) -> None:
+    traits = event.properties["traits"]
+    known = {k: v for k, v in traits.items() if k in TRAIT_FIELDS}
+    extra = {k: v for k, v in traits.items() if k not in TRAIT_FIELDS}
+    if "consent" in known and isinstance(known["consent"], dict):
+        known["consent"] = {**(out.get("consent") or {}), **known["consent"]}
+    if extra:
+        known["attributes"] = {**(out.get("attributes") or {}), **extra}
+    try:
+        clean = validate_profile(known)
+    except Unprocessable as exc:
+        field = f"properties.traits.{exc.field}" if exc.field else "properties.traits"
+        raise EventRejected("invalid_field", f"properties.traits.{exc.message}", field) from None
+    out.update(clean)
+
+
+STEPS = MappingProxyType(
+    {
+        "product_view": _product_view,
+        "add_to_cart": _add_to_cart,
+        "remove_from_cart": _remove_from_cart,
+        "purchase": _purchase,
+        "email_open": _engagement("last_open"),
+        "email_click": _engagement("last_click"),
+        "identify": _identify,
+    }
+)
+
+
+def _sets_consent(event: Event) -> bool:
+    return event.type == "identify" and isinstance(event.properties["traits"].get("consent"), dict)
+
+
+def _newest(entries: list[dict[str, Any]], limit: int, unique: str | None = None) -> list[Any]:
+    """Entries newest first by `ts` (stable for equal times), the first of each `unique`
+    value kept, at most `limit`."""
+    ordered = sorted(entries, key=lambda e: e["ts"], reverse=True)
+    if unique is not None:
+        kept, out = set(), []
+        for entry in ordered:
+            if entry[unique] not in kept:
+                kept.add(entry[unique])
+                out.append(entry)
+        ordered = out
+    return ordered[:limit]
+
+
+def merge(user: Profile | None, other: Profile) -> Profile:
+    """The profile of a user into which another reader's (an anonymous id's, or an
+    aliased user's) is merged: counters and spend summed, views and purchases
+    interleaved by time, carts united (a sku in both keeps the larger quantity), the
+    user's own fields kept and the other's filling the gaps, and consent declined if
+    either declined."""
+    base = dict(user or {})
+    out = {**{k: v for k, v in other.items() if k not in base}, **base}
+    counters = dict(base.get("counters") or {})
+    for kind, n in (other.get("counters") or {}).items():
+        counters[kind] = counters.get(kind, 0) + n
+    if counters:
+        out["counters"] = counters
+    spend = dict(base.get("spend") or {})
+    for currency, total in (other.get("spend") or {}).items():
+        spend[currency] = round(spend.get(currency, 0) + total, 2)
+    if spend:
+        out["spend"] = spend
+    for key, pick in (("first_seen", min), ("last_seen", max)):
+        times = [p[key] for p in (base, other) if key in p]
+        if times:
+            out[key] = pick(times)
+    views = [*base.get("recent_views", []), *other.get("recent_views", [])]
+    if views:
+        out["recent_views"] = _newest(views, MAX_RECENT_VIEWS, unique="sku")
+    purchases = [*base.get("purchases", []), *other.get("purchases", [])]
+    if purchases:
+        out["purchases"] = _newest(purchases, MAX_PURCHASES)
+    engagement = dict(other.get("engagement") or {})
+    for key, when in (base.get("engagement") or {}).items():
+        engagement[key] = max(when, engagement.get(key, ""))
+    if engagement:
+        out["engagement"] = engagement
+    out["cart"] = _united(base.get("cart", []), other.get("cart", []))
+    if not out["cart"]:
+        del out["cart"]
+    attributes = {**(other.get("attributes") or {}), **(base.get("attributes") or {})}
+    if attributes:
+        out["attributes"] = attributes
+    consent = _stricter(base.get("consent"), other.get("consent"))
+    if consent is not None:
+        out["consent"] = consent
+    return out
+
+
+def _united(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    lines = {line["sku"]: dict(line) for line in mine}
+    for line in theirs:
+        kept = lines.get(line["sku"])
+        if kept is None:
+            lines[line["sku"]] = dict(line)
+        else:
+            kept["qty"] = max(kept.get("qty", 1), line.get("qty", 1))
+    return list(lines.values())[:MAX_LIST]
+
+
+def _stricter(a: Any, b: Any) -> dict[str, bool] | None:
+    if a is None and b is None:
+        return None
+    out: dict[str, bool] = {}
+    for consent in (a, b):
+        if not isinstance(consent, dict):
+            if consent is not None:
+                return {"personalization": False, "tracking": False}
+            continue
+        for purpose, given in consent.items():
+            out[purpose] = out.get(purpose, True) and given is not False
+    return out

@@ -1,0 +1,284 @@
+"""The Segment dialect: HTTP Tracking API messages translated into native event dicts.
+
+Pure functions, no I/O. `messages` splits a request body to `/v1/{call}` into its
+messages; `translate` turns one message into the native shape, mapping the e-commerce v2
+and email specs' events and correcting the client's clock as Segment does. Checking the
+result is the native validator's job, so values are passed on rather than judged here.
+Spec: https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+CALLS = ("track", "identify", "page", "screen", "alias", "batch", "import")
+BATCHES = frozenset({"batch", "import"})
+
+# A native property: its name, the Segment names it is read from (first present wins),
+# and how the value is converted.
+Field = tuple[str, tuple[str, ...], Callable[[Any], Any]]
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class SegmentError(Exception):
+    """One message (or body) that cannot be translated: `code` and `field` say why."""
+
+    def __init__(self, message: str, *, code: str = "invalid_field", field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.field = field
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _ident(value: Any) -> Any:
+    """An id as a string when it is a number; anything else as given."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _kept(*names: str) -> tuple[Field, ...]:
+    """Properties whose native name is their Segment name, kept as they are."""
+    return tuple((name, (name,), _same) for name in names)
+
+
+ITEM: tuple[Field, ...] = (
+    ("sku", ("sku", "product_id"), _ident),
+    ("qty", ("quantity",), _same),
+    *_kept("price"),
+    ("title", ("name",), _same),
+)
+PRODUCT: tuple[Field, ...] = (
+    *ITEM,
+    ("currency", ("currency",), _upper),
+    *_kept("url", "image_url"),
+)
+EMAIL_OPEN: tuple[Field, ...] = (("campaign", ("campaign_name", "campaign_id"), _ident),)
+EMAIL_CLICK: tuple[Field, ...] = (*EMAIL_OPEN, ("url", ("link_url", "url"), _same))
+PAGE = _kept("url", "title", "path", "referrer", "name")
+TRAITS: tuple[Field, ...] = (
+    ("first_name", ("firstName",), _same),
+    ("last_name", ("lastName",), _same),
+    *_kept("email", "locale", "timezone"),
+)
+
+
+def _mapped(
+    fields: tuple[Field, ...],
+    props: Mapping[str, Any],
+    fallback: Mapping[str, Any] = EMPTY,
+    *,
+    rest: bool = True,
+) -> dict[str, Any]:
+    """`props` under native names: the fields first (from `props`, else `fallback`), then
+    (with `rest`) every other property of `props` as it is."""
+    out: dict[str, Any] = {}
+    used: set[str] = set()
+    for native, sources, convert in fields:
+        for where in (props, fallback):
+            source = next((s for s in sources if where.get(s) is not None), None)
+            if source is not None:
+                out[native] = convert(where[source])
+                if where is props:
+                    used.add(source)
+                break
+    for key, value in props.items() if rest else ():
+        if key not in out and key not in used:
+            out[key] = value
+    return out
+
+
+def _items(products: Any) -> Any:
+    """An order's products as native items; anything but a list of objects is passed on
+    for the native validator to name."""
+    if not isinstance(products, list):
+        return products
+    return [_mapped(ITEM, p, rest=False) if isinstance(p, dict) else p for p in products]
+
+
+ORDER: tuple[Field, ...] = (
+    ("items", ("products",), _items),
+    ("total", ("total", "revenue"), _same),
+    ("currency", ("currency",), _upper),
+    ("order_id", ("order_id",), _ident),
+)
+# The spec's event names, lower-cased: a name is matched case-insensitively.
+TRACKED: Mapping[str, tuple[str, tuple[Field, ...]]] = MappingProxyType(
+    {
+        "product viewed": ("product_view", PRODUCT),
+        "product added": ("add_to_cart", PRODUCT),
+        "product removed": ("remove_from_cart", PRODUCT),
+        "order completed": ("purchase", ORDER),
+        "email opened": ("email_open", EMAIL_OPEN),
+        "email link clicked": ("email_click", EMAIL_CLICK),
+    }
+)
+
+
+def _object(message: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = message.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SegmentError(f"`{key}` must be an object", field=key)
+    return value
+
+
+def _context(message: Mapping[str, Any], key: str | None = None) -> Mapping[str, Any]:
+    """The message's `context`, or its `key` object; empty when not an object."""
+    context = message.get("context")
+    if isinstance(context, dict) and key is not None:
+        context = context.get(key)
+    return context if isinstance(context, dict) else EMPTY
+
+
+def _track(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    name = message.get("event")
+    if not isinstance(name, str):
+        raise _missing("event")
+    props = _object(message, "properties")
+    kind, fields = TRACKED.get(name.lower(), ("custom:" + name, ()))
+    return kind, _mapped(fields, props)
+
+
+def _identify(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    context = _context(message)
+    client = {k: context[k] for k in ("locale", "timezone") if k in context}
+    return "identify", {"traits": _mapped(TRAITS, _object(message, "traits"), client)}
+
+
+def _page(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    props = _object(message, "properties")
+    if message.get("name") is not None:
+        props = {**props, "name": message["name"]}
+    return "page_view", _mapped(PAGE, props, _context(message, "page"))
+
+
+def _alias(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "identify", {"traits": {}}
+
+
+CALLED: Mapping[str, Callable[[Mapping[str, Any]], tuple[str, dict[str, Any]]]] = MappingProxyType(
+    {"track": _track, "identify": _identify, "page": _page, "screen": _page, "alias": _alias}
+)
+
+
+def _missing(field: str) -> SegmentError:
+    return SegmentError(f"the message needs its `{field}`", code="missing_field", field=field)
+
+
+def _ids(message: Mapping[str, Any], call: str) -> dict[str, Any]:
+    if call == "alias":
+        # The user and the id it was known by before: an identify carrying both merges
+        # the earlier id into the user.
+        for name in ("userId", "previousId"):
+            if message.get(name) is None:
+                raise _missing(name)
+        return {"user_id": _ident(message["userId"]), "anonymous_id": _ident(message["previousId"])}
+    ids = {
+        native: _ident(message[name])
+        for name, native in (("userId", "user_id"), ("anonymousId", "anonymous_id"))
+        if message.get(name) is not None
+    }
+    if not ids:
+        raise _missing("userId")
+    return ids
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _time(value: Any, field: str) -> datetime:
+    """An ISO 8601 time in UTC (naive means UTC)."""
+    try:
+        return _utc(datetime.fromisoformat(value))
+    except (TypeError, ValueError, OverflowError):
+        raise SegmentError(
+            f"`{field}` must be an ISO 8601 time", code="invalid_ts", field=field
+        ) from None
+
+
+def _ts(message: Mapping[str, Any], received_at: datetime, sent_at: Any) -> str:
+    """When the event happened, as Segment computes `timestamp`."""
+    stamp, original, sent = (
+        None if message.get(field) is None else _time(message[field], field)
+        for field in ("timestamp", "originalTimestamp", "sentAt")
+    )
+    if sent is None and sent_at is not None:
+        sent = _time(sent_at, "sentAt")
+    client = original or stamp
+    if client is None:
+        when = _utc(received_at)
+    elif sent is None:
+        when = stamp or client
+    else:
+        # The client's clock is off by (sentAt - receivedAt), the request's transit being
+        # negligible: the event's time on that clock is off by as much.
+        try:
+            when = _utc(received_at) - (sent - client)
+        except OverflowError:
+            raise SegmentError(
+                "`sentAt` is too far from the event's time", code="invalid_ts", field="sentAt"
+            ) from None
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def messages(call: str, body: Any) -> tuple[list[Any], str | None]:
+    """The messages of one request body to `/v1/{call}` and the writeKey it carries (the
+    body's `writeKey`, None when absent). For `batch`/`import` the body's `batch` list
+    (each message carrying its own `type`); for a single call the body itself, its type
+    being `call`. Raises SegmentError(code="invalid_body") when the body is not an object
+    or `batch` is not a list."""
+    if not isinstance(body, dict):
+        raise SegmentError("the body must be a JSON object", code="invalid_body")
+    key = body.get("writeKey")
+    write_key = key if isinstance(key, str) else None
+    if call not in BATCHES:
+        return [body], write_key
+    batch = body.get("batch")
+    if not isinstance(batch, list):
+        raise SegmentError("`batch` must be a list of messages", code="invalid_body", field="batch")
+    return batch, write_key
+
+
+def translate(
+    message: Any, *, call: str | None, received_at: datetime, sent_at: Any = None
+) -> dict[str, Any]:
+    """One Segment message as a native event dict; raises SegmentError for a message that
+    cannot be translated (not an object, no messageId, unsupported type such as `group`,
+    an unparseable timestamp...). `call` is the message's type for a single call (None in
+    a batch: use message["type"]). `sent_at` is the batch envelope's `sentAt` (a message's
+    own `sentAt` wins)."""
+    if not isinstance(message, dict):
+        raise SegmentError("a message must be a JSON object", code="invalid_body")
+    kind = message.get("type") if call is None else call
+    if kind is None:
+        raise _missing("type")
+    if not isinstance(kind, str) or kind not in CALLED:
+        raise SegmentError(
+            f"{str(kind)[:40]!r} calls are not supported", code="unsupported_call", field="type"
+        )
+    if message.get("messageId") is None:
+        raise _missing("messageId")
+    ids = _ids(message, kind)
+    ts = _ts(message, received_at, sent_at)
+    native_type, properties = CALLED[kind](message)
+    return {
+        "event_id": _ident(message["messageId"]),
+        **ids,
+        "type": native_type,
+        "ts": ts,
+        "properties": properties,
+    }
