@@ -20,6 +20,8 @@ BATCHES = frozenset({"batch", "import"})
 # A native property: its name, the Segment names it is read from (first present wins),
 # and how the value is converted.
 Field = tuple[str, tuple[str, ...], Callable[[Any], Any]]
+# A call's native type and properties.
+Translated = tuple[str, dict[str, Any]]
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -31,6 +33,10 @@ class SegmentError(Exception):
         self.message = message
         self.code = code
         self.field = field
+
+
+def _missing(field: str) -> SegmentError:
+    return SegmentError(f"the message needs its `{field}`", code="missing_field", field=field)
 
 
 def _same(value: Any) -> Any:
@@ -90,8 +96,7 @@ def _mapped(
             source = next((s for s in sources if where.get(s) is not None), None)
             if source is not None:
                 out[native] = convert(where[source])
-                if where is props:
-                    used.add(source)
+                used.add(source)
                 break
     for key, value in props.items() if rest else ():
         if key not in out and key not in used:
@@ -143,7 +148,7 @@ def _context(message: Mapping[str, Any], key: str | None = None) -> Mapping[str,
     return context if isinstance(context, dict) else EMPTY
 
 
-def _track(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def _track(message: Mapping[str, Any]) -> Translated:
     name = message.get("event")
     if not isinstance(name, str):
         raise _missing("event")
@@ -152,30 +157,26 @@ def _track(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return kind, _mapped(fields, props)
 
 
-def _identify(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def _identify(message: Mapping[str, Any]) -> Translated:
     context = _context(message)
     client = {k: context[k] for k in ("locale", "timezone") if k in context}
     return "identify", {"traits": _mapped(TRAITS, _object(message, "traits"), client)}
 
 
-def _page(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def _page(message: Mapping[str, Any]) -> Translated:
     props = _object(message, "properties")
     if message.get("name") is not None:
         props = {**props, "name": message["name"]}
     return "page_view", _mapped(PAGE, props, _context(message, "page"))
 
 
-def _alias(message: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def _alias(message: Mapping[str, Any]) -> Translated:
     return "identify", {"traits": {}}
 
 
-CALLED: Mapping[str, Callable[[Mapping[str, Any]], tuple[str, dict[str, Any]]]] = MappingProxyType(
+CALLED: Mapping[str, Callable[[Mapping[str, Any]], Translated]] = MappingProxyType(
     {"track": _track, "identify": _identify, "page": _page, "screen": _page, "alias": _alias}
 )
-
-
-def _missing(field: str) -> SegmentError:
-    return SegmentError(f"the message needs its `{field}`", code="missing_field", field=field)
 
 
 def _ids(message: Mapping[str, Any], call: str) -> dict[str, Any]:
@@ -200,14 +201,16 @@ def _utc(when: datetime) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
+def _bad_time(field: str, why: str = "must be an ISO 8601 time") -> SegmentError:
+    return SegmentError(f"`{field}` {why}", code="invalid_ts", field=field)
+
+
 def _time(value: Any, field: str) -> datetime:
     """An ISO 8601 time in UTC (naive means UTC)."""
     try:
         return _utc(datetime.fromisoformat(value))
     except (TypeError, ValueError, OverflowError):
-        raise SegmentError(
-            f"`{field}` must be an ISO 8601 time", code="invalid_ts", field=field
-        ) from None
+        raise _bad_time(field) from None
 
 
 def _ts(message: Mapping[str, Any], received_at: datetime, sent_at: Any) -> str:
@@ -229,9 +232,7 @@ def _ts(message: Mapping[str, Any], received_at: datetime, sent_at: Any) -> str:
         try:
             when = _utc(received_at) - (sent - client)
         except OverflowError:
-            raise SegmentError(
-                "`sentAt` is too far from the event's time", code="invalid_ts", field="sentAt"
-            ) from None
+            raise _bad_time("sentAt", "is too far from the event's time") from None
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
