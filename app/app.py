@@ -18,7 +18,7 @@ from app.errors import StoreUnavailable
 from app.logs import configure_logging
 from app.openapi import spec
 from app.responses import JSONResponse
-from app.routes import feeds, health, images, opens, profiles, render
+from app.routes import events, feeds, health, images, opens, profiles, render
 from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         [
             *opens.routes(services),
             *health.routes(services),
+            *events.routes(services),
             *guarded(api_keys, [*profiles.routes(services), *render.routes(services)]),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
@@ -68,7 +69,8 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         open_time=[*feeds.routes(services), *images.routes(services)],
         metrics=services.metrics,
         max_body_bytes=settings.max_body_bytes,
-        body_limit_exempt=("/v1/render/batch",),
+        # These cap what they read themselves (events: their own limit, gzip undone).
+        body_limit_exempt=("/v1/render/batch", *events.PATHS),
         lifespan=lifespan,
     )
     app.state.services = services

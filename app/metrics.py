@@ -123,9 +123,17 @@ class Metrics:
             "Live image lookups in the rendered-bytes cache",
             ["image", "result"],
         )
+        self.events = Counter(
+            "kairos_events", "Events received, by dialect and outcome", ["dialect", "outcome"]
+        )
+        self.merges = Counter("kairos_identity_merges", "Readers merged into a user", [])
+        self.erasures = Counter("kairos_erasures", "Erasure requests carried out", [])
         self.registry.register(
             _Collector(
                 [
+                    self.events,
+                    self.merges,
+                    self.erasures,
                     self.requests,
                     self.latency,
                     self.cache,

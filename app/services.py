@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from app.amp_cors import AmpCors
 from app.auth import ApiKeys
+from app.events.ingest import Ingest
+from app.events.privacy import Erasure, ReaderHashes
 from app.fallbacks import Fallbacks
 from app.feeds import FEEDS
 from app.images import KINDS, ImageChecks
@@ -40,6 +42,8 @@ class Services:
     renderer: Renderer
     picks: Picks
     images: LiveImages
+    ingest: Ingest
+    erasure: Erasure
 
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
@@ -75,12 +79,16 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
     picks = Picks(stores.picks, reader, settings.budget_s)
     images = LiveImages(settings, metrics, profiles, catalog, picks)
     formats = {name: kind.format for name, kind in KINDS.items()}
+    hashes = ReaderHashes(settings.secret_keys)
+    ingest = Ingest(
+        stores.events, profiles, hashes, metrics, max_event_bytes=settings.event_max_bytes
+    )
     return Services(
         settings=settings,
         stores=stores,
         metrics=metrics,
         tokens=tokens,
-        api_keys=ApiKeys(settings.api_keys),
+        api_keys=ApiKeys(settings.api_keys, settings.write_keys),
         profiles=profiles,
         catalog=catalog,
         reader=reader,
@@ -90,4 +98,6 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         renderer=renderer,
         picks=picks,
         images=images,
+        ingest=ingest,
+        erasure=Erasure(stores, profiles, hashes, metrics),
     )

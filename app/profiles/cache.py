@@ -167,6 +167,12 @@ class CachedProfiles:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), retry_s)
 
+    async def changed(self, user_id: str) -> None:
+        """Forget this reader here and tell the other servers to (a write made elsewhere,
+        such as an event store's merge)."""
+        self.invalidate(user_id)
+        await self._announce(user_id)
+
     async def _announce(self, user_id: str) -> None:
         try:
             await self._bus.publish_change(user_id)

@@ -24,7 +24,7 @@ from app.services import Services
 
 
 def routes(services: Services) -> list[Route]:
-    profiles = services.profiles
+    profiles, erasure = services.profiles, services.erasure
 
     async def get_profile(request: Request) -> Response:
         user_id = check_user_id(request.path_params["user_id"])
@@ -67,8 +67,12 @@ def routes(services: Services) -> list[Route]:
 
     async def delete_profile(request: Request) -> Response:
         user_id = check_user_id(request.path_params["user_id"])
-        if not await profiles.delete(user_id):
-            raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")
+        suppress = _flag(request, "suppress", default=True)
+        if not await erasure.erase(user_id, suppress=suppress):
+            message = "no profile for this user"
+            if suppress:
+                message += "; its events are refused from now on (suppressed)"
+            raise NotFound(message, code="profile_not_found")
         return Response(status_code=204)
 
     handlers = {
@@ -83,7 +87,35 @@ def routes(services: Services) -> list[Route]:
         # One route for every method, so a 405 lists them all in `Allow`.
         return await handlers[request.method](request)
 
-    return [Route("/v1/profiles/{user_id}", profile, methods=[m for m in handlers if m != "HEAD"])]
+    async def lift_suppression(request: Request) -> Response:
+        user_id = check_user_id(request.path_params["user_id"])
+        if not await erasure.lift(user_id):
+            raise NotFound("this id is not suppressed", code="not_suppressed")
+        return Response(status_code=204)
+
+    async def erasures(request: Request) -> Response:
+        limit = request.query_params.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            raise BadRequest("limit must be 1-1000", code="invalid_limit", field="limit")
+        entries = await services.stores.backend.erasures(int(limit))
+        return JSONResponse({"erasures": entries})
+
+    return [
+        Route("/v1/profiles/{user_id}", profile, methods=[m for m in handlers if m != "HEAD"]),
+        Route("/v1/suppressions/{user_id}", lift_suppression, methods=["DELETE"]),
+        Route("/v1/erasures", erasures, methods=["GET"]),
+    ]
+
+
+def _flag(request: Request, name: str, *, default: bool) -> bool:
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise BadRequest(f"{name} must be true or false", code="invalid_query", field=name)
 
 
 async def _json_body(request: Request) -> Any:

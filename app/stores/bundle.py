@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.settings import Settings
 from app.stores import memory
+from app.stores.memory_events import MemoryEvents
 from app.stores.protocols import (
     Backend,
     CatalogStore,
@@ -52,7 +53,7 @@ class Stores:
 
 def embedded_stores(retention: Retention | None = None) -> Stores:
     profiles, picks = memory.MemoryProfiles(), memory.MemoryPicks()
-    events = memory.MemoryEvents(profiles, picks, retention)
+    events = MemoryEvents(profiles, picks, retention)
     return Stores(
         name=memory.NAME,
         profiles=profiles,

@@ -1,0 +1,245 @@
+"""Ingest: checked events applied to their readers exactly once, atomically per reader.
+
+For each run of events up to a merge, every reader's events are reduced together
+(`app/events/reduce.py`) and written with one compare-and-set per reader, all readers
+of a request in one round trip; a reader changed meanwhile by another poster is read
+and reduced again. An identify carrying both ids then merges the anonymous reader into
+the user. Nothing is answered before the store has it: a store error propagates as
+`StoreUnavailable` (503), and what was applied before it is deduplicated on retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.errors import StoreUnavailable
+from app.events.model import Event, EventRejected, check_event
+from app.events.privacy import ReaderHashes
+from app.events.reduce import ACCEPTED, DROPPED, DUPLICATE, Outcome, merge, reduce
+from app.metrics import Metrics
+from app.profiles.cache import CachedProfiles
+from app.stores.protocols import EventStore, ReaderAsk, ReaderWrite, Written
+
+log = logging.getLogger("kairos.events")
+
+# A reader written by this many concurrent posters in a row is rare; past it the
+# request fails (503, retried by the client) rather than spinning.
+MAX_ROUNDS = 64
+MERGE_MARK = "\x00merged:"  # an id in the user's seen set: that reader is merged already
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What became of a request's events: counts, and each rejected one by index."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    dropped: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    # Events neither applied nor duplicates: an identify among them merges no one.
+    skipped: set[int] = field(default_factory=set)
+
+    def reject(self, index: int, exc: EventRejected) -> None:
+        entry: dict[str, Any] = {"index": index, "code": exc.code, "message": exc.message}
+        entry["field"] = exc.field
+        self.rejected.append(entry)
+        self.skipped.add(index)
+
+    def body(self) -> dict[str, Any]:
+        rejected = sorted(self.rejected, key=lambda r: r["index"])
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "dropped": self.dropped,
+            "rejected": rejected,
+        }
+
+
+class Ingest:
+    """Applies events to the event store, keeps the profile caches in step, counts."""
+
+    def __init__(
+        self,
+        events: EventStore,
+        profiles: CachedProfiles,
+        hashes: ReaderHashes,
+        metrics: Metrics,
+        *,
+        max_event_bytes: int,
+    ) -> None:
+        self._store = events
+        self._profiles = profiles
+        self._hashes = hashes
+        self._metrics = metrics
+        self._max_event_bytes = max_event_bytes
+
+    async def ingest(self, docs: Sequence[Any], *, dialect: str = "native") -> IngestResult:
+        """Check and apply `docs` (native event objects, in order)."""
+        received_ms = int(time.time() * 1000)
+        result = IngestResult()
+        run: list[tuple[int, Event]] = []
+        for index, doc in enumerate(docs):
+            try:
+                event = check_event(doc, received_ms=received_ms, max_bytes=self._max_event_bytes)
+            except EventRejected as exc:
+                result.reject(index, exc)
+                continue
+            run.append((index, event))
+            if event.merges:
+                await self._apply(run, result)
+                run = []
+                if index not in result.skipped:
+                    await self.merge(event.anonymous_id or "", event.user_id or "")
+        if run:
+            await self._apply(run, result)
+        counts = Counter({"accepted": result.accepted, "duplicate": result.duplicates})
+        counts.update(dropped=result.dropped, rejected=len(result.rejected))
+        for outcome, n in counts.items():
+            if n:
+                self._metrics.events.labels(dialect, outcome).inc(n)
+        return result
+
+    async def _apply(self, run: list[tuple[int, Event]], result: IngestResult) -> None:
+        pending: dict[str, list[tuple[int, Event]]] = {}
+        for index, event in run:
+            pending.setdefault(event.reader, []).append((index, event))
+        for _ in range(MAX_ROUNDS):
+            if not pending:
+                return
+            pending = await self._round(pending, result)
+        raise_busy(len(pending))
+
+    async def _round(
+        self, pending: dict[str, list[tuple[int, Event]]], result: IngestResult
+    ) -> dict[str, list[tuple[int, Event]]]:
+        """One read and one write for every pending reader; what must go again."""
+        readers = list(pending)
+        asks = [
+            ReaderAsk(r, tuple(e.event_id for _, e in pending[r]), self._hashes.of(r))
+            for r in readers
+        ]
+        states = await self._store.read(asks)
+        again: dict[str, list[tuple[int, Event]]] = {}
+        writes, reduced = [], []
+        for reader, ask, state in zip(readers, asks, states, strict=True):
+            events = pending[reader]
+            if state.suppressed:
+                for index, _ in events:
+                    result.reject(index, SUPPRESSED)
+            elif state.moved_to is not None:
+                again.setdefault(state.moved_to, []).extend(events)
+            else:
+                outcome = reduce(state.profile, [e for _, e in events], state.seen)
+                if outcome.changed and outcome.profile is not None:
+                    applied = outcome.applied
+                    writes.append(
+                        ReaderWrite(
+                            user_id=reader,
+                            version=state.version,
+                            hashes=ask.hashes,
+                            profile=outcome.profile,
+                            event_ids=tuple(e.event_id for e in applied),
+                            history=tuple((e.ts_ms, e.raw) for e in applied),
+                        )
+                    )
+                    reduced.append((reader, events, outcome.outcomes))
+                else:
+                    _count(result, events, outcome.outcomes)
+        if not writes:
+            return again
+        answers = await self._store.write(writes, int(time.time() * 1000))
+        for (reader, events, outcomes), answer in zip(reduced, answers, strict=True):
+            if answer is Written.WRITTEN:
+                _count(result, events, outcomes)
+                self._profiles.invalidate(reader)
+            elif answer is Written.SUPPRESSED:
+                for index, _ in events:
+                    result.reject(index, SUPPRESSED)
+            else:  # changed or moved since read: read again (a move is seen then)
+                again.setdefault(reader, []).extend(events)
+        return again
+
+    async def merge(self, other: str, user: str) -> bool:
+        """Merge reader `other` (an anonymous id, or a user aliased to `user`) into
+        `user`: from now on its events go to the user. Idempotent; an id merged into
+        someone else already stays with them. True if data moved."""
+        if not other or other == user:
+            return False
+        user = (await self._store.resolve([user])).get(user, user)
+        if await self._store.link(other, user) != user:
+            return False
+        dump = await self._store.dump(other)
+        mark = MERGE_MARK + other
+        moved = False
+        if dump.profile is not None or dump.history or dump.links:
+            for _ in range(MAX_ROUNDS):
+                hashes = self._hashes.of(user)
+                (state,) = await self._store.read([ReaderAsk(user, (mark,), hashes)])
+                if state.suppressed or mark in state.seen:
+                    break
+                if state.moved_to is not None:
+                    user = state.moved_to
+                    continue
+                write = ReaderWrite(
+                    user_id=user,
+                    version=state.version,
+                    hashes=hashes,
+                    profile=merge(state.profile, dump.profile or {}),
+                    event_ids=(*dump.seen, mark),
+                    history=dump.history,
+                    links=(other, *dump.links),
+                )
+                (answer,) = await self._store.write([write], int(time.time() * 1000))
+                if answer is Written.WRITTEN:
+                    moved = True
+                    break
+            else:
+                raise_busy(1)
+        else:
+            # Nothing to move, but the user must still know the id for erasure.
+            await self._link_only(user, other)
+        await self._store.drop_merged(other)
+        await self._store.relink(dump.links, user)
+        for reader in (other, user, *dump.links):
+            await self._profiles.changed(reader)
+        self._metrics.merges.labels().inc()
+        return moved
+
+    async def _link_only(self, user: str, other: str) -> None:
+        for _ in range(MAX_ROUNDS):
+            hashes = self._hashes.of(user)
+            (state,) = await self._store.read([ReaderAsk(user, (), hashes)])
+            if state.suppressed or state.moved_to is not None:
+                return
+            profile = state.profile or {}
+            write = ReaderWrite(user, state.version, hashes, profile, (), (), links=(other,))
+            (answer,) = await self._store.write([write], int(time.time() * 1000))
+            if answer is not Written.CONFLICT:
+                return
+
+
+SUPPRESSED = EventRejected(
+    "suppressed", "this reader was erased and is suppressed: its events are refused", "user_id"
+)
+
+
+def raise_busy(readers: int) -> None:
+    raise StoreUnavailable(f"{readers} readers kept changing under concurrent posters")
+
+
+def _count(result: IngestResult, events: list[tuple[int, Event]], outcomes: list[Outcome]) -> None:
+    for (index, _), outcome in zip(events, outcomes, strict=True):
+        if outcome == ACCEPTED:
+            result.accepted += 1
+        elif outcome == DUPLICATE:
+            result.duplicates += 1
+        elif outcome == DROPPED:
+            result.dropped += 1
+            result.skipped.add(index)
+        elif isinstance(outcome, EventRejected):
+            result.reject(index, outcome)

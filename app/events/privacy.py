@@ -1,0 +1,90 @@
+"""Erasure that can be proven: a reader and every id merged with it removed from every
+store, suppressed so later events do not bring it back, and an audit entry that names
+the reader only by a keyed hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from app.metrics import Metrics
+from app.profiles.cache import CachedProfiles
+from app.settings import Secret
+from app.stores.bundle import Stores
+
+log = logging.getLogger("kairos.privacy")
+
+HASH_CONTEXT = b"kairos-reader\x00"
+
+
+class ReaderHashes:
+    """Keyed hashes of reader ids: what suppression and the audit log keep instead of the
+    id. One per signing key, so rotating keys keeps earlier suppressions in force."""
+
+    def __init__(self, keys: Sequence[Secret]) -> None:
+        self._keys = tuple(k.reveal().encode() for k in keys)
+
+    def of(self, user_id: str) -> tuple[str, ...]:
+        message = HASH_CONTEXT + user_id.encode()
+        return tuple(hmac.new(k, message, hashlib.sha256).hexdigest()[:32] for k in self._keys)
+
+
+class Erasure:
+    """`DELETE /v1/profiles/{id}` and `kairos erase`."""
+
+    def __init__(
+        self, stores: Stores, profiles: CachedProfiles, hashes: ReaderHashes, metrics: Metrics
+    ) -> None:
+        self._stores = stores
+        self._profiles = profiles
+        self._hashes = hashes
+        self._metrics = metrics
+
+    async def identity(self, user_id: str) -> list[str]:
+        """The reader's whole identity: the user it resolves to, then every id merged
+        into that user, then the id itself if it differs."""
+        events = self._stores.events
+        user = (await events.resolve([user_id])).get(user_id, user_id)
+        ids = [user, *sorted(await events.links(user))]
+        return ids if user_id in ids else [*ids, user_id]
+
+    async def erase(self, user_id: str, *, suppress: bool = True) -> bool:
+        """Erase the reader and every id merged with it (an anonymous id erases the user
+        it was merged into: its data lives there). With `suppress`, later events for any
+        of those ids are refused until `lift`. True if any of them had a profile."""
+        ids = await self.identity(user_id)
+        existed = False
+        for reader in ids:
+            hashes = self._hashes.of(reader) if suppress else ()
+            existed |= await self._stores.erase(reader, hashes)
+        for reader in ids:
+            await self._profiles.changed(reader)
+        await self._stores.backend.record_erasure(
+            {
+                "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "reader": self._hashes.of(user_id)[0],
+                "ids": str(len(ids)),
+                "profile": "1" if existed else "0",
+                "suppressed": "1" if suppress else "0",
+            }
+        )
+        self._metrics.erasures.labels().inc()
+        log.info("erased a reader and %d linked ids (suppressed: %s)", len(ids) - 1, suppress)
+        return existed
+
+    async def suppressed(self, user_id: str) -> bool:
+        return await self._stores.events.suppressed(user_id, self._hashes.of(user_id))
+
+    async def lift(self, user_id: str) -> bool:
+        """Lift the suppression of an erased id; True if it was suppressed."""
+        return await self._stores.events.unsuppress(user_id, self._hashes.of(user_id))
+
+    async def leftovers(self, user_id: str) -> list[str]:
+        """Every stored key still naming the reader or an id merged with it."""
+        found = []
+        for reader in await self.identity(user_id):
+            found += await self._stores.backend.keys_of(reader)
+        return found

@@ -1,0 +1,135 @@
+"""Events in: `POST /v1/events` (native) and the Segment HTTP Tracking API under
+`/segment` (`/segment/v1/batch`, `/segment/v1/track`, ...), both taking write keys, both
+answering CORS preflight so a site's pages can post them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.auth import presented_key
+from app.errors import Forbidden, UnsupportedMediaType, error_response
+from app.events.ingest import IngestResult
+from app.events.intake import (
+    SegmentBody,
+    check_count,
+    native_events,
+    parse_json,
+    read_body,
+)
+from app.events.segment import CALLS
+from app.responses import JSONResponse
+from app.services import Services
+
+NATIVE_PATH = "/v1/events"
+SEGMENT_PREFIX = "/segment"
+SEGMENT_PATHS = tuple(f"{SEGMENT_PREFIX}/v1/{call}" for call in CALLS)
+PATHS = (NATIVE_PATH, *SEGMENT_PATHS)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def routes(services: Services) -> list[Route]:
+    settings = services.settings
+    keys, ingest = services.api_keys, services.ingest
+    limit, max_count = settings.events_max_body_bytes, settings.events_max_count
+    cors = Cors(settings.event_origins)
+
+    async def native(request: Request) -> Response:
+        keys.check_writer(presented_key(request))
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise UnsupportedMediaType("send the events as application/json")
+        docs = native_events(parse_json(await read_body(request, limit)))
+        check_count(docs, max_count)
+        result = await ingest.ingest(docs)
+        if docs and len(result.rejected) == len(docs):
+            return _nothing_valid(result, 422)
+        return JSONResponse(result.body(), status_code=202)
+
+    def segment(call: str) -> Handler:
+        async def handler(request: Request) -> Response:
+            presented = presented_key(request)
+            # analytics.js posts text/plain (no preflight); the SDKs application/json.
+            body = SegmentBody(call, parse_json(await read_body(request, limit)))
+            keys.check_writer(presented or body.write_key)
+            check_count(body.messages, max_count)
+            docs = body.translated()
+            result = await ingest.ingest(docs, dialect="segment")
+            if docs and len(result.rejected) == len(docs):
+                return _nothing_valid(result, 400)
+            # The SDKs retry anything but 200: an accepted request must be 200 here.
+            return JSONResponse({"success": True, **result.body()})
+
+        handler.__name__ = f"segment_{call}"
+        return handler
+
+    endpoints: list[tuple[str, Handler]] = [(NATIVE_PATH, native)]
+    endpoints += [(path, segment(call)) for path, call in zip(SEGMENT_PATHS, CALLS, strict=True)]
+    return [
+        Route(path, cors.wrap(handler), methods=["POST", "OPTIONS"], name=handler.__name__)
+        for path, handler in endpoints
+    ]
+
+
+def _nothing_valid(result: IngestResult, status: int) -> Response:
+    body: dict[str, Any] = {
+        "error": {"code": "no_valid_events", "message": "no event in the request is valid"},
+        **result.body(),
+    }
+    if status == 400:
+        body["success"] = False
+    return JSONResponse(body, status_code=status)
+
+
+class Cors:
+    """CORS for the events routes: preflight answered, and every answer (errors too)
+    readable by the allowed origins. Credentials are never allowed: the write key
+    travels in the Authorization header or the body, not in cookies."""
+
+    def __init__(self, origins: Sequence[str]) -> None:
+        self._any = "*" in origins
+        self._origins = frozenset(o.rstrip("/").lower() for o in origins)
+
+    def allowed(self, origin: str | None) -> str | None:
+        if origin is None:
+            return None
+        if self._any:
+            return "*"
+        return origin if origin.rstrip("/").lower() in self._origins else None
+
+    def wrap(self, handler: Handler) -> Handler:
+        async def with_cors(request: Request) -> Response:
+            allowed = self.allowed(request.headers.get("origin"))
+            if request.method == "OPTIONS":
+                return self.preflight(allowed)
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                if allowed is None:
+                    raise
+                response = error_response(exc, request.method, request.url.path)
+            if allowed is not None:
+                response.headers["Access-Control-Allow-Origin"] = allowed
+                if allowed != "*":
+                    response.headers["Vary"] = "Origin"
+            return response
+
+        with_cors.__name__ = getattr(handler, "__name__", "events")
+        return with_cors
+
+    def preflight(self, allowed: str | None) -> Response:
+        if allowed is None:
+            raise Forbidden("this origin may not post events", code="origin_not_allowed")
+        headers = {
+            "Access-Control-Allow-Origin": allowed,
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+            "Access-Control-Max-Age": "86400",
+        }
+        if allowed != "*":
+            headers["Vary"] = "Origin"
+        return Response(status_code=204, headers=headers)
