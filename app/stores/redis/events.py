@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
 
 import orjson
+from redis.exceptions import NoScriptError
 
+from app.errors import StoreUnavailable
 from app.stores.protocols import (
     ReaderAsk,
     ReaderDump,
@@ -83,7 +87,7 @@ class RedisEvents:
         self.retention = retention or Retention()
         self._connection = connection
         self._redis = connection.redis
-        self._write = self._redis.register_script(WRITE)
+        self._sha = hashlib.sha1(WRITE.encode(), usedforsecurity=False).hexdigest()
 
     def _suppressed(self, user_id: str) -> str:
         return suppression_key(self._connection, user_id)
@@ -99,6 +103,8 @@ class RedisEvents:
                     if ask.hashes:
                         pipe.smismember(self._suppressed(ask.user_id), list(ask.hashes))
                 replies = iter(await pipe.execute())
+        # Ids are trimmed only by writes: one older than the window may still be stored.
+        floor = int(time.time() * 1000) - self.retention.dedupe_s * 1000
         states = []
         for ask in asks:
             raw, moved = next(replies), next(replies)
@@ -108,7 +114,9 @@ class RedisEvents:
                 ReaderState(
                     profile=None if raw is None else loads(raw),
                     seen=frozenset(
-                        i for i, s in zip(ask.event_ids, scores, strict=True) if s is not None
+                        i
+                        for i, s in zip(ask.event_ids, scores, strict=True)
+                        if s is not None and s >= floor
                     ),
                     moved_to=None if moved is None else text(moved),
                     suppressed=any(flags),
@@ -118,37 +126,56 @@ class RedisEvents:
         return states
 
     async def write(self, writes: Sequence[ReaderWrite], now_ms: int) -> list[Written]:
-        retention = self.retention
-        with unavailable():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for w in writes:
-                    u = w.user_id
-                    keys = [
-                        profile_key(u),
-                        seen_key(u),
-                        history_key(u),
-                        links_key(u),
-                        alias_key(u),
-                        self._suppressed(u),
-                    ]
-                    args: list[bytes | str | int] = [
-                        w.version,
-                        orjson.dumps(w.profile),
-                        now_ms,
-                        retention.dedupe_s * 1000,
-                        retention.history_events,
-                        retention.history_s * 1000,
-                        u,
-                        len(w.event_ids),
-                        *w.event_ids,
-                        len(w.history),
-                    ]
-                    for ts_ms, raw in w.history:
-                        args += (ts_ms, raw)
-                    args += (len(w.links), *w.links, len(w.hashes), *w.hashes)
-                    await self._write(keys, args, client=pipe)
-                replies = await pipe.execute()
+        commands = [self._command(w, now_ms) for w in writes]
+        replies: list[Any] = [None] * len(commands)
+        todo = list(range(len(commands)))
+        for _ in range(2):
+            # EVALSHA straight, not redis-py's Script in a pipeline: that asks SCRIPT
+            # EXISTS before every pipeline, one more round trip per request.
+            with unavailable():
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for i in todo:
+                        pipe.evalsha(self._sha, *commands[i])
+                    answers = await pipe.execute(raise_on_error=False)
+            for i, answer in zip(todo, answers, strict=True):
+                replies[i] = answer
+            todo = [i for i in todo if isinstance(replies[i], NoScriptError)]
+            if not todo:
+                break
+            # A restarted or flushed Redis forgot the script: load it, run those again.
+            await self._connection.call(self._redis.script_load(WRITE))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise StoreUnavailable(f"redis: {reply}")
         return [Written(text(r)) for r in replies]
+
+    def _command(self, w: ReaderWrite, now_ms: int) -> list[Any]:
+        """The EVALSHA arguments after the sha: key count, keys, then ARGV."""
+        retention, u = self.retention, w.user_id
+        keys = [
+            profile_key(u),
+            seen_key(u),
+            history_key(u),
+            links_key(u),
+            alias_key(u),
+            self._suppressed(u),
+        ]
+        args: list[Any] = [
+            w.version,
+            orjson.dumps(w.profile),
+            now_ms,
+            retention.dedupe_s * 1000,
+            retention.history_events,
+            retention.history_s * 1000,
+            u,
+            len(w.event_ids),
+            *w.event_ids,
+            len(w.history),
+        ]
+        for ts_ms, raw in w.history:
+            args += (ts_ms, raw)
+        args += (len(w.links), *w.links, len(w.hashes), *w.hashes)
+        return [len(keys), *keys, *args]
 
     async def link(self, user_id: str, to: str) -> str:
         before = await self._connection.call(
