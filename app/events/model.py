@@ -46,14 +46,15 @@ class EventRejected(Exception):
 @dataclass(frozen=True, slots=True)
 class Event:
     """A checked event. `reader` is the id its changes go to first (the user id, else the
-    anonymous id); `ts_ms` is its time in UTC milliseconds; `raw` is what is kept in the
-    reader's history."""
+    anonymous id); `ts_ms` is its time in UTC milliseconds and `ts` the same in ISO 8601;
+    `raw` is what the reader's history keeps."""
 
     event_id: str
     type: str
     user_id: str | None
     anonymous_id: str | None
     ts_ms: int
+    ts: str
     properties: dict[str, Any]
     raw: bytes
 
@@ -105,9 +106,16 @@ def check_event(doc: Any, *, received_ms: int, max_bytes: int) -> Event:
     check = PROPERTIES.get(kind)
     if check is not None:
         check(properties)
-    if "ts" not in doc or doc["ts"] is None:
-        raw = orjson.dumps({**doc, "ts": format_ms(ts_ms)})
-    return Event(event_id, kind, user_id, anonymous_id, ts_ms, properties, raw)
+    # The history keeps the event as checked: its time in UTC, only the known fields.
+    kept: dict[str, Any] = {"event_id": event_id, "type": kind}
+    if user_id is not None:
+        kept["user_id"] = user_id
+    if anonymous_id is not None:
+        kept["anonymous_id"] = anonymous_id
+    kept["ts"] = ts = format_ms(ts_ms)
+    kept["properties"] = properties
+    raw = orjson.dumps(kept)
+    return Event(event_id, kind, user_id, anonymous_id, ts_ms, ts, properties, raw)
 
 
 def format_ms(ts_ms: int) -> str:

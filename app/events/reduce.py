@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from app.errors import Unprocessable
-from app.events.model import Event, EventRejected, format_ms
+from app.events.model import Event, EventRejected
 from app.profiles.schema import FIELDS, MAX_LIST, validate_profile
 from app.reader.consent import tracked
 from app.stores.protocols import Profile
@@ -71,7 +71,7 @@ def reduce(profile: Profile | None, events: Sequence[Event], seen: Iterable[str]
 def apply(profile: Profile, event: Event) -> Profile:
     """`profile` with one event applied (a new document; `profile` is not changed)."""
     out = dict(profile)
-    when = format_ms(event.ts_ms)
+    when = event.ts
     counters = dict(out.get("counters") or {})
     counters[event.type] = counters.get(event.type, 0) + 1
     out["counters"] = counters
