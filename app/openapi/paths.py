@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.openapi.events import event_paths
 from app.openapi.render import render_paths
 from app.openapi.schemas import (
     bearer,
@@ -12,10 +13,12 @@ from app.openapi.schemas import (
     profile_schema,
     user_id_param,
 )
+from app.openapi.segment import segment_paths
 
 
 def paths() -> dict[str, Any]:
-    """Every path; the send-time ones come from `app.openapi.render`."""
+    """Every path; the send-time ones come from `app.openapi.render`, the events and
+    privacy ones from `app.openapi.events` and `app.openapi.segment`."""
     profile_body = {"required": True, "content": {"application/json": {"schema": profile_schema()}}}
     return {
         "/openapi.json": {
@@ -206,13 +209,28 @@ def paths() -> dict[str, Any]:
                 },
             },
             "delete": {
-                "summary": "Erase a reader everywhere",
+                "summary": "Erase a reader and every id merged with it, everywhere",
+                "description": "Profile, history, dedupe ids, identity links, picks and "
+                "every cached copy; an audit entry names the reader by a keyed hash.",
                 "security": bearer(),
+                "parameters": [
+                    {
+                        "name": "suppress",
+                        "in": "query",
+                        "schema": {"type": "boolean", "default": True},
+                        "description": "refuse later events for these ids (until "
+                        "DELETE /v1/suppressions/{user_id})",
+                    }
+                ],
                 "responses": {
                     "204": {"description": "erased"},
+                    "400": error("bad user id or suppress value"),
                     "401": error("missing or invalid API key"),
-                    "404": error("no such profile"),
+                    "404": error("no such profile (the ids are suppressed all the same)"),
+                    "503": error("the store is unavailable"),
                 },
             },
         },
+        **event_paths(),
+        **segment_paths(),
     }

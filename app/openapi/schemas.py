@@ -76,7 +76,25 @@ def render_result() -> dict[str, Any]:
 
 def components() -> dict[str, Any]:
     return {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "an API key (KAIROS_API_KEYS)",
+            },
+            "writeKey": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "a write key (KAIROS_WRITE_KEYS): it can only send events, "
+                "and any other route answers it 403",
+            },
+            "writeKeyBasic": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "the write key (or an API key) as the Basic-auth user name, "
+                "password empty, as the Segment and RudderStack SDKs send it",
+            },
+        },
         "schemas": {
             "Error": {
                 "type": "object",

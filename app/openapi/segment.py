@@ -1,0 +1,80 @@
+"""The Segment dialect's paths of /openapi.json: one per HTTP Tracking API call under
+the `/segment` prefix, answered as Segment answers (200) so the SDKs count them sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.events.segment import BATCHES, CALLS
+from app.openapi.events import answer_schema, common_errors, gzip_header, nothing_valid, preflight
+from app.openapi.schemas import bearer, json
+from app.routes.events import SEGMENT_PREFIX
+
+
+def segment_message() -> dict[str, Any]:
+    ids = {"type": ["string", "number"]}
+    time = {"type": "string", "format": "date-time"}
+    return {
+        "type": "object",
+        "required": ["messageId"],
+        "properties": {
+            "type": {"enum": [c for c in CALLS if c not in BATCHES]},
+            "messageId": ids,
+            "userId": ids,
+            "anonymousId": ids,
+            "previousId": ids,
+            "event": {"type": "string"},
+            "name": {"type": "string"},
+            "properties": {"type": "object"},
+            "traits": {"type": "object"},
+            "context": {"type": "object"},
+            "timestamp": time,
+            "originalTimestamp": time,
+            "sentAt": time,
+            "writeKey": {"type": "string"},
+        },
+    }
+
+
+def segment_batch() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["batch"],
+        "properties": {
+            "batch": {"type": "array", "items": segment_message()},
+            "sentAt": {"type": "string", "format": "date-time"},
+            "writeKey": {"type": "string"},
+        },
+    }
+
+
+def segment_path(call: str) -> dict[str, Any]:
+    body = segment_batch() if call in BATCHES else segment_message()
+    return {
+        "post": {
+            "summary": f"Segment HTTP Tracking API: {call}",
+            "description": "For Segment and RudderStack SDKs: set their host to "
+            f"`{{server}}{SEGMENT_PREFIX}`. The write key travels as the Basic-auth user "
+            "name, as a Bearer key, or as `writeKey` in the body.",
+            "security": [{"writeKeyBasic": []}, {"writeKey": []}, *bearer()],
+            "parameters": [gzip_header()],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": body}, "text/plain": {"schema": body}},
+            },
+            "responses": {
+                "200": json(
+                    "accepted (200, not 202: SDKs take anything else for a failure)",
+                    answer_schema(segment=True),
+                ),
+                "400": nothing_valid("400", segment=True),
+                **common_errors(),
+            },
+        },
+        "options": preflight(),
+    }
+
+
+def segment_paths() -> dict[str, Any]:
+    """One path per call: `/segment/v1/batch`, `/segment/v1/track`, ..."""
+    return {f"{SEGMENT_PREFIX}/v1/{call}": segment_path(call) for call in CALLS}
