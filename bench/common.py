@@ -362,6 +362,63 @@ def base_env() -> dict[str, str]:
     return env
 
 
+# --- redis-server -----------------------------------------------------------------------
+
+
+def start_redis(
+    procs: Processes, tmp: Path, core: int | None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A redis-server of the bench's own on a free port of 127.0.0.1 (data in `tmp`, no RDB
+    or AOF), pinned to `core` when given; waits until it answers PING. Its process and
+    port."""
+    import redis  # the project's client; imported here so the other benches need not
+
+    port = free_port()
+    data = tmp / f"redis-{port}"
+    data.mkdir()
+    argv = [
+        "redis-server",
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--protected-mode", "yes",
+        "--daemonize", "no",
+        "--dir", str(data),
+        "--save", "",
+        "--appendonly", "no",
+        "--loglevel", "warning",
+    ]  # fmt: skip
+    if core is not None:
+        argv = ["taskset", "-c", str(core), *argv]
+    log = tmp / f"redis-{port}.log"
+    proc = procs.start("redis-server", argv, env=dict(os.environ), log=log)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise BenchError(f"redis-server exited with {proc.returncode}:\n{tail(log)}")
+            try:
+                if client.ping():
+                    break
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError(f"redis-server not ready on port {port}:\n{tail(log)}")
+            time.sleep(0.05)
+    finally:
+        client.close()
+    return proc, port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a running process has used so far (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- the way a bench ends ---------------------------------------------------------------
 
 
