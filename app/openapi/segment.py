@@ -67,7 +67,12 @@ def segment_path(call: str) -> dict[str, Any]:
                     "accepted (200, not 202: SDKs take anything else for a failure)",
                     answer_schema(segment=True),
                 ),
-                "400": nothing_valid("400", segment=True),
+                "400": {
+                    **nothing_valid("400", segment=True),
+                    "description": "no message is valid (`no_valid_events`, with the "
+                    "counts and each `rejected` entry); or the body is not JSON, not an "
+                    "object, or its `batch` not a list (an Error alone)",
+                },
                 **common_errors(),
             },
         },
