@@ -1690,3 +1690,209 @@ async def test_a_redis_slower_than_its_timeout_is_503_and_the_retry_lands_once(
         assert body["duplicates"] in (1, 5)
         assert await k.counters("u1") == {"page_view": 5}
         assert len(await k.history("u1")) == 5
+
+
+# --- more: history, consent by identify, limits on the Segment routes, merges under load -------
+
+
+async def test_the_history_keeps_the_normalized_utc_time(k: Kairos) -> None:
+    moment = datetime.now(UTC).replace(microsecond=250123) - timedelta(hours=1)
+    local = moment.astimezone(timezone_plus_two()).isoformat()
+    event = ev("page_view", ts=local)
+    assert counts(await k.post([event])) == (1, 0, 0, [])
+    [kept] = await k.history("u1")
+    assert kept["ts"] == iso(moment)
+
+
+async def test_the_history_is_bounded_by_count(kairos: Opener) -> None:
+    async with kairos(KAIROS_HISTORY_EVENTS=5) as k:
+        events = [ev("page_view", eid=f"h-{i}", ts=ago(30 - i)) for i in range(8)]
+        assert counts(await k.post(events[:6])) == (6, 0, 0, [])
+        assert counts(await k.post(events[6:])) == (2, 0, 0, [])
+        assert [e["event_id"] for e in await k.history("u1")] == [f"h-{i}" for i in range(3, 8)]
+        # Counters are not bounded by the history.
+        assert await k.counters("u1") == {"page_view": 8}
+        # Ids stay deduplicated after their event left the history.
+        assert counts(await k.post(events[:1])) == (0, 1, 0, [])
+
+
+async def test_consent_given_and_withdrawn_by_identify(k: Kairos) -> None:
+    withdraw = ev("identify", "u3", traits={"consent": {"tracking": False}})
+    body = await k.post([ev("page_view", "u3"), withdraw, ev("page_view", "u3")])
+    assert counts(body) == (2, 0, 1, [])
+    profile = await k.profile("u3")
+    assert profile is not None
+    assert profile["consent"] == {"tracking": False}
+    assert profile["counters"] == {"page_view": 1, "identify": 1}
+    # An identify that gives consent back is applied, and so are events after it.
+    give = ev("identify", "u3", traits={"consent": {"tracking": True}, "first_name": "T"})
+    body = await k.post([ev("page_view", "u3"), give, ev("page_view", "u3")])
+    assert counts(body) == (2, 0, 1, [])
+    profile = await k.profile("u3")
+    assert profile is not None
+    assert profile["consent"] == {"tracking": True}
+    assert profile["counters"] == {"page_view": 2, "identify": 2}
+
+
+async def test_erasures_are_listed_newest_first_with_a_limit(k: Kairos) -> None:
+    for user in ("g-1", "g-2", "g-3"):
+        await k.post([ev("page_view", user)])
+        r = await k.client.delete(f"/v1/profiles/{user}", headers=AUTH)
+        assert r.status_code == 204
+    r = await k.client.get("/v1/erasures?limit=2", headers=AUTH)
+    assert r.status_code == 200
+    entries = r.json()["erasures"]
+    hashes = [entry["reader"] for entry in entries]
+    assert len(hashes) == 2 and len(set(hashes)) == 2
+    assert all(set(e) == {"at", "reader", "ids", "profile", "suppressed"} for e in entries)
+    assert "g-" not in str(entries)
+    for bad in ("0", "1001", "x", "-1"):
+        r = await k.client.get(f"/v1/erasures?limit={bad}", headers=AUTH)
+        assert_error(r, 400, "invalid_limit")
+
+
+async def test_the_segment_routes_have_the_same_limits(kairos: Opener) -> None:
+    async with kairos(KAIROS_EVENTS_MAX_BODY_MB=1, KAIROS_EVENTS_MAX_COUNT=1000) as k:
+        batch = [
+            {"type": "track", "userId": "u1", "event": "X", "messageId": f"m-{i}"}
+            for i in range(1001)
+        ]
+        r = await k.segment("batch", {"batch": batch})
+        assert_error(r, 413, "too_many_events")
+        r = await k.segment("batch", {"batch": batch[:1000]}, compress=True)
+        assert r.status_code == 200, r.text
+        assert r.json()["accepted"] == 1000
+        bomb = gzip.compress(b'{"batch": [' + b" " * (8 * 1024 * 1024) + b"]}")
+        headers = {**basic(WRITE_KEY), "Content-Encoding": "gzip"}
+        r = await k.client.post("/segment/v1/batch", content=bomb, headers=headers)
+        assert_error(r, 413, "payload_too_large")
+        r = await k.client.post("/segment/v1/batch", content=b"[" * (1 << 20 | 1), headers=headers)
+        assert_error(r, 413, "payload_too_large")
+        r = await k.client.post(
+            "/segment/v1/batch",
+            content=b"{}",
+            headers={**basic(WRITE_KEY), "Content-Encoding": "br"},
+        )
+        assert_error(r, 415, "unsupported_encoding")
+        r = await k.client.post("/segment/v1/batch", content=b"{nope", headers=basic(WRITE_KEY))
+        assert_error(r, 400, "invalid_json")
+
+
+async def test_a_body_of_several_megabytes_is_read_by_default(k: Kairos) -> None:
+    """The events routes have their own cap (4 MB by default), not the 1 MB of others."""
+    events = [ev("custom:pad", f"r{i % 100}", pad="z" * 2500) for i in range(1000)]
+    raw = orjson.dumps({"events": events})
+    assert 2_500_000 < len(raw) < 4 * 1024 * 1024
+    headers = {**WRITE, "Content-Type": "application/json"}
+    r = await k.client.post("/v1/events", content=raw, headers=headers)
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] == 1000
+    messages = [
+        {"type": "track", "userId": e["user_id"], "event": "pad", "messageId": "s" + e["event_id"]}
+        | {"properties": {"pad": "z" * 2500}}
+        for e in events
+    ]
+    r = await k.segment("batch", {"batch": messages})
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 1000
+    assert await k.counters("r5") == {"custom:pad": 20}
+
+
+MERGE_RACE = (
+    "BUG: an anonymous event re-posted while its reader is being merged is applied twice: "
+    "once the alias is set, Ingest._round forwards the event to the user (moved_to) "
+    "without looking at the anonymous reader's seen ids, and the user does not have them "
+    "until Ingest.merge writes the dump, which holds the same event: counters and history "
+    "count it twice"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=MERGE_RACE)
+async def test_an_anonymous_event_retried_during_its_merge_is_applied_once(
+    k: Kairos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge is held (for 200 ms) between reading the anonymous reader's data and
+    writing it into the user: the client's retry of an event already applied to the
+    anonymous reader arrives then."""
+    anon, user = "race-anon", "race-user"
+    event = ev("add_to_cart", None, anon=anon, eid="retried-during-merge", sku="SKU-1")
+    assert counts(await k.post([event])) == (1, 0, 0, [])
+    await k.post([ev("page_view", user)])
+    store = k.stores.events
+    dump = store.dump
+    dumped = asyncio.Event()
+
+    async def slow_dump(user_id: str) -> Any:
+        found = await dump(user_id)
+        dumped.set()
+        await asyncio.sleep(0.2)
+        return found
+
+    monkeypatch.setattr(store, "dump", slow_dump)
+    merging = asyncio.create_task(k.post([ev("identify", user, anon=anon, traits={})]))
+    await dumped.wait()
+    retry = await k.post([event])
+    assert counts(await merging) == (1, 0, 0, [])
+    profile = await k.profile(user)
+    assert profile is not None
+    assert profile["counters"] == {"page_view": 1, "add_to_cart": 1, "identify": 1}
+    assert [e["event_id"] for e in await k.history(user)].count(event["event_id"]) == 1
+    assert counts(retry) == (0, 1, 0, [])
+
+
+async def merge_round(k: Kairos, tag: str, seed: int) -> list[str]:
+    """20 concurrent posters of overlapping batches mixing anonymous events, identify
+    merges and user events, for readers named after `tag`: what came out wrong."""
+    users = [f"{tag}u{u}" for u in range(4)]
+    anons = [f"{tag}a{a}" for a in range(8)]
+    owner = {anon: users[i % len(users)] for i, anon in enumerate(anons)}
+    pool: list[Json] = []
+    for i, anon in enumerate(anons):
+        for j in range(5):
+            pool.append(ev("product_view", None, anon=anon, eid=f"{anon}-v{j}", sku=f"S-{i}-{j}"))
+        pool.append(ev("identify", owner[anon], anon=anon, eid=f"{anon}-id", traits={}))
+    for user in users:
+        pool += [ev("page_view", user, eid=f"{user}-p{j}") for j in range(5)]
+    rng = random.Random(seed)
+    batches = [rng.sample(pool, 25) for _ in range(20)]
+    answers = await asyncio.gather(*(k.send(batch) for batch in batches))
+    assert all(r.status_code == 202 for r in answers), [r.text for r in answers]
+    bodies = [shape(r.json()) for r in answers]
+    distinct = {e["event_id"]: e for batch in batches for e in batch}
+    wrong: list[str] = []
+    accepted = sum(b["accepted"] for b in bodies)
+    if accepted != len(distinct):
+        wrong.append(f"{tag}: {accepted} accepted of {len(distinct)} distinct events")
+    merged = {e["anonymous_id"] for e in distinct.values() if e["type"] == "identify"}
+    expected: dict[str, Counter[str]] = {who: Counter() for who in [*users, *anons]}
+    for event in distinct.values():
+        from_id = event.get("anonymous_id")
+        dest = str(event.get("user_id") or from_id)
+        if event["type"] != "identify" and from_id in merged:
+            dest = owner[from_id]
+        expected[dest][event["type"]] += 1
+    for reader, want in expected.items():
+        got = await k.counters(reader)
+        if got != dict(want):
+            wrong.append(f"{reader}: counters {got}, expected {dict(want)}")
+        kept = Counter(e["event_id"] for e in await k.history(reader))
+        twice = sorted(i for i, n in kept.items() if n > 1)
+        if twice:
+            wrong.append(f"{reader}: kept twice in its history: {twice}")
+    return wrong
+
+
+async def test_concurrent_posters_with_overlapping_merges_leave_exact_counters(
+    k: Kairos, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Five rounds of 20 posters sending overlapping batches that mix anonymous events,
+    identify merges (each merge event sent by several posters at once) and user events:
+    every distinct event must end up applied once, on the user its anonymous id merged
+    into. (Embedded, a request never yields between its reads and writes, so this race
+    does not happen there; the test above holds a merge open to show it on both.)"""
+    if backend == "redis":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=MERGE_RACE))
+    wrong: list[str] = []
+    for n in range(5):
+        wrong += await merge_round(k, f"m{n}", seed=n)
+    assert wrong == []
