@@ -75,6 +75,24 @@ return 'written'
 """
 
 
+# KEYS: profile, alias, seen, suppressed. ARGV: dedupe floor (ms), ids count, ids, hashes.
+# Answers {profile, alias, suppressed, id seen flags...}: one command per reader, where
+# four plain ones cost the server process four times redis-py's per-command work.
+READ = """
+local out = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), 0}
+local ids_n = tonumber(ARGV[2])
+for j = 3 + ids_n, #ARGV do
+  if redis.call('SISMEMBER', KEYS[4], ARGV[j]) == 1 then out[3] = 1 end
+end
+local floor = tonumber(ARGV[1])
+for j = 3, 2 + ids_n do
+  local at = redis.call('ZSCORE', KEYS[3], ARGV[j])
+  out[#out + 1] = (at and tonumber(at) >= floor) and 1 or 0
+end
+return out
+"""
+
+
 def version_of(raw: bytes | None) -> str:
     """The compare-and-set token of a stored profile, as the script computes it."""
     return "" if raw is None else hashlib.sha1(raw, usedforsecurity=False).hexdigest()
@@ -87,46 +105,52 @@ class RedisEvents:
         self.retention = retention or Retention()
         self._connection = connection
         self._redis = connection.redis
-        self._sha = hashlib.sha1(WRITE.encode(), usedforsecurity=False).hexdigest()
+        self._shas = {
+            script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+            for script in (READ, WRITE)
+        }
 
     def _suppressed(self, user_id: str) -> str:
         return suppression_key(self._connection, user_id)
 
     async def read(self, asks: Sequence[ReaderAsk]) -> list[ReaderState]:
-        with unavailable():
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for ask in asks:
-                    pipe.get(profile_key(ask.user_id))
-                    pipe.get(alias_key(ask.user_id))
-                    if ask.event_ids:
-                        pipe.zmscore(seen_key(ask.user_id), list(ask.event_ids))
-                    if ask.hashes:
-                        pipe.smismember(self._suppressed(ask.user_id), list(ask.hashes))
-                replies = iter(await pipe.execute())
         # Ids are trimmed only by writes: one older than the window may still be stored.
         floor = int(time.time() * 1000) - self.retention.dedupe_s * 1000
+        commands = [
+            [
+                4,
+                profile_key(a.user_id),
+                alias_key(a.user_id),
+                seen_key(a.user_id),
+                self._suppressed(a.user_id),
+                floor,
+                len(a.event_ids),
+                *a.event_ids,
+                *a.hashes,
+            ]
+            for a in asks
+        ]
         states = []
-        for ask in asks:
-            raw, moved = next(replies), next(replies)
-            scores = next(replies) if ask.event_ids else []
-            flags = next(replies) if ask.hashes else []
+        for ask, reply in zip(asks, await self._run(READ, commands), strict=True):
+            raw, moved, suppressed, *seen = reply
             states.append(
                 ReaderState(
                     profile=None if raw is None else loads(raw),
-                    seen=frozenset(
-                        i
-                        for i, s in zip(ask.event_ids, scores, strict=True)
-                        if s is not None and s >= floor
-                    ),
+                    seen=frozenset(i for i, s in zip(ask.event_ids, seen, strict=True) if s),
                     moved_to=None if moved is None else text(moved),
-                    suppressed=any(flags),
+                    suppressed=bool(suppressed),
                     version=version_of(raw),
                 )
             )
         return states
 
     async def write(self, writes: Sequence[ReaderWrite], now_ms: int) -> list[Written]:
-        commands = [self._command(w, now_ms) for w in writes]
+        replies = await self._run(WRITE, [self._command(w, now_ms) for w in writes])
+        return [Written(text(r)) for r in replies]
+
+    async def _run(self, script: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """`script` run once per command (key count, keys, ARGV), in one pipeline."""
+        sha = self._shas[script]
         replies: list[Any] = [None] * len(commands)
         todo = list(range(len(commands)))
         for _ in range(2):
@@ -135,7 +159,7 @@ class RedisEvents:
             with unavailable():
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for i in todo:
-                        pipe.evalsha(self._sha, *commands[i])
+                        pipe.evalsha(sha, *commands[i])
                     answers = await pipe.execute(raise_on_error=False)
             for i, answer in zip(todo, answers, strict=True):
                 replies[i] = answer
@@ -143,11 +167,11 @@ class RedisEvents:
             if not todo:
                 break
             # A restarted or flushed Redis forgot the script: load it, run those again.
-            await self._connection.call(self._redis.script_load(WRITE))
+            await self._connection.call(self._redis.script_load(script))
         for reply in replies:
             if isinstance(reply, Exception):
                 raise StoreUnavailable(f"redis: {reply}")
-        return [Written(text(r)) for r in replies]
+        return replies
 
     def _command(self, w: ReaderWrite, now_ms: int) -> list[Any]:
         """The EVALSHA arguments after the sha: key count, keys, then ARGV."""
