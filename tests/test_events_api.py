@@ -1928,6 +1928,8 @@ async def test_feeds_on_the_same_server_show_an_event_at_once(k: Kairos) -> None
     await k.post([ev("identify", "fresh", anon="fresh-anon", traits={})])
     items = (await k.client.get(cart)).json()["items"]
     assert sorted(i["sku"] for i in items) == ["SKU-1", "SKU-2"]
+    await asyncio.sleep(0.1)  # the changes announced so far have come back (on Redis)
+    assert (await k.client.get(url)).json()["items"][0]["first_name"] == "After"  # cached
     r = await k.client.delete("/v1/profiles/fresh", headers=AUTH)
     assert r.status_code == 204
     r = await k.client.get(url)
