@@ -544,11 +544,6 @@ async def test_an_event_id_of_100_characters_is_fine(k: Kairos) -> None:
     assert counts(await k.post([ev("page_view", eid="e" * 100)])) == (1, 0, 0, [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a ts with an offset whose UTC value leaves datetime's range "
-    "('0001-01-01T00:00:00+01:00') raises OverflowError in parse_ts: 500 instead of invalid_ts",
-)
 @pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 async def test_a_ts_out_of_range_after_its_offset_is_invalid_ts(k: Kairos, ts: str) -> None:
     r = await k.send([ev("page_view", user="u2"), ev("page_view", ts=ts)])
@@ -1149,12 +1144,6 @@ async def test_erasing_an_unknown_id_is_404(k: Kairos) -> None:
     assert_error(r, 404, "profile_not_found")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Ingest.merge links an erased, suppressed anonymous id again when another "
-    "user's identify names it: link() writes its alias key and _link_only adds it to the "
-    "new user's links, so the store names an erased reader once more",
-)
 async def test_an_erased_anonymous_id_is_not_stored_again_by_someone_elses_identify(
     k: Kairos, backend: str
 ) -> None:
@@ -1491,13 +1480,6 @@ async def test_a_segment_batch_with_a_group_call_applies_the_others(k: Kairos) -
     assert await k.counters("u5") == {"custom:Signed Up": 1, "page_view": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a Segment message that cannot be translated is reported as invalid_event "
-    "'an event must be a JSON object' (field null): ingest runs check_event on the "
-    "EventRejected that SegmentBody.translated() put in its place, so unsupported_call "
-    "(group), missing_field (event, userId) and invalid_ts are never named",
-)
 async def test_a_segment_message_that_cannot_be_translated_is_named_by_its_own_code(
     k: Kairos,
 ) -> None:
@@ -1808,16 +1790,6 @@ async def test_a_body_of_several_megabytes_is_read_by_default(k: Kairos) -> None
     assert await k.counters("r5") == {"custom:pad": 20}
 
 
-MERGE_RACE = (
-    "BUG: an anonymous event re-posted while its reader is being merged is applied twice: "
-    "once the alias is set, Ingest._round forwards the event to the user (moved_to) "
-    "without looking at the anonymous reader's seen ids, and the user does not have them "
-    "until Ingest.merge writes the dump, which holds the same event: counters and history "
-    "count it twice"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=MERGE_RACE)
 async def test_an_anonymous_event_retried_during_its_merge_is_applied_once(
     k: Kairos, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1900,8 +1872,6 @@ async def test_concurrent_posters_with_overlapping_merges_leave_exact_counters(
     every distinct event must end up applied once, on the user its anonymous id merged
     into. (Embedded, a request never yields between its reads and writes, so this race
     does not happen there; the test above holds a merge open to show it on both.)"""
-    if backend == "redis":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=MERGE_RACE))
     wrong: list[str] = []
     for n in range(5):
         wrong += await merge_round(k, f"m{n}", seed=n)
@@ -1956,13 +1926,6 @@ async def test_a_full_cart_rejects_one_more_line(k: Kairos) -> None:
     assert profile["cart"][0] == {"sku": "SKU-0", "qty": 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: any identify carrying a consent object is applied to a reader who declined "
-    "tracking (reduce._sets_consent), even one that keeps tracking off: its other traits, "
-    "the identify counter, last_seen and the event in the history are stored for a reader "
-    "who declined",
-)
 @pytest.mark.parametrize(
     "consent", [{"tracking": False}, {"personalization": True}, {"personalization": False}]
 )

@@ -84,6 +84,9 @@ class Ingest:
         result = IngestResult()
         run: list[tuple[int, Event]] = []
         for index, doc in enumerate(docs):
+            if isinstance(doc, EventRejected):  # a message the dialect could not translate
+                result.reject(index, doc)
+                continue
             try:
                 event = check_event(doc, received_ms=received_ms, max_bytes=self._max_event_bytes)
             except EventRejected as exc:
@@ -132,7 +135,11 @@ class Ingest:
                 for index, _ in events:
                     result.reject(index, SUPPRESSED)
             elif state.moved_to is not None:
-                again.setdefault(state.moved_to, []).extend(events)
+                # Until the merge has written them to the user, only the merged reader
+                # knows which of its events were applied.
+                fresh = [(i, e) for i, e in events if e.event_id not in state.seen]
+                result.duplicates += len(events) - len(fresh)
+                again.setdefault(state.moved_to, []).extend(fresh)
             else:
                 outcome = reduce(state.profile, [e for _, e in events], state.seen)
                 if outcome.changed and outcome.profile is not None:
@@ -171,6 +178,8 @@ class Ingest:
         if not other or other == user:
             return False
         user = (await self._store.resolve([user])).get(user, user)
+        if await self._store.suppressed(other, self._hashes.of(other)):
+            return False  # erased: its id must not be stored again
         if await self._store.link(other, user) != user:
             return False
         dump = await self._store.dump(other)

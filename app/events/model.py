@@ -139,9 +139,9 @@ def _timestamp(value: Any, received_ms: int) -> int:
         raise EventRejected("invalid_ts", "ts must be an ISO 8601 time", "ts")
     try:
         moment = parse_ts(value)
-    except ValueError:
+        ts_ms = int(moment.timestamp() * 1000)
+    except (ValueError, OverflowError):  # an offset can move a time out of datetime's range
         raise EventRejected("invalid_ts", "ts must be an ISO 8601 time", "ts") from None
-    ts_ms = int(moment.timestamp() * 1000)
     if moment < EARLIEST:
         raise EventRejected("invalid_ts", "ts is before 2000", "ts")
     if ts_ms > received_ms + MAX_AHEAD / timedelta(milliseconds=1):

@@ -45,7 +45,7 @@ class Reduced:
 def reduce(profile: Profile | None, events: Sequence[Event], seen: Iterable[str]) -> Reduced:
     """Apply `events` (one reader's, in arrival order) to `profile`. An event whose id is in
     `seen`, or earlier in `events`, is a duplicate; one for a reader who declined tracking
-    is dropped, unless it is an identify that sets consent."""
+    is dropped, unless it is an identify that grants tracking again."""
     done = set(seen)
     result = Reduced(profile)
     current = profile
@@ -191,7 +191,11 @@ STEPS = MappingProxyType(
 
 
 def _sets_consent(event: Event) -> bool:
-    return event.type == "identify" and isinstance(event.properties["traits"].get("consent"), dict)
+    """An identify that grants tracking: the one event a reader who declined can send."""
+    if event.type != "identify":
+        return False
+    consent = event.properties["traits"].get("consent")
+    return isinstance(consent, dict) and consent.get("tracking") is True
 
 
 def _newest(entries: list[dict[str, Any]], limit: int, unique: str | None = None) -> list[Any]:
