@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterator
+import math
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import orjson
+from hiredis import pack_command
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from app.errors import CorruptData, StoreUnavailable
 
@@ -73,6 +75,35 @@ class RedisConnection:
             socket_connect_timeout=self.timeout_s,
             retry=_no_retry(),
         )
+
+    async def pipelined(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Replies to `commands` sent in one write (an error reply comes back as its
+        `ResponseError`); `StoreUnavailable` past the timeout or on a client error.
+
+        Leaner than redis-py's pipeline, which costs ~15 µs of this process's CPU per
+        command (argument encoding, a timer per reply); this is ~4 µs, and the events
+        path runs two commands per reader."""
+        with unavailable():
+            connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await connection.send_packed_command(
+                    b"".join([pack_command(tuple(c)) for c in commands])
+                )
+                replies: list[Any] = []
+                # One deadline for every reply rather than a timer each.
+                async with asyncio.timeout(self.timeout_s):
+                    for _ in commands:
+                        try:
+                            replies.append(await connection.read_response(timeout=math.inf))
+                        except ResponseError as exc:
+                            replies.append(exc)
+            except BaseException:
+                # Replies may be left on the socket: it must not serve anyone else.
+                await connection.disconnect(nowait=True)
+                raise
+            finally:
+                await self._pool.release(connection)
+        return replies
 
     async def follow(self, channel: str, stop: asyncio.Event) -> AsyncIterator[bytes]:
         """The messages published on `channel`, until `stop` is set, on a connection of

@@ -36,57 +36,53 @@ from app.stores.redis.keys import (
 )
 
 # KEYS: profile, seen, history, links, alias, suppressed.
-# ARGV: version, profile JSON, now ms, dedupe ms, history max, history ms, user id,
-#       then counted lists: event ids; (time, event JSON) pairs; links; hashes.
+# ARGV: version, profile JSON, then the rest as one JSON array (one argument: redis-py's
+# per-argument work is the server process's largest cost per event): now ms, dedupe ms,
+# history max, history ms, user id, event ids, [time ms, event JSON] pairs, links, hashes.
 WRITE = f"""
 if redis.call('EXISTS', KEYS[5]) == 1 then return 'moved' end
-local n = 8
-local ids_n = tonumber(ARGV[n]); local ids_at = n + 1; n = n + 1 + ids_n
-local hist_n = tonumber(ARGV[n]); local hist_at = n + 1; n = n + 1 + 2 * hist_n
-local links_n = tonumber(ARGV[n]); local links_at = n + 1; n = n + 1 + links_n
-local hashes_n = tonumber(ARGV[n]); local hashes_at = n + 1
-for j = 0, hashes_n - 1 do
-  if redis.call('SISMEMBER', KEYS[6], ARGV[hashes_at + j]) == 1 then return 'suppressed' end
+local now, dedupe, history_max, history_ms, user, ids, history, links, hashes =
+  unpack(cjson.decode(ARGV[3]))
+for _, hash in ipairs(hashes) do
+  if redis.call('SISMEMBER', KEYS[6], hash) == 1 then return 'suppressed' end
 end
 local current = redis.call('GET', KEYS[1])
 local version = ''
 if current then version = redis.sha1hex(current) end
 if version ~= ARGV[1] then return 'conflict' end
 redis.call('SET', KEYS[1], ARGV[2])
-local now = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[4])))
-for j = 0, ids_n - 1 do redis.call('ZADD', KEYS[2], now, ARGV[ids_at + j]) end
-if ids_n > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - dedupe))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[2], now, id) end
+if #ids > 0 then redis.call('PEXPIRE', KEYS[2], dedupe) end
 local lines = {{}}
-for j = 0, hist_n - 1 do
-  local event = ARGV[hist_at + 2 * j + 1]
-  redis.call('ZADD', KEYS[3], ARGV[hist_at + 2 * j], event)
-  lines[#lines + 1] = event
+for _, entry in ipairs(history) do
+  redis.call('ZADD', KEYS[3], entry[1], entry[2])
+  lines[#lines + 1] = entry[2]
 end
-if hist_n > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - tonumber(ARGV[6])))
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[5]) + 1))
-  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+if #history > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - history_ms))
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(history_max + 1))
+  redis.call('PEXPIRE', KEYS[3], history_ms)
   redis.call('PUBLISH', '{EVENTS_CHANNEL}', table.concat(lines, '\\n'))
 end
-for j = 0, links_n - 1 do redis.call('SADD', KEYS[4], ARGV[links_at + j]) end
-redis.call('PUBLISH', '{CHANGES_CHANNEL}', ARGV[7])
+for _, id in ipairs(links) do redis.call('SADD', KEYS[4], id) end
+redis.call('PUBLISH', '{CHANGES_CHANNEL}', user)
 return 'written'
 """
 
 
-# KEYS: profile, alias, seen, suppressed. ARGV: dedupe floor (ms), ids count, ids, hashes.
-# Answers {profile, alias, suppressed, id seen flags...}: one command per reader, where
-# four plain ones cost the server process four times redis-py's per-command work.
+# KEYS: profile, alias, seen, suppressed. ARGV: dedupe floor (ms), the event ids and the
+# reader's hashes as JSON arrays. Answers {profile, alias, suppressed, id seen flags...}:
+# one command per reader, where four plain ones cost the server process four times
+# redis-py's per-command work.
 READ = """
 local out = {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), 0}
-local ids_n = tonumber(ARGV[2])
-for j = 3 + ids_n, #ARGV do
-  if redis.call('SISMEMBER', KEYS[4], ARGV[j]) == 1 then out[3] = 1 end
+for _, hash in ipairs(cjson.decode(ARGV[3])) do
+  if redis.call('SISMEMBER', KEYS[4], hash) == 1 then out[3] = 1 end
 end
 local floor = tonumber(ARGV[1])
-for j = 3, 2 + ids_n do
-  local at = redis.call('ZSCORE', KEYS[3], ARGV[j])
+for _, id in ipairs(cjson.decode(ARGV[2])) do
+  local at = redis.call('ZSCORE', KEYS[3], id)
   out[#out + 1] = (at and tonumber(at) >= floor) and 1 or 0
 end
 return out
@@ -124,9 +120,8 @@ class RedisEvents:
                 seen_key(a.user_id),
                 self._suppressed(a.user_id),
                 floor,
-                len(a.event_ids),
-                *a.event_ids,
-                *a.hashes,
+                orjson.dumps(a.event_ids),
+                orjson.dumps(a.hashes),
             ]
             for a in asks
         ]
@@ -154,13 +149,9 @@ class RedisEvents:
         replies: list[Any] = [None] * len(commands)
         todo = list(range(len(commands)))
         for _ in range(2):
-            # EVALSHA straight, not redis-py's Script in a pipeline: that asks SCRIPT
-            # EXISTS before every pipeline, one more round trip per request.
-            with unavailable():
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for i in todo:
-                        pipe.evalsha(sha, *commands[i])
-                    answers = await pipe.execute(raise_on_error=False)
+            answers = await self._connection.pipelined(
+                [("EVALSHA", sha, *commands[i]) for i in todo]
+            )
             for i, answer in zip(todo, answers, strict=True):
                 replies[i] = answer
             todo = [i for i in todo if isinstance(replies[i], NoScriptError)]
@@ -184,21 +175,18 @@ class RedisEvents:
             alias_key(u),
             self._suppressed(u),
         ]
-        args: list[Any] = [
-            w.version,
-            orjson.dumps(w.profile),
+        rest = [
             now_ms,
             retention.dedupe_s * 1000,
             retention.history_events,
             retention.history_s * 1000,
             u,
-            len(w.event_ids),
-            *w.event_ids,
-            len(w.history),
+            w.event_ids,
+            [(ts_ms, raw.decode()) for ts_ms, raw in w.history],
+            w.links,
+            w.hashes,
         ]
-        for ts_ms, raw in w.history:
-            args += (ts_ms, raw)
-        args += (len(w.links), *w.links, len(w.hashes), *w.hashes)
+        args = [w.version, orjson.dumps(w.profile), orjson.dumps(rest)]
         return [len(keys), *keys, *args]
 
     async def link(self, user_id: str, to: str) -> str:
