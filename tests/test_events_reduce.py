@@ -102,6 +102,15 @@ def test_a_non_object_and_an_oversized_event_are_rejected():
     assert check_event(big, received_ms=NOW_MS, max_bytes=1000).event_id == "e1"
 
 
+def test_an_event_nested_past_what_json_can_encode_is_rejected_not_a_crash():
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(300):
+        inner["a"] = {}
+        inner = inner["a"]
+    assert rejected({**BASE, "properties": deep}).code == "invalid_event"
+
+
 def test_time_is_normalized_to_utc_and_defaults_to_receipt():
     e = check_event({**BASE, "ts": "2026-12-01T12:00:00+02:00"}, received_ms=NOW_MS, max_bytes=999)
     assert e.ts == "2026-12-01T10:00:00.000Z"

@@ -72,7 +72,10 @@ def check_event(doc: Any, *, received_ms: int, max_bytes: int) -> Event:
     """`doc` as a checked `Event`, or `EventRejected` naming the first problem."""
     if not isinstance(doc, dict):
         raise EventRejected("invalid_event", "an event must be a JSON object")
-    raw = orjson.dumps(doc)
+    try:
+        raw = orjson.dumps(doc)
+    except TypeError:  # orjson stops at 255 levels of nesting
+        raise EventRejected("invalid_event", "an event may nest at most 250 levels") from None
     if len(raw) > max_bytes:
         raise EventRejected("event_too_large", f"an event may be at most {max_bytes} bytes as JSON")
     event_id = doc.get("event_id")
