@@ -43,8 +43,9 @@ class ApiKeys:
             )
         raise Unauthorized("invalid API key", code="invalid_api_key")
 
-    def check_writer(self, presented: str | None) -> None:
-        """Return if `presented` is a write key or an API key; 401 otherwise."""
+    def check_writer(self, presented: str | None) -> bool:
+        """Whether `presented` is an API key (True) or a write key (False); 401 if it
+        is neither."""
         if not self._keys and not self._write_keys:
             raise Unauthorized(
                 "no keys are configured on this server: set KAIROS_WRITE_KEYS or KAIROS_API_KEYS",
@@ -56,9 +57,11 @@ class ApiKeys:
             )
         candidate = presented.encode()
         # Both lists are compared in full, so timing tells nothing of which matched.
-        valid = _among(candidate, self._write_keys) | _among(candidate, self._keys)
-        if not valid:
+        writer = _among(candidate, self._write_keys)
+        trusted = _among(candidate, self._keys)
+        if not (writer or trusted):
             raise Unauthorized("invalid write key", code="invalid_write_key")
+        return trusted
 
 
 def bearer(request: Request) -> bytes | None:

@@ -24,10 +24,11 @@ import httpx
 import orjson
 import pytest
 import redis
-from support import AUTH, RedisServer, assert_error, feed_url, free_port, image_url, serve
+from support import API_KEY, AUTH, RedisServer, assert_error, feed_url, free_port, image_url, serve
 
 from app.app import create_app
 from app.errors import StoreUnavailable
+from app.events.model import anonymous_reader
 from app.settings import Settings
 from app.stores.bundle import Stores
 
@@ -124,8 +125,10 @@ class Kairos:
         assert r.status_code == 202, r.text
         return shape(r.json())
 
-    async def profile(self, user: str) -> Json | None:
-        r = await self.client.get(f"/v1/profiles/{user}", headers=AUTH)
+    async def profile(self, user: str, *, anonymous: bool = False) -> Json | None:
+        """The user's profile, or with `anonymous` the anonymous id's reader."""
+        query = "?anonymous=true" if anonymous else ""
+        r = await self.client.get(f"/v1/profiles/{user}{query}", headers=AUTH)
         if r.status_code == 404:
             assert_error(r, 404, "profile_not_found")
             return None
@@ -133,16 +136,17 @@ class Kairos:
         body: Json = r.json()
         return body
 
-    async def counters(self, user: str) -> dict[str, int]:
-        found = await self.profile(user)
+    async def counters(self, user: str, *, anonymous: bool = False) -> dict[str, int]:
+        found = await self.profile(user, anonymous=anonymous)
         return dict((found or {}).get("counters") or {})
 
     async def put_profile(self, user: str, doc: Json) -> None:
         r = await self.client.put(f"/v1/profiles/{user}", json=doc, headers=AUTH)
         assert r.status_code in (200, 201), r.text
 
-    async def history(self, user: str) -> list[Json]:
-        return [orjson.loads(raw) for raw in await self.stores.events.history(user)]
+    async def history(self, user: str, *, anonymous: bool = False) -> list[Json]:
+        reader = anonymous_reader(user) if anonymous else user
+        return [orjson.loads(raw) for raw in await self.stores.events.history(reader)]
 
     async def segment(
         self,
@@ -805,7 +809,7 @@ async def test_identify_with_both_ids_merges_the_anonymous_reader(k: Kairos) -> 
             ev("purchase", user, ts=ago(7), items=[{"sku": "Y"}], total=2.5, currency="EUR"),
         ]
     )
-    anon_before = await k.profile(anon)
+    anon_before = await k.profile(anon, anonymous=True)
     assert anon_before is not None and anon_before["counters"]["product_view"] == 2
     merge = ev("identify", user, anon=anon, eid="merge-1", ts=ago(5), traits={"last_name": "L"})
     assert counts(await k.post([merge])) == (1, 0, 0, [])
@@ -892,7 +896,7 @@ async def test_an_identify_with_a_rejected_trait_merges_no_one(k: Kairos) -> Non
         [ev("page_view", "u8"), ev("identify", "u9", anon="anon-3", traits={"email": "x"})]
     )
     assert counts(body) == (1, 0, 0, [(1, "invalid_field")])
-    assert await k.counters("anon-3") == {"page_view": 1}
+    assert await k.counters("anon-3", anonymous=True) == {"page_view": 1}
     assert await k.profile("u9") is None
 
 
@@ -948,16 +952,21 @@ async def test_merging_a_user_who_absorbed_others_moves_them_all(k: Kairos) -> N
     await k.post([ev("page_view", None, anon="anon-a")])
     await k.post([ev("identify", "mid", anon="anon-a", traits={})])
     await k.post([ev("page_view", "top")])
-    r = await k.segment(
-        "alias", {"userId": "top", "previousId": "mid", "messageId": "alias-mid-top"}
-    )
+    alias = {"userId": "top", "previousId": "mid", "messageId": "alias-mid-top"}
+    # A public write key never moves one user's data into another's...
+    r = await k.segment("alias", alias)
     assert r.status_code == 200, r.text
-    assert await k.counters("top") == {"page_view": 2, "identify": 2}
+    assert await k.counters("top") == {"page_view": 1, "identify": 1}
+    assert await k.counters("mid") == {"page_view": 1, "identify": 1}
+    # ...an API key (a server-side source) does: Segment's alias of a former user id.
+    r = await k.segment("alias", {**alias, "messageId": "alias-2"}, basic(API_KEY))
+    assert r.status_code == 200, r.text
+    assert await k.counters("top") == {"page_view": 2, "identify": 3}
     await k.post([ev("page_view", None, anon="anon-a")])
     await k.post([ev("page_view", "mid")])
-    assert await k.counters("top") == {"page_view": 4, "identify": 2}
+    assert await k.counters("top") == {"page_view": 4, "identify": 3}
     assert await k.profile("mid") is None
-    assert await k.profile("anon-a") is None
+    assert await k.profile("anon-a", anonymous=True) is None
 
 
 # --- consent ---------------------------------------------------------------------------------

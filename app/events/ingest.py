@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import StoreUnavailable
-from app.events.model import Event, EventRejected, check_event
+from app.events.model import Event, EventRejected, anonymous_reader, check_event
 from app.events.privacy import ReaderHashes
 from app.events.reduce import ACCEPTED, DROPPED, DUPLICATE, Outcome, merge, reduce
 from app.metrics import Metrics
@@ -78,8 +78,13 @@ class Ingest:
         self._metrics = metrics
         self._max_event_bytes = max_event_bytes
 
-    async def ingest(self, docs: Sequence[Any], *, dialect: str = "native") -> IngestResult:
-        """Check and apply `docs` (native event objects, in order)."""
+    async def ingest(
+        self, docs: Sequence[Any], *, dialect: str = "native", trusted: bool = False
+    ) -> IngestResult:
+        """Check and apply `docs` (native event objects, in order). An identify or alias
+        merges the anonymous reader of its anonymous id into the user; sent with an API
+        key (`trusted`), also the user of that id (Segment's alias of a former user id):
+        a public write key never moves one user's data into another."""
         received_ms = int(time.time() * 1000)
         result = IngestResult()
         run: list[tuple[int, Event]] = []
@@ -97,7 +102,10 @@ class Ingest:
                 await self._apply(run, result)
                 run = []
                 if index not in result.skipped:
-                    await self.merge(event.anonymous_id or "", event.user_id or "")
+                    previous = event.anonymous_id or ""
+                    await self.merge(anonymous_reader(previous), event.user_id or "")
+                    if trusted:
+                        await self.merge(previous, event.user_id or "")
         if run:
             await self._apply(run, result)
         counts = Counter({"accepted": result.accepted, "duplicate": result.duplicates})
@@ -172,7 +180,7 @@ class Ingest:
         return again
 
     async def merge(self, other: str, user: str) -> bool:
-        """Merge reader `other` (an anonymous id, or a user aliased to `user`) into
+        """Merge reader `other` (an anonymous reader: `anonymous_reader(id)`) into
         `user`: from now on its events go to the user. Idempotent; an id merged into
         someone else already stays with them. True if data moved."""
         if not other or other == user:

@@ -29,6 +29,10 @@ TYPES = (
 CUSTOM_PREFIX = "custom:"
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9 _.:/-]{1,64}")
 MAX_EVENT_ID = 100
+# Anonymous readers are kept apart from users: "~" + the anonymous id, which no user id
+# can spell (no "~" in ids). So an anonymous id never names a user, and an identify or
+# alias sent with a public write key can merge only an anonymous reader into a user.
+ANONYMOUS = "~"
 MAX_ITEMS = 100
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_AHEAD = timedelta(days=1)
@@ -46,8 +50,8 @@ class EventRejected(Exception):
 @dataclass(frozen=True, slots=True)
 class Event:
     """A checked event. `reader` is the id its changes go to first (the user id, else the
-    anonymous id); `ts_ms` is its time in UTC milliseconds and `ts` the same in ISO 8601;
-    `raw` is what the reader's history keeps."""
+    anonymous reader of the anonymous id); `ts_ms` is its time in UTC milliseconds and
+    `ts` the same in ISO 8601; `raw` is what the reader's history keeps."""
 
     event_id: str
     type: str
@@ -60,7 +64,7 @@ class Event:
 
     @property
     def reader(self) -> str:
-        return self.user_id or self.anonymous_id or ""
+        return self.user_id or anonymous_reader(self.anonymous_id or "")
 
     @property
     def merges(self) -> bool:
@@ -119,6 +123,11 @@ def check_event(doc: Any, *, received_ms: int, max_bytes: int) -> Event:
     kept["properties"] = properties
     raw = orjson.dumps(kept)
     return Event(event_id, kind, user_id, anonymous_id, ts_ms, ts, properties, raw)
+
+
+def anonymous_reader(anonymous_id: str) -> str:
+    """The reader an anonymous id's events build."""
+    return ANONYMOUS + anonymous_id
 
 
 def format_ms(ts_ms: int) -> str:

@@ -10,10 +10,12 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from app.events.model import anonymous_reader
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles
 from app.settings import Secret
 from app.stores.bundle import Stores
+from app.stores.protocols import ReaderAsk
 
 log = logging.getLogger("kairos.privacy")
 
@@ -44,17 +46,26 @@ class Erasure:
         self._metrics = metrics
 
     async def identity(self, user_id: str) -> list[str]:
-        """The reader's whole identity: the user it resolves to, then every id merged
-        into that user, then the id itself if it differs."""
+        """Every reader the id names: the user it resolves to and every id merged into
+        that user, then the same for the anonymous reader of that id, if there is one."""
         events = self._stores.events
-        user = (await events.resolve([user_id])).get(user_id, user_id)
-        ids = [user, *sorted(await events.links(user))]
-        return ids if user_id in ids else [*ids, user_id]
+        ids: list[str] = []
+        for reader in (user_id, anonymous_reader(user_id)):
+            (state,) = await events.read([ReaderAsk(reader, (), ())])
+            user = state.moved_to or reader
+            linked = sorted(await events.links(user))
+            if reader != user_id and state.profile is None and not state.moved_to and not linked:
+                continue  # no anonymous reader of that id
+            for found in (user, *linked, reader):
+                if found not in ids:
+                    ids.append(found)
+        return ids
 
     async def erase(self, user_id: str, *, suppress: bool = True) -> bool:
-        """Erase the reader and every id merged with it (an anonymous id erases the user
-        it was merged into: its data lives there). With `suppress`, later events for any
-        of those ids are refused until `lift`. True if any of them had a profile."""
+        """Erase the reader and every id merged with it, as a user id and as an anonymous
+        id (an anonymous id erases the user it was merged into: its data lives there).
+        With `suppress`, later events for any of those ids are refused until `lift`. True
+        if any of them had a profile."""
         ids = await self.identity(user_id)
         existed = False
         for reader in ids:

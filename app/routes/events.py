@@ -39,13 +39,13 @@ def routes(services: Services) -> list[Route]:
     cors = Cors(settings.event_origins)
 
     async def native(request: Request) -> Response:
-        keys.check_writer(presented_key(request))
+        trusted = keys.check_writer(presented_key(request))
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             raise UnsupportedMediaType("send the events as application/json")
         docs = native_events(parse_json(await read_body(request, limit)))
         check_count(docs, max_count)
-        result = await ingest.ingest(docs)
+        result = await ingest.ingest(docs, trusted=trusted)
         if docs and len(result.rejected) == len(docs):
             return _nothing_valid(result, 422)
         return JSONResponse(result.body(), status_code=202)
@@ -55,10 +55,10 @@ def routes(services: Services) -> list[Route]:
             presented = presented_key(request)
             # analytics.js posts text/plain (no preflight); the SDKs application/json.
             body = SegmentBody(call, parse_json(await read_body(request, limit)))
-            keys.check_writer(presented or body.write_key)
+            trusted = keys.check_writer(presented or body.write_key)
             check_count(body.messages, max_count)
             docs = body.translated()
-            result = await ingest.ingest(docs, dialect="segment")
+            result = await ingest.ingest(docs, dialect="segment", trusted=trusted)
             if docs and len(result.rejected) == len(docs):
                 return _nothing_valid(result, 400)
             # The SDKs retry anything but 200: an accepted request must be 200 here.

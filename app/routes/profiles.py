@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.errors import BadRequest, NotFound, UnsupportedMediaType
+from app.events.model import anonymous_reader
 from app.profiles.schema import (
     Profile,
     check_user_id,
@@ -28,6 +29,12 @@ def routes(services: Services) -> list[Route]:
 
     async def get_profile(request: Request) -> Response:
         user_id = check_user_id(request.path_params["user_id"])
+        if _flag(request, "anonymous", default=False):
+            # The reader an anonymous id's events built, before (or unless) it is merged.
+            profile = await profiles.read_through(anonymous_reader(user_id))
+            if profile is None:
+                raise NotFound("no reader for this anonymous id", code="profile_not_found")
+            return JSONResponse({"anonymous_id": user_id, **profile})
         profile = await profiles.read_through(user_id)
         if profile is None:
             raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")
