@@ -178,6 +178,15 @@ def paths() -> dict[str, Any]:
             "get": {
                 "summary": "Read a profile",
                 "security": bearer(),
+                "parameters": [
+                    {
+                        "name": "anonymous",
+                        "in": "query",
+                        "schema": {"type": "boolean", "default": False},
+                        "description": "read the reader an anonymous id's events built "
+                        "(answered with `anonymous_id`), until it is merged into a user",
+                    }
+                ],
                 "responses": {
                     "200": json("the profile", profile_schema()),
                     "401": error("missing or invalid API key"),
