@@ -1,4 +1,4 @@
-"""The `kairos` command: serve, sign, render, check, import."""
+"""The `kairos` command: serve, sign, render, check, import, events, erase."""
 
 from __future__ import annotations
 
@@ -8,10 +8,24 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app import images
-from app.cli import importing, rendering, serving, signing
+from app.cli import events, importing, rendering, serving, signing
 from app.errors import KairosError, StoreUnavailable
 from app.feeds import FEEDS
 from app.settings import ConfigError
+
+IMPORT_HELP = """events: one event a line, native (with event_id) or a Segment message (with
+messageId and no event_id: track, identify, page, screen or alias). Prints the counts of
+accepted, duplicates, dropped (consent) and rejected lines, then each rejected line as
+FILE:LINE: code: message. Exit 0 when no line was rejected (all duplicates included), 1
+when some were (the others are applied), 2 on a usage or store error. Importing a file
+again is safe: the events already applied count as duplicates."""
+TAIL_HELP = """print each event as any server sharing REDIS_URL applies it, until Ctrl-C (exit 130).
+Reader ids are printed on purpose: this is an operator's debugging tool."""
+ERASE_HELP = """Erase USER and every id merged with it from the Redis store (REDIS_URL), as
+DELETE /v1/profiles/{id} does: profile, history, dedupe ids, links, picks, and the copies
+cached by running servers. Later events for USER are refused unless --no-suppress. Exit 0
+when done (also when no profile was stored), 1 when --verify finds a key, 2 on a usage or
+store error."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,8 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--no-amp", action="store_true", help="skip the AMP validator")
     check.set_defaults(run=rendering.check)
 
-    imp = sub.add_parser("import", help="load JSONL files into the store")
-    imp.add_argument("kind", choices=["profiles", "catalog"])
+    imp = sub.add_parser(
+        "import",
+        help="load JSONL files into the store",
+        epilog=IMPORT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    imp.add_argument("kind", choices=["profiles", "catalog", "events"])
     imp.add_argument("file", type=Path)
     imp.add_argument(
         "--server",
@@ -101,5 +120,37 @@ def _parser() -> argparse.ArgumentParser:
         help="import through a running server's API (needed for the embedded store); "
         "the API key is read from KAIROS_API_KEY",
     )
-    imp.set_defaults(run=importing.import_)
+    imp.set_defaults(run=_import)
+
+    follow = sub.add_parser("events", help="follow the events the servers apply")
+    follow_sub = follow.add_subparsers(required=True, metavar="ACTION")
+    tail = follow_sub.add_parser("tail", help=TAIL_HELP, description=TAIL_HELP)
+    tail.add_argument("--json", action="store_true", help="print each event's stored JSON")
+    tail.set_defaults(run=events.tail)
+
+    erase = sub.add_parser(
+        "erase",
+        help="erase a reader from the store, prove it, or lift a suppression",
+        description=ERASE_HELP,
+    )
+    erase.add_argument("user", metavar="USER")
+    mode = erase.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--verify",
+        action="store_true",
+        help="scan the store and print every key still naming USER or an id merged with it "
+        "(exit 1 if any)",
+    )
+    mode.add_argument("--lift", action="store_true", help="lift USER's suppression")
+    mode.add_argument(
+        "--no-suppress",
+        action="store_true",
+        help="erase without suppressing: a later event for USER creates a new profile",
+    )
+    erase.set_defaults(run=events.erase)
     return parser
+
+
+def _import(args: argparse.Namespace) -> int:
+    run = events.import_events if args.kind == "events" else importing.import_
+    return run(args)
