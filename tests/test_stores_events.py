@@ -7,6 +7,7 @@ the channels the write script publishes on."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -610,6 +611,10 @@ async def test_tail_follows_the_applied_events_until_stopped(stores: Stores) -> 
         refused = change("u1", "stale", {"n": 9}, history=(event(t, "refused"),))
         assert await write(stores, refused) == Written.CONFLICT
         await apply(stores, "u1", {"n": 2})
+        # a merge's history was announced when first applied: not again
+        current = await state(stores, "u1")
+        merged = change("u1", current.version, {"n": 3}, history=(event(t, "merged"),))
+        assert await write(stores, dataclasses.replace(merged, announce=False)) == Written.WRITTEN
         await _until(lambda: len(received) >= 3)
 
         stop.set()

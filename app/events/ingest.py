@@ -140,8 +140,8 @@ class Ingest:
         for reader, ask, state in zip(readers, asks, states, strict=True):
             events = pending[reader]
             if state.suppressed:
-                for index, _ in events:
-                    result.reject(index, SUPPRESSED)
+                for index, event in events:
+                    result.reject(index, suppressed(event))
             elif state.moved_to is not None:
                 # Until the merge has written them to the user, only the merged reader
                 # knows which of its events were applied.
@@ -173,8 +173,8 @@ class Ingest:
                 _count(result, events, outcomes)
                 self._profiles.invalidate(reader)
             elif answer is Written.SUPPRESSED:
-                for index, _ in events:
-                    result.reject(index, SUPPRESSED)
+                for index, event in events:
+                    result.reject(index, suppressed(event))
             else:  # changed or moved since read: read again (a move is seen then)
                 again.setdefault(reader, []).extend(events)
         return again
@@ -210,6 +210,7 @@ class Ingest:
                     event_ids=(*dump.seen, mark),
                     history=dump.history,
                     links=(other, *dump.links),
+                    announce=False,
                 )
                 (answer,) = await self._store.write([write], int(time.time() * 1000))
                 if answer is Written.WRITTEN:
@@ -240,9 +241,11 @@ class Ingest:
                 return
 
 
-SUPPRESSED = EventRejected(
-    "suppressed", "this reader was erased and is suppressed: its events are refused", "user_id"
-)
+def suppressed(event: Event) -> EventRejected:
+    field = "user_id" if event.user_id else "anonymous_id"
+    return EventRejected(
+        "suppressed", "this reader was erased and is suppressed: its events are refused", field
+    )
 
 
 def raise_busy(readers: int) -> None:

@@ -15,6 +15,7 @@ from app.events.model import EventRejected
 from app.events.segment import BATCHES, SegmentError, messages, translate
 
 CHUNK = 64 * 1024
+WEBHOOK = "webhook"
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -110,10 +111,11 @@ class SegmentBody:
 
     def __init__(self, call: str, doc: Any) -> None:
         try:
-            self.messages, self.write_key = messages(call, doc)
+            # A webhook's body is one message carrying its own type.
+            self.messages, self.write_key = messages("track" if call == WEBHOOK else call, doc)
         except SegmentError as exc:
             raise BadRequest(exc.message, code=exc.code, field=exc.field) from None
-        self._call = None if call in BATCHES else call
+        self._call = None if call in BATCHES or call == WEBHOOK else call
         self._sent_at = doc.get("sentAt") if isinstance(doc, dict) else None
 
     def translated(self) -> list[Any]:

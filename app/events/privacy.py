@@ -10,6 +10,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from app.errors import CorruptData
 from app.events.model import anonymous_reader
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles
@@ -51,10 +52,14 @@ class Erasure:
         events = self._stores.events
         ids: list[str] = []
         for reader in (user_id, anonymous_reader(user_id)):
-            (state,) = await events.read([ReaderAsk(reader, (), ())])
-            user = state.moved_to or reader
+            try:
+                (state,) = await events.read([ReaderAsk(reader, (), ())])
+                moved, stored = state.moved_to, state.profile is not None
+            except CorruptData:  # unreadable, but there: erasure is how it goes away
+                moved, stored = None, True
+            user = moved or reader
             linked = sorted(await events.links(user))
-            if reader != user_id and state.profile is None and not state.moved_to and not linked:
+            if reader != user_id and not (stored or moved or linked):
                 continue  # no anonymous reader of that id
             for found in (user, *linked, reader):
                 if found not in ids:
@@ -90,12 +95,19 @@ class Erasure:
         return await self._stores.events.suppressed(user_id, self._hashes.of(user_id))
 
     async def lift(self, user_id: str) -> bool:
-        """Lift the suppression of an erased id; True if it was suppressed."""
-        return await self._stores.events.unsuppress(user_id, self._hashes.of(user_id))
+        """Lift the suppression of an erased id, as a user id and as an anonymous id; True
+        if it was suppressed."""
+        lifted = False
+        for reader in (user_id, anonymous_reader(user_id)):
+            lifted |= await self._stores.events.unsuppress(reader, self._hashes.of(reader))
+        return lifted
 
     async def leftovers(self, user_id: str) -> list[str]:
         """Every stored key still naming the reader or an id merged with it."""
         found = []
-        for reader in await self.identity(user_id):
+        # After an erasure the links are gone: the id itself, as a user and as an
+        # anonymous id, is always scanned.
+        readers = {user_id, anonymous_reader(user_id), *await self.identity(user_id)}
+        for reader in sorted(readers):
             found += await self._stores.backend.keys_of(reader)
         return found

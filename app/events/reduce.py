@@ -22,6 +22,8 @@ from app.stores.protocols import Profile
 
 MAX_RECENT_VIEWS = 20
 MAX_PURCHASES = 20
+MAX_COUNTERS = 100
+OTHER_CUSTOM = "custom:*"  # where custom types past MAX_COUNTERS are counted ('*' spells no name)
 # Traits that name a profile field; any other trait is kept under `attributes`.
 TRAIT_FIELDS = frozenset(FIELDS) - {"cart", "recommendations", "attributes"}
 ACCEPTED, DUPLICATE, DROPPED = "accepted", "duplicate", "dropped"
@@ -73,7 +75,10 @@ def apply(profile: Profile, event: Event) -> Profile:
     out = dict(profile)
     when = event.ts
     counters = dict(out.get("counters") or {})
-    counters[event.type] = counters.get(event.type, 0) + 1
+    name = event.type
+    if name not in counters and len(counters) >= MAX_COUNTERS:
+        name = OTHER_CUSTOM  # a public write key must not grow a profile without bound
+    counters[name] = counters.get(name, 0) + 1
     out["counters"] = counters
     if when < out.get("first_seen", "~"):
         out["first_seen"] = when
@@ -164,7 +169,9 @@ def _engagement(name: str) -> Any:
 def _identify(out: Profile, event: Event, when: str) -> None:
     traits = event.properties["traits"]
     known = {k: v for k, v in traits.items() if k in TRAIT_FIELDS}
-    extra = {k: v for k, v in traits.items() if k not in TRAIT_FIELDS}
+    extra = {k: v for k, v in traits.items() if k not in TRAIT_FIELDS and k != "attributes"}
+    if isinstance(traits.get("attributes"), dict):  # traits that spell the profile's own
+        extra = {**traits["attributes"], **extra}
     if "consent" in known and isinstance(known["consent"], dict):
         known["consent"] = {**(out.get("consent") or {}), **known["consent"]}
     if extra:

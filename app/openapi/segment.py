@@ -8,7 +8,7 @@ from typing import Any
 from app.events.segment import BATCHES, CALLS
 from app.openapi.events import answer_schema, common_errors, gzip_header, nothing_valid, preflight
 from app.openapi.schemas import bearer, json
-from app.routes.events import SEGMENT_PREFIX
+from app.routes.events import SEGMENT_CALLS, SEGMENT_PREFIX
 
 
 def segment_message() -> dict[str, Any]:
@@ -82,4 +82,6 @@ def segment_path(call: str) -> dict[str, Any]:
 
 def segment_paths() -> dict[str, Any]:
     """One path per call: `/segment/v1/batch`, `/segment/v1/track`, ..."""
-    return {f"{SEGMENT_PREFIX}/v1/{call}": segment_path(call) for call in CALLS}
+    return {
+        f"{SEGMENT_PREFIX}/v1/{name}": segment_path(call) for name, call in SEGMENT_CALLS.items()
+    }

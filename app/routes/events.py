@@ -5,6 +5,7 @@ answering CORS preflight so a site's pages can post them."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from starlette.requests import Request
@@ -15,6 +16,7 @@ from app.auth import presented_key
 from app.errors import Forbidden, UnsupportedMediaType, error_response
 from app.events.ingest import IngestResult
 from app.events.intake import (
+    WEBHOOK,
     SegmentBody,
     check_count,
     native_events,
@@ -27,7 +29,17 @@ from app.services import Services
 
 NATIVE_PATH = "/v1/events"
 SEGMENT_PREFIX = "/segment"
-SEGMENT_PATHS = tuple(f"{SEGMENT_PREFIX}/v1/{call}" for call in CALLS)
+# The path names Segment's clients post to, and the call each is: the full names, the
+# short ones analytics.js uses (`/v1/t`, `/v1/b`...), and `webhook` for webhook
+# destinations, which post every message, whatever its type, to one URL.
+SEGMENT_CALLS = MappingProxyType(
+    {
+        **{call: call for call in CALLS},
+        **{"t": "track", "p": "page", "i": "identify", "a": "alias", "s": "screen"},
+        **{"g": "group", "b": "batch", WEBHOOK: WEBHOOK},
+    }
+)
+SEGMENT_PATHS = tuple(f"{SEGMENT_PREFIX}/v1/{name}" for name in SEGMENT_CALLS)
 PATHS = (NATIVE_PATH, *SEGMENT_PATHS)
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -64,11 +76,14 @@ def routes(services: Services) -> list[Route]:
             # The SDKs retry anything but 200: an accepted request must be 200 here.
             return JSONResponse({"success": True, **result.body()})
 
-        handler.__name__ = f"segment_{call}"
+        handler.__name__ = f"segment_{call}"  # the route's name in metrics and logs
         return handler
 
     endpoints: list[tuple[str, Handler]] = [(NATIVE_PATH, native)]
-    endpoints += [(path, segment(call)) for path, call in zip(SEGMENT_PATHS, CALLS, strict=True)]
+    endpoints += [
+        (path, segment(call))
+        for path, call in zip(SEGMENT_PATHS, SEGMENT_CALLS.values(), strict=True)
+    ]
     return [
         Route(path, cors.wrap(handler), methods=["POST", "OPTIONS"], name=handler.__name__)
         for path, handler in endpoints
@@ -127,7 +142,9 @@ class Cors:
         headers = {
             "Access-Control-Allow-Origin": allowed,
             "Access-Control-Allow-Methods": "POST, OPTIONS",
-            "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+            # AnonymousId: RudderStack's browser SDK sends it on every call.
+            "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding, "
+            "AnonymousId",
             "Access-Control-Max-Age": "86400",
         }
         if allowed != "*":

@@ -104,7 +104,7 @@ class MemoryEvents:
         self._history[user_id] = kept
         if write.links:
             self._links.setdefault(user_id, set()).update(write.links)
-        for _, raw in write.history:
+        for _, raw in write.history if write.announce else ():
             for queue in self._followers:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(raw)

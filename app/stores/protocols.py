@@ -138,6 +138,8 @@ class ReaderWrite:
     event_ids: tuple[str, ...]
     history: tuple[tuple[int, bytes], ...]
     links: tuple[str, ...] = ()
+    # False for a merge: its history was announced to `tail` when first applied.
+    announce: bool = True
 
 
 class Written(StrEnum):

@@ -38,10 +38,11 @@ from app.stores.redis.keys import (
 # KEYS: profile, seen, history, links, alias, suppressed.
 # ARGV: version, profile JSON, then the rest as one JSON array (one argument: redis-py's
 # per-argument work is the server process's largest cost per event): now ms, dedupe ms,
-# history max, history ms, user id, event ids, [time ms, event JSON] pairs, links, hashes.
+# history max, history ms, user id, event ids, [time ms, event JSON] pairs, links, hashes,
+# whether to announce the history to `tail`.
 WRITE = f"""
 if redis.call('EXISTS', KEYS[5]) == 1 then return 'moved' end
-local now, dedupe, history_max, history_ms, user, ids, history, links, hashes =
+local now, dedupe, history_max, history_ms, user, ids, history, links, hashes, announce =
   unpack(cjson.decode(ARGV[3]))
 for _, hash in ipairs(hashes) do
   if redis.call('SISMEMBER', KEYS[6], hash) == 1 then return 'suppressed' end
@@ -63,7 +64,7 @@ if #history > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - history_ms))
   redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(history_max + 1))
   redis.call('PEXPIRE', KEYS[3], history_ms)
-  redis.call('PUBLISH', '{EVENTS_CHANNEL}', table.concat(lines, '\\n'))
+  if announce then redis.call('PUBLISH', '{EVENTS_CHANNEL}', table.concat(lines, '\\n')) end
 end
 for _, id in ipairs(links) do redis.call('SADD', KEYS[4], id) end
 redis.call('PUBLISH', '{CHANGES_CHANNEL}', user)
@@ -185,6 +186,7 @@ class RedisEvents:
             [(ts_ms, raw.decode()) for ts_ms, raw in w.history],
             w.links,
             w.hashes,
+            w.announce,
         ]
         args = [w.version, orjson.dumps(w.profile), orjson.dumps(rest)]
         return [len(keys), *keys, *args]
