@@ -1988,3 +1988,73 @@ async def test_a_merge_cut_short_by_the_store_completes_on_retry(
     assert await k.profile("cut-anon") is None
     assert counts(await k.post(request)) == (0, 2, 0, [])
     assert (await k.counters("cut-user"))["product_view"] == 1
+
+
+# --- the paths other clients post to ----------------------------------------------------
+
+
+def _message(kind: str, mid: str) -> Json:
+    base: Json = {"messageId": mid, "userId": "short-u", "type": kind}
+    extra: dict[str, Json] = {
+        "track": {"event": "Product Viewed", "properties": {"sku": "SKU-1"}},
+        "page": {"name": "Home"},
+        "screen": {"name": "Cart"},
+        "identify": {"traits": {"firstName": "Ada"}},
+        "alias": {"previousId": "short-anon"},
+    }
+    return {**base, **extra[kind]}
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "counter"),
+    [
+        ("t", "track", "product_view"),
+        ("p", "page", "page_view"),
+        ("s", "screen", "page_view"),
+        ("i", "identify", "identify"),
+        ("a", "alias", "identify"),
+    ],
+)
+async def test_analytics_js_short_paths_are_their_calls(
+    k: Kairos, path: str, kind: str, counter: str
+) -> None:
+    # analytics.js posts to {apiHost}/t, /p, /i, /a, /s, and batches to /b.
+    r = await k.segment(path, _message(kind, f"short-{path}"))
+    assert r.status_code == 200, r.text
+    assert await k.counters("short-u") == {counter: 1}
+    r = await k.segment("b", {"batch": [_message(kind, f"short-b-{path}")]})
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    assert await k.counters("short-u") == {counter: 2}
+
+
+async def test_a_webhook_destination_posts_every_type_to_one_path(k: Kairos) -> None:
+    for n, kind in enumerate(("track", "page", "identify")):
+        r = await k.segment("webhook", _message(kind, f"hook-{n}"))
+        assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    assert await k.counters("short-u") == {"product_view": 1, "page_view": 1, "identify": 1}
+    r = await k.segment("webhook", {**_message("track", "hook-g"), "type": "group"})
+    assert r.status_code == 400
+    assert [x["code"] for x in r.json()["rejected"]] == ["unsupported_call"]
+
+
+async def test_rudderstacks_anonymousid_header_passes_preflight(k: Kairos) -> None:
+    r = await k.client.options(
+        "/segment/v1/batch",
+        headers={
+            "Origin": "https://shop.example.com",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,anonymousid",
+        },
+    )
+    assert r.status_code == 204
+    assert "anonymousid" in r.headers["access-control-allow-headers"].lower()
+
+
+async def test_lifting_covers_the_id_as_an_anonymous_id_too(k: Kairos) -> None:
+    await k.post([ev("page_view", None, anon="lift-me")])
+    r = await k.client.delete("/v1/profiles/lift-me", headers=AUTH)
+    assert r.status_code == 204, r.text
+    assert (await k.send([ev("page_view", None, anon="lift-me")])).status_code == 422
+    r = await k.client.delete("/v1/suppressions/lift-me", headers=AUTH)
+    assert r.status_code == 204
+    assert (await k.post([ev("page_view", None, anon="lift-me")]))["accepted"] == 1

@@ -14,8 +14,10 @@ from app.events.reduce import (
     ACCEPTED,
     DROPPED,
     DUPLICATE,
+    MAX_COUNTERS,
     MAX_PURCHASES,
     MAX_RECENT_VIEWS,
+    OTHER_CUSTOM,
     merge,
     reduce,
 )
@@ -330,3 +332,17 @@ def test_merge_sums_interleaves_unites_and_keeps_the_users_fields():
 def test_merge_into_no_one_is_the_other_profile():
     other = reduce(None, [event("page_view")], ()).profile or {}
     assert merge(None, other) == other
+
+
+def test_custom_types_past_the_cap_are_counted_together():
+    events = [event(f"custom:t{i}", f"c{i}") for i in range(MAX_COUNTERS + 5)]
+    profile = reduce(None, events, ()).profile
+    assert profile is not None
+    assert len(profile["counters"]) == MAX_COUNTERS + 1
+    assert profile["counters"][OTHER_CUSTOM] == 5
+
+
+def test_a_trait_named_attributes_fills_the_attributes():
+    traits = {"attributes": {"team": "x"}, "plan": "pro"}
+    profile = reduce(None, [event("identify", traits=traits)], ()).profile
+    assert profile is not None and profile["attributes"] == {"team": "x", "plan": "pro"}
