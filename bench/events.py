@@ -630,11 +630,12 @@ def measure_kairos(
 
 
 def py_spy_start(py_spy: str, pid: int, seconds: float, out: Path, pin: Pinning) -> Any:
-    """py-spy sampling the server for the measured run, without pausing it (its own CPU
-    on the load core)."""
+    """py-spy sampling the server for the measured run, 200 times a second (each sample
+    pauses the server for a moment: whole stacks, at a small cost; py-spy's own CPU is on
+    the load core)."""
     argv = [
         py_spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-        "--rate", "200", "--nonblocking", "--format", "raw", "--output", str(out),
+        "--rate", "200", "--format", "raw", "--output", str(out),
     ]  # fmt: skip
     if pin.load is not None:
         argv = ["taskset", "-c", str(pin.load), *argv]
@@ -655,7 +656,7 @@ def py_spy_report(spy: Any, out: Path, top: int = 25) -> str:
     if spy.returncode != 0 or not out.exists():
         return f"    py-spy failed ({spy.returncode}): {err.decode(errors='replace')[-500:]}"
     own: dict[str, int] = {}
-    inclusive: dict[str, int] = {}
+    stacks: list[tuple[set[str], int, str]] = []  # each stack's functions, samples, leaf
     samples = 0
     for line in out.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -664,9 +665,8 @@ def py_spy_report(spy: Any, out: Path, top: int = 25) -> str:
         n = int(count)
         samples += n
         frames = [_frame(f) for f in stack.split(";")]
+        stacks.append(({f.partition(" (")[0] for f in frames}, n, frames[-1]))
         own[frames[-1]] = own.get(frames[-1], 0) + n
-        for name in set(frames):
-            inclusive[name] = inclusive.get(name, 0) + n
     if not samples:
         return "    py-spy took no sample"
     areas: dict[str, int] = {}
@@ -676,11 +676,23 @@ def py_spy_report(spy: Any, out: Path, top: int = 25) -> str:
     lines = [f"    py-spy, {samples:,} samples of the server (busy only): own time by area"]
     for area, n in sorted(areas.items(), key=lambda kv: -kv[1]):
         lines.append(f"      {n / samples:6.1%}  {area}")
+    lines.append("    steps, inclusive (what they and all they call took)")
+    for label, names in STEPS:
+        n = sum(count for funcs, count, _ in stacks if funcs & names)
+        lines.append(f"      {n / samples:6.1%}  {label}")
+    # Neither in the route nor on the changes channel: the event loop, uvicorn, timers.
+    outside: dict[str, int] = {}
+    for funcs, count, leaf in stacks:
+        if not funcs & (STEPS[0][1] | STEPS[-1][1]):
+            outside[leaf] = outside.get(leaf, 0) + count
+    lines.append(
+        f"      {sum(outside.values()) / samples:6.1%}  the rest (the event loop, uvicorn, "
+        "timers; stacks caught in part); by own time:"
+    )
+    for name, n in sorted(outside.items(), key=lambda kv: -kv[1])[:8]:
+        lines.append(f"        {n / samples:6.1%}  {name}")
     lines.append("    own time by function")
     for name, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
-        lines.append(f"      {n / samples:6.1%}  {name}")
-    lines.append("    on the stack (inclusive)")
-    for name, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"      {n / samples:6.1%}  {name}")
     return "\n".join(lines)
 
@@ -700,6 +712,31 @@ AREAS = (
     ("asyncio/", "asyncio (timeouts, tasks)"),
     ("uvloop/", "asyncio (timeouts, tasks)"),
 )
+
+
+# Steps of a request, by the functions that do them (a function's name as py-spy gives
+# it, without its file); a sample counts once for a step, however many of them it shows.
+STEPS: tuple[tuple[str, frozenset[str]], ...] = tuple(
+    (label, frozenset(names))
+    for label, names in (
+        ("the whole events route", ("routes.<locals>.native",
+                                    "routes.<locals>.segment.<locals>.handler")),
+        ("  reading the body (read_body)", ("read_body",)),
+        ("  parse_json", ("parse_json",)),
+        ("  Segment translation (SegmentBody)", ("SegmentBody.__init__",
+                                                 "SegmentBody.translated")),
+        ("  check_event", ("check_event",)),
+        ("  reader hashes (ReaderHashes.of)", ("ReaderHashes.of",)),
+        ("  store read (RedisEvents.read)", ("RedisEvents.read",)),
+        ("  reduce", ("reduce",)),
+        ("  store write (RedisEvents.write)", ("RedisEvents.write",)),
+        ("  answer (JSONResponse)", ("JSONResponse.__init__", "JSONResponse.render")),
+        ("  in the store: redis-py's Pipeline.execute", ("Pipeline.execute",)),
+        ("  in the store: queueing commands (evalsha)", ("ScriptCommands.evalsha",)),
+        ("changes channel: messages in (pub/sub)", ("PubSub.handle_message",
+                                                    "PubSub._execute")),
+    )
+)  # fmt: skip
 
 
 def _area(name: str) -> str:
