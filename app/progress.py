@@ -8,15 +8,16 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, total: int, label: str, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, total: int, label: str, stream: TextIO | None = None) -> None:
         self.total = max(total, 1)
         self.label = label
-        self.stream = stream
+        # Looked up now, not at import: stderr may have been redirected since.
+        self.stream = stream or sys.stderr
         self.done = 0
         self.start = time.monotonic()
         self._last = 0.0
         self._drawn_at = -1
-        self._tty = stream.isatty()
+        self._tty = self.stream.isatty()
 
     def advance(self, n: int = 1) -> None:
         self.done += n
