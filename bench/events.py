@@ -56,6 +56,7 @@ import argparse
 import asyncio
 import base64
 import cProfile
+import gc
 import gzip
 import io
 import os
@@ -804,73 +805,88 @@ async def _in_process(
     env: dict[str, str], tpl: dict[str, list[str]], blocks: int, requests: int, top: int
 ) -> Stages:
     """CPU per event of each step of ingest, in this process (no HTTP), against the bench's
-    Redis: the steps timed alone, then `Ingest.ingest` whole; with `top`, a cProfile of
-    more `Ingest.ingest` calls."""
+    Redis: the steps timed alone request by request, then `Ingest.ingest` whole on other
+    requests; with `top`, a cProfile of more `Ingest.ingest` calls."""
     services = build_services(Settings.from_env(env))
     settings, events = services.settings, services.stores.events
     hashes = ReaderHashes(settings.secret_keys)
-    n_events = requests * PER_REQUEST
     stamp = f"ip{time.time_ns()}"
 
     def bodies(dialect: str, tag: str) -> list[bytes]:
         return [fill(tpl[dialect], blocks, f"{stamp}{tag}", k).encode() for k in range(requests)]
 
-    out: list[tuple[str, float]] = []
-
-    def timed(label: str, fn: Callable[[], Any]) -> Any:
-        t0 = time.process_time()
-        value = fn()
-        out.append((label, (time.process_time() - t0) * 1e6 / n_events))
-        return value
+    labels = (
+        "parse the native JSON body",
+        "parse + translate a Segment batch",
+        "check_event",
+        "reader hashes + ReaderAsk",
+        "store read (RedisEvents.read, one pipeline per request)",
+        "reduce",
+    )
+    spent = dict.fromkeys(labels, 0.0)
+    clock = time.process_time
 
     try:
         # Warm: the pool's connections, the scripts loaded, the slot tags computed (once
         # per process), the code paths taken once.
-        for ds in [native_events(parse_json(b)) for b in bodies("native", "w")][:5]:
-            await services.ingest.ingest(ds)
-        native, segment = bodies("native", "n"), bodies("segment", "s")
-        docs = timed("parse the native JSON body", lambda: [
-            native_events(parse_json(b)) for b in native])  # fmt: skip
-        timed("parse + translate a Segment batch", lambda: [
-            SegmentBody("batch", parse_json(b)).translated() for b in segment])  # fmt: skip
-        now_ms = int(time.time() * 1000)
-        checked = timed("check_event", lambda: [
-            [check_event(d, received_ms=now_ms, max_bytes=settings.event_max_bytes) for d in ds]
-            for ds in docs])  # fmt: skip
-        asks = timed("reader hashes + ReaderAsk", lambda: [
-            [ReaderAsk(e.reader, (e.event_id,), hashes.of(e.reader)) for e in es]
-            for es in checked])  # fmt: skip
-        t0 = time.process_time()
-        states = [await events.read(a) for a in asks]
-        out.append(("store read (one pipeline per request)",
-                    (time.process_time() - t0) * 1e6 / n_events))  # fmt: skip
-        timed("reduce", lambda: [
-            [reduce(st.profile, [e], st.seen) for e, st in zip(es, sts, strict=True)]
-            for es, sts in zip(checked, states, strict=True)])  # fmt: skip
-        parts = sum(us for label, us in out if not label.startswith("parse + translate"))
-        t0 = time.process_time()
-        for ds in docs:
-            result = await services.ingest.ingest(ds)
+        for body in bodies("native", "w")[:5]:
+            await services.ingest.ingest(native_events(parse_json(body)))
+        native, segment, whole_bodies = (
+            bodies("native", "n"), bodies("segment", "s"), bodies("native", "i"),
+        )  # fmt: skip
+        extra = bodies("native", "p") if top else []
+        gc.collect()
+        gc.freeze()  # as the server does after start-up
+        for body, seg in zip(native, segment, strict=True):
+            t0 = clock()
+            docs = native_events(parse_json(body))
+            t1 = clock()
+            SegmentBody("batch", parse_json(seg)).translated()
+            t2 = clock()
+            now_ms = int(time.time() * 1000)
+            checked = [
+                check_event(d, received_ms=now_ms, max_bytes=settings.event_max_bytes) for d in docs
+            ]
+            t3 = clock()
+            asks = [ReaderAsk(e.reader, (e.event_id,), hashes.of(e.reader)) for e in checked]
+            t4 = clock()
+            states = await events.read(asks)
+            t5 = clock()
+            for e, st in zip(checked, states, strict=True):
+                reduce(st.profile, [e], st.seen)
+            t6 = clock()
+            for label, took in zip(
+                labels, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True
+            ):
+                spent[label] += took
+        whole = 0.0
+        for body in whole_bodies:
+            docs = native_events(parse_json(body))
+            t0 = clock()
+            result = await services.ingest.ingest(docs)
+            whole += clock() - t0
             if result.accepted != PER_REQUEST:
                 raise BenchError(f"in-process: ingest accepted {result.accepted} of 100")
-        whole = (time.process_time() - t0) * 1e6 / n_events
-        # parse is not part of ingest: compare like with like.
-        parse = out[0][1]
-        out.append(("Ingest.ingest whole (check, read, reduce, write, cache)", whole))
-        out.append(("  of which the write and the rest", whole - (parts - parse)))
+        n_events = requests * PER_REQUEST
+        out = [(label, took * 1e6 / n_events) for label, took in spent.items()]
+        parts = sum(us for label, us in out[2:])  # check, hashes, read, reduce
+        out.append(
+            ("Ingest.ingest whole (check, read, reduce, write, cache)", whole * 1e6 / n_events)
+        )
+        out.append(("  of which the write and the rest", out[-1][1] - parts))
         report = ""
         if top:
-            more = [native_events(parse_json(b)) for b in bodies("native", "p")]
             profiler = cProfile.Profile()
             profiler.enable()
-            for ds in more:
-                await services.ingest.ingest(ds)
+            for body in extra:
+                await services.ingest.ingest(native_events(parse_json(body)))
             profiler.disable()
             text = io.StringIO()
             pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
             report = _trim_pstats(text.getvalue())
         return Stages(out, report)
     finally:
+        gc.unfreeze()
         await services.stores.close()
 
 
