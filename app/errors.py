@@ -49,6 +49,10 @@ class NotFound(KairosError):
     status, code = 404, "not_found"
 
 
+class Conflict(KairosError):
+    status, code = 409, "conflict"
+
+
 class PayloadTooLarge(KairosError):
     status, code = 413, "payload_too_large"
 

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from app.events.merge import merge
 from app.events.model import Event, EventRejected, check_event, format_ms
 from app.events.reduce import (
     ACCEPTED,
@@ -18,7 +19,6 @@ from app.events.reduce import (
     MAX_PURCHASES,
     MAX_RECENT_VIEWS,
     OTHER_CUSTOM,
-    merge,
     reduce,
 )
 
@@ -134,8 +134,7 @@ def test_the_history_keeps_the_event_as_checked():
     assert raw == {
         "event_id": "e1",
         "type": "page_view",
-        "user_id": "u1",
-        "anonymous_id": "a1",
+        "user_id": "u1",  # the anonymous id beside a user's is not kept
         "ts": format_ms(NOW_MS),
         "properties": {"url": "https://x.example/"},
     }
@@ -257,6 +256,7 @@ def test_identify_traits_fill_known_fields_and_attributes():
         {"attributes": {"team": "x"}, "consent": {"personalization": False}},
         [event("identify", traits=traits)],
         (),
+        trusted=True,
     ).profile
     assert profile is not None
     assert profile["first_name"] == "Ada"
@@ -267,7 +267,10 @@ def test_identify_traits_fill_known_fields_and_attributes():
 
 def test_identify_with_invalid_traits_is_rejected_and_changes_nothing():
     done = reduce(
-        {"first_name": "Ada"}, [event("identify", traits={"email": "not-an-address"})], ()
+        {"first_name": "Ada"},
+        [event("identify", traits={"email": "not-an-address"})],
+        (),
+        trusted=True,
     )
     assert isinstance(done.outcomes[0], EventRejected)
     assert done.outcomes[0].field == "properties.traits.email"
@@ -282,7 +285,9 @@ def test_a_reader_who_declined_tracking_gets_nothing_recorded_but_consent():
     assert done.outcomes == [DROPPED, DROPPED]
     assert done.profile == declined and not done.changed
     opt_in = event("identify", "e3", traits={"consent": {"tracking": True}})
-    again = reduce(declined, [opt_in, event("page_view", "e4")], ())
+    # a write key never grants consent; an API key does
+    assert reduce(declined, [opt_in], ()).outcomes == [DROPPED]
+    again = reduce(declined, [opt_in, event("page_view", "e4")], (), trusted=True)
     assert again.outcomes == [ACCEPTED, ACCEPTED]
     assert again.profile is not None and again.profile["counters"]["page_view"] == 1
 
@@ -346,3 +351,32 @@ def test_a_trait_named_attributes_fills_the_attributes():
     traits = {"attributes": {"team": "x"}, "plan": "pro"}
     profile = reduce(None, [event("identify", traits=traits)], ()).profile
     assert profile is not None and profile["attributes"] == {"team": "x", "plan": "pro"}
+
+
+def test_a_write_key_identify_sets_names_and_withdrawals_only():
+    traits = {
+        "first_name": "Ada",
+        "timezone": "Europe/London",
+        "email": "mallory@example.com",
+        "tier": "platinum",
+        "consent": {"tracking": True, "personalization": False},
+    }
+    profile = reduce({"tier": "gold"}, [event("identify", traits=traits)], ()).profile
+    assert profile is not None
+    assert (profile["first_name"], profile["timezone"], profile["tier"]) == (
+        "Ada",
+        "Europe/London",
+        "gold",
+    )
+    assert "email" not in profile
+    assert profile["consent"] == {"personalization": False}
+
+
+def test_a_merge_keeps_the_profile_within_the_schemas_limits():
+    mine = {"attributes": {f"m{i}": i for i in range(60)}}
+    theirs = {"attributes": {f"t{i}": "x" * 300 for i in range(80)}}
+    merged = merge(mine, theirs)
+    attributes = merged["attributes"]
+    assert all(f"m{i}" in attributes for i in range(60))  # the user's own first
+    assert len(attributes) <= 100
+    assert len(orjson.dumps(attributes)) <= 16 * 1024

@@ -33,7 +33,7 @@ from app.stores.redis.backend import RedisBackend
 from app.stores.redis.events import suppression_key
 from app.stores.redis.keys import CHANGES_CHANNEL, EVENTS_CHANNEL, reader_keys
 
-EMPTY_DUMP = ReaderDump(profile=None, seen=(), history=(), links=frozenset())
+EMPTY_DUMP = ReaderDump(profile=None, history=(), links=frozenset())
 
 
 def now_ms() -> int:
@@ -71,6 +71,14 @@ async def state(
 ) -> ReaderState:
     [found] = await stores.events.read([ReaderAsk(user_id, tuple(ids), tuple(hashes))])
     return found
+
+
+async def stored_ids(stores: Stores, user_id: str) -> list[str]:
+    """The event ids the store still holds for the reader (not only those it counts)."""
+    client = redis_of(stores)
+    if client is None:
+        return sorted(stores.events._seen.get(user_id, {}))
+    return sorted(i.decode() for i in await client.zrange(f"kairos:{{{user_id}}}:seen", 0, -1))
 
 
 async def write(stores: Stores, w: ReaderWrite, at_ms: int | None = None) -> Written:
@@ -355,7 +363,6 @@ async def test_dump_holds_all_a_readers_event_data(stores: Stores) -> None:
     await apply(stores, "u1", {"n": 2}, ids=("e3",), history=(b,), links=("anon-2",))
     dumped = await stores.events.dump("u1")
     assert dumped.profile == {"n": 2}
-    assert sorted(dumped.seen) == ["e1", "e2", "e3"]
     assert dumped.history == (a, b, c)  # (ms, bytes), oldest first
     assert dumped.links == {"anon-1", "anon-2"}
 
@@ -372,11 +379,12 @@ async def test_drop_merged_deletes_the_data_and_keeps_the_link(stores: Stores) -
     assert await stores.events.history("anon-1") == []
     assert await stores.profiles.get("anon-1") is None
     assert await stores.picks.get_pick("anon-1", "c", 0) is None
+    # its event ids stay until the window ends them: a retried event of it is found
     after = await state(stores, "anon-1", ids=("e1",))
-    assert (after.profile, after.seen, after.moved_to) == (None, frozenset(), "ada")
+    assert (after.profile, after.seen, after.moved_to) == (None, {"e1"}, "ada")
     assert await stores.events.resolve(["anon-1"]) == {"anon-1": "ada"}
-    [alias] = await stores.backend.keys_of("anon-1")  # the link, nothing else
-    assert alias.endswith(":alias")
+    left = await stores.backend.keys_of("anon-1")  # the link and the ids, nothing else
+    assert sorted(key.rsplit(":", 1)[1] for key in left) == ["alias", "seen"]
     assert await apply(stores, "anon-1", {"n": 2}) == Written.MOVED  # events go to ada
     # the user merged into is untouched
     assert (await state(stores, "ada", ids=("e5",))).seen == {"e5"}
@@ -388,7 +396,8 @@ async def test_forget_drops_the_event_data_only(stores: Stores) -> None:
     await stores.events.link("u1", "elsewhere")
     await stores.events.forget("u1")
     dumped = await stores.events.dump("u1")
-    assert (dumped.seen, dumped.history, dumped.links) == ((), (), frozenset())
+    assert (dumped.history, dumped.links) == ((), frozenset())
+    assert await stored_ids(stores, "u1") == []
     assert (await state(stores, "u1", ids=("e1",))).moved_to is None
     assert await stores.events.history("u1") == []
     # the profile and the picks are other stores' (erasure forgets them all)
@@ -443,9 +452,9 @@ async def test_ids_older_than_the_dedupe_window_are_not_seen(retained: StoresFac
 
     # a write trims them: the data is gone, not only hidden
     await apply(stores, "u1", {"n": 4}, ids=("new",), at_ms=t)
-    assert sorted((await stores.events.dump("u1")).seen) == ["new", "recent"]
+    assert await stored_ids(stores, "u1") == ["new", "recent"]
     await apply(stores, "u1", {"n": 5}, at_ms=t + 1000)  # "recent" is 1.5 s old by then
-    assert (await stores.events.dump("u1")).seen == ("new",)
+    assert await stored_ids(stores, "u1") == ["new"]
 
     # an id out of the window can be applied again
     assert await apply(stores, "u1", {"n": 6}, ids=("old",)) == Written.WRITTEN
@@ -691,3 +700,17 @@ async def test_the_write_script_tells_the_servers_which_reader_changed(
         assert message is not None and message["type"] == "message"
         assert message["data"] == b"ada"  # the refused writes published nothing
         assert pubsub.get_message(timeout=0.05) is None
+
+
+async def test_add_history_adds_once_and_keeps_the_retention(stores: Stores) -> None:
+    t = now_ms()
+    a, b = event(t - 2000, "a"), event(t - 1000, "b")
+    await apply(stores, "u1", {"n": 1}, history=(a,))
+    many = tuple(event(t - 100 + i, f"m{i}") for i in range(250))
+    await stores.events.add_history("u1", (b, *many))
+    await stores.events.add_history("u1", (b,))  # again: nothing changes
+    kept = await stores.events.history("u1")
+    assert kept[:2] == [a[1], b[1]] and len(kept) == 252
+    old = (t - 200 * 86_400_000, b'{"old":1}')  # past the 90 days kept
+    await stores.events.add_history("u1", (old,))
+    assert len(await stores.events.history("u1")) == 252

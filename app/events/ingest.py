@@ -10,6 +10,7 @@ the user. Nothing is answered before the store has it: a store error propagates 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import StoreUnavailable
+from app.events.merge import merge
 from app.events.model import Event, EventRejected, anonymous_reader, check_event
 from app.events.privacy import ReaderHashes
-from app.events.reduce import ACCEPTED, DROPPED, DUPLICATE, Outcome, merge, reduce
+from app.events.reduce import ACCEPTED, DROPPED, DUPLICATE, Outcome, reduce
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles
 from app.stores.protocols import EventStore, ReaderAsk, ReaderWrite, Written
@@ -30,7 +32,14 @@ log = logging.getLogger("kairos.events")
 # A reader written by this many concurrent posters in a row is rare; past it the
 # request fails (503, retried by the client) rather than spinning.
 MAX_ROUNDS = 64
-MERGE_MARK = "\x00merged:"  # an id in the user's seen set: that reader is merged already
+MERGE_MARK = "\x00merged:"
+# Each merge is several store steps: a request may ask for this many, the rest rejected.
+MAX_MERGES = 100
+TOO_MANY_MERGES = EventRejected(
+    "too_many_merges",
+    f"a request may carry at most {MAX_MERGES} identifies that merge; send the rest in another",
+    "anonymous_id",
+)  # an id in the user's seen set: that reader is merged already
 
 
 @dataclass(slots=True)
@@ -88,6 +97,7 @@ class Ingest:
         received_ms = int(time.time() * 1000)
         result = IngestResult()
         run: list[tuple[int, Event]] = []
+        merges = 0
         for index, doc in enumerate(docs):
             if isinstance(doc, EventRejected):  # a message the dialect could not translate
                 result.reject(index, doc)
@@ -97,17 +107,23 @@ class Ingest:
             except EventRejected as exc:
                 result.reject(index, exc)
                 continue
+            if event.merges:
+                merges += 1
+                if merges > MAX_MERGES:
+                    result.reject(index, TOO_MANY_MERGES)
+                    continue
             run.append((index, event))
             if event.merges:
-                await self._apply(run, result)
+                await self._apply(run, result, trusted)
                 run = []
                 if index not in result.skipped:
                     previous = event.anonymous_id or ""
                     await self.merge(anonymous_reader(previous), event.user_id or "")
                     if trusted:
                         await self.merge(previous, event.user_id or "")
+                await asyncio.sleep(0)  # merges are many steps: let others in between
         if run:
-            await self._apply(run, result)
+            await self._apply(run, result, trusted)
         counts = Counter({"accepted": result.accepted, "duplicate": result.duplicates})
         counts.update(dropped=result.dropped, rejected=len(result.rejected))
         for outcome, n in counts.items():
@@ -115,18 +131,20 @@ class Ingest:
                 self._metrics.events.labels(dialect, outcome).inc(n)
         return result
 
-    async def _apply(self, run: list[tuple[int, Event]], result: IngestResult) -> None:
+    async def _apply(
+        self, run: list[tuple[int, Event]], result: IngestResult, trusted: bool
+    ) -> None:
         pending: dict[str, list[tuple[int, Event]]] = {}
         for index, event in run:
             pending.setdefault(event.reader, []).append((index, event))
         for _ in range(MAX_ROUNDS):
             if not pending:
                 return
-            pending = await self._round(pending, result)
+            pending = await self._round(pending, result, trusted)
         raise_busy(len(pending))
 
     async def _round(
-        self, pending: dict[str, list[tuple[int, Event]]], result: IngestResult
+        self, pending: dict[str, list[tuple[int, Event]]], result: IngestResult, trusted: bool
     ) -> dict[str, list[tuple[int, Event]]]:
         """One read and one write for every pending reader; what must go again."""
         readers = list(pending)
@@ -149,7 +167,7 @@ class Ingest:
                 result.duplicates += len(events) - len(fresh)
                 again.setdefault(state.moved_to, []).extend(fresh)
             else:
-                outcome = reduce(state.profile, [e for _, e in events], state.seen)
+                outcome = reduce(state.profile, [e for _, e in events], state.seen, trusted)
                 if outcome.changed and outcome.profile is not None:
                     applied = outcome.applied
                     writes.append(
@@ -207,8 +225,8 @@ class Ingest:
                     version=state.version,
                     hashes=hashes,
                     profile=merge(state.profile, dump.profile or {}),
-                    event_ids=(*dump.seen, mark),
-                    history=dump.history,
+                    event_ids=(mark,),
+                    history=(),
                     links=(other, *dump.links),
                     announce=False,
                 )
@@ -218,6 +236,10 @@ class Ingest:
                     break
             else:
                 raise_busy(1)
+            # The history after the profile, in slices: it can be large, and adding it
+            # again (a merge retried after a failure) changes nothing.
+            if dump.history:
+                await self._store.add_history(user, dump.history)
         else:
             # Nothing to move, but the user must still know the id for erasure.
             await self._link_only(user, other)

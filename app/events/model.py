@@ -85,8 +85,12 @@ def check_event(doc: Any, *, received_ms: int, max_bytes: int) -> Event:
     event_id = doc.get("event_id")
     if event_id is None:
         raise EventRejected("missing_field", "event_id is required", "event_id")
-    if not isinstance(event_id, str) or not 1 <= len(event_id) <= MAX_EVENT_ID:
-        raise _bad("event_id", f"must be a string of 1-{MAX_EVENT_ID} characters")
+    if (
+        not isinstance(event_id, str)
+        or not 1 <= len(event_id) <= MAX_EVENT_ID
+        or not event_id.isprintable()
+    ):
+        raise _bad("event_id", f"must be 1-{MAX_EVENT_ID} printable characters")
     user_id = _reader_id(doc, "user_id")
     anonymous_id = _reader_id(doc, "anonymous_id")
     if user_id is None and anonymous_id is None:
@@ -117,7 +121,9 @@ def check_event(doc: Any, *, received_ms: int, max_bytes: int) -> Event:
     kept: dict[str, Any] = {"event_id": event_id, "type": kind}
     if user_id is not None:
         kept["user_id"] = user_id
-    if anonymous_id is not None:
+    elif anonymous_id is not None:
+        # Only when it names the reader: a user's history never keeps the anonymous ids
+        # seen beside it, which an erasure of those ids could not find.
         kept["anonymous_id"] = anonymous_id
     kept["ts"] = ts = format_ms(ts_ms)
     kept["properties"] = properties

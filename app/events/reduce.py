@@ -16,7 +16,11 @@ from typing import Any
 
 from app.errors import Unprocessable
 from app.events.model import Event, EventRejected
-from app.profiles.schema import FIELDS, MAX_LIST, validate_profile
+from app.profiles.schema import (
+    FIELDS,
+    MAX_LIST,
+    validate_profile,
+)
 from app.reader.consent import tracked
 from app.stores.protocols import Profile
 
@@ -26,6 +30,8 @@ MAX_COUNTERS = 100
 OTHER_CUSTOM = "custom:*"  # where custom types past MAX_COUNTERS are counted ('*' spells no name)
 # Traits that name a profile field; any other trait is kept under `attributes`.
 TRAIT_FIELDS = frozenset(FIELDS) - {"cart", "recommendations", "attributes"}
+# The profile fields an identify sent with a write key may set (consent: only withdrawn).
+WRITER_FIELDS = frozenset({"first_name", "last_name", "locale", "timezone", "consent"})
 ACCEPTED, DUPLICATE, DROPPED = "accepted", "duplicate", "dropped"
 Outcome = str | EventRejected
 
@@ -44,10 +50,13 @@ class Reduced:
         return bool(self.applied)
 
 
-def reduce(profile: Profile | None, events: Sequence[Event], seen: Iterable[str]) -> Reduced:
+def reduce(
+    profile: Profile | None, events: Sequence[Event], seen: Iterable[str], trusted: bool = False
+) -> Reduced:
     """Apply `events` (one reader's, in arrival order) to `profile`. An event whose id is in
     `seen`, or earlier in `events`, is a duplicate; one for a reader who declined tracking
-    is dropped, unless it is an identify that grants tracking again."""
+    is dropped, unless it is an identify that grants tracking again, sent with an API key
+    (`trusted`): a public write key may withdraw consent but never grant it."""
     done = set(seen)
     result = Reduced(profile)
     current = profile
@@ -55,11 +64,11 @@ def reduce(profile: Profile | None, events: Sequence[Event], seen: Iterable[str]
         if event.event_id in done:
             result.outcomes.append(DUPLICATE)
             continue
-        if current is not None and not tracked(current) and not _sets_consent(event):
+        if current is not None and not tracked(current) and not (trusted and _grants(event)):
             result.outcomes.append(DROPPED)
             continue
         try:
-            current = apply(current or {}, event)
+            current = apply(current or {}, event, trusted)
         except EventRejected as exc:
             result.outcomes.append(exc)
             continue
@@ -70,8 +79,9 @@ def reduce(profile: Profile | None, events: Sequence[Event], seen: Iterable[str]
     return result
 
 
-def apply(profile: Profile, event: Event) -> Profile:
-    """`profile` with one event applied (a new document; `profile` is not changed)."""
+def apply(profile: Profile, event: Event, trusted: bool = False) -> Profile:
+    """`profile` with one event applied (a new document; `profile` is not changed).
+    Without `trusted` (a write key), identify traits set only `WRITER_FIELDS`."""
     out = dict(profile)
     when = event.ts
     counters = dict(out.get("counters") or {})
@@ -84,15 +94,18 @@ def apply(profile: Profile, event: Event) -> Profile:
         out["first_seen"] = when
     if when > out.get("last_seen", ""):
         out["last_seen"] = when
-    step = STEPS.get(event.type)
-    if step is not None:
-        step(out, event, when)
+    if event.type == "identify":
+        _identify(out, event, trusted)
+    else:
+        step = STEPS.get(event.type)
+        if step is not None:
+            step(out, event, when)
     return out
 
 
 def _product_view(out: Profile, event: Event, when: str) -> None:
     view = {"sku": event.properties["sku"], "ts": when}
-    out["recent_views"] = _newest(
+    out["recent_views"] = newest(
         [view, *out.get("recent_views", [])], MAX_RECENT_VIEWS, unique="sku"
     )
 
@@ -150,7 +163,7 @@ def _purchase(out: Profile, event: Event, when: str) -> None:
     }
     if props.get("order_id") is not None:
         purchase["order_id"] = props["order_id"]
-    out["purchases"] = _newest([purchase, *out.get("purchases", [])], MAX_PURCHASES)
+    out["purchases"] = newest([purchase, *out.get("purchases", [])], MAX_PURCHASES)
     spend = dict(out.get("spend") or {})
     spend[props["currency"]] = round(spend.get(props["currency"], 0) + props["total"], 2)
     out["spend"] = spend
@@ -166,9 +179,15 @@ def _engagement(name: str) -> Any:
     return step
 
 
-def _identify(out: Profile, event: Event, when: str) -> None:
+def _identify(out: Profile, event: Event, trusted: bool) -> None:
     traits = event.properties["traits"]
     known = {k: v for k, v in traits.items() if k in TRAIT_FIELDS}
+    if not trusted:
+        # A write key is public: it may name the reader and withdraw consent, but the
+        # fields a CRM owns (email, tier, points) and consent grants need an API key.
+        known = {k: v for k, v in known.items() if k in WRITER_FIELDS}
+        if isinstance(known.get("consent"), dict):
+            known["consent"] = {p: v for p, v in known["consent"].items() if v is False}
     extra = {k: v for k, v in traits.items() if k not in TRAIT_FIELDS and k != "attributes"}
     if isinstance(traits.get("attributes"), dict):  # traits that spell the profile's own
         extra = {**traits["attributes"], **extra}
@@ -192,12 +211,11 @@ STEPS = MappingProxyType(
         "purchase": _purchase,
         "email_open": _engagement("last_open"),
         "email_click": _engagement("last_click"),
-        "identify": _identify,
     }
 )
 
 
-def _sets_consent(event: Event) -> bool:
+def _grants(event: Event) -> bool:
     """An identify that grants tracking: the one event a reader who declined can send."""
     if event.type != "identify":
         return False
@@ -205,7 +223,7 @@ def _sets_consent(event: Event) -> bool:
     return isinstance(consent, dict) and consent.get("tracking") is True
 
 
-def _newest(entries: list[dict[str, Any]], limit: int, unique: str | None = None) -> list[Any]:
+def newest(entries: list[dict[str, Any]], limit: int, unique: str | None = None) -> list[Any]:
     """Entries newest first by `ts` (stable for equal times), the first of each `unique`
     value kept, at most `limit`."""
     ordered = sorted(entries, key=lambda e: e["ts"], reverse=True)
@@ -217,73 +235,3 @@ def _newest(entries: list[dict[str, Any]], limit: int, unique: str | None = None
                 out.append(entry)
         ordered = out
     return ordered[:limit]
-
-
-def merge(user: Profile | None, other: Profile) -> Profile:
-    """The profile of a user into which another reader's (an anonymous id's, or an
-    aliased user's) is merged: counters and spend summed, views and purchases
-    interleaved by time, carts united (a sku in both keeps the larger quantity), the
-    user's own fields kept and the other's filling the gaps, and consent declined if
-    either declined."""
-    base = dict(user or {})
-    out = {**{k: v for k, v in other.items() if k not in base}, **base}
-    counters = dict(base.get("counters") or {})
-    for kind, n in (other.get("counters") or {}).items():
-        counters[kind] = counters.get(kind, 0) + n
-    if counters:
-        out["counters"] = counters
-    spend = dict(base.get("spend") or {})
-    for currency, total in (other.get("spend") or {}).items():
-        spend[currency] = round(spend.get(currency, 0) + total, 2)
-    if spend:
-        out["spend"] = spend
-    for key, pick in (("first_seen", min), ("last_seen", max)):
-        times = [p[key] for p in (base, other) if key in p]
-        if times:
-            out[key] = pick(times)
-    views = [*base.get("recent_views", []), *other.get("recent_views", [])]
-    if views:
-        out["recent_views"] = _newest(views, MAX_RECENT_VIEWS, unique="sku")
-    purchases = [*base.get("purchases", []), *other.get("purchases", [])]
-    if purchases:
-        out["purchases"] = _newest(purchases, MAX_PURCHASES)
-    engagement = dict(other.get("engagement") or {})
-    for key, when in (base.get("engagement") or {}).items():
-        engagement[key] = max(when, engagement.get(key, ""))
-    if engagement:
-        out["engagement"] = engagement
-    out["cart"] = _united(base.get("cart", []), other.get("cart", []))
-    if not out["cart"]:
-        del out["cart"]
-    attributes = {**(other.get("attributes") or {}), **(base.get("attributes") or {})}
-    if attributes:
-        out["attributes"] = attributes
-    consent = _stricter(base.get("consent"), other.get("consent"))
-    if consent is not None:
-        out["consent"] = consent
-    return out
-
-
-def _united(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    lines = {line["sku"]: dict(line) for line in mine}
-    for line in theirs:
-        kept = lines.get(line["sku"])
-        if kept is None:
-            lines[line["sku"]] = dict(line)
-        else:
-            kept["qty"] = max(kept.get("qty", 1), line.get("qty", 1))
-    return list(lines.values())[:MAX_LIST]
-
-
-def _stricter(a: Any, b: Any) -> dict[str, bool] | None:
-    if a is None and b is None:
-        return None
-    out: dict[str, bool] = {}
-    for consent in (a, b):
-        if not isinstance(consent, dict):
-            if consent is not None:
-                return {"personalization": False, "tracking": False}
-            continue
-        for purpose, given in consent.items():
-            out[purpose] = out.get(purpose, True) and given is not False
-    return out

@@ -46,7 +46,9 @@ class Observer:
         children[0].inc()  # type: ignore[attr-defined]
         children[1].observe(elapsed)  # type: ignore[attr-defined]
         if log.isEnabledFor(logging.INFO):
-            path = template if "{token}" in template else scope["path"]
+            # A token or a reader's id in the path is logged as its template: reader ids
+            # never reach the logs (an erasure's audit names the reader by a hash only).
+            path = template if "{token}" in template or "{user_id}" in template else scope["path"]
             fallback = scope.get(FALLBACK_SCOPE_KEY)
             log.info(
                 "%s %s %d %.1fms%s",

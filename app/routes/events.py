@@ -65,9 +65,12 @@ def routes(services: Services) -> list[Route]:
     def segment(call: str) -> Handler:
         async def handler(request: Request) -> Response:
             presented = presented_key(request)
+            # A key in the header is checked before the body costs anything to read.
+            trusted = keys.check_writer(presented) if presented is not None else None
             # analytics.js posts text/plain (no preflight); the SDKs application/json.
             body = SegmentBody(call, parse_json(await read_body(request, limit)))
-            trusted = keys.check_writer(presented or body.write_key)
+            if trusted is None:
+                trusted = keys.check_writer(body.write_key)
             check_count(body.messages, max_count)
             docs = body.translated()
             result = await ingest.ingest(docs, dialect="segment", trusted=trusted)

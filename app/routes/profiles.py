@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.errors import BadRequest, NotFound, UnsupportedMediaType
+from app.errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
 from app.events.model import anonymous_reader
 from app.profiles.schema import (
     Profile,
@@ -40,8 +40,18 @@ def routes(services: Services) -> list[Route]:
             raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")
         return JSONResponse({"user_id": user_id, **profile})
 
+    async def not_merged(user_id: str) -> None:
+        """409 for an id merged into another user: a write there would reach no event."""
+        merged = (await services.stores.events.resolve([user_id])).get(user_id)
+        if merged is not None:
+            raise Conflict(
+                "this user id was merged into another user: write that user's profile",
+                code="merged_into_another",
+            )
+
     async def put_profile(request: Request) -> Response:
         user_id = check_user_id(request.path_params["user_id"])
+        await not_merged(user_id)
         clean = validate_profile(await _json_body(request))
 
         existed = False
@@ -57,6 +67,7 @@ def routes(services: Services) -> list[Route]:
 
     async def patch_profile(request: Request) -> Response:
         user_id = check_user_id(request.path_params["user_id"])
+        await not_merged(user_id)
         patch = await _json_body(request)
         if not isinstance(patch, dict):
             raise BadRequest("a merge patch must be a JSON object", code="invalid_body")

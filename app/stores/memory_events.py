@@ -96,18 +96,22 @@ class MemoryEvents:
         seen = self._live_seen(user_id, now_ms)
         seen.update(dict.fromkeys(write.event_ids, now_ms))
         self._seen[user_id] = seen
-        history = self._history.setdefault(user_id, [])
-        history.extend(write.history)
-        history.sort(key=lambda entry: entry[0])
-        floor = now_ms - self.retention.history_s * 1000
-        kept = [e for e in history if e[0] >= floor][-self.retention.history_events :]
-        self._history[user_id] = kept
+        if write.history:
+            self._keep_history(user_id, write.history, now_ms)
         if write.links:
             self._links.setdefault(user_id, set()).update(write.links)
         for _, raw in write.history if write.announce else ():
             for queue in self._followers:
                 with contextlib.suppress(asyncio.QueueFull):
                     queue.put_nowait(raw)
+
+    def _keep_history(
+        self, user_id: str, entries: Sequence[tuple[int, bytes]], now_ms: int
+    ) -> None:
+        history = sorted({*self._history.get(user_id, ()), *entries}, key=lambda e: e[0])
+        floor = now_ms - self.retention.history_s * 1000
+        kept = [e for e in history if e[0] >= floor][-self.retention.history_events :]
+        self._history[user_id] = kept
 
     async def link(self, user_id: str, to: str) -> str:
         return self._moved.setdefault(user_id, to)
@@ -127,18 +131,18 @@ class MemoryEvents:
         raw = self._profiles.raw(user_id)
         return ReaderDump(
             profile=None if raw is None else orjson.loads(raw),
-            seen=tuple(self._seen.get(user_id, {})),
             history=tuple(self._history.get(user_id, ())),
             links=frozenset(self._links.get(user_id, ())),
         )
 
     async def drop_merged(self, user_id: str) -> None:
-        moved = self._moved.get(user_id)
-        await self.forget(user_id)
+        for table in (self._history, self._links):
+            table.pop(user_id, None)
         await self._picks.forget(user_id)
         await self._profiles.delete(user_id)
-        if moved is not None:
-            self._moved[user_id] = moved
+
+    async def add_history(self, user_id: str, entries: Sequence[tuple[int, bytes]]) -> None:
+        self._keep_history(user_id, entries, int(time.time() * 1000))
 
     async def history(self, user_id: str, since_ms: int = 0) -> list[bytes]:
         return [raw for ts, raw in self._history.get(user_id, ()) if ts >= since_ms]

@@ -153,10 +153,10 @@ class Written(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ReaderDump:
-    """All a reader's event data, to merge it into another reader."""
+    """What a merge moves of a reader into another: its event ids stay where they are
+    (`drop_merged`), so a merge never carries more than the history's bound."""
 
     profile: Profile | None
-    seen: tuple[str, ...]
     history: tuple[tuple[int, bytes], ...]
     links: frozenset[str]
 
@@ -201,8 +201,14 @@ class EventStore(Erasable, Protocol):
     async def dump(self, user_id: str) -> ReaderDump: ...
 
     async def drop_merged(self, user_id: str) -> None:
-        """Delete the data of a reader merged into another (profile, ids, history, links,
-        picks), keeping the link so later events go to the user."""
+        """Delete the data of a reader merged into another (profile, history, links,
+        picks), keeping the link so later events go to the user, and its event ids until
+        the dedupe window ends them (a retried event of the reader is found there)."""
+        ...
+
+    async def add_history(self, user_id: str, entries: Sequence[tuple[int, bytes]]) -> None:
+        """Add (time in ms, event JSON) entries to a reader's history, trimmed by the
+        retention; adding an entry again changes nothing."""
         ...
 
     async def history(self, user_id: str, since_ms: int = 0) -> list[bytes]:

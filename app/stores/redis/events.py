@@ -90,6 +90,9 @@ return out
 """
 
 
+HISTORY_SLICE = 100
+
+
 def version_of(raw: bytes | None) -> str:
     """The compare-and-set token of a stored profile, as the script computes it."""
     return "" if raw is None else hashlib.sha1(raw, usedforsecurity=False).hexdigest()
@@ -220,21 +223,32 @@ class RedisEvents:
         with unavailable():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.get(profile_key(user_id))
-                pipe.zrange(seen_key(user_id), 0, -1)
                 pipe.zrange(history_key(user_id), 0, -1, withscores=True)
                 pipe.smembers(links_key(user_id))
-                raw, seen, history, links = await pipe.execute()
+                raw, history, links = await pipe.execute()
         return ReaderDump(
             profile=None if raw is None else loads(raw),
-            seen=tuple(text(i) for i in seen),
             history=tuple((int(score), event) for event, score in history),
             links=frozenset(text(m) for m in links),
         )
 
     async def drop_merged(self, user_id: str) -> None:
-        keys = [profile_key(user_id), picks_key(user_id), *event_keys(user_id)]
-        keys.remove(alias_key(user_id))
-        await self._connection.call(self._redis.delete(*keys))
+        keys = (profile_key(user_id), picks_key(user_id), history_key(user_id))
+        await self._connection.call(self._redis.delete(*keys, links_key(user_id)))
+
+    async def add_history(self, user_id: str, entries: Sequence[tuple[int, bytes]]) -> None:
+        retention, key = self.retention, history_key(user_id)
+        floor = int(time.time() * 1000) - retention.history_s * 1000
+        with unavailable():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                # In slices: one command never holds Redis for long, whatever the size.
+                for start in range(0, len(entries), HISTORY_SLICE):
+                    chunk = entries[start : start + HISTORY_SLICE]
+                    pipe.zadd(key, {raw: ts_ms for ts_ms, raw in chunk})
+                pipe.zremrangebyscore(key, "-inf", f"({floor}")
+                pipe.zremrangebyrank(key, 0, -(retention.history_events + 1))
+                pipe.pexpire(key, retention.history_s * 1000)
+                await pipe.execute()
 
     async def history(self, user_id: str, since_ms: int = 0) -> list[bytes]:
         events = await self._connection.call(
