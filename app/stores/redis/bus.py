@@ -23,4 +23,5 @@ class RedisBus:
 
     async def _follow(self, stop: asyncio.Event) -> AsyncIterator[str]:
         async for message in self._connection.follow(CHANGES_CHANNEL, stop):
-            yield message.decode()
+            for user_id in message.decode().split("\n"):  # several readers a message
+                yield user_id

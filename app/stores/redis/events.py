@@ -67,7 +67,6 @@ if #history > 0 then
   if announce then redis.call('PUBLISH', '{EVENTS_CHANNEL}', table.concat(lines, '\\n')) end
 end
 for _, id in ipairs(links) do redis.call('SADD', KEYS[4], id) end
-redis.call('PUBLISH', '{CHANGES_CHANNEL}', user)
 return 'written'
 """
 
@@ -145,7 +144,15 @@ class RedisEvents:
 
     async def write(self, writes: Sequence[ReaderWrite], now_ms: int) -> list[Written]:
         replies = await self._run(WRITE, [self._command(w, now_ms) for w in writes])
-        return [Written(text(r)) for r in replies]
+        results = [Written(text(r)) for r in replies]
+        written = [w.user_id for w, r in zip(writes, results, strict=True) if r is Written.WRITTEN]
+        if written:
+            # One message for the request, not one per reader: every server reads every
+            # message, and a request writes a hundred readers.
+            await self._connection.call(
+                self._redis.publish(CHANGES_CHANNEL, "\n".join(written))
+            )
+        return results
 
     async def _run(self, script: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """`script` run once per command (key count, keys, ARGV), in one pipeline."""

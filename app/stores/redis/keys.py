@@ -10,7 +10,7 @@ from __future__ import annotations
 
 CATALOG_KEY = "kairos:catalog"  # hash: sku -> product JSON
 POPULAR_KEY = "kairos:popular"  # sorted set: sku scored by negated popularity
-CHANGES_CHANNEL = "kairos:changes"  # pub/sub: user ids changed, '*' for everyone
+CHANGES_CHANNEL = "kairos:changes"  # pub/sub: user ids changed, one a line; '*' for everyone
 EVENTS_CHANNEL = "kairos:events"  # pub/sub: the events each reader write applied, one a line
 AUDIT_KEY = "kairos:audit:erasures"  # stream: one entry per erasure, readers by keyed hash
 AUDIT_CAP = 100_000
