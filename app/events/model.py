@@ -7,6 +7,7 @@ it does to a reader is `app/events/reduce.py`.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -138,8 +139,9 @@ def anonymous_reader(anonymous_id: str) -> str:
 
 def format_ms(ts_ms: int) -> str:
     """UTC milliseconds as ISO 8601, e.g. '2026-12-06T10:00:00.123Z'."""
-    moment = datetime.fromtimestamp(ts_ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    seconds, ms = divmod(ts_ms, 1000)
+    # strftime over gmtime: a third of datetime's cost, on every event's path.
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{ms:03d}Z"
 
 
 def parse_ts(value: str) -> datetime:

