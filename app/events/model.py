@@ -36,6 +36,7 @@ MAX_EVENT_ID = 100
 ANONYMOUS = "~"
 MAX_ITEMS = 100
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+KEPT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 MAX_AHEAD = timedelta(days=1)
 
 
@@ -48,7 +49,7 @@ class EventRejected(Exception):
         self.code, self.message, self.field = code, message, field
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per event, and frozen costs its __init__
 class Event:
     """A checked event. `reader` is the id its changes go to first (the user id, else the
     anonymous reader of the anonymous id); `ts_ms` is its time in UTC milliseconds and
@@ -126,7 +127,13 @@ def check_event(doc: Any, *, received_ms: int, max_bytes: int) -> Event:
         # Only when it names the reader: a user's history never keeps the anonymous ids
         # seen beside it, which an erasure of those ids could not find.
         kept["anonymous_id"] = anonymous_id
-    kept["ts"] = ts = format_ms(ts_ms)
+    given = doc.get("ts")
+    # A time already in the form kept (UTC, milliseconds, Z) is kept as it is.
+    if isinstance(given, str) and KEPT_TIME.fullmatch(given) is not None:
+        ts = given
+    else:
+        ts = format_ms(ts_ms)
+    kept["ts"] = ts
     kept["properties"] = properties
     raw = orjson.dumps(kept)
     return Event(event_id, kind, user_id, anonymous_id, ts_ms, ts, properties, raw)

@@ -102,7 +102,8 @@ class Retention:
     history_s: int = 90 * 86_400
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per reader per request, and a frozen
+# dataclass's __init__ sets each field through object.__setattr__
 class ReaderAsk:
     """What ingest asks of a reader before applying its events: which of `event_ids`
     were applied already, and whether any of `hashes` (the reader's keyed hashes) is
@@ -113,7 +114,8 @@ class ReaderAsk:
     hashes: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per reader per request, and a frozen
+# dataclass's __init__ sets each field through object.__setattr__
 class ReaderState:
     """A reader as read for ingest. `version` is an opaque compare-and-set token of the
     profile ("" when there is none); `moved_to` is the user this reader was merged into
@@ -126,7 +128,8 @@ class ReaderState:
     version: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per reader per request, and a frozen
+# dataclass's __init__ sets each field through object.__setattr__
 class ReaderWrite:
     """One reader's change: its new profile, the event ids now applied, the events to
     keep in its history as (time in ms, event JSON), and ids merged into it (`links`)."""
