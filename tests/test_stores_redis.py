@@ -219,3 +219,24 @@ async def _until(check, within_s: float = 2.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.005)
+
+
+def test_the_scripts_keys_are_the_layouts_keys():
+    from app.stores.redis.keys import (
+        alias_key,
+        history_key,
+        links_key,
+        script_keys,
+        seen_key,
+        suppressed_key,
+    )
+
+    for user_id in ("u1", "~anon-1", "crm:42"):
+        assert script_keys(user_id, "77") == (
+            profile_key(user_id),
+            seen_key(user_id),
+            history_key(user_id),
+            links_key(user_id),
+            alias_key(user_id),
+            suppressed_key("77"),
+        )

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from app.caching import Bounded
 from app.errors import CorruptData
 from app.events.model import anonymous_reader
 from app.metrics import Metrics
@@ -20,6 +21,7 @@ from app.stores.protocols import ReaderAsk
 log = logging.getLogger("kairos.privacy")
 
 HASH_CONTEXT = b"kairos-reader\x00"
+KNOWN_READERS = 50_000
 
 
 class ReaderHashes:
@@ -33,12 +35,18 @@ class ReaderHashes:
             hashlib.blake2b(HASH_CONTEXT + k.reveal().encode(), digest_size=32).digest()
             for k in keys
         )
+        # A reader's events come in runs (a session): its hashes are asked again soon.
+        self._known: Bounded[str, tuple[str, ...]] = Bounded(KNOWN_READERS)
 
     def of(self, user_id: str) -> tuple[str, ...]:
-        message = user_id.encode()
-        return tuple(
-            hashlib.blake2b(message, key=k, digest_size=16).hexdigest() for k in self._keys
-        )
+        found = self._known.get(user_id)
+        if found is None:
+            message = user_id.encode()
+            found = tuple(
+                hashlib.blake2b(message, key=k, digest_size=16).hexdigest() for k in self._keys
+            )
+            self._known.put(user_id, found)
+        return found
 
 
 class Erasure:

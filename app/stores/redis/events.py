@@ -31,7 +31,7 @@ from app.stores.redis.keys import (
     links_key,
     picks_key,
     profile_key,
-    seen_key,
+    script_keys,
     suppressed_key,
 )
 
@@ -90,6 +90,9 @@ return out
 
 
 HISTORY_SLICE = 100
+# Which of `script_keys` each script takes, in its KEYS order.
+READ_KEYS = (0, 4, 1, 5)
+WRITE_KEYS = (0, 1, 2, 3, 4, 5)
 
 
 def version_of(raw: bytes | None) -> str:
@@ -109,6 +112,10 @@ class RedisEvents:
             for script in (READ, WRITE)
         }
 
+    def _keys(self, user_id: str, picked: tuple[int, ...]) -> list[str]:
+        every = script_keys(user_id, self._connection.slot_tag(user_id))
+        return [every[i] for i in picked]
+
     def _suppressed(self, user_id: str) -> str:
         return suppression_key(self._connection, user_id)
 
@@ -118,10 +125,7 @@ class RedisEvents:
         commands = [
             [
                 4,
-                profile_key(a.user_id),
-                alias_key(a.user_id),
-                seen_key(a.user_id),
-                self._suppressed(a.user_id),
+                *self._keys(a.user_id, READ_KEYS),
                 floor,
                 orjson.dumps(a.event_ids),
                 orjson.dumps(a.hashes),
@@ -178,14 +182,7 @@ class RedisEvents:
     def _command(self, w: ReaderWrite, now_ms: int) -> list[Any]:
         """The EVALSHA arguments after the sha: key count, keys, then ARGV."""
         retention, u = self.retention, w.user_id
-        keys = [
-            profile_key(u),
-            seen_key(u),
-            history_key(u),
-            links_key(u),
-            alias_key(u),
-            self._suppressed(u),
-        ]
+        keys = self._keys(u, WRITE_KEYS)
         rest = [
             now_ms,
             retention.dedupe_s * 1000,

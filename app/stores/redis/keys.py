@@ -54,6 +54,14 @@ def suppressed_key(slot_tag: str) -> str:
     return f"kairos:suppressed:{{{slot_tag}}}"
 
 
+def script_keys(user_id: str, slot_tag: str) -> tuple[str, str, str, str, str, str]:
+    """The keys the event scripts take: profile, seen, history, links, alias, and the
+    suppression set (the functions above, spelled once: this is on every event's path)."""
+    tag = f"kairos:{{{user_id}}}:"
+    suppressed = f"kairos:suppressed:{{{slot_tag}}}"
+    return tag + "profile", tag + "seen", tag + "history", tag + "links", tag + "alias", suppressed
+
+
 def event_keys(user_id: str) -> tuple[str, ...]:
     """The keys of the reader's event data."""
     return seen_key(user_id), history_key(user_id), links_key(user_id), alias_key(user_id)
