@@ -11,7 +11,7 @@ import orjson
 from starlette.requests import Request
 
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from app.events.model import EventRejected
+from app.events.model import EventRejected, parse_ts
 from app.events.segment import BATCHES, SegmentError, messages, translate
 
 CHUNK = 64 * 1024
@@ -122,13 +122,17 @@ class SegmentBody:
         """Native event dicts, an `EventRejected` in place of a message that cannot be
         translated (ingest reports it at its index)."""
         received_at = datetime.now(UTC)
+        sent_at = self._sent_at
+        if isinstance(sent_at, str):
+            try:  # once for the batch rather than once a message
+                sent_at = parse_ts(sent_at)
+            except (ValueError, OverflowError):
+                pass  # each message names it as its own error
         out: list[Any] = []
         for message in self.messages:
             try:
                 out.append(
-                    translate(
-                        message, call=self._call, received_at=received_at, sent_at=self._sent_at
-                    )
+                    translate(message, call=self._call, received_at=received_at, sent_at=sent_at)
                 )
             except SegmentError as exc:
                 out.append(EventRejected(exc.code, exc.message, exc.field))

@@ -91,13 +91,19 @@ def _mapped(
     (with `rest`) every other property of `props` as it is."""
     out: dict[str, Any] = {}
     used: set[str] = set()
+    # Plain loops, no generator per field: every Segment event goes through here.
+    places = (props,) if fallback is EMPTY else (props, fallback)
     for native, sources, convert in fields:
-        for where in (props, fallback):
-            source = next((s for s in sources if where.get(s) is not None), None)
-            if source is not None:
-                out[native] = convert(where[source])
-                used.add(source)
-                break
+        for where in places:
+            for source in sources:
+                value = where.get(source)
+                if value is not None:
+                    out[native] = convert(value)
+                    used.add(source)
+                    break
+            else:
+                continue
+            break
     for key, value in props.items() if rest else ():
         if key not in out and key not in used:
             out[key] = value
@@ -220,7 +226,8 @@ def _ts(message: Mapping[str, Any], received_at: datetime, sent_at: Any) -> str:
         for field in ("timestamp", "originalTimestamp", "sentAt")
     )
     if sent is None and sent_at is not None:
-        sent = _time(sent_at, "sentAt")
+        # The envelope's, parsed once for its batch by the caller when it can be.
+        sent = _utc(sent_at) if isinstance(sent_at, datetime) else _time(sent_at, "sentAt")
     client = original or stamp
     if client is None:
         when = _utc(received_at)
