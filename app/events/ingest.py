@@ -88,13 +88,22 @@ class Ingest:
         self._max_event_bytes = max_event_bytes
 
     async def ingest(
-        self, docs: Sequence[Any], *, dialect: str = "native", trusted: bool = False
+        self,
+        docs: Sequence[Any],
+        *,
+        dialect: str = "native",
+        trusted: bool = False,
+        body_bytes: int | None = None,
     ) -> IngestResult:
-        """Check and apply `docs` (native event objects, in order). An identify or alias
+        """Check and apply `docs` (native event objects, in order; `body_bytes`: the size
+        of the request they came in, when it is theirs). An identify or alias
         merges the anonymous reader of its anonymous id into the user; sent with an API
         key (`trusted`), also the user of that id (Segment's alias of a former user id):
         a public write key never moves one user's data into another."""
         received_ms = int(time.time() * 1000)
+        # No event of a body within the event limit can be over it: nothing to measure.
+        small = body_bytes is not None and body_bytes <= self._max_event_bytes
+        max_bytes = None if small else self._max_event_bytes
         result = IngestResult()
         run: list[tuple[int, Event]] = []
         merges = 0
@@ -103,7 +112,7 @@ class Ingest:
                 result.reject(index, doc)
                 continue
             try:
-                event = check_event(doc, received_ms=received_ms, max_bytes=self._max_event_bytes)
+                event = check_event(doc, received_ms=received_ms, max_bytes=max_bytes)
             except EventRejected as exc:
                 result.reject(index, exc)
                 continue

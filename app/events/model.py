@@ -74,15 +74,13 @@ class Event:
         return self.type == "identify" and bool(self.user_id and self.anonymous_id)
 
 
-def check_event(doc: Any, *, received_ms: int, max_bytes: int) -> Event:
-    """`doc` as a checked `Event`, or `EventRejected` naming the first problem."""
+def check_event(doc: Any, *, received_ms: int, max_bytes: int | None) -> Event:
+    """`doc` as a checked `Event`, or `EventRejected` naming the first problem. With
+    `max_bytes` None the size is not measured (the caller knows the event is smaller:
+    its whole request was)."""
     if not isinstance(doc, dict):
         raise EventRejected("invalid_event", "an event must be a JSON object")
-    try:
-        raw = orjson.dumps(doc)
-    except TypeError:  # orjson stops at 255 levels of nesting
-        raise EventRejected("invalid_event", "an event may nest at most 250 levels") from None
-    if len(raw) > max_bytes:
+    if max_bytes is not None and len(_dumps(doc)) > max_bytes:
         raise EventRejected("event_too_large", f"an event may be at most {max_bytes} bytes as JSON")
     event_id = doc.get("event_id")
     if event_id is None:
@@ -135,8 +133,14 @@ def check_event(doc: Any, *, received_ms: int, max_bytes: int) -> Event:
         ts = format_ms(ts_ms)
     kept["ts"] = ts
     kept["properties"] = properties
-    raw = orjson.dumps(kept)
-    return Event(event_id, kind, user_id, anonymous_id, ts_ms, ts, properties, raw)
+    return Event(event_id, kind, user_id, anonymous_id, ts_ms, ts, properties, _dumps(kept))
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(doc)
+    except TypeError:  # orjson stops at 255 levels of nesting
+        raise EventRejected("invalid_event", "an event may nest at most 250 levels") from None
 
 
 def anonymous_reader(anonymous_id: str) -> str:

@@ -55,9 +55,10 @@ def routes(services: Services) -> list[Route]:
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             raise UnsupportedMediaType("send the events as application/json")
-        docs = native_events(parse_json(await read_body(request, limit)))
+        body = await read_body(request, limit)
+        docs = native_events(parse_json(body))
         check_count(docs, max_count)
-        result = await ingest.ingest(docs, trusted=trusted)
+        result = await ingest.ingest(docs, trusted=trusted, body_bytes=len(body))
         if docs and len(result.rejected) == len(docs):
             return _nothing_valid(result, 422)
         return JSONResponse(result.body(), status_code=202)
