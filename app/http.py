@@ -1,10 +1,15 @@
-"""Small, fast readers of the raw ASGI request, for the open-time hot path."""
+"""Small, fast readers of the raw request: the query and the headers on the open-time hot
+path, and a JSON body."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import unquote_plus
 
+import orjson
 from starlette.types import Scope
+
+from app.errors import BadRequest
 
 
 def query_dict(raw: bytes) -> dict[str, str]:
@@ -27,3 +32,13 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body as JSON, or 400 `invalid_json` (empty, or not JSON)."""
+    if not body:
+        raise BadRequest("the request body is empty", code="invalid_json")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,13 @@ import orjson
 import pytest
 import redis
 from support import API_KEY, AUTH, feed_url, free_port, serve
-from test_cli import KAIROS, jsonl, run_kairos, subprocess_env
+from test_cli import (  # running_server: the fixture, `kairos serve` on the embedded store
+    KAIROS,
+    jsonl,
+    run_kairos,
+    running_server,  # noqa: F401
+    subprocess_env,
+)
 
 from app.app import create_app
 from app.cli import events, main
@@ -242,46 +247,12 @@ def test_import_with_redis_unreachable_fails_cleanly(
 # --- import through a running server ------------------------------------------------------
 
 
-@pytest.fixture
-def running_server(tmp_path: Path) -> Iterator[str]:
-    """`kairos serve` on the embedded store."""
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(KAIROS), "serve", "--port", str(port)],
-            env=subprocess_env(tmp_path, KAIROS_LOG_LEVEL="WARNING"),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "kairos serve did not become ready"
-            time.sleep(0.05)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_import_through_a_running_server(
     clean_environ: Env,
     monkeypatch: pytest.MonkeyPatch,
     capsys: Capsys,
     tmp_path: Path,
-    running_server: str,
+    running_server: str,  # noqa: F811 (the fixture imported from test_cli)
 ) -> None:
     monkeypatch.setenv("KAIROS_API_KEY", API_KEY)
     path = jsonl(tmp_path / "events.jsonl", MIXED)

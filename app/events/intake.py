@@ -7,7 +7,6 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -72,15 +71,6 @@ def _too_large(limit: int) -> PayloadTooLarge:
         f"an events request may be at most {limit} bytes (after gzip); split it",
         code="payload_too_large",
     )
-
-
-def parse_json(body: bytes) -> Any:
-    if not body:
-        raise BadRequest("the request body is empty", code="invalid_json")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
 
 
 def native_events(doc: Any) -> list[Any]:

@@ -20,10 +20,10 @@ from app.events.intake import (
     SegmentBody,
     check_count,
     native_events,
-    parse_json,
     read_body,
 )
 from app.events.segment import CALLS
+from app.http import parse_json
 from app.responses import JSONResponse
 from app.services import Services
 

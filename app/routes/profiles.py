@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
 from app.events.model import anonymous_reader
+from app.http import parse_json
 from app.profiles.schema import (
     Profile,
     check_user_id,
@@ -140,13 +140,7 @@ async def _json_body(request: Request) -> Any:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in ("application/json", "application/merge-patch+json"):
         raise UnsupportedMediaType("send the body as application/json")
-    body = await request.body()
-    if not body:
-        raise BadRequest("the request body is empty", code="invalid_json")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    return parse_json(await request.body())
 
 
 def _now() -> str:
