@@ -362,6 +362,29 @@ def base_env() -> dict[str, str]:
     return env
 
 
+# --- data -------------------------------------------------------------------------------
+
+
+def bench_products(count: int, prefix: str, step: float, width: int) -> list[dict[str, Any]]:
+    """`count` catalog products `{prefix}-000`... (`width` digits), priced from 9.5 by
+    `step`, the most popular first: the catalog the benches seed."""
+    categories = ("lighting", "textiles", "furniture", "decor", "kitchen")
+    slug = prefix.lower()
+    return [
+        {
+            "sku": f"{prefix}-{i:0{width}d}",
+            "title": f"Bench product {i}",
+            "price": round(9.5 + i * step, 2),
+            "currency": "EUR",
+            "category": categories[i % len(categories)],
+            "image_url": f"https://shop.example.com/img/{slug}-{i:0{width}d}.jpg",
+            "url": f"https://shop.example.com/p/{slug}-{i:0{width}d}",
+            "popularity": count - i,
+        }
+        for i in range(count)
+    ]
+
+
 # --- redis-server -----------------------------------------------------------------------
 
 

@@ -87,6 +87,7 @@ from common import (
     Processes,
     WrkResult,
     base_env,
+    bench_products,
     cpu_seconds,
     die_with_parent,
     free_port,
@@ -102,10 +103,11 @@ from common import (
     wait_ready,
 )
 
-from app.events.intake import SegmentBody, native_events, parse_json
+from app.events.intake import SegmentBody, native_events
 from app.events.model import check_event
 from app.events.privacy import ReaderHashes
 from app.events.reduce import reduce
+from app.http import parse_json
 from app.profiles.schema import validate_profile
 from app.services import build_services
 from app.settings import Secret, Settings
@@ -137,20 +139,7 @@ LIBRARY = {"name": "analytics-node", "version": "2.1.0"}
 
 
 def _products() -> list[dict[str, Any]]:
-    categories = ("lighting", "textiles", "furniture", "decor", "kitchen")
-    return [
-        {
-            "sku": f"EV-{i:04d}",
-            "title": f"Bench product {i}",
-            "price": round(9.5 + i * 1.25, 2),
-            "currency": "EUR",
-            "category": categories[i % len(categories)],
-            "image_url": f"https://shop.example.com/img/ev-{i:04d}.jpg",
-            "url": f"https://shop.example.com/p/ev-{i:04d}",
-            "popularity": PRODUCTS - i,
-        }
-        for i in range(PRODUCTS)
-    ]
+    return bench_products(PRODUCTS, "EV", 1.25, 4)
 
 
 def _reader_id(block: int, j: int) -> str:

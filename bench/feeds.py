@@ -35,7 +35,6 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,18 +45,19 @@ import orjson
 import redis
 from common import (
     BENCH_DIR,
-    START_TIMEOUT_S,
     BenchError,
     Client,
     Pinning,
     Processes,
     WrkResult,
     base_env,
+    bench_products,
     free_port,
     metrics,
     pinning,
     run_main,
     run_wrk,
+    start_redis,
     tail,
     total,
     uvicorn_argv,
@@ -89,20 +89,7 @@ TARGETS = (("a", "c", 0.7), ("b", "d", 0.8))
 
 
 def _products() -> list[dict[str, Any]]:
-    categories = ("lighting", "textiles", "furniture", "decor", "kitchen")
-    return [
-        {
-            "sku": f"BENCH-{i:03d}",
-            "title": f"Bench product {i}",
-            "price": round(9.5 + i * 3.25, 2),
-            "currency": "EUR",
-            "category": categories[i % len(categories)],
-            "image_url": f"https://shop.example.com/img/bench-{i:03d}.jpg",
-            "url": f"https://shop.example.com/p/bench-{i:03d}",
-            "popularity": PRODUCTS - i,
-        }
-        for i in range(PRODUCTS)
-    ]
+    return bench_products(PRODUCTS, "BENCH", 3.25, 3)
 
 
 def _readers(count: int) -> list[tuple[str, dict[str, Any]]]:
@@ -163,41 +150,7 @@ async def _expected_feeds(
 
 
 def _start_redis(procs: Processes, tmp: Path, pin: Pinning) -> tuple[str, int]:
-    port = free_port()
-    data = tmp / "redis"
-    data.mkdir()
-    argv = pin.wrap(
-        [
-            "redis-server",
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--protected-mode", "yes",
-            "--daemonize", "no",
-            "--dir", str(data),
-            "--save", "",
-            "--appendonly", "no",
-            "--loglevel", "warning",
-        ],
-        pin.load,
-    )  # fmt: skip
-    log = tmp / "redis.log"
-    proc = procs.start("redis-server", argv, env=dict(os.environ), log=log)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(f"redis-server exited with {proc.returncode}:\n{tail(log)}")
-            try:
-                if client.ping():
-                    break
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise BenchError(f"redis-server not ready on port {port}:\n{tail(log)}")
-            time.sleep(0.05)
-    finally:
-        client.close()
+    _, port = start_redis(procs, tmp, pin.load)
     return f"redis://127.0.0.1:{port}/0", port
 
 
