@@ -2085,3 +2085,13 @@ async def test_lifting_covers_the_id_as_an_anonymous_id_too(k: Kairos) -> None:
     r = await k.client.delete("/v1/suppressions/lift-me", headers=AUTH)
     assert r.status_code == 204
     assert (await k.post([ev("page_view", None, anon="lift-me")]))["accepted"] == 1
+
+
+async def test_a_request_merges_at_most_a_hundred_readers(k: Kairos) -> None:
+    merges = [ev("identify", f"mm-{i}", anon=f"ma-{i}", traits={}) for i in range(101)]
+    body = await k.post([ev("page_view", None, anon="ma-100"), *merges])
+    assert counts(body) == (101, 0, 0, [(101, "too_many_merges")])
+    assert body["rejected"][0]["field"] == "anonymous_id"
+    # the merges before it happened; the one refused moved nothing
+    assert await k.profile("ma-99", anonymous=True) is None
+    assert await k.counters("ma-100", anonymous=True) == {"page_view": 1}
