@@ -53,7 +53,8 @@ class ApiKeys:
             )
         if presented is None:
             raise Unauthorized(
-                "send a write key as 'Authorization: Bearer <key>' or as the Basic-auth user name"
+                "send a write key as 'Authorization: Bearer <key>', as the Basic-auth user "
+                "name, or (Segment dialect) as `writeKey` in the body"
             )
         candidate = presented.encode()
         # Both lists are compared in full, so timing tells nothing of which matched.

@@ -178,6 +178,23 @@ def test_import_twice_all_duplicates_exits_0(
     assert capsys.readouterr().out == "accepted 0, duplicates 1199, dropped 0, rejected 0\n"
 
 
+def test_an_import_into_the_store_is_trusted_as_an_api_key(
+    on_redis: str, capsys: Capsys, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    # The operator holds the store's credentials: a CRM's traits are set, unlike a
+    # public write key's.
+    traits = {"email": "rr@example.com", "tier": "gold", "loyalty_points": 5}
+    path = jsonl(tmp_path / "crm.jsonl", [native("t1", user="rr", kind="identify", traits=traits)])
+    assert main(["import", "events", str(path)]) == 0
+    capsys.readouterr()
+    stored = profile(redis_client, "rr")
+    assert (stored["email"], stored["tier"], stored["loyalty_points"]) == (
+        "rr@example.com",
+        "gold",
+        5,
+    )
+
+
 def test_import_caps_the_rejected_lines_shown(
     on_redis: str, capsys: Capsys, tmp_path: Path
 ) -> None:
@@ -374,7 +391,7 @@ def test_erase_then_verify(
 
     assert main(["erase", "ada"]) == 0
     assert capsys.readouterr().out == (
-        "erased ada and 1 merged id(s)\n"
+        "erased ada and 2 merged id(s)\n"  # ~visitor-1, and visitor-1 (a trusted import)
         "suppressed: its events are refused until `kairos erase --lift ada`\n"
     )
     assert main(["erase", "--verify", "ada"]) == 0

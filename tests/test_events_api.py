@@ -2095,3 +2095,15 @@ async def test_a_request_merges_at_most_a_hundred_readers(k: Kairos) -> None:
     # the merges before it happened; the one refused moved nothing
     assert await k.profile("ma-99", anonymous=True) is None
     assert await k.counters("ma-100", anonymous=True) == {"page_view": 1}
+
+
+async def test_erasing_a_user_refuses_that_id_as_an_anonymous_id_too(k: Kairos) -> None:
+    # No anonymous reader of that id exists yet: none must start after the erasure.
+    await k.post([ev("page_view", "zz1")])
+    r = await k.client.delete("/v1/profiles/zz1", headers=AUTH)
+    assert r.status_code == 204
+    r = await k.send([ev("page_view", None, anon="zz1")])
+    assert r.status_code == 422
+    assert [(x["code"], x["field"]) for x in r.json()["rejected"]] == [
+        ("suppressed", "anonymous_id")
+    ]

@@ -90,6 +90,11 @@ class Erasure:
         for reader in ids:
             hashes = self._hashes.of(reader) if suppress else ()
             existed |= await self._stores.erase(reader, hashes)
+        anonymous = anonymous_reader(user_id)
+        if suppress and anonymous not in ids:
+            # No anonymous reader of that id yet: nothing to erase, but its events must
+            # not start one either.
+            await self._stores.erase(anonymous, self._hashes.of(anonymous))
         for reader in ids:
             await self._profiles.changed(reader)
         await self._stores.backend.record_erasure(

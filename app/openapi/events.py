@@ -190,7 +190,7 @@ def native_path() -> dict[str, Any]:
             "summary": 'Send events: one event, or {"events": [...]}',
             "description": "Applied exactly once per event id and reader within the dedupe "
             "window, atomically per reader; 202 only once the store has them.",
-            "security": [*bearer(), {"writeKey": []}],
+            "security": [*bearer(), {"writeKey": []}, {"writeKeyBasic": []}],
             "parameters": [gzip_header()],
             "requestBody": {
                 "required": True,

@@ -20,6 +20,13 @@ def paths() -> dict[str, Any]:
     """Every path; the send-time ones come from `app.openapi.render`, the events and
     privacy ones from `app.openapi.events` and `app.openapi.segment`."""
     profile_body = {"required": True, "content": {"application/json": {"schema": profile_schema()}}}
+    patch_body = {
+        "required": True,
+        "content": {
+            media: {"schema": profile_schema()}
+            for media in ("application/json", "application/merge-patch+json")
+        },
+    }
     return {
         "/openapi.json": {
             "get": {"summary": "This description", "responses": {"200": json("OpenAPI")}}
@@ -190,6 +197,7 @@ def paths() -> dict[str, Any]:
                 "responses": {
                     "200": json("the profile", profile_schema()),
                     "401": error("missing or invalid API key"),
+                    "403": error("a write key (write_key_not_allowed): this call needs an API key"),
                     "404": error("no such profile"),
                 },
             },
@@ -201,6 +209,7 @@ def paths() -> dict[str, Any]:
                     "200": json("replaced", profile_schema()),
                     "201": json("created", profile_schema()),
                     "401": error("missing or invalid API key"),
+                    "403": error("a write key (write_key_not_allowed): this call needs an API key"),
                     "413": error("body too large"),
                     "409": error("the user id was merged into another user (merged_into_another)"),
                     "415": error("not JSON"),
@@ -210,10 +219,11 @@ def paths() -> dict[str, Any]:
             "patch": {
                 "summary": "Update a profile (JSON merge patch, RFC 7396)",
                 "security": bearer(),
-                "requestBody": profile_body,
+                "requestBody": patch_body,
                 "responses": {
                     "200": json("updated", profile_schema()),
                     "401": error("missing or invalid API key"),
+                    "403": error("a write key (write_key_not_allowed): this call needs an API key"),
                     "404": error("no such profile"),
                     "409": error("the user id was merged into another user (merged_into_another)"),
                     "422": error("invalid field"),
@@ -237,6 +247,7 @@ def paths() -> dict[str, Any]:
                     "204": {"description": "erased"},
                     "400": error("bad user id or suppress value"),
                     "401": error("missing or invalid API key"),
+                    "403": error("a write key (write_key_not_allowed): this call needs an API key"),
                     "404": error("no such profile (the ids are suppressed all the same)"),
                     "503": error("the store is unavailable"),
                 },

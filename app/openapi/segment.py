@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.events.intake import WEBHOOK
 from app.events.segment import BATCHES, CALLS
 from app.openapi.events import answer_schema, common_errors, gzip_header, nothing_valid, preflight
 from app.openapi.schemas import bearer, json
@@ -50,12 +51,17 @@ def segment_batch() -> dict[str, Any]:
 
 def segment_path(call: str) -> dict[str, Any]:
     body = segment_batch() if call in BATCHES else segment_message()
+    where = (
+        "For a Segment or RudderStack webhook destination: give it this URL; each message "
+        "is read by its own `type`."
+        if call == WEBHOOK
+        else f"For Segment and RudderStack SDKs: set their host to `{{server}}{SEGMENT_PREFIX}`."
+    )
     return {
         "post": {
             "summary": f"Segment HTTP Tracking API: {call}",
-            "description": "For Segment and RudderStack SDKs: set their host to "
-            f"`{{server}}{SEGMENT_PREFIX}`. The write key travels as the Basic-auth user "
-            "name, as a Bearer key, or as `writeKey` in the body.",
+            "description": f"{where} The write key travels as the Basic-auth user name, as a "
+            "Bearer key, or as `writeKey` in the body.",
             "security": [{"writeKeyBasic": []}, {"writeKey": []}, *bearer()],
             "parameters": [gzip_header()],
             "requestBody": {
