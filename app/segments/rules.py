@@ -1,7 +1,7 @@
 """The segment rules file, parsed with `tomllib` and checked whole; errors name the
-file, the rule and the line. `templates/segments.toml` shows every kind. Over 300 lines
-because the rule kinds, their checks and the lines errors point at are one concern (the
-file format a designer reviews), read in one place.
+file, the rule and the line. `templates/segments.toml` shows every kind.
+Over 300 lines because the rule kinds, their checks and the lines errors point at are
+one concern (the file format a designer reviews), read in one place.
 
     [segments.NAME]          # lower snake case: templates test segments by name
     priority = 50            # an integer, unique: the highest is the reader's primary
