@@ -72,6 +72,7 @@ rule = { count = "custom:quiz done", at_least = 2, within = "1h30m" }
         (GOOD.replace("priority = 20", 'priority = "high"'), ":6: rule 'b'", "integer"),
         (GOOD.replace("priority = 20", "priorty = 20"), ":6: rule 'b'", "unknown key 'priorty'"),
         (GOOD.replace("at_least = 1,", "at_least = -1,"), ":3: rule 'a'", "at least 1"),
+        (GOOD.replace("at_least = 1,", "at_least = 0,"), ":3: rule 'a'", "at least 1"),
         (GOOD.replace("at_least = 1,", "at_least = 1, foo = 2,"), ":3: rule 'a'", "'foo'"),
         (GOOD.replace('"product_view"', '"product_viewed"'), ":3: rule 'a'", "unknown event type"),
         (GOOD.replace("[segments.a]", "[segments.A-1]"), ":1: rule 'A-1'", "a segment name"),
