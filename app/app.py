@@ -44,15 +44,17 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         await _start(services)
         stop = asyncio.Event()
         follower = asyncio.create_task(services.profiles.follow_changes(stop))
+        tracking = asyncio.create_task(services.tracker.run(stop))
         try:
             yield
         finally:
             stop.set()
+            services.tracker.wake()
             # The follower sees the flag within a second; cancel only as a last resort
             # (a cancel can be lost inside redis-py's subscribe on Python 3.11).
-            done, _ = await asyncio.wait({follower}, timeout=SHUTDOWN_WAIT_S)
-            if not done:
-                follower.cancel()
+            done, pending = await asyncio.wait({follower, tracking}, timeout=SHUTDOWN_WAIT_S)
+            for task in pending:
+                task.cancel()
             await services.images.close()
             await services.stores.close()
             services.renderer.close()

@@ -128,12 +128,16 @@ class Metrics:
         )
         self.merges = Counter("kairos_identity_merges", "Readers merged into a user", [])
         self.erasures = Counter("kairos_erasures", "Erasure requests carried out", [])
+        self.tracking_lost = Counter(
+            "kairos_tracking_lost", "Opens and clicks not recorded, by reason", ["reason"]
+        )
         self.registry.register(
             _Collector(
                 [
                     self.events,
                     self.merges,
                     self.erasures,
+                    self.tracking_lost,
                     self.requests,
                     self.latency,
                     self.cache,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.amp_cors import AmpCors
 from app.auth import ApiKeys
+from app.campaigns.tracking import Tracker
 from app.events.ingest import Ingest
 from app.events.privacy import Erasure, ReaderHashes
 from app.fallbacks import Fallbacks
@@ -44,6 +45,7 @@ class Services:
     images: LiveImages
     ingest: Ingest
     erasure: Erasure
+    tracker: Tracker
 
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
@@ -100,4 +102,5 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         images=images,
         ingest=ingest,
         erasure=Erasure(stores, profiles, hashes, metrics),
+        tracker=Tracker(ingest, metrics),
     )

@@ -171,6 +171,8 @@ def _purchase(out: Profile, event: Event, when: str) -> None:
 
 def _engagement(name: str) -> Any:
     def step(out: Profile, event: Event, when: str) -> None:
+        if event.properties.get("machine"):
+            return  # a proxy's or a scanner's fetch: counted, but no one engaged
         engagement = dict(out.get("engagement") or {})
         if when > engagement.get(name, ""):
             engagement[name] = when

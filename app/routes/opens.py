@@ -10,7 +10,10 @@ its signed target, unattributed.
 The one exception to "exactly the target" is chosen by us, not by the link: a click on
 recommendation slot k (a token carrying `{"slot": k}`) goes to the product the reader
 saw in that slot's live image, when one is remembered (app/picks.py), else to the signed
-target. (Recording opens and clicks as events comes with the events pipeline.)
+target.
+
+Each open and attributed click is queued as an event (app/campaigns/tracking.py), after
+the answer is decided and without waiting for the store; a machine's fetch is flagged.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from app.campaigns.machine import machine_click_reason, machine_open_reason
 from app.services import Services
 from app.targets import UnsafeTarget, check_target
 from app.tokens import BadToken, Tokens
@@ -38,7 +42,7 @@ NO_CACHE = MappingProxyType(
 
 def routes(services: Services) -> list[Route]:
     tokens = services.tokens
-    picks = services.picks
+    picks, tracker = services.picks, services.tracker
 
     async def click(request: Request) -> Response:
         grant = tokens.verify("click", request.path_params["token"])
@@ -49,14 +53,24 @@ def routes(services: Services) -> list[Route]:
             # Signed by us but unsafe: only possible with an old or leaked key.
             raise BadToken("this link's target is not allowed") from None
         slot = (grant.params or {}).get("slot")
-        if user_id and isinstance(slot, int) and not isinstance(slot, bool):
+        if not isinstance(slot, int) or isinstance(slot, bool):
+            slot = None
+        if user_id and slot is not None:
             target = await picks.target(user_id, grant.campaign, slot) or target
+        if user_id:
+            headers = request.headers
+            machine = machine_click_reason(headers.get("user-agent"), headers, request.method)
+            tracker.click(user_id, grant.campaign, target, slot, machine)
         # An expired click token still redirects: the target is what we signed, and an
         # old email should keep working.
         return RedirectResponse(target, status_code=302, headers=NO_CACHE)
 
     async def pixel(request: Request) -> Response:
-        tokens.verify("pixel", request.path_params["token"])
+        grant = tokens.verify("pixel", request.path_params["token"])
+        if grant.user_id:
+            headers = request.headers
+            machine = machine_open_reason(headers.get("user-agent"), headers)
+            tracker.open(grant.user_id, grant.campaign, machine)
         return Response(PIXEL_GIF, media_type="image/gif", headers=NO_CACHE)
 
     return [
