@@ -22,6 +22,7 @@ from app.reader.catalog import Catalog
 from app.render.engine import Engine
 from app.render.registry import TemplateRegistry
 from app.render.renderer import Renderer
+from app.segments.service import Segmenter, load_rules_file
 from app.settings import Settings
 from app.stores.bundle import Stores, build_stores
 from app.tokens import Tokens
@@ -46,6 +47,7 @@ class Services:
     ingest: Ingest
     erasure: Erasure
     tracker: Tracker
+    segments: Segmenter
 
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
@@ -103,4 +105,5 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         ingest=ingest,
         erasure=Erasure(stores, profiles, hashes, metrics),
         tracker=Tracker(ingest, metrics),
+        segments=Segmenter(load_rules_file(settings.segments_file), stores.events),
     )

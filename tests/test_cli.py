@@ -306,7 +306,12 @@ def test_imported_profiles_are_served(clean_environ, monkeypatch, redis_url, tmp
         app = create_app(settings(REDIS_URL=redis_url))
         async with serve(app) as client:
             r = await client.get("/v1/profiles/u1", headers=AUTH)
-            assert r.json() == {"user_id": "u1", "first_name": "Ada", "loyalty_points": 5}
+            assert r.json() == {
+                "user_id": "u1",
+                "first_name": "Ada",
+                "loyalty_points": 5,
+                "segments": {"primary": None, "all": []},
+            }
 
     asyncio.run(check())
 

@@ -2107,3 +2107,14 @@ async def test_erasing_a_user_refuses_that_id_as_an_anonymous_id_too(k: Kairos) 
     assert [(x["code"], x["field"]) for x in r.json()["rejected"]] == [
         ("suppressed", "anonymous_id")
     ]
+
+
+async def test_a_profile_shows_its_segments_evaluated_now(k: Kairos) -> None:
+    views = [ev("product_view", "seg-1", ts=ago(60 * i), sku="SKU-1") for i in range(3)]
+    order = ev("purchase", "seg-1", items=[{"sku": "SKU-9"}], total=600, currency="EUR")
+    await k.post([*views, order])
+    found = await k.profile("seg-1")
+    assert found is not None
+    # the shipped rules: vip (spend > 500 EUR in 90 days) outranks browsing_intent
+    assert found["segments"] == {"primary": "vip", "all": ["vip", "browsing_intent"]}
+    assert (await k.profile("u-nothing")) is None

@@ -120,12 +120,15 @@ async def test_put_creates_then_replaces(any_client):
     assert body == PROFILE
 
     got = (await any_client.get("/v1/profiles/kj", headers=AUTH)).json()
-    assert {k: v for k, v in got.items() if k not in ("user_id", "updated_at")} == PROFILE
+    assert {
+        k: v for k, v in got.items() if k not in ("user_id", "updated_at", "segments")
+    } == PROFILE
 
     r = await any_client.put("/v1/profiles/kj", json={"first_name": "Kate"}, headers=AUTH)
     assert r.status_code == 200
     got = (await any_client.get("/v1/profiles/kj", headers=AUTH)).json()
-    assert set(got) == {"user_id", "first_name", "updated_at"}  # replaced, not merged
+    # replaced, not merged; segments are evaluated on each read
+    assert set(got) == {"user_id", "first_name", "updated_at", "segments"}
     assert got["first_name"] == "Kate"
 
 
@@ -219,6 +222,7 @@ async def test_patch_merges(any_client):
     assert body["cart"] == PROFILE["cart"]
 
     got = (await any_client.get("/v1/profiles/kj", headers=AUTH)).json()
+    assert got.pop("segments") == {"primary": None, "all": []}  # evaluated on each read
     assert {k: v for k, v in got.items() if k != "updated_at"} == {
         k: v for k, v in body.items() if k != "updated_at"
     }

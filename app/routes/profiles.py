@@ -38,7 +38,9 @@ def routes(services: Services) -> list[Route]:
         profile = await profiles.read_through(user_id)
         if profile is None:
             raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")
-        return JSONResponse({"user_id": user_id, **profile})
+        # Evaluated now, from the kept events: a time window ends without a new event.
+        segments = (await services.segments.of(user_id, profile)).as_dict()
+        return JSONResponse({"user_id": user_id, **profile, "segments": segments})
 
     async def not_merged(user_id: str) -> None:
         """409 for an id merged into another user: a write there would reach no event."""

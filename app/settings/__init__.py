@@ -65,6 +65,7 @@ class Settings:
     fallbacks_dir: Path
     blocks_dir: Path
     templates_dir: Path
+    segments_file: Path
     reload_templates: bool
     catalog_assets_dir: Path | None
     image_cache_bytes: int

@@ -233,6 +233,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Where the templates live.", shown="`templates/` of the checkout",
     ),
     Setting(
+        "KAIROS_SEGMENTS_FILE", "segments_file", parse.path,
+        str(PROJECT_ROOT / "templates" / "segments.toml"),
+        "The segment rules (TOML): which segments a reader is in, evaluated at read time "
+        "from the reader's kept events; a bad file stops the server with the rule and line.",
+        shown="`templates/segments.toml` of the checkout",
+    ),
+    Setting(
         "KAIROS_RELOAD_TEMPLATES", "reload_templates", parse.boolean, _outside_production,
         "Recompile the templates when their files change (checked at most once a second, in "
         "the background: the last version serves until the new one is ready).",
