@@ -448,3 +448,22 @@ def test_erase_errors(clean_environ: Env, capsys: Capsys) -> None:
     assert "user_id must be" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["erase", "--verify", "--lift", "ada"])
+
+
+def test_segments_explain_says_why_rule_by_rule(
+    on_redis: str, capsys: Capsys, tmp_path: Path
+) -> None:
+    views = [native(f"v{i}", user="sx", sku="SKU-1") for i in range(3)]
+    assert main(["import", "events", str(jsonl(tmp_path / "v.jsonl", views))]) == 0
+    capsys.readouterr()
+    assert main(["segments", "explain", "sx"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "sx: browsing_intent"
+    [line] = [x for x in out if x.startswith("browsing_intent (priority 30): ")]
+    assert "SKU-1" in line and "3" in line
+    assert any(x.startswith("vip (priority 50): ") for x in out)
+
+
+def test_segments_explain_needs_redis(clean_environ: Env, capsys: Capsys) -> None:
+    assert main(["segments", "explain", "sx"]) == 2
+    assert "set REDIS_URL" in capsys.readouterr().err

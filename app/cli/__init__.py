@@ -1,4 +1,4 @@
-"""The `kairos` command: serve, sign, render, check, import, events, erase."""
+"""The `kairos` command: serve, sign, render, check, import, events, erase, segments."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app import images
-from app.cli import events, importing, rendering, serving, signing
+from app.cli import events, importing, rendering, segments, serving, signing
 from app.errors import KairosError, StoreUnavailable
 from app.feeds import FEEDS
 from app.settings import ConfigError
@@ -148,6 +148,15 @@ def _parser() -> argparse.ArgumentParser:
         help="erase without suppressing: a later event for USER creates a new profile",
     )
     erase.set_defaults(run=events.erase)
+
+    segments_cmd = sub.add_parser("segments", help="the readers' segments")
+    segments_sub = segments_cmd.add_subparsers(required=True, metavar="ACTION")
+    why = segments_sub.add_parser(
+        "explain",
+        help="rule by rule, why USER is or is not in each segment (needs REDIS_URL)",
+    )
+    why.add_argument("user", metavar="USER")
+    why.set_defaults(run=segments.explain)
     return parser
 
 
