@@ -8,12 +8,11 @@ import asyncio
 import sys
 
 from app.cli.common import settings as cli_settings
+from app.cli.events import NO_REDIS
 from app.profiles.schema import check_user_id
 from app.segments.service import Segmenter, load_rules_file
 from app.settings import Settings
 from app.stores.bundle import build_stores
-
-NO_REDIS = "kairos: the embedded store lives inside the server process: set REDIS_URL"
 
 
 def explain(args: argparse.Namespace) -> int:
