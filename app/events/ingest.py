@@ -32,14 +32,14 @@ log = logging.getLogger("kairos.events")
 # A reader written by this many concurrent posters in a row is rare; past it the
 # request fails (503, retried by the client) rather than spinning.
 MAX_ROUNDS = 64
-MERGE_MARK = "\x00merged:"
+MERGE_MARK = "\x00merged:"  # an id in the user's seen set: that reader is merged already
 # Each merge is several store steps: a request may ask for this many, the rest rejected.
 MAX_MERGES = 100
 TOO_MANY_MERGES = EventRejected(
     "too_many_merges",
     f"a request may carry at most {MAX_MERGES} identifies that merge; send the rest in another",
     "anonymous_id",
-)  # an id in the user's seen set: that reader is merged already
+)
 
 
 @dataclass(slots=True)
@@ -206,70 +206,55 @@ class Ingest:
                 again.setdefault(reader, []).extend(events)
         return again
 
-    async def merge(self, other: str, user: str) -> bool:
+    async def merge(self, other: str, user: str) -> None:
         """Merge reader `other` (an anonymous reader: `anonymous_reader(id)`) into
         `user`: from now on its events go to the user. Idempotent; an id merged into
-        someone else already stays with them. True if data moved."""
+        someone else already stays with them."""
         if not other or other == user:
-            return False
+            return
         user = (await self._store.resolve([user])).get(user, user)
         if await self._store.suppressed(other, self._hashes.of(other)):
-            return False  # erased: its id must not be stored again
+            return  # erased: its id must not be stored again
         if await self._store.link(other, user) != user:
-            return False
+            return
         dump = await self._store.dump(other)
         mark = MERGE_MARK + other
-        moved = False
-        if dump.profile is not None or dump.history or dump.links:
-            for _ in range(MAX_ROUNDS):
-                hashes = self._hashes.of(user)
-                (state,) = await self._store.read([ReaderAsk(user, (mark,), hashes)])
-                if state.suppressed or mark in state.seen:
-                    break
-                if state.moved_to is not None:
-                    user = state.moved_to
-                    continue
-                write = ReaderWrite(
-                    user_id=user,
-                    version=state.version,
-                    hashes=hashes,
-                    profile=merge(state.profile, dump.profile or {}),
-                    event_ids=(mark,),
-                    history=(),
-                    links=(other, *dump.links),
-                    announce=False,
-                )
-                (answer,) = await self._store.write([write], int(time.time() * 1000))
-                if answer is Written.WRITTEN:
-                    moved = True
-                    break
-            else:
-                raise_busy(1)
-            # The history after the profile, in slices: it can be large, and adding it
-            # again (a merge retried after a failure) changes nothing.
-            if dump.history:
-                await self._store.add_history(user, dump.history)
+        for _ in range(MAX_ROUNDS):
+            hashes = self._hashes.of(user)
+            (state,) = await self._store.read([ReaderAsk(user, (mark,), hashes)])
+            if state.suppressed or mark in state.seen:
+                break
+            if state.moved_to is not None:
+                user = state.moved_to
+                continue
+            # With nothing to move, the user still learns the id (for erasure).
+            profile = (
+                state.profile or {} if dump.profile is None else merge(state.profile, dump.profile)
+            )
+            write = ReaderWrite(
+                user_id=user,
+                version=state.version,
+                hashes=hashes,
+                profile=profile,
+                event_ids=(mark,),
+                history=(),
+                links=(other, *dump.links),
+                announce=False,
+            )
+            (answer,) = await self._store.write([write], int(time.time() * 1000))
+            if answer is Written.WRITTEN:
+                break
         else:
-            # Nothing to move, but the user must still know the id for erasure.
-            await self._link_only(user, other)
+            raise_busy(1)
+        # The history after the profile, in slices: it can be large, and adding it again
+        # (a merge retried after a failure) changes nothing.
+        if dump.history:
+            await self._store.add_history(user, dump.history)
         await self._store.drop_merged(other)
         await self._store.relink(dump.links, user)
         for reader in (other, user, *dump.links):
             await self._profiles.changed(reader)
         self._metrics.merges.labels().inc()
-        return moved
-
-    async def _link_only(self, user: str, other: str) -> None:
-        for _ in range(MAX_ROUNDS):
-            hashes = self._hashes.of(user)
-            (state,) = await self._store.read([ReaderAsk(user, (), hashes)])
-            if state.suppressed or state.moved_to is not None:
-                return
-            profile = state.profile or {}
-            write = ReaderWrite(user, state.version, hashes, profile, (), (), links=(other,))
-            (answer,) = await self._store.write([write], int(time.time() * 1000))
-            if answer is not Written.CONFLICT:
-                return
 
 
 def suppressed(event: Event) -> EventRejected:
