@@ -3,6 +3,7 @@ path, and a JSON body."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -42,3 +43,8 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="invalid_json") from None
+
+
+def content_type(headers: Mapping[str, str]) -> str:
+    """The request's media type, lower-cased, without parameters ("" when none)."""
+    return headers.get("content-type", "").split(";")[0].strip().lower()

@@ -110,9 +110,6 @@ class Erasure:
         log.info("erased a reader and %d linked ids (suppressed: %s)", len(ids) - 1, suppress)
         return existed
 
-    async def suppressed(self, user_id: str) -> bool:
-        return await self._stores.events.suppressed(user_id, self._hashes.of(user_id))
-
     async def lift(self, user_id: str) -> bool:
         """Lift the suppression of an erased id, as a user id and as an anonymous id; True
         if it was suppressed."""

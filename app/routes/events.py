@@ -23,7 +23,7 @@ from app.events.intake import (
     read_body,
 )
 from app.events.segment import CALLS
-from app.http import parse_json
+from app.http import content_type, parse_json
 from app.responses import JSONResponse
 from app.services import Services
 
@@ -52,7 +52,7 @@ def routes(services: Services) -> list[Route]:
 
     async def native(request: Request) -> Response:
         trusted = keys.check_writer(presented_key(request))
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        media_type = content_type(request.headers)
         if media_type != "application/json":
             raise UnsupportedMediaType("send the events as application/json")
         body = await read_body(request, limit)

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from app.errors import BadRequest, Conflict, NotFound, UnsupportedMediaType
 from app.events.model import anonymous_reader
-from app.http import parse_json
+from app.http import content_type, parse_json
 from app.profiles.schema import (
     Profile,
     check_user_id,
@@ -139,7 +139,7 @@ def _flag(request: Request, name: str, *, default: bool) -> bool:
 
 
 async def _json_body(request: Request) -> Any:
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = content_type(request.headers)
     if media_type not in ("application/json", "application/merge-patch+json"):
         raise UnsupportedMediaType("send the body as application/json")
     return parse_json(await request.body())

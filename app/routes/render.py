@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.errors import KairosError, NotFound, Unprocessable, UnsupportedMediaType
+from app.http import content_type
 from app.profiles.schema import inline_profile
 from app.render.batch import batch_answers, request_lines
 from app.render.compiler import Compiled
@@ -56,7 +57,7 @@ def routes(services: Services) -> list[Route]:
         return answer(request, await run(RenderRequest(doc)))
 
     async def batch(request: Request) -> Response:
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        media_type = content_type(request.headers)
         if media_type not in ("application/x-ndjson", "application/jsonl", "application/json"):
             raise UnsupportedMediaType("send the batch as application/x-ndjson")
         default_template = request.query_params.get("template")

@@ -116,9 +116,6 @@ class RedisEvents:
         every = script_keys(user_id, self._connection.slot_tag(user_id))
         return [every[i] for i in picked]
 
-    def _suppressed(self, user_id: str) -> str:
-        return suppression_key(self._connection, user_id)
-
     async def read(self, asks: Sequence[ReaderAsk]) -> list[ReaderState]:
         # Ids are trimmed only by writes: one older than the window may still be stored.
         floor = int(time.time() * 1000) - self.retention.dedupe_s * 1000
@@ -153,9 +150,7 @@ class RedisEvents:
         if written:
             # One message for the request, not one per reader: every server reads every
             # message, and a request writes a hundred readers.
-            await self._connection.call(
-                self._redis.publish(CHANGES_CHANNEL, "\n".join(written))
-            )
+            await self._connection.call(self._redis.publish(CHANGES_CHANNEL, "\n".join(written)))
         return results
 
     async def _run(self, script: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
@@ -264,14 +259,16 @@ class RedisEvents:
         if not hashes:
             return False
         flags = await self._connection.call(
-            self._redis.smismember(self._suppressed(user_id), list(hashes))
+            self._redis.smismember(suppression_key(self._connection, user_id), list(hashes))
         )
         return any(flags)
 
     async def unsuppress(self, user_id: str, hashes: Sequence[str]) -> bool:
         if not hashes:
             return False
-        removed = await self._connection.call(self._redis.srem(self._suppressed(user_id), *hashes))
+        removed = await self._connection.call(
+            self._redis.srem(suppression_key(self._connection, user_id), *hashes)
+        )
         return bool(removed)
 
     async def forget(self, user_id: str) -> None:
