@@ -240,3 +240,39 @@ def test_the_scripts_keys_are_the_layouts_keys():
             alias_key(user_id),
             suppressed_key("77"),
         )
+
+
+async def test_pipelined_replies_in_order_errors_in_place_across_many_reads(redis_url):
+    """Large replies arrive over several socket reads; an error reply stays in its place
+    and the connection keeps serving the next pipeline."""
+    from redis.exceptions import ResponseError
+
+    from app.stores.redis.connection import RedisConnection
+
+    connection = RedisConnection(redis_url, pool_size=1)
+    try:
+        big = "x" * 70_000  # past one 64 KB read
+        commands = [("SET", f"kairos:test:{i}", big if i % 2 else str(i)) for i in range(40)]
+        assert await connection.pipelined(commands) == [b"OK"] * 40
+        replies = await connection.pipelined(
+            [("GET", f"kairos:test:{i}") for i in range(40)] + [("INCR", "kairos:test:1")]
+        )
+        assert replies[:40] == [(big if i % 2 else str(i)).encode() for i in range(40)]
+        assert isinstance(replies[40], ResponseError)
+        assert await connection.pipelined([("PING",), ("ECHO", "after")]) == [b"PONG", b"after"]
+    finally:
+        await connection.close()
+
+
+async def test_pipelined_times_out_and_the_connection_is_not_reused(redis_url):
+    from app.stores.redis.connection import RedisConnection
+
+    connection = RedisConnection(redis_url, timeout_s=0.2, pool_size=1)
+    try:
+        with pytest.raises(StoreUnavailable):
+            # The reply takes longer than the timeout: its bytes must not reach the next caller.
+            await connection.pipelined([("BLPOP", "kairos:test:empty", "0.5"), ("ECHO", "late")])
+        await asyncio.sleep(0.5)
+        assert await connection.pipelined([("ECHO", "next")]) == [b"next"]
+    finally:
+        await connection.close()
