@@ -830,11 +830,17 @@ async def _in_process(
             t0 = clock()
             docs = native_events(parse_json(body))
             t1 = clock()
-            SegmentBody("batch", parse_json(seg)).translated()
+            SegmentBody("batch", parse_json(seg)).translated(services.ingest.clock)
             t2 = clock()
             now_ms = int(time.time() * 1000)
             checked = [
-                check_event(d, received_ms=now_ms, max_bytes=settings.event_max_bytes) for d in docs
+                check_event(
+                    d,
+                    received_ms=now_ms,
+                    max_bytes=settings.event_max_bytes,
+                    clock=services.ingest.clock,
+                )
+                for d in docs
             ]
             t3 = clock()
             asks = [ReaderAsk(e.reader, (e.event_id,), hashes.of(e.reader)) for e in checked]

@@ -27,7 +27,7 @@ from test_cli import (  # running_server: the fixture, `kairos serve` on the emb
 
 from app.app import create_app
 from app.cli import events, main
-from app.events.model import parse_ts
+from app.events.clock import parse_ts
 from app.settings import Secret, Settings
 from app.stores.redis.keys import EVENTS_CHANNEL
 

@@ -11,6 +11,7 @@ import base64
 import contextlib
 import gzip
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from support import API_KEY, AUTH, RedisServer, assert_error, feed_url, free_por
 
 from app.app import create_app
 from app.errors import StoreUnavailable
+from app.events.clock import format_ms, parse_ms
 from app.events.model import anonymous_reader
 from app.settings import Settings
 from app.stores.bundle import Stores
@@ -2118,3 +2120,24 @@ async def test_a_profile_shows_its_segments_evaluated_now(k: Kairos) -> None:
     # the shipped rules: vip (spend > 500 EUR in 90 days) outranks browsing_intent
     assert found["segments"] == {"primary": "vip", "all": ["vip", "browsing_intent"]}
     assert (await k.profile("u-nothing")) is None
+
+
+async def test_a_batchs_sent_at_corrects_each_clock_and_a_number_is_no_time(k: Kairos) -> None:
+    """The envelope's `sentAt` is parsed once for its batch; a number there is not taken
+    for a time (each message names it), nor is the server's own clock affected."""
+    now_ms = int(time.time() * 1000)
+    fast = now_ms + 3_600_000  # this client's clock is an hour ahead
+    batch = [
+        {**_message("track", f"skew-{i}"), "userId": "skew-u", "timestamp": format_ms(fast - i)}
+        for i in range(3)
+    ]
+    r = await k.segment("batch", {"batch": batch, "sentAt": format_ms(fast + 50)})
+    assert r.status_code == 200 and r.json()["accepted"] == 3, r.text
+    kept = sorted(parse_ms(e["ts"]) for e in await k.history("skew-u"))
+    for i, ts in enumerate(reversed(kept)):
+        # received - (sentAt - timestamp): about 50 ms + i before the server's now
+        assert now_ms - 50 - i - 5_000 <= ts <= now_ms - 50 - i + 5_000, (i, ts, now_ms)
+    numbered = [{**_message("track", "skew-n"), "timestamp": format_ms(now_ms)}]
+    r = await k.segment("batch", {"batch": numbered, "sentAt": now_ms})
+    assert r.status_code == 400, r.text
+    assert [(x["code"], x["field"]) for x in r.json()["rejected"]] == [("invalid_ts", "sentAt")]

@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
+from app.events.clock import format_ms
 from app.events.merge import merge
-from app.events.model import Event, EventRejected, check_event, format_ms
+from app.events.model import Event, EventRejected, check_event
 from app.events.reduce import (
     ACCEPTED,
     DROPPED,
@@ -380,3 +381,38 @@ def test_a_merge_keeps_the_profile_within_the_schemas_limits():
     assert all(f"m{i}" in attributes for i in range(60))  # the user's own first
     assert len(attributes) <= 100
     assert len(orjson.dumps(attributes)) <= 16 * 1024
+
+
+def test_a_clock_parses_and_formats_as_the_pure_functions_do() -> None:
+    """A `Clock` remembers whole seconds; with or without its table, and past its size,
+    it agrees with datetime."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from app.events import clock as times
+
+    clock = times.Clock(size=64)
+    rng = random.Random(7)
+    base = datetime(2026, 12, 6, tzinfo=UTC)
+    moments = [base + timedelta(milliseconds=rng.randrange(10**10)) for _ in range(200)]
+    moments += [base + timedelta(milliseconds=i) for i in range(0, 5000, 7)]
+    for moment in moments:
+        expected_ms = (moment - times.EPOCH) // timedelta(milliseconds=1)
+        text = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert times.parse_ms(text) == expected_ms and times.format_ms(expected_ms) == text
+        for _ in range(2):  # the second time from the table
+            assert clock.parse_ms(text) == expected_ms
+            assert clock.format_ms(expected_ms) == text
+        assert 0 < clock.remembered() <= 64
+    # Other spellings are parsed, not looked up, even when their second is known.
+    clock.format_ms(times.parse_ms("2026-12-06T00:00:00.000Z"))
+    assert clock.parse_ms("2026-12-06T01:00:00.250+01:00") == times.parse_ms(
+        "2026-12-06T00:00:00.250Z"
+    )
+    assert clock.parse_ms("2026-12-06T00:00:00.25") == times.parse_ms("2026-12-06T00:00:00.250Z")
+    for bad in ("2026-12-06T00:00:00.2x0Z", "2026-12-06T00:00:00.\uff12\uff15\uff10Z"):
+        with pytest.raises(ValueError):
+            clock.parse_ms(bad)
+    assert clock.format_ms(-1) == times.format_ms(-1) == "1969-12-31T23:59:59.999Z"
+    with pytest.raises(OverflowError):
+        clock.format_ms(10**15)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.events.model import format_ms
+from app.events.clock import format_ms
 from app.segments.evaluate import evaluate, explain, next_change_ms, timeline
 from app.segments.rules import RulesError, RuleSet, load_rules
 

@@ -18,8 +18,9 @@ import orjson
 
 from app.cli.common import settings as cli_settings
 from app.errors import KairosError, StoreUnavailable
+from app.events.clock import format_ms, parse_ms
 from app.events.ingest import Ingest
-from app.events.model import EventRejected, format_ms, parse_ts
+from app.events.model import EventRejected
 from app.events.privacy import Erasure, ReaderHashes
 from app.events.segment import SegmentError, translate
 from app.metrics import Metrics
@@ -227,7 +228,7 @@ def _human(line: bytes) -> str:
     """`ts type user=ID anon=ID event_id {properties}`, ts in UTC, properties cut short."""
     try:
         event = orjson.loads(line)
-        ts = format_ms(int(parse_ts(event["ts"]).timestamp() * 1000))
+        ts = format_ms(parse_ms(event["ts"]))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return line.decode(errors="replace")
     ids = (("user_id", "user"), ("anonymous_id", "anon"))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import StoreUnavailable
+from app.events.clock import Clock
 from app.events.merge import merge
 from app.events.model import Event, EventRejected, anonymous_reader, check_event
 from app.events.privacy import ReaderHashes
@@ -86,6 +87,7 @@ class Ingest:
         self._hashes = hashes
         self._metrics = metrics
         self._max_event_bytes = max_event_bytes
+        self.clock = Clock()
 
     async def ingest(
         self,
@@ -112,7 +114,9 @@ class Ingest:
                 result.reject(index, doc)
                 continue
             try:
-                event = check_event(doc, received_ms=received_ms, max_bytes=max_bytes)
+                event = check_event(
+                    doc, received_ms=received_ms, max_bytes=max_bytes, clock=self.clock
+                )
             except EventRejected as exc:
                 result.reject(index, exc)
                 continue

@@ -3,15 +3,16 @@ same cap), then JSON, then the events it carries in either dialect."""
 
 from __future__ import annotations
 
+import time
 import zlib
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 
 from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from app.events.model import EventRejected, parse_ts
-from app.events.segment import BATCHES, SegmentError, messages, translate
+from app.events.clock import Clock, parse_ms
+from app.events.model import EventRejected
+from app.events.segment import BATCHES, Millis, SegmentError, messages, translate
 
 CHUNK = 64 * 1024
 WEBHOOK = "webhook"
@@ -108,21 +109,27 @@ class SegmentBody:
         self._call = None if call in BATCHES or call == WEBHOOK else call
         self._sent_at = doc.get("sentAt") if isinstance(doc, dict) else None
 
-    def translated(self) -> list[Any]:
+    def translated(self, clock: Clock | None = None) -> list[Any]:
         """Native event dicts, an `EventRejected` in place of a message that cannot be
         translated (ingest reports it at its index)."""
-        received_at = datetime.now(UTC)
+        received_ms = int(time.time() * 1000)
         sent_at = self._sent_at
         if isinstance(sent_at, str):
             try:  # once for the batch rather than once a message
-                sent_at = parse_ts(sent_at)
+                sent_at = Millis(parse_ms(sent_at) if clock is None else clock.parse_ms(sent_at))
             except (ValueError, OverflowError):
                 pass  # each message names it as its own error
         out: list[Any] = []
         for message in self.messages:
             try:
                 out.append(
-                    translate(message, call=self._call, received_at=received_at, sent_at=sent_at)
+                    translate(
+                        message,
+                        call=self._call,
+                        received_at=received_ms,
+                        sent_at=sent_at,
+                        clock=clock,
+                    )
                 )
             except SegmentError as exc:
                 out.append(EventRejected(exc.code, exc.message, exc.field))

@@ -7,14 +7,13 @@ it does to a reader is `app/events/reduce.py`.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
 import orjson
 
+from app.events.clock import Clock, format_ms, parse_ms
 from app.profiles.schema import CURRENCY, SKU, USER_ID
 
 TYPES = (
@@ -35,9 +34,8 @@ MAX_EVENT_ID = 100
 # alias sent with a public write key can merge only an anonymous reader into a user.
 ANONYMOUS = "~"
 MAX_ITEMS = 100
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-KEPT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-MAX_AHEAD = timedelta(days=1)
+EARLIEST_MS = parse_ms("2000-01-01T00:00:00Z")
+MAX_AHEAD_MS = 24 * 3600 * 1000
 
 
 class EventRejected(Exception):
@@ -74,10 +72,12 @@ class Event:
         return self.type == "identify" and bool(self.user_id and self.anonymous_id)
 
 
-def check_event(doc: Any, *, received_ms: int, max_bytes: int | None) -> Event:
+def check_event(
+    doc: Any, *, received_ms: int, max_bytes: int | None, clock: Clock | None = None
+) -> Event:
     """`doc` as a checked `Event`, or `EventRejected` naming the first problem. With
     `max_bytes` None the size is not measured (the caller knows the event is smaller:
-    its whole request was)."""
+    its whole request was); `clock` reads and writes its time faster."""
     if not isinstance(doc, dict):
         raise EventRejected("invalid_event", "an event must be a JSON object")
     if max_bytes is not None and len(_dumps(doc)) > max_bytes:
@@ -108,7 +108,7 @@ def check_event(doc: Any, *, received_ms: int, max_bytes: int | None) -> Event:
             "space and _ . : / -)",
             "type",
         )
-    ts_ms = _timestamp(doc.get("ts"), received_ms)
+    ts_ms = _timestamp(doc.get("ts"), received_ms, clock)
     properties = doc.get("properties", {})
     if properties is None:
         properties = {}
@@ -125,13 +125,7 @@ def check_event(doc: Any, *, received_ms: int, max_bytes: int | None) -> Event:
         # Only when it names the reader: a user's history never keeps the anonymous ids
         # seen beside it, which an erasure of those ids could not find.
         kept["anonymous_id"] = anonymous_id
-    given = doc.get("ts")
-    # A time already in the form kept (UTC, milliseconds, Z) is kept as it is.
-    if isinstance(given, str) and KEPT_TIME.fullmatch(given) is not None:
-        ts = given
-    else:
-        ts = format_ms(ts_ms)
-    kept["ts"] = ts
+    kept["ts"] = ts = format_ms(ts_ms) if clock is None else clock.format_ms(ts_ms)
     kept["properties"] = properties
     return Event(event_id, kind, user_id, anonymous_id, ts_ms, ts, properties, _dumps(kept))
 
@@ -148,34 +142,18 @@ def anonymous_reader(anonymous_id: str) -> str:
     return ANONYMOUS + anonymous_id
 
 
-def format_ms(ts_ms: int) -> str:
-    """UTC milliseconds as ISO 8601, e.g. '2026-12-06T10:00:00.123Z'."""
-    seconds, ms = divmod(ts_ms, 1000)
-    # strftime over gmtime: a third of datetime's cost, on every event's path.
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{ms:03d}Z"
-
-
-def parse_ts(value: str) -> datetime:
-    """An ISO 8601 time in UTC (a time without an offset is taken as UTC); ValueError."""
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
-def _timestamp(value: Any, received_ms: int) -> int:
+def _timestamp(value: Any, received_ms: int, clock: Clock | None) -> int:
     if value is None:
         return received_ms
     if not isinstance(value, str) or len(value) > 40:
         raise EventRejected("invalid_ts", "ts must be an ISO 8601 time", "ts")
     try:
-        moment = parse_ts(value)
-        ts_ms = int(moment.timestamp() * 1000)
+        ts_ms = parse_ms(value) if clock is None else clock.parse_ms(value)
     except (ValueError, OverflowError):  # an offset can move a time out of datetime's range
         raise EventRejected("invalid_ts", "ts must be an ISO 8601 time", "ts") from None
-    if moment < EARLIEST:
+    if ts_ms < EARLIEST_MS:
         raise EventRejected("invalid_ts", "ts is before 2000", "ts")
-    if ts_ms > received_ms + MAX_AHEAD / timedelta(milliseconds=1):
+    if ts_ms > received_ms + MAX_AHEAD_MS:
         raise EventRejected("invalid_ts", "ts is more than a day ahead of the server", "ts")
     return ts_ms
 

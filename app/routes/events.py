@@ -73,7 +73,7 @@ def routes(services: Services) -> list[Route]:
             if trusted is None:
                 trusted = keys.check_writer(body.write_key)
             check_count(body.messages, max_count)
-            docs = body.translated()
+            docs = body.translated(ingest.clock)
             result = await ingest.ingest(docs, dialect="segment", trusted=trusted)
             if docs and len(result.rejected) == len(docs):
                 return _nothing_valid(result, 400)

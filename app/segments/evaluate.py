@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from app.events.model import format_ms
+from app.events.clock import format_ms
 from app.reader.consent import personalized, tracked
 from app.segments.rules import (
     Absence,
