@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import time
 
-from app.stores.bundle import Stores
+import pytest
+
+from app.stores.bundle import Stores, redis_stores
 
 READY = "(ready)"  # published until the follower hears it: it is listening then
 
@@ -20,7 +22,9 @@ async def test_no_one_else_shares_an_embedded_store(stores: Stores):
     await stores.bus.publish_change("ada")  # told to no one, and no error
 
 
-async def test_published_changes_reach_the_follower_until_it_is_stopped(stores: Stores):
+async def test_changes_published_by_others_reach_the_follower_until_it_is_stopped(
+    stores: Stores, request: pytest.FixtureRequest
+):
     stop = asyncio.Event()
     changes = stores.bus.changes(stop)
     if changes is None:
@@ -33,10 +37,12 @@ async def test_published_changes_reach_the_follower_until_it_is_stopped(stores: 
             received.append(user_id)
 
     follower = asyncio.create_task(follow())
+    other = redis_stores(request.getfixturevalue("redis_url"))  # another server
     try:
-        await _listening(stores, received)
+        await _listening(other, received)
         for user_id in ("ada", "*", "grace"):
-            await stores.bus.publish_change(user_id)
+            await stores.bus.publish_change(user_id + "-mine")  # not echoed back
+            await other.bus.publish_change(user_id)
 
         def heard() -> list[str]:
             return [user_id for user_id in received if user_id != READY]
@@ -51,6 +57,7 @@ async def test_published_changes_reach_the_follower_until_it_is_stopped(stores: 
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
+        await other.close()
 
 
 async def test_changes_not_started_need_no_cleanup(stores: Stores):

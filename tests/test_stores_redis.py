@@ -188,10 +188,19 @@ async def test_changes_are_followed_on_their_own_connection(redis_url):
         await _subscribed(stores)
         await stores.profiles.put("ada", {"tier": "gold"})  # the one pooled connection is free
         assert await stores.profiles.get("ada") == {"tier": "gold"}
-        await stores.bus.publish_change("ada")
-        await stores.bus.publish_change("*")
-        await _until(lambda: len(received) == 2)
-        assert received == ["ada", "*"]
+        # Its own announcements are skipped (it forgot its copies before sending them);
+        # another process's are followed, and so is a message from an older sender
+        # (no origin line).
+        other = redis_stores(redis_url)
+        try:
+            await stores.bus.publish_change("eve")
+            await other.bus.publish_change("ada")
+            await other.bus.publish_change("*")
+            await client.publish(CHANGES_CHANNEL, "bob\ncy")
+            await _until(lambda: len(received) == 4)
+            assert received == ["ada", "*", "bob", "cy"]
+        finally:
+            await other.close()
 
         stop.set()
         await asyncio.wait_for(follower, 2.0)  # it sees the flag within a second

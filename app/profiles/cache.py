@@ -186,9 +186,12 @@ class CachedProfiles:
 
     def invalidate(self, user_id: str) -> None:
         """Forget every cached copy of this reader, including loads still in flight."""
-        if self._fresh is not None:
+        # Asked first: most readers an event changes are not cached, and a TTL cache's
+        # `pop` costs ~1 µs even for a key it does not hold (every event is here twice).
+        if self._fresh is not None and user_id in self._fresh:
             self._fresh.pop(user_id, None)
-        self._stale.pop(user_id, None)
+        if user_id in self._stale:
+            self._stale.pop(user_id, None)
         self._inflight.pop(user_id, None)
 
     def clear(self) -> None:

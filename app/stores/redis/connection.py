@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import secrets
 from binascii import crc_hqx
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -46,6 +47,8 @@ class RedisConnection:
             retry=_no_retry(),
         )
         self.redis = Redis(connection_pool=self._pool, retry=_no_retry())
+        # Names this process's announcements on the change channel (`bus.announcement`).
+        self.origin = secrets.token_hex(8)
         self._slot_tags: tuple[str, ...] = ()
 
     def slot_tag(self, user_id: str) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -21,6 +22,7 @@ from app.stores.protocols import (
     Retention,
     Written,
 )
+from app.stores.redis.bus import announcement
 from app.stores.redis.connection import NAME, RedisConnection, loads, text, unavailable
 from app.stores.redis.keys import (
     CHANGES_CHANNEL,
@@ -93,6 +95,7 @@ HISTORY_SLICE = 100
 # Which of `script_keys` each script takes, in its KEYS order.
 READ_KEYS = (0, 4, 1, 5)
 WRITE_KEYS = (0, 1, 2, 3, 4, 5)
+KEYS_CACHED = 4096  # readers whose keys are kept spelled (~5 MB)
 
 
 def version_of(raw: bytes | None) -> str:
@@ -111,18 +114,22 @@ class RedisEvents:
             script: hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
             for script in (READ, WRITE)
         }
+        # A request's readers are named twice (read, then write), and an active reader
+        # again within minutes: their keys are spelled once.
+        self._keys = functools.lru_cache(maxsize=KEYS_CACHED)(self._spell_keys)
 
-    def _keys(self, user_id: str, picked: tuple[int, ...]) -> list[str]:
+    def _spell_keys(self, user_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The read script's keys and the write script's, for `user_id`."""
         every = script_keys(user_id, self._connection.slot_tag(user_id))
-        return [every[i] for i in picked]
+        return tuple(every[i] for i in READ_KEYS), tuple(every[i] for i in WRITE_KEYS)
 
     async def read(self, asks: Sequence[ReaderAsk]) -> list[ReaderState]:
         # Ids are trimmed only by writes: one older than the window may still be stored.
         floor = int(time.time() * 1000) - self.retention.dedupe_s * 1000
         commands = [
             [
-                4,
-                *self._keys(a.user_id, READ_KEYS),
+                len(READ_KEYS),
+                *self._keys(a.user_id)[0],
                 floor,
                 orjson.dumps(a.event_ids),
                 orjson.dumps(a.hashes),
@@ -144,30 +151,38 @@ class RedisEvents:
         return states
 
     async def write(self, writes: Sequence[ReaderWrite], now_ms: int) -> list[Written]:
-        replies = await self._run(WRITE, [self._command(w, now_ms) for w in writes])
-        results = [Written(text(r)) for r in replies]
-        written = [w.user_id for w, r in zip(writes, results, strict=True) if r is Written.WRITTEN]
-        if written:
-            # One message for the request, not one per reader: every server reads every
-            # message, and a request writes a hundred readers.
-            await self._connection.call(self._redis.publish(CHANGES_CHANNEL, "\n".join(written)))
-        return results
+        # The readers are announced in the same round trip, after their writes (Redis
+        # runs a pipeline in order), in one message rather than one per reader: every
+        # server reads every message. A reader whose write was refused is announced too;
+        # that costs its warm copies a reload, where a second round trip would cost
+        # every request.
+        message = announcement(self._connection.origin, (w.user_id for w in writes))
+        announce = ("PUBLISH", CHANGES_CHANNEL, message)
+        replies = await self._run(WRITE, [self._command(w, now_ms) for w in writes], announce)
+        return [Written(text(r)) for r in replies]
 
-    async def _run(self, script: str, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """`script` run once per command (key count, keys, ARGV), in one pipeline."""
+    async def _run(
+        self, script: str, commands: Sequence[Sequence[Any]], then: Sequence[Any] = ()
+    ) -> list[Any]:
+        """`script` run once per command (key count, keys, ARGV), in one pipeline, with
+        the command `then` after them (its reply checked, not returned)."""
         sha = self._shas[script]
         replies: list[Any] = [None] * len(commands)
         todo = list(range(len(commands)))
+        after = [then] if then else []
         for _ in range(2):
             answers = await self._connection.pipelined(
-                [("EVALSHA", sha, *commands[i]) for i in todo]
+                [*[("EVALSHA", sha, *commands[i]) for i in todo], *after]
             )
-            for i, answer in zip(todo, answers, strict=True):
+            for i, answer in zip(todo, answers, strict=False):
                 replies[i] = answer
+            if after and isinstance(answers[-1], Exception):
+                raise StoreUnavailable(f"redis: {answers[-1]}")
             todo = [i for i in todo if isinstance(replies[i], NoScriptError)]
             if not todo:
                 break
-            # A restarted or flushed Redis forgot the script: load it, run those again.
+            # A restarted or flushed Redis forgot the script: load it, run those again
+            # (and `then` after them again).
             await self._connection.call(self._redis.script_load(script))
         for reply in replies:
             if isinstance(reply, Exception):
@@ -177,7 +192,7 @@ class RedisEvents:
     def _command(self, w: ReaderWrite, now_ms: int) -> list[Any]:
         """The EVALSHA arguments after the sha: key count, keys, then ARGV."""
         retention, u = self.retention, w.user_id
-        keys = self._keys(u, WRITE_KEYS)
+        keys = self._keys(u)[1]
         rest = [
             now_ms,
             retention.dedupe_s * 1000,
