@@ -63,6 +63,7 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         ttl_s=settings.cache_ttl_s,
         size=settings.cache_size,
         retry_s=settings.store_retry_ms / 1000,
+        written_size=settings.events_warm_readers,
     )
     catalog = Catalog(stores.catalog)
     reader = ReaderData(catalog)

@@ -718,3 +718,41 @@ async def test_add_history_adds_once_and_keeps_the_retention(stores: Stores) -> 
     old = (t - 200 * 86_400_000, b'{"old":1}')  # past the 90 days kept
     await stores.events.add_history("u1", (old,))
     assert len(await stores.events.history("u1")) == 252
+
+
+async def test_a_write_not_read_first_is_refused_when_an_id_was_applied(stores: Stores) -> None:
+    """`checked=False` (ingest wrote from its own last write, not a read): the store checks
+    the ids itself. One applied within the window refuses the write and changes nothing;
+    new ids land, and the version after is what a read then shows."""
+    t = now_ms()
+    first = change("w1", "", {"n": 1}, ids=("e1",), history=(event(t, "e1", "w1"),))
+    assert await write(stores, first, t) == Written.WRITTEN
+    assert first.version_after == (await state(stores, "w1")).version != ""
+
+    again = change("w1", first.version_after, {"n": 2}, ids=("e2", "e1"))
+    again.checked = False
+    assert await write(stores, again, t + 10) == Written.CONFLICT
+    assert again.version_after == ""
+    after = await state(stores, "w1", ("e1", "e2"))
+    assert after.profile == {"n": 1} and after.seen == {"e1"}
+    assert after.version == first.version_after
+    assert await stores.events.history("w1") == [event(t, "e1", "w1")[1]]
+
+    fresh = change("w1", first.version_after, {"n": 2}, ids=("e2",))
+    fresh.checked = False
+    assert await write(stores, fresh, t + 20) == Written.WRITTEN
+    read = await state(stores, "w1", ("e2",))
+    assert read.profile == {"n": 2} and read.seen == {"e2"}
+    assert fresh.version_after == read.version != first.version_after
+
+    # Past the window an applied id no longer refuses it, as a read would not count it.
+    late = change("w1", fresh.version_after, {"n": 3}, ids=("e1",))
+    late.checked = False
+    window_ms = stores.events.retention.dedupe_s * 1000
+    assert await write(stores, late, t + window_ms + 1) == Written.WRITTEN
+
+
+async def test_a_checked_write_does_not_look_at_the_ids_again(stores: Stores) -> None:
+    # The read before it did (and counted duplicates); the write only applies.
+    assert await apply(stores, "w2", {"n": 1}, ids=("e1",)) == Written.WRITTEN
+    assert await apply(stores, "w2", {"n": 2}, ids=("e1",)) == Written.WRITTEN

@@ -94,7 +94,14 @@ def _services(settings: Settings) -> tuple[Stores, Ingest, Erasure]:
     stores = build_stores(dataclasses.replace(settings, redis_timeout_ms=timeout_ms))
     metrics, hashes = Metrics(), ReaderHashes(settings.secret_keys)
     profiles = CachedProfiles(
-        stores.profiles, stores.bus, metrics, erase=stores.erase, ttl_s=0, size=1, retry_s=1.0
+        stores.profiles,
+        stores.bus,
+        metrics,
+        erase=stores.erase,
+        ttl_s=0,
+        size=1,
+        retry_s=1.0,
+        written_size=settings.events_warm_readers,
     )
     limit = settings.event_max_bytes
     ingest = Ingest(stores.events, profiles, hashes, metrics, max_event_bytes=limit)

@@ -26,7 +26,7 @@ from app.events.privacy import ReaderHashes
 from app.events.reduce import ACCEPTED, DROPPED, DUPLICATE, Outcome, reduce
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles
-from app.stores.protocols import EventStore, ReaderAsk, ReaderWrite, Written
+from app.stores.protocols import EventStore, ReaderAsk, ReaderState, ReaderWrite, Written
 
 log = logging.getLogger("kairos.events")
 
@@ -159,17 +159,27 @@ class Ingest:
     async def _round(
         self, pending: dict[str, list[tuple[int, Event]]], result: IngestResult, trusted: bool
     ) -> dict[str, list[tuple[int, Event]]]:
-        """One read and one write for every pending reader; what must go again."""
+        """One write for every pending reader, after one read for those this server has
+        no copy of its own last write of; what must go again."""
         readers = list(pending)
+        copies = {r: c for r in readers if (c := self._profiles.written(r)) is not None}
         asks = [
             ReaderAsk(r, tuple(e.event_id for _, e in pending[r]), self._hashes.of(r))
             for r in readers
+            if r not in copies
         ]
-        states = await self._store.read(asks)
+        read = await self._store.read(asks) if asks else []
+        states = dict(zip([a.user_id for a in asks], read, strict=True))
         again: dict[str, list[tuple[int, Event]]] = {}
         writes, reduced = [], []
-        for reader, ask, state in zip(readers, asks, states, strict=True):
+        for reader in readers:
             events = pending[reader]
+            copy = copies.get(reader)
+            if copy is not None:
+                # Our own last write: the store checks the ids and the version.
+                state = ReaderState(copy[0], frozenset(), None, False, copy[1])
+            else:
+                state = states[reader]
             if state.suppressed:
                 for index, event in events:
                     result.reject(index, suppressed(event))
@@ -187,26 +197,33 @@ class Ingest:
                         ReaderWrite(
                             user_id=reader,
                             version=state.version,
-                            hashes=ask.hashes,
+                            hashes=self._hashes.of(reader),
                             profile=outcome.profile,
                             event_ids=tuple(e.event_id for e in applied),
                             history=tuple((e.ts_ms, e.raw) for e in applied),
+                            checked=copy is None,
                         )
                     )
-                    reduced.append((reader, events, outcome.outcomes))
+                    reduced.append((reader, events, outcome))
+                elif copy is not None:
+                    # Nothing to write, so nothing checks the copy: read the store.
+                    self._profiles.invalidate(reader)
+                    again[reader] = events
                 else:
                     _count(result, events, outcome.outcomes)
         if not writes:
             return again
         answers = await self._store.write(writes, int(time.time() * 1000))
-        for (reader, events, outcomes), answer in zip(reduced, answers, strict=True):
+        for (reader, events, outcome), write, answer in zip(reduced, writes, answers, strict=True):
             if answer is Written.WRITTEN:
-                _count(result, events, outcomes)
-                self._profiles.invalidate(reader)
-            elif answer is Written.SUPPRESSED:
+                _count(result, events, outcome.outcomes)
+                self._profiles.wrote(reader, outcome.profile or {}, write.version_after)
+                continue
+            self._profiles.invalidate(reader)
+            if answer is Written.SUPPRESSED:
                 for index, event in events:
                     result.reject(index, suppressed(event))
-            else:  # changed or moved since read: read again (a move is seen then)
+            else:  # changed, moved or an id applied since: read again
                 again.setdefault(reader, []).extend(events)
         return again
 

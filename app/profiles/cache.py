@@ -59,6 +59,7 @@ class CachedProfiles:
         ttl_s: float,
         size: int,
         retry_s: float,
+        written_size: int = 0,
     ) -> None:
         self.store = store
         self._bus = bus
@@ -69,6 +70,12 @@ class CachedProfiles:
         )
         self._stale: LRUCache[str, Profile] = LRUCache(maxsize=size)
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
+        # The profile this server last wrote for a reader, and its version: ingest applies
+        # the reader's next events to it without reading the store first (the store's
+        # compare-and-set refuses the write if anyone changed the reader meanwhile).
+        self._written: LRUCache[str, tuple[Profile, str]] | None = (
+            LRUCache(maxsize=written_size) if written_size > 0 else None
+        )
         self._retry_s = retry_s
         self._down_until = 0.0
         self._hit = metrics.cache.labels("hit")
@@ -186,19 +193,38 @@ class CachedProfiles:
 
     def invalidate(self, user_id: str) -> None:
         """Forget every cached copy of this reader, including loads still in flight."""
-        # Asked first: most readers an event changes are not cached, and a TTL cache's
-        # `pop` costs ~1 µs even for a key it does not hold (every event is here twice).
+        self._drop_read(user_id)
+        if self._written is not None and user_id in self._written:
+            del self._written[user_id]
+
+    def _drop_read(self, user_id: str) -> None:
+        # Asked first: most readers an event changes are not cached, and a cache's `pop`
+        # costs ~1 µs even for a key it does not hold (every event comes here).
         if self._fresh is not None and user_id in self._fresh:
-            self._fresh.pop(user_id, None)
+            self._fresh.pop(user_id, None)  # (it may expire in between: not `del`)
         if user_id in self._stale:
-            self._stale.pop(user_id, None)
+            del self._stale[user_id]
         self._inflight.pop(user_id, None)
+
+    def written(self, user_id: str) -> tuple[Profile, str] | None:
+        """The profile this server last wrote for the reader and its version, if kept
+        (not to be changed: the caller builds a new document from it)."""
+        return None if self._written is None else self._written.get(user_id)
+
+    def wrote(self, user_id: str, profile: Profile, version: str) -> None:
+        """The store now holds `profile` at `version` for the reader, written here: the
+        read copies are dropped, this one kept for the reader's next events."""
+        self._drop_read(user_id)
+        if self._written is not None and version:
+            self._written[user_id] = (profile, version)
 
     def clear(self) -> None:
         if self._fresh is not None:
             self._fresh.clear()
         self._stale.clear()
         self._inflight.clear()
+        if self._written is not None:
+            self._written.clear()
 
     def mark_up(self) -> None:
         self._down_until = 0.0

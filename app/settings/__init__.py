@@ -55,6 +55,7 @@ class Settings:
     events_max_count: int
     event_max_bytes: int
     dedupe_window_s: int
+    events_warm_readers: int
     history_events: int
     history_days: int
     event_origins: tuple[str, ...]

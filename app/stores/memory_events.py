@@ -83,10 +83,14 @@ class MemoryEvents:
                 results.append(Written.MOVED)
             elif not self._suppressed.isdisjoint(write.hashes):
                 results.append(Written.SUPPRESSED)
-            elif self._version(user_id) != write.version:
+            elif self._version(user_id) != write.version or (
+                not write.checked
+                and not self._live_seen(user_id, now_ms).keys().isdisjoint(write.event_ids)
+            ):
                 results.append(Written.CONFLICT)
             else:
                 self._apply(write, now_ms)
+                write.version_after = self._version(user_id)
                 results.append(Written.WRITTEN)
         return results
 

@@ -143,6 +143,12 @@ class ReaderWrite:
     links: tuple[str, ...] = ()
     # False for a merge: its history was announced to `tail` when first applied.
     announce: bool = True
+    # False when `profile` came from this server's copy of its own last write, not from
+    # a read: the ids were not checked against those applied, so the store refuses the
+    # write (CONFLICT) if any of them was applied within the dedupe window.
+    checked: bool = True
+    # Set by the store when the write lands: the version the profile has now.
+    version_after: str = ""
 
 
 class Written(StrEnum):

@@ -41,11 +41,12 @@ from app.stores.redis.keys import (
 # ARGV: version, profile JSON, then the rest as one JSON array (one argument: redis-py's
 # per-argument work is the server process's largest cost per event): now ms, dedupe ms,
 # history max, history ms, user id, event ids, [time ms, event JSON] pairs, links, hashes,
-# whether to announce the history to `tail`.
+# whether to announce the history to `tail`, whether the ids are unread (`ReaderWrite.checked`
+# false: one applied already within the window refuses the write).
 WRITE = f"""
 if redis.call('EXISTS', KEYS[5]) == 1 then return 'moved' end
-local now, dedupe, history_max, history_ms, user, ids, history, links, hashes, announce =
-  unpack(cjson.decode(ARGV[3]))
+local now, dedupe, history_max, history_ms, user, ids, history, links, hashes, announce,
+  unread = unpack(cjson.decode(ARGV[3]))
 for _, hash in ipairs(hashes) do
   if redis.call('SISMEMBER', KEYS[6], hash) == 1 then return 'suppressed' end
 end
@@ -53,6 +54,12 @@ local current = redis.call('GET', KEYS[1])
 local version = ''
 if current then version = redis.sha1hex(current) end
 if version ~= ARGV[1] then return 'conflict' end
+if unread then
+  for _, id in ipairs(ids) do
+    local at = redis.call('ZSCORE', KEYS[2], id)
+    if at and tonumber(at) >= now - dedupe then return 'conflict' end
+  end
+end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - dedupe))
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[2], now, id) end
@@ -158,8 +165,13 @@ class RedisEvents:
         # every request.
         message = announcement(self._connection.origin, (w.user_id for w in writes))
         announce = ("PUBLISH", CHANGES_CHANNEL, message)
-        replies = await self._run(WRITE, [self._command(w, now_ms) for w in writes], announce)
-        return [Written(text(r)) for r in replies]
+        profiles = [orjson.dumps(w.profile) for w in writes]
+        commands = [self._command(w, p, now_ms) for w, p in zip(writes, profiles, strict=True)]
+        results = [Written(text(r)) for r in await self._run(WRITE, commands, announce)]
+        for w, p, result in zip(writes, profiles, results, strict=True):
+            if result is Written.WRITTEN:
+                w.version_after = version_of(p)
+        return results
 
     async def _run(
         self, script: str, commands: Sequence[Sequence[Any]], then: Sequence[Any] = ()
@@ -189,7 +201,7 @@ class RedisEvents:
                 raise StoreUnavailable(f"redis: {reply}")
         return replies
 
-    def _command(self, w: ReaderWrite, now_ms: int) -> list[Any]:
+    def _command(self, w: ReaderWrite, profile: bytes, now_ms: int) -> list[Any]:
         """The EVALSHA arguments after the sha: key count, keys, then ARGV."""
         retention, u = self.retention, w.user_id
         keys = self._keys(u)[1]
@@ -204,8 +216,9 @@ class RedisEvents:
             w.links,
             w.hashes,
             w.announce,
+            not w.checked,
         ]
-        args = [w.version, orjson.dumps(w.profile), orjson.dumps(rest)]
+        args = [w.version, profile, orjson.dumps(rest)]
         return [len(keys), *keys, *args]
 
     async def link(self, user_id: str, to: str) -> str:
