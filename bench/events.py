@@ -439,9 +439,11 @@ async def sink_app(scope: dict[str, Any], receive: Callable[..., Any], send: Any
 # --- Kairos -----------------------------------------------------------------------------
 
 
-def kairos_env(redis_url: str) -> dict[str, str]:
+def kairos_env(redis_url: str, warm_readers: int | None = None) -> dict[str, str]:
+    warm = {} if warm_readers is None else {"KAIROS_EVENTS_WARM_READERS": str(warm_readers)}
     return {
         **base_env(),
+        **warm,
         "KAIROS_ENV": "test",
         "KAIROS_SECRET_KEYS": SECRET_KEY,
         "KAIROS_PUBLIC_URL": PUBLIC_URL,
@@ -1224,7 +1226,7 @@ def _bench(
         finally:
             procs.stop(sink.proc)
 
-    env = kairos_env(redis_url)
+    env = kairos_env(redis_url, args.warm_readers)
     kairos = uvicorn_argv("app.app:factory", factory=True)
     a = start_server(procs, tmp, "kairos-a", kairos, env, pin.server, "/readyz")
     print(f"kairos-a on port {a.port} (core {pin.server})", flush=True)
@@ -1366,6 +1368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print the N functions with the most own time in a cProfile "
                         "of in-process Ingest.ingest calls (default: none)")  # fmt: skip
+    parser.add_argument("--warm-readers", type=int, default=None, metavar="N",
+                        help="the servers' KAIROS_EVENTS_WARM_READERS (default: the "
+                        "server's default; 0: every reader read before its write)")  # fmt: skip
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
     args = parser.parse_args(argv)
     if args.duration < 1 or args.connections < 1:

@@ -28,6 +28,7 @@ TYPES = (
 )
 CUSTOM_PREFIX = "custom:"
 CUSTOM_NAME = re.compile(r"[A-Za-z0-9 _.:/-]{1,64}")
+URL = re.compile(r"https?://[^\s/]", re.IGNORECASE)
 MAX_EVENT_ID = 100
 # Anonymous readers are kept apart from users: "~" + the anonymous id, which no user id
 # can spell (no "~" in ids). So an anonymous id never names a user, and an identify or
@@ -228,7 +229,7 @@ def _url(props: dict[str, Any], key: str) -> None:
     if value is not None and (
         not isinstance(value, str)
         or len(value) > 2048
-        or not re.match(r"https?://[^\s/]", value, re.IGNORECASE)
+        or URL.match(value) is None
     ):
         raise _bad(f"properties.{key}", "must be an absolute http(s) URL")
 

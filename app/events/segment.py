@@ -92,23 +92,26 @@ def _mapped(
     """`props` under native names: the fields first (from `props`, else `fallback`), then
     (with `rest`) every other property of `props` as it is."""
     out: dict[str, Any] = {}
-    used: set[str] = set()
+    used: set[str] = set()  # sources read under another name
     # Plain loops, no generator per field: every Segment event goes through here.
-    places = (props,) if fallback is EMPTY else (props, fallback)
     for native, sources, convert in fields:
-        for where in places:
-            for source in sources:
-                value = where.get(source)
-                if value is not None:
-                    out[native] = convert(value)
+        for source in sources:
+            value = props.get(source)
+            if value is not None:
+                out[native] = value if convert is _same else convert(value)
+                if source != native:
                     used.add(source)
+                break
+        else:
+            for source in sources if fallback is not EMPTY else ():
+                value = fallback.get(source)
+                if value is not None:
+                    out[native] = value if convert is _same else convert(value)
                     break
-            else:
-                continue
-            break
-    for key, value in props.items() if rest else ():
-        if key not in out and key not in used:
-            out[key] = value
+    if rest:
+        for key, value in props.items():
+            if key not in out and key not in used:
+                out[key] = value
     return out
 
 
@@ -226,10 +229,18 @@ def _ms(value: Any, field: str, clock: Clock | None = None) -> int:
 
 def _ts(message: Mapping[str, Any], received_ms: int, sent_at: Any, clock: Clock | None) -> str:
     """When the event happened, as Segment computes `timestamp`."""
+    # Spelled out, not a loop over the three: every Segment event comes here.
     stamp, original, sent = (
-        None if (value := message.get(field)) is None else _ms(value, field, clock)
-        for field in ("timestamp", "originalTimestamp", "sentAt")
+        message.get("timestamp"),
+        message.get("originalTimestamp"),
+        message.get("sentAt"),
     )
+    if stamp is not None:
+        stamp = _ms(stamp, "timestamp", clock)
+    if original is not None:
+        original = _ms(original, "originalTimestamp", clock)
+    if sent is not None:
+        sent = _ms(sent, "sentAt", clock)
     if sent is None and sent_at is not None:
         # The envelope's, parsed once for its batch by the caller when it can be.
         sent = sent_at if isinstance(sent_at, Millis) else _ms(sent_at, "sentAt", clock)
