@@ -227,9 +227,7 @@ def _product(props: dict[str, Any]) -> None:
 def _url(props: dict[str, Any], key: str) -> None:
     value = props.get(key)
     if value is not None and (
-        not isinstance(value, str)
-        or len(value) > 2048
-        or URL.match(value) is None
+        not isinstance(value, str) or len(value) > 2048 or URL.match(value) is None
     ):
         raise _bad(f"properties.{key}", "must be an absolute http(s) URL")
 
