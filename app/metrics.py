@@ -126,6 +126,12 @@ class Metrics:
         self.events = Counter(
             "kairos_events", "Events received, by dialect and outcome", ["dialect", "outcome"]
         )
+        self.warm_readers = Counter(
+            "kairos_events_warm_readers",
+            "Readers an events request applied to: from this server's copy of its last "
+            "write (copy), read first (read), or a copy the store refused (refused)",
+            ["result"],
+        )
         self.merges = Counter("kairos_identity_merges", "Readers merged into a user", [])
         self.erasures = Counter("kairos_erasures", "Erasure requests carried out", [])
         self.tracking_lost = Counter(
@@ -135,6 +141,7 @@ class Metrics:
             _Collector(
                 [
                     self.events,
+                    self.warm_readers,
                     self.merges,
                     self.erasures,
                     self.tracking_lost,

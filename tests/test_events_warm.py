@@ -131,6 +131,16 @@ def session(user: str, times: list[str]) -> list[list[Json]]:
     ]
 
 
+def warm_counts(k: Kairos) -> dict[str, float]:
+    """`kairos_events_warm_readers_total` by result, those above zero."""
+    registry = k.app.state.services.metrics.registry
+    found = {
+        result: registry.get_sample_value("kairos_events_warm_readers_total", {"result": result})
+        for result in ("copy", "read", "refused")
+    }
+    return {result: n for result, n in found.items() if n}
+
+
 @pytest.mark.parametrize("warm", [20000, 0])
 async def test_the_next_request_skips_the_read_and_lands_the_same(
     kairos: Opener, monkeypatch: pytest.MonkeyPatch, warm: int
@@ -142,6 +152,7 @@ async def test_the_next_request_skips_the_read_and_lands_the_same(
         for batch in session(user, times):
             assert counts(await k.post(batch)) == (len(batch), 0, 0, [])
         assert asked[user] == (1 if warm else 3)
+        assert warm_counts(k) == ({"copy": 2, "read": 1} if warm else {"read": 3})
         profile = await k.profile(user)
         history = await k.history(user)
     assert profile is not None
@@ -165,6 +176,7 @@ async def test_a_retry_after_a_warm_write_is_all_duplicates(k: Kairos) -> None:
     assert counts(await k.post(batch)) == (2, 0, 0, [])  # applied to the copy
     assert copy_of(k, user) is not None
     assert counts(await k.post(batch)) == (0, 2, 0, [])
+    assert warm_counts(k) == {"copy": 2, "read": 2, "refused": 1}  # then read again
     # Half a retry: the old event is a duplicate, the new one applied.
     assert counts(await k.post([batch[0], ev("page_view", user)])) == (1, 1, 0, [])
     profile = await k.profile(user)

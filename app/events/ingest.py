@@ -88,6 +88,9 @@ class Ingest:
         self._metrics = metrics
         self._max_event_bytes = max_event_bytes
         self.clock = Clock()
+        self._copied, self._read, self._refused = (
+            metrics.warm_readers.labels(result) for result in ("copy", "read", "refused")
+        )
 
     async def ingest(
         self,
@@ -168,6 +171,8 @@ class Ingest:
             for r in readers
             if r not in copies
         ]
+        self._copied.inc(len(copies))
+        self._read.inc(len(asks))
         read = await self._store.read(asks) if asks else []
         states = dict(zip([a.user_id for a in asks], read, strict=True))
         again: dict[str, list[tuple[int, Event]]] = {}
@@ -208,6 +213,7 @@ class Ingest:
                 elif copy is not None:
                     # Nothing to write, so nothing checks the copy: read the store.
                     self._profiles.invalidate(reader)
+                    self._refused.inc()
                     again[reader] = events
                 else:
                     _count(result, events, outcome.outcomes)
@@ -220,6 +226,8 @@ class Ingest:
                 self._profiles.wrote(reader, outcome.profile or {}, write.version_after)
                 continue
             self._profiles.invalidate(reader)
+            if not write.checked:
+                self._refused.inc()
             if answer is Written.SUPPRESSED:
                 for index, event in events:
                     result.reject(index, suppressed(event))

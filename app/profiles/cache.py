@@ -167,10 +167,14 @@ class CachedProfiles:
             if stop.is_set():
                 return
             # Changes made while we were not listening are unknown: drop fresh copies
-            # (stale ones stay, they are all we have while the store is down).
+            # and written ones (stale ones stay, they are all we have while the store is
+            # down). A written copy would only cost a refused write, but an erasure
+            # missed meanwhile must not leave the reader's data here.
             self._inflight.clear()
             if self._fresh is not None:
                 self._fresh.clear()
+            if self._written is not None:
+                self._written.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), retry_s)
 
