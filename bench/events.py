@@ -4,6 +4,7 @@ per-event script, and how soon an event shows in a feed served by another proces
     .venv/bin/python bench/events.py [--duration 10] [--connections 16]
     .venv/bin/python bench/events.py --quick        # 3 s runs, 50 trials: a smoke test
     .venv/bin/python bench/events.py --profile 25 --py-spy /path/to/py-spy
+    .venv/bin/python bench/events.py --warm-readers 0   # every reader read before its write
 
 It starts its own redis-server (temporary directory, no persistence, pinned to the load
 core) and seeds it through Kairos's Redis stores: a catalog of 200 products and 20,000
@@ -35,6 +36,12 @@ block of the 20,000, the next request takes the next block, so concurrent reques
 touch the same reader; every event id is unique (a per-run nonce and the request's
 number, filled in by wrk's Lua script). The mix per request: 45 product_view, 30
 page_view, 20 add_to_cart, 5 purchase, over the catalog's products.
+
+A server keeps the last profile it wrote for up to KAIROS_EVENTS_WARM_READERS readers
+(default 20,000) and skips the read for them: with 20,000 readers cycled, every reader
+comes back within about a second, so after the first pass the runs are served from those
+copies (each run prints the share). `--warm-readers 0` measures every reader read first,
+as for readers that do not come back to the same server.
 
 Checks: a request of each case answers 202 (200 for Segment) with 100 accepted before
 measuring; after, Kairos's /metrics must count the run's events as accepted (no
@@ -486,11 +493,14 @@ def _alive(server: Server) -> None:
 
 def _event_counts(port: int) -> dict[tuple[str, str], float]:
     samples = metrics(port)
-    return {
+    counts = {
         (dialect, outcome): total(samples, "kairos_events_total", dialect=dialect, outcome=outcome)
         for dialect in ("native", "segment")
         for outcome in ("accepted", "duplicate", "dropped", "rejected")
     }
+    for result in ("copy", "read", "refused"):
+        counts["warm", result] = total(samples, "kairos_events_warm_readers_total", result=result)
+    return counts
 
 
 def _post(port: int, dialect: Dialect, body: bytes) -> dict[str, Any]:
@@ -588,6 +598,7 @@ def measure_kairos(
         for outcome in ("duplicate", "dropped", "rejected")
         if delta[(dialect.metric, outcome)]
     }
+    readers = delta["warm", "copy"] + delta["warm", "read"]
     if others:
         hint = " (the gzipped bodies ran out: more are needed)" if dialect.gzip else ""
         raise BenchError(f"{dialect.name}: events not accepted during the run: {others}{hint}")
@@ -613,7 +624,10 @@ def measure_kairos(
         f"({result.rps:,.0f} req/s), p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms; "
         f"CPU: server {outcome.server_cpu:.0%}, redis {outcome.redis_cpu:.0%}, "
         f"wrk {outcome.wrk_cpu:.0%}, other {outcome.other_cpu:.0%}; "
-        f"/metrics +{accepted:,.0f} accepted",
+        f"/metrics +{accepted:,.0f} accepted; readers from the server's copy of its "
+        f"last write {delta['warm', 'copy'] / max(readers, 1):.0%}, read first "
+        f"{delta['warm', 'read'] / max(readers, 1):.0%} ({delta['warm', 'refused']:,.0f} "
+        "copies refused)",
         flush=True,
     )
     if spy is not None:
