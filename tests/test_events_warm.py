@@ -23,7 +23,7 @@ from test_events_api import kairos as kairos
 
 from app.events.model import anonymous_reader
 from app.profiles.cache import CachedProfiles
-from app.stores.protocols import Profile, ReaderAsk, ReaderState
+from app.stores.protocols import ReaderAsk, ReaderState
 from app.stores.redis.keys import CHANGES_CHANNEL
 
 on_redis = pytest.mark.parametrize("backend", ["redis"])
@@ -42,8 +42,9 @@ def profiles(k: Kairos) -> CachedProfiles:
     return cached
 
 
-def copy_of(k: Kairos, reader: str) -> tuple[Profile, str] | None:
-    """The profile (and version) the server keeps of its own last write for `reader`."""
+def copy_of(k: Kairos, reader: str) -> tuple[bytes, str] | None:
+    """The profile (as stored, and its version) the server keeps of its own last write
+    for `reader`."""
     return profiles(k).written(reader)
 
 

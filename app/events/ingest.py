@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from app.errors import StoreUnavailable
 from app.events.clock import Clock
 from app.events.merge import merge
@@ -182,7 +184,7 @@ class Ingest:
             copy = copies.get(reader)
             if copy is not None:
                 # Our own last write: the store checks the ids and the version.
-                state = ReaderState(copy[0], frozenset(), None, False, copy[1])
+                state = ReaderState(orjson.loads(copy[0]), frozenset(), None, False, copy[1])
             else:
                 state = states[reader]
             if state.suppressed:
@@ -223,7 +225,7 @@ class Ingest:
         for (reader, events, outcome), write, answer in zip(reduced, writes, answers, strict=True):
             if answer is Written.WRITTEN:
                 _count(result, events, outcome.outcomes)
-                self._profiles.wrote(reader, outcome.profile or {}, write.version_after)
+                self._profiles.wrote(reader, write.stored, write.version_after)
                 continue
             self._profiles.invalidate(reader)
             if not write.checked:

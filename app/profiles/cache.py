@@ -70,12 +70,14 @@ class CachedProfiles:
         )
         self._stale: LRUCache[str, Profile] = LRUCache(maxsize=size)
         self._inflight: dict[str, asyncio.Task[Lookup]] = {}
-        # The profile this server last wrote for a reader, and its version: ingest applies
-        # the reader's next events to it without reading the store first (the store's
-        # compare-and-set refuses the write if anyone changed the reader meanwhile).
-        self._written: LRUCache[str, tuple[Profile, str]] | None = (
-            LRUCache(maxsize=written_size) if written_size > 0 else None
-        )
+        # The profile this server last wrote for a reader (as stored: JSON) and its
+        # version: ingest applies the reader's next events to it without reading the
+        # store first (the store's compare-and-set refuses the write if anyone changed
+        # the reader meanwhile). Bytes, not documents: tens of thousands of profiles as
+        # dicts would be objects for every full garbage collection to walk. Oldest write
+        # out first: a plain dict in write order, at a fraction of an LRU cache's cost.
+        self._written: dict[str, tuple[bytes, str]] = {}
+        self._written_size = written_size
         self._retry_s = retry_s
         self._down_until = 0.0
         self._hit = metrics.cache.labels("hit")
@@ -173,8 +175,7 @@ class CachedProfiles:
             self._inflight.clear()
             if self._fresh is not None:
                 self._fresh.clear()
-            if self._written is not None:
-                self._written.clear()
+            self._written.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), retry_s)
 
@@ -198,8 +199,7 @@ class CachedProfiles:
     def invalidate(self, user_id: str) -> None:
         """Forget every cached copy of this reader, including loads still in flight."""
         self._drop_read(user_id)
-        if self._written is not None and user_id in self._written:
-            del self._written[user_id]
+        self._written.pop(user_id, None)
 
     def _drop_read(self, user_id: str) -> None:
         # Asked first: most readers an event changes are not cached, and a cache's `pop`
@@ -210,25 +210,30 @@ class CachedProfiles:
             del self._stale[user_id]
         self._inflight.pop(user_id, None)
 
-    def written(self, user_id: str) -> tuple[Profile, str] | None:
-        """The profile this server last wrote for the reader and its version, if kept
-        (not to be changed: the caller builds a new document from it)."""
-        return None if self._written is None else self._written.get(user_id)
+    def written(self, user_id: str) -> tuple[bytes, str] | None:
+        """The profile this server last wrote for the reader, as stored, and its
+        version, if kept."""
+        return self._written.get(user_id)
 
-    def wrote(self, user_id: str, profile: Profile, version: str) -> None:
-        """The store now holds `profile` at `version` for the reader, written here: the
-        read copies are dropped, this one kept for the reader's next events."""
+    def wrote(self, user_id: str, stored: bytes, version: str) -> None:
+        """The store now holds `stored` at `version` for the reader, written here: the
+        read copies are dropped, this one kept for the reader's next events (the oldest
+        written goes when there are `written_size`)."""
         self._drop_read(user_id)
-        if self._written is not None and version:
-            self._written[user_id] = (profile, version)
+        written = self._written
+        written.pop(user_id, None)  # put back last: the newest write
+        if not version or self._written_size <= 0:
+            return
+        if len(written) >= self._written_size:
+            del written[next(iter(written))]
+        written[user_id] = (stored, version)
 
     def clear(self) -> None:
         if self._fresh is not None:
             self._fresh.clear()
         self._stale.clear()
         self._inflight.clear()
-        if self._written is not None:
-            self._written.clear()
+        self._written.clear()
 
     def mark_up(self) -> None:
         self._down_until = 0.0

@@ -90,6 +90,7 @@ class MemoryEvents:
                 results.append(Written.CONFLICT)
             else:
                 self._apply(write, now_ms)
+                write.stored = self._profiles.raw(user_id) or b""
                 write.version_after = self._version(user_id)
                 results.append(Written.WRITTEN)
         return results

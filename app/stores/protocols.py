@@ -147,7 +147,9 @@ class ReaderWrite:
     # a read: the ids were not checked against those applied, so the store refuses the
     # write (CONFLICT) if any of them was applied within the dedupe window.
     checked: bool = True
-    # Set by the store when the write lands: the version the profile has now.
+    # Set by the store when the write lands: the profile as stored (JSON), and the
+    # version it has now.
+    stored: bytes = b""
     version_after: str = ""
 
 

@@ -170,7 +170,7 @@ class RedisEvents:
         results = [Written(text(r)) for r in await self._run(WRITE, commands, announce)]
         for w, p, result in zip(writes, profiles, results, strict=True):
             if result is Written.WRITTEN:
-                w.version_after = version_of(p)
+                w.stored, w.version_after = p, version_of(p)
         return results
 
     async def _run(
