@@ -942,9 +942,7 @@ return 'written'
 SCRIPT_KAIROS = """
 if redis.call('EXISTS', KEYS[5]) == 1 then return 'moved' end
 if redis.call('SISMEMBER', KEYS[6], ARGV[6]) == 1 then return 'suppressed' end
-local current = redis.call('GET', KEYS[1])
-local version = ''
-if current then version = redis.sha1hex(current) end
+local same = (redis.call('GET', KEYS[1]) or '') == ARGV[7]
 redis.call('SET', KEYS[1], ARGV[1])
 local now = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - 86400000))
@@ -1017,7 +1015,8 @@ def redis_benchmark(
     ]  # fmt: skip
     argv = {
         "r1": [profile, "1764000000000", "id-__rand_int__", entry.decode(), uid],
-        "r2": [profile, "1764000000000", "id-__rand_int__", entry.decode(), uid, "h" * 43],
+        # the version sent is a profile as read, as Kairos sends it
+        "r2": [profile, "1764000000000", "id-__rand_int__", entry.decode(), uid, "h" * 43, profile],
     }
     sub_argv = [sys.executable, "-c", SUBSCRIBER, str(redis_port), CHANGES_CHANNEL]
     if pin.server is not None:

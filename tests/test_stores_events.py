@@ -47,7 +47,7 @@ def event(ts_ms: int, name: str, user_id: str = "u1") -> tuple[int, bytes]:
 
 def change(
     user_id: str,
-    version: str,
+    version: bytes,
     profile: Profile,
     *,
     ids: Iterable[str] = (),
@@ -147,7 +147,7 @@ async def retained(backend: str, request: pytest.FixtureRequest) -> AsyncIterato
 
 async def test_an_unknown_reader_reads_as_nothing(stores: Stores) -> None:
     assert await state(stores, "nobody", ids=("e1",), hashes=("h1",)) == ReaderState(
-        profile=None, seen=frozenset(), moved_to=None, suppressed=False, version=""
+        profile=None, seen=frozenset(), moved_to=None, suppressed=False, version=b""
     )
     events = stores.events
     assert await events.history("nobody") == []
@@ -163,7 +163,7 @@ async def test_a_write_is_read_back(stores: Stores) -> None:
     a, b, c, d = event(t - 4000, "a"), event(t - 3000, "b"), event(t - 2000, "c"), event(t, "d")
     before = await state(stores, "u1")
     # history given out of time order is kept in time order
-    assert await write(stores, change("u1", "", {"n": 1}, ids=("e1", "e2"), history=(c, a))) == (
+    assert await write(stores, change("u1", b"", {"n": 1}, ids=("e1", "e2"), history=(c, a))) == (
         Written.WRITTEN
     )
     first = await state(stores, "u1", ids=("e1", "e2", "e3"))
@@ -190,9 +190,9 @@ async def test_the_writes_of_a_batch_are_each_their_own(stores: Stores) -> None:
     await apply(stores, "u2", {"n": 1})
     results = await stores.events.write(
         [
-            change("u1", "", {"who": "u1"}, ids=("e1",)),
-            change("u2", "stale", {"who": "u2"}, ids=("e2",)),
-            change("u3", "", {"who": "u3"}, ids=("e3",)),
+            change("u1", b"", {"who": "u1"}, ids=("e1",)),
+            change("u2", b"stale", {"who": "u2"}, ids=("e2",)),
+            change("u3", b"", {"who": "u3"}, ids=("e3",)),
         ],
         now_ms(),
     )
@@ -418,13 +418,13 @@ async def test_an_erased_reader_is_suppressed_until_lifted(stores: Stores) -> No
     assert await stores.events.suppressed("u1", []) is False
     assert (await state(stores, "u1", hashes=("h2", "h1"))).suppressed is True
     assert (await state(stores, "u1", hashes=("h2",))).suppressed is False
-    assert await write(stores, change("u1", "", {"n": 2}, hashes=("h2", "h1"))) == (
+    assert await write(stores, change("u1", b"", {"n": 2}, hashes=("h2", "h1"))) == (
         Written.SUPPRESSED
     )
     assert await stores.profiles.get("u1") is None
 
     # a write that does not carry the hash is not suppressed
-    assert await write(stores, change("u1", "", {"n": 3}, hashes=("h2",))) == Written.WRITTEN
+    assert await write(stores, change("u1", b"", {"n": 3}, hashes=("h2",))) == Written.WRITTEN
     assert await stores.profiles.get("u1") == {"n": 3}
 
     assert await stores.events.unsuppress("u1", ["h1"]) is True
@@ -522,7 +522,7 @@ async def test_erasure_leaves_nothing_of_the_reader(stores: Stores) -> None:
     assert await stores.events.resolve([ERASED]) == {}
     assert await stores.picks.get_pick(ERASED, "spring", 0) is None
     assert await state(stores, ERASED, ids=("e-0", "e-1"), hashes=hashes) == ReaderState(
-        profile=None, seen=frozenset(), moved_to=None, suppressed=True, version=""
+        profile=None, seen=frozenset(), moved_to=None, suppressed=True, version=b""
     )
     # the other reader is untouched
     assert (await state(stores, "bystander", ids=("e-9",))).seen == {"e-9"}
@@ -564,7 +564,7 @@ async def _assert_nowhere(client: redis.asyncio.Redis, needle: bytes) -> None:
 
 async def test_erase_of_a_reader_with_event_data_only(stores: Stores) -> None:
     # no profile: erasure still removes the rest, and says there was no profile
-    await stores.events.write([change("u1", "", {"n": 1}, ids=("e1",))], now_ms())
+    await stores.events.write([change("u1", b"", {"n": 1}, ids=("e1",))], now_ms())
     await stores.profiles.delete("u1")
     assert await stores.backend.keys_of("u1") != []
     assert await stores.erase("u1") is False
@@ -617,7 +617,7 @@ async def test_tail_follows_the_applied_events_until_stopped(stores: Stores) -> 
         await apply(stores, "u1", {"n": 1}, history=(a,))
         await apply(stores, "u2", {"n": 1}, history=(b, c))  # two events, one write
         # refused and event-less writes tell followers nothing
-        refused = change("u1", "stale", {"n": 9}, history=(event(t, "refused"),))
+        refused = change("u1", b"stale", {"n": 9}, history=(event(t, "refused"),))
         assert await write(stores, refused) == Written.CONFLICT
         await apply(stores, "u1", {"n": 2})
         # a merge's history was announced when first applied: not again
@@ -688,10 +688,10 @@ async def test_the_write_script_tells_the_servers_which_reader_changed(
         assert subscribed is not None and subscribed["type"] == "subscribe"  # active now
         answers = await on_redis.events.write(
             [
-                change("stale", "stale", {"n": 2}),
-                change("moved", "", {"n": 2}),
-                change("ada", "", {"n": 1}),
-                change("suppressed", "", {"n": 2}, hashes=("h1",)),
+                change("stale", b"stale", {"n": 2}),
+                change("moved", b"", {"n": 2}),
+                change("ada", b"", {"n": 1}),
+                change("suppressed", b"", {"n": 2}, hashes=("h1",)),
             ],
             now_ms(),
         )
@@ -725,14 +725,14 @@ async def test_a_write_not_read_first_is_refused_when_an_id_was_applied(stores: 
     the ids itself. One applied within the window refuses the write and changes nothing;
     new ids land, and the version after is what a read then shows."""
     t = now_ms()
-    first = change("w1", "", {"n": 1}, ids=("e1",), history=(event(t, "e1", "w1"),))
+    first = change("w1", b"", {"n": 1}, ids=("e1",), history=(event(t, "e1", "w1"),))
     assert await write(stores, first, t) == Written.WRITTEN
-    assert first.version_after == (await state(stores, "w1")).version != ""
+    assert first.version_after == (await state(stores, "w1")).version != b""
 
     again = change("w1", first.version_after, {"n": 2}, ids=("e2", "e1"))
     again.checked = False
     assert await write(stores, again, t + 10) == Written.CONFLICT
-    assert again.version_after == ""
+    assert again.version_after == b""
     after = await state(stores, "w1", ("e1", "e2"))
     assert after.profile == {"n": 1} and after.seen == {"e1"}
     assert after.version == first.version_after

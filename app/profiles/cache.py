@@ -76,7 +76,7 @@ class CachedProfiles:
         # the reader meanwhile). Bytes, not documents: tens of thousands of profiles as
         # dicts would be objects for every full garbage collection to walk. Oldest write
         # out first: a plain dict in write order, at a fraction of an LRU cache's cost.
-        self._written: dict[str, tuple[bytes, str]] = {}
+        self._written: dict[str, tuple[bytes, bytes]] = {}
         self._written_size = written_size
         self._retry_s = retry_s
         self._down_until = 0.0
@@ -210,12 +210,12 @@ class CachedProfiles:
             del self._stale[user_id]
         self._inflight.pop(user_id, None)
 
-    def written(self, user_id: str) -> tuple[bytes, str] | None:
+    def written(self, user_id: str) -> tuple[bytes, bytes] | None:
         """The profile this server last wrote for the reader, as stored, and its
         version, if kept."""
         return self._written.get(user_id)
 
-    def wrote(self, user_id: str, stored: bytes, version: str) -> None:
+    def wrote(self, user_id: str, stored: bytes, version: bytes) -> None:
         """The store now holds `stored` at `version` for the reader, written here: the
         read copies are dropped, this one kept for the reader's next events (the oldest
         written goes when there are `written_size`)."""

@@ -47,9 +47,8 @@ class MemoryEvents:
         self._suppressed: set[str] = set()
         self._followers: list[asyncio.Queue[bytes]] = []
 
-    def _version(self, user_id: str) -> str:
-        raw = self._profiles.raw(user_id)
-        return "" if raw is None else str(hash(raw))
+    def _version(self, user_id: str) -> bytes:
+        return self._profiles.raw(user_id) or b""
 
     async def read(self, asks: Sequence[ReaderAsk]) -> list[ReaderState]:
         now_ms = int(time.time() * 1000)

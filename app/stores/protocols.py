@@ -118,14 +118,14 @@ class ReaderAsk:
 # dataclass's __init__ sets each field through object.__setattr__
 class ReaderState:
     """A reader as read for ingest. `version` is an opaque compare-and-set token of the
-    profile ("" when there is none); `moved_to` is the user this reader was merged into
+    profile (b"" when there is none); `moved_to` is the user this reader was merged into
     (then its events go there)."""
 
     profile: Profile | None
     seen: frozenset[str]
     moved_to: str | None
     suppressed: bool
-    version: str
+    version: bytes
 
 
 @dataclass(slots=True)  # not frozen: built per reader per request, and a frozen
@@ -135,7 +135,7 @@ class ReaderWrite:
     keep in its history as (time in ms, event JSON), and ids merged into it (`links`)."""
 
     user_id: str
-    version: str
+    version: bytes
     hashes: tuple[str, ...]
     profile: Profile
     event_ids: tuple[str, ...]
@@ -150,7 +150,7 @@ class ReaderWrite:
     # Set by the store when the write lands: the profile as stored (JSON), and the
     # version it has now.
     stored: bytes = b""
-    version_after: str = ""
+    version_after: bytes = b""
 
 
 class Written(StrEnum):

@@ -38,7 +38,8 @@ from app.stores.redis.keys import (
 )
 
 # KEYS: profile, seen, history, links, alias, suppressed.
-# ARGV: version, profile JSON, then the rest as one JSON array (one argument: redis-py's
+# ARGV: version (the profile as read: comparing it costs less than hashing it, here and
+# in the server), profile JSON, then the rest as one JSON array (one argument: redis-py's
 # per-argument work is the server process's largest cost per event): now ms, dedupe ms,
 # history max, history ms, user id, event ids, [time ms, event JSON] pairs, links, hashes,
 # whether to announce the history to `tail`, whether the ids are unread (`ReaderWrite.checked`
@@ -50,10 +51,7 @@ local now, dedupe, history_max, history_ms, user, ids, history, links, hashes, a
 for _, hash in ipairs(hashes) do
   if redis.call('SISMEMBER', KEYS[6], hash) == 1 then return 'suppressed' end
 end
-local current = redis.call('GET', KEYS[1])
-local version = ''
-if current then version = redis.sha1hex(current) end
-if version ~= ARGV[1] then return 'conflict' end
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 'conflict' end
 if unread then
   for _, id in ipairs(ids) do
     local at = redis.call('ZSCORE', KEYS[2], id)
@@ -105,9 +103,10 @@ WRITE_KEYS = (0, 1, 2, 3, 4, 5)
 KEYS_CACHED = 4096  # readers whose keys are kept spelled (~5 MB)
 
 
-def version_of(raw: bytes | None) -> str:
-    """The compare-and-set token of a stored profile, as the script computes it."""
-    return "" if raw is None else hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+def version_of(raw: bytes | None) -> bytes:
+    """The compare-and-set token of a stored profile: the profile as stored itself (the
+    script compares it with what it holds)."""
+    return b"" if raw is None else raw
 
 
 class RedisEvents:
@@ -170,7 +169,7 @@ class RedisEvents:
         results = [Written(text(r)) for r in await self._run(WRITE, commands, announce)]
         for w, p, result in zip(writes, profiles, results, strict=True):
             if result is Written.WRITTEN:
-                w.stored, w.version_after = p, version_of(p)
+                w.stored = w.version_after = p
         return results
 
     async def _run(
