@@ -39,15 +39,15 @@ from app.stores.redis.keys import (
 
 # KEYS: profile, seen, history, links, alias, suppressed.
 # ARGV: version (the profile as read: comparing it costs less than hashing it, here and
-# in the server), profile JSON, then the rest as one JSON array (one argument: redis-py's
-# per-argument work is the server process's largest cost per event): now ms, dedupe ms,
-# history max, history ms, user id, event ids, [time ms, event JSON] pairs, links, hashes,
-# whether to announce the history to `tail`, whether the ids are unread (`ReaderWrite.checked`
-# false: one applied already within the window refuses the write).
+# in the server), profile JSON, the small values as one JSON array: now ms, dedupe ms,
+# history max, history ms, user id, event ids, links, hashes, whether to announce the
+# history to `tail`, whether the ids are unread (`ReaderWrite.checked` false: one applied
+# already within the window refuses the write); then the history entries, time ms and
+# event JSON in turn (as arguments: no JSON escaping of JSON, here or in the script).
 WRITE = f"""
 if redis.call('EXISTS', KEYS[5]) == 1 then return 'moved' end
-local now, dedupe, history_max, history_ms, user, ids, history, links, hashes, announce,
-  unread = unpack(cjson.decode(ARGV[3]))
+local now, dedupe, history_max, history_ms, user, ids, links, hashes, announce, unread =
+  unpack(cjson.decode(ARGV[3]))
 for _, hash in ipairs(hashes) do
   if redis.call('SISMEMBER', KEYS[6], hash) == 1 then return 'suppressed' end
 end
@@ -63,11 +63,11 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - dedupe))
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[2], now, id) end
 if #ids > 0 then redis.call('PEXPIRE', KEYS[2], dedupe) end
 local lines = {{}}
-for _, entry in ipairs(history) do
-  redis.call('ZADD', KEYS[3], entry[1], entry[2])
-  lines[#lines + 1] = entry[2]
+for i = 4, #ARGV, 2 do
+  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 1])
+  lines[#lines + 1] = ARGV[i + 1]
 end
-if #history > 0 then
+if #lines > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - history_ms))
   redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(history_max + 1))
   redis.call('PEXPIRE', KEYS[3], history_ms)
@@ -211,14 +211,13 @@ class RedisEvents:
             retention.history_s * 1000,
             u,
             w.event_ids,
-            [(ts_ms, raw.decode()) for ts_ms, raw in w.history],
             w.links,
             w.hashes,
             w.announce,
             not w.checked,
         ]
-        args = [w.version, profile, orjson.dumps(rest)]
-        return [len(keys), *keys, *args]
+        history = [part for entry in w.history for part in entry]
+        return [len(keys), *keys, w.version, profile, orjson.dumps(rest), *history]
 
     async def link(self, user_id: str, to: str) -> str:
         before = await self._connection.call(
