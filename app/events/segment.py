@@ -129,17 +129,18 @@ ORDER: tuple[Field, ...] = (
     ("currency", ("currency",), _upper),
     ("order_id", ("order_id",), _ident),
 )
-# The spec's event names, lower-cased: a name is matched case-insensitively.
-TRACKED: Mapping[str, tuple[str, tuple[Field, ...]]] = MappingProxyType(
+# The spec's event names as it spells them; a name is matched case-insensitively.
+_SPELLED: Mapping[str, tuple[str, tuple[Field, ...]]] = MappingProxyType(
     {
-        "product viewed": ("product_view", PRODUCT),
-        "product added": ("add_to_cart", PRODUCT),
-        "product removed": ("remove_from_cart", PRODUCT),
-        "order completed": ("purchase", ORDER),
-        "email opened": ("email_open", EMAIL_OPEN),
-        "email link clicked": ("email_click", EMAIL_CLICK),
+        "Product Viewed": ("product_view", PRODUCT),
+        "Product Added": ("add_to_cart", PRODUCT),
+        "Product Removed": ("remove_from_cart", PRODUCT),
+        "Order Completed": ("purchase", ORDER),
+        "Email Opened": ("email_open", EMAIL_OPEN),
+        "Email Link Clicked": ("email_click", EMAIL_CLICK),
     }
 )
+TRACKED = MappingProxyType({name.lower(): found for name, found in _SPELLED.items()})
 
 
 def _object(message: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -164,7 +165,8 @@ def _track(message: Mapping[str, Any]) -> Translated:
     if not isinstance(name, str):
         raise _missing("event")
     props = _object(message, "properties")
-    kind, fields = TRACKED.get(name.lower(), ("custom:" + name, ()))
+    found = _SPELLED.get(name) or TRACKED.get(name.lower())  # as the spec spells it, first
+    kind, fields = found or ("custom:" + name, ())
     return kind, _mapped(fields, props)
 
 
@@ -198,13 +200,15 @@ def _ids(message: Mapping[str, Any], call: str) -> dict[str, Any]:
             if message.get(name) is None:
                 raise _missing(name)
         return {"user_id": _ident(message["userId"]), "anonymous_id": _ident(message["previousId"])}
-    ids = {
-        native: _ident(message[name])
-        for name, native in (("userId", "user_id"), ("anonymousId", "anonymous_id"))
-        if message.get(name) is not None
-    }
-    if not ids:
+    user, anonymous = message.get("userId"), message.get("anonymousId")
+    if user is None and anonymous is None:
         raise _missing("userId")
+    # Spelled out, not a loop over the two: every Segment event comes here.
+    ids = {}
+    if user is not None:
+        ids["user_id"] = user if type(user) is str else _ident(user)
+    if anonymous is not None:
+        ids["anonymous_id"] = anonymous if type(anonymous) is str else _ident(anonymous)
     return ids
 
 
@@ -218,6 +222,11 @@ def _bad_time(field: str, why: str = "must be an ISO 8601 time") -> SegmentError
 
 def _ms(value: Any, field: str, clock: Clock | None = None) -> int:
     """An ISO 8601 time (naive means UTC) as UTC milliseconds."""
+    if clock is not None and type(value) is str:  # the usual case, first
+        try:
+            return clock.parse_ms(value)
+        except (ValueError, OverflowError):
+            raise _bad_time(field) from None
     if isinstance(value, datetime):
         moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value
         return (moment - EPOCH) // MILLISECOND
@@ -306,8 +315,9 @@ def translate(
     received_ms = received_at if isinstance(received_at, int) else _ms(received_at, "receivedAt")
     ts = _ts(message, received_ms, sent_at, clock)
     native_type, properties = CALLED[kind](message)
+    event_id = message["messageId"]
     return {
-        "event_id": _ident(message["messageId"]),
+        "event_id": event_id if type(event_id) is str else _ident(event_id),
         **ids,
         "type": native_type,
         "ts": ts,
