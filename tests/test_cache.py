@@ -451,7 +451,8 @@ async def test_follower_keeps_going_through_a_redis_outage(tmp_path):
         await stores.profiles.put("ada", ADA)
         await _subscribed(stores)
         assert (await profiles.get("ada", 1.0)).source == "store"
-        profiles.wrote("grace", b'{"tier":"gold"}', b'{"tier":"gold"}')  # as events ingest keeps a copy
+        grace = b'{"tier":"gold"}'
+        profiles.wrote("grace", grace, grace)  # as events ingest keeps a copy
 
         server.stop()
         await asyncio.sleep(0.2)

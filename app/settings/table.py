@@ -195,9 +195,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "KAIROS_EVENTS_WARM_READERS", "events_warm_readers", Integer(0, 10_000_000), "20000",
-        "Readers whose last profile written by events this process keeps (its stored JSON, ~1-3 KB): "
-        "their next events skip a store read, the write still refused if anyone changed "
-        "the reader meanwhile. `0` reads before every write.",
+        "Readers whose last profile written by events this process keeps (its stored JSON, "
+        "~1-3 KB): their next events skip a store read, the write still refused if anyone "
+        "changed the reader meanwhile. `0` reads before every write.",
     ),
     Setting(
         "KAIROS_HISTORY_EVENTS", "history_events", Integer(1, 1_000_000), "1000",
