@@ -40,13 +40,13 @@ from app.stores.redis.keys import (
 # KEYS: profile, seen, history, links, alias, suppressed.
 # ARGV: version (the profile as read: comparing it costs less than hashing it, here and
 # in the server), profile JSON, the small values as one JSON array: now ms, dedupe ms,
-# history max, history ms, user id, event ids, links, hashes, whether to announce the
+# history max, history ms, event ids, links, hashes, whether to announce the
 # history to `tail`, whether the ids are unread (`ReaderWrite.checked` false: one applied
 # already within the window refuses the write); then the history entries, time ms and
 # event JSON in turn (as arguments: no JSON escaping of JSON, here or in the script).
 WRITE = f"""
 if redis.call('EXISTS', KEYS[5]) == 1 then return 'moved' end
-local now, dedupe, history_max, history_ms, user, ids, links, hashes, announce, unread =
+local now, dedupe, history_max, history_ms, ids, links, hashes, announce, unread =
   unpack(cjson.decode(ARGV[3]))
 for _, hash in ipairs(hashes) do
   if redis.call('SISMEMBER', KEYS[6], hash) == 1 then return 'suppressed' end
@@ -100,6 +100,9 @@ HISTORY_SLICE = 100
 # Which of `script_keys` each script takes, in its KEYS order.
 READ_KEYS = (0, 4, 1, 5)
 WRITE_KEYS = (0, 1, 2, 3, 4, 5)
+# The write script's answers as read (bytes), to their `Written`: an enum call per
+# reader costs more than the lookup.
+ANSWERS = {answer.value.encode(): answer for answer in Written}
 KEYS_CACHED = 4096  # readers whose keys are kept spelled (~5 MB)
 
 
@@ -166,7 +169,8 @@ class RedisEvents:
         announce = ("PUBLISH", CHANGES_CHANNEL, message)
         profiles = [orjson.dumps(w.profile) for w in writes]
         commands = [self._command(w, p, now_ms) for w, p in zip(writes, profiles, strict=True)]
-        results = [Written(text(r)) for r in await self._run(WRITE, commands, announce)]
+        replies = await self._run(WRITE, commands, announce)
+        results = [ANSWERS.get(r) or Written(text(r)) for r in replies]
         for w, p, result in zip(writes, profiles, results, strict=True):
             if result is Written.WRITTEN:
                 w.stored = w.version_after = p
@@ -202,14 +206,13 @@ class RedisEvents:
 
     def _command(self, w: ReaderWrite, profile: bytes, now_ms: int) -> list[Any]:
         """The EVALSHA arguments after the sha: key count, keys, then ARGV."""
-        retention, u = self.retention, w.user_id
-        keys = self._keys(u)[1]
+        retention = self.retention
+        keys = self._keys(w.user_id)[1]
         rest = [
             now_ms,
             retention.dedupe_s * 1000,
             retention.history_events,
             retention.history_s * 1000,
-            u,
             w.event_ids,
             w.links,
             w.hashes,
