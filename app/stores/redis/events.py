@@ -8,6 +8,7 @@ import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -102,7 +103,7 @@ READ_KEYS = (0, 4, 1, 5)
 WRITE_KEYS = (0, 1, 2, 3, 4, 5)
 # The write script's answers as read (bytes), to their `Written`: an enum call per
 # reader costs more than the lookup.
-ANSWERS = {answer.value.encode(): answer for answer in Written}
+ANSWERS = MappingProxyType({answer.value.encode(): answer for answer in Written})
 KEYS_CACHED = 4096  # readers whose keys are kept spelled (~5 MB)
 
 
