@@ -291,13 +291,6 @@ async def test_consent_withdrawn_on_one_server_drops_at_once_on_the_warm_others(
         assert all(every[u]["sent"] == every[u]["accepted"] + every[u]["dropped"] for u in users)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="follow_changes clears its copies when the subscription fails, then waits "
-    "retry_s before subscribing again: what it caches in between, and changes announced "
-    "in between, outlive the reconnect (docs/events.md says it drops every fresh copy "
-    "when it reconnects)",
-)
 def test_a_dropped_subscription_forgets_what_was_cached_until_it_was_back(
     cluster: tuple[RedisServer, list[Server]],
 ) -> None:

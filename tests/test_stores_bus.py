@@ -11,6 +11,7 @@ import time
 import pytest
 
 from app.stores.bundle import Stores, redis_stores
+from app.stores.protocols import SUBSCRIBED
 
 READY = "(ready)"  # published until the follower hears it: it is listening then
 
@@ -45,10 +46,12 @@ async def test_changes_published_by_others_reach_the_follower_until_it_is_stoppe
             await other.bus.publish_change(user_id)
 
         def heard() -> list[str]:
-            return [user_id for user_id in received if user_id != READY]
+            return [user_id for user_id in received if user_id not in (READY, SUBSCRIBED)]
 
         await _until(lambda: len(heard()) == 3)
         assert heard() == ["ada", "*", "grace"]
+        # First of all it said it listens: what changed before that is unknown.
+        assert received[0] == SUBSCRIBED and received.count(SUBSCRIBED) == 1
 
         stop.set()
         # it sees the flag within its bounded wait of one second, without a cancel

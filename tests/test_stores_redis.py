@@ -197,8 +197,8 @@ async def test_changes_are_followed_on_their_own_connection(redis_url):
             await other.bus.publish_change("ada")
             await other.bus.publish_change("*")
             await client.publish(CHANGES_CHANNEL, "bob\ncy")
-            await _until(lambda: len(received) == 4)
-            assert received == ["ada", "*", "bob", "cy"]
+            await _until(lambda: len(received) == 5)
+            assert received == ["", "ada", "*", "bob", "cy"]  # "": it listens from then on
         finally:
             await other.close()
 

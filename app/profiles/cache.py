@@ -22,7 +22,7 @@ from cachetools import LRUCache, TTLCache
 from app.errors import CorruptData, StoreUnavailable
 from app.fallbacks import Reason
 from app.metrics import Metrics
-from app.stores.protocols import ChangeBus, Profile, ProfileStore, Updater
+from app.stores.protocols import SUBSCRIBED, ChangeBus, Profile, ProfileStore, Updater
 
 log = logging.getLogger("kairos.profiles")
 
@@ -162,20 +162,15 @@ class CachedProfiles:
                 async for user_id in changes:
                     if user_id == "*":
                         self.clear()
+                    elif user_id == SUBSCRIBED:
+                        self._forget_unheard()
                     else:
                         self.invalidate(user_id)
             except StoreUnavailable:
                 pass
             if stop.is_set():
                 return
-            # Changes made while we were not listening are unknown: drop fresh copies
-            # and written ones (stale ones stay, they are all we have while the store is
-            # down). A written copy would only cost a refused write, but an erasure
-            # missed meanwhile must not leave the reader's data here.
-            self._inflight.clear()
-            if self._fresh is not None:
-                self._fresh.clear()
-            self._written.clear()
+            self._forget_unheard()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), retry_s)
 
@@ -209,6 +204,18 @@ class CachedProfiles:
         if user_id in self._stale:
             del self._stale[user_id]
         self._inflight.pop(user_id, None)
+
+    def _forget_unheard(self) -> None:
+        # Changes made while we were not listening are unknown: drop fresh copies and
+        # written ones (stale ones stay, they are all we have while the store is down),
+        # when the subscription ends and again once it is back (what was cached in
+        # between may be older than a change announced in between). A written copy
+        # would only cost a refused write, but a missed erasure must not leave the
+        # reader's data here.
+        self._inflight.clear()
+        if self._fresh is not None:
+            self._fresh.clear()
+        self._written.clear()
 
     def written(self, user_id: str) -> tuple[bytes, bytes] | None:
         """The profile this server last wrote for the reader, as stored, and its

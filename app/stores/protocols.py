@@ -78,6 +78,10 @@ class PickStore(Erasable, Protocol):
         ...
 
 
+# What `ChangeBus.changes` yields first, once it listens: no reader id is empty.
+SUBSCRIBED = ""
+
+
 class ChangeBus(Protocol):
     """Tells the servers sharing the stores which readers changed."""
 
@@ -88,8 +92,9 @@ class ChangeBus(Protocol):
         ...
 
     def changes(self, stop: asyncio.Event) -> AsyncIterator[str] | None:
-        """The user ids other servers changed, until `stop` is set; None when no one
-        else shares the stores."""
+        """The user ids other servers changed, until `stop` is set, `SUBSCRIBED` first
+        (from then on nothing is missed: what changed before is unknown); None when no
+        one else shares the stores."""
         ...
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 
+from app.stores.protocols import SUBSCRIBED
 from app.stores.redis.connection import NAME, RedisConnection
 from app.stores.redis.keys import CHANGES_CHANNEL
 
@@ -37,7 +38,10 @@ class RedisBus:
 
     async def _follow(self, stop: asyncio.Event) -> AsyncIterator[str]:
         own = ORIGIN_MARK + self._connection.origin
-        async for message in self._connection.follow(CHANGES_CHANNEL, stop):
+        async for message in self._connection.follow(CHANGES_CHANNEL, stop, opening=b""):
+            if not message:
+                yield SUBSCRIBED
+                continue
             lines = message.decode().split("\n")
             if lines[0].startswith(ORIGIN_MARK):
                 if lines[0] == own:

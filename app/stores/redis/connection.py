@@ -107,13 +107,17 @@ class RedisConnection:
                 await self._pool.release(connection)
         return replies
 
-    async def follow(self, channel: str, stop: asyncio.Event) -> AsyncIterator[bytes]:
+    async def follow(
+        self, channel: str, stop: asyncio.Event, *, opening: bytes | None = None
+    ) -> AsyncIterator[bytes]:
         """The messages published on `channel`, until `stop` is set, on a connection of
-        its own (`subscriber`)."""
+        its own (`subscriber`); `opening` first, once subscribed, when given."""
         client = self.subscriber()
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await self.call(pubsub.subscribe(channel))
+            if opening is not None:
+                yield opening
             while not stop.is_set():
                 # A bounded wait: idle channels are normal and must not look like errors,
                 # and the stop flag is seen within a second.
