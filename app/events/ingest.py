@@ -169,7 +169,7 @@ class Ingest:
         readers = list(pending)
         copies = {r: c for r in readers if (c := self._profiles.written(r)) is not None}
         asks = [
-            ReaderAsk(r, tuple(e.event_id for _, e in pending[r]), self._hashes.of(r))
+            ReaderAsk(r, tuple([e.event_id for _, e in pending[r]]), self._hashes.of(r))
             for r in readers
             if r not in copies
         ]
@@ -206,8 +206,9 @@ class Ingest:
                             version=state.version,
                             hashes=self._hashes.of(reader),
                             profile=outcome.profile,
-                            event_ids=tuple(e.event_id for e in applied),
-                            history=tuple((e.ts_ms, e.raw) for e in applied),
+                            # (comprehensions: a generator per reader costs more)
+                            event_ids=tuple([e.event_id for e in applied]),
+                            history=tuple([(e.ts_ms, e.raw) for e in applied]),
                             checked=copy is None,
                         )
                     )
@@ -300,6 +301,9 @@ def raise_busy(readers: int) -> None:
 
 
 def _count(result: IngestResult, events: list[tuple[int, Event]], outcomes: list[Outcome]) -> None:
+    if outcomes.count(ACCEPTED) == len(events):  # the usual case, counted at once
+        result.accepted += len(events)
+        return
     for (index, _), outcome in zip(events, outcomes, strict=True):
         if outcome == ACCEPTED:
             result.accepted += 1
