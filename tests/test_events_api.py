@@ -2141,3 +2141,27 @@ async def test_a_batchs_sent_at_corrects_each_clock_and_a_number_is_no_time(k: K
     r = await k.segment("batch", {"batch": numbered, "sentAt": now_ms})
     assert r.status_code == 400, r.text
     assert [(x["code"], x["field"]) for x in r.json()["rejected"]] == [("invalid_ts", "sentAt")]
+
+
+async def test_an_erasure_announces_the_anonymous_reader_it_suppresses(
+    k: Kairos, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no anonymous reader of the id at lookup, one may still be started before the
+    erasure suppresses it: the other servers are told to drop any copy of it too."""
+    await k.put_profile("lonely", {"first_name": "Lo"})
+    profiles = k.app.state.services.profiles
+    announced: list[str] = []
+    changed = profiles.changed
+
+    async def recording(reader: str) -> None:
+        announced.append(reader)
+        await changed(reader)
+
+    monkeypatch.setattr(profiles, "changed", recording)
+    r = await k.client.delete("/v1/profiles/lonely", headers=AUTH)
+    assert r.status_code == 204, r.text
+    assert announced == ["lonely", anonymous_reader("lonely")]
+    announced.clear()
+    r = await k.client.delete("/v1/profiles/lonely?suppress=false", headers=AUTH)
+    assert r.status_code in (204, 404), r.text
+    assert anonymous_reader("lonely") not in announced  # nothing suppressed, nothing to say

@@ -91,11 +91,14 @@ class Erasure:
             hashes = self._hashes.of(reader) if suppress else ()
             existed |= await self._stores.erase(reader, hashes)
         anonymous = anonymous_reader(user_id)
+        announced = list(ids)
         if suppress and anonymous not in ids:
             # No anonymous reader of that id yet: nothing to erase, but its events must
-            # not start one either.
+            # not start one either. Announced too: one may have been started meanwhile,
+            # and copies of it elsewhere must go.
             await self._stores.erase(anonymous, self._hashes.of(anonymous))
-        for reader in ids:
+            announced.append(anonymous)
+        for reader in announced:
             await self._profiles.changed(reader)
         await self._stores.backend.record_erasure(
             {
