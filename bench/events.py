@@ -8,7 +8,9 @@ per-event script, and how soon an event shows in a feed served by another proces
 
 It starts its own redis-server (temporary directory, no persistence, pinned to the load
 core) and seeds it through Kairos's Redis stores: a catalog of 200 products and 20,000
-readers (consent given, a cart line each). Then:
+readers per case (consent given, a cart line each): each case runs on readers of its
+own, seeded alike, since a profile grows with the events applied to it (carts, views,
+purchases) and its size drives the cost of each event. Then:
 
   g  the generator's own ceiling: the same wrk scripts against a sink (`sink_app` below, a
      bare ASGI app that reads the body and answers a fixed 202), so the figures below are
@@ -149,8 +151,8 @@ def _products() -> list[dict[str, Any]]:
     return bench_products(PRODUCTS, "EV", 1.25, 4)
 
 
-def _reader_id(block: int, j: int) -> str:
-    return f"ev-{block}-{j}"
+def _reader_id(block: int, j: int, case: str = "a") -> str:
+    return f"ev{case}-{block}-{j}"
 
 
 def _profile(i: int) -> dict[str, Any]:
@@ -196,10 +198,15 @@ def _types() -> list[str]:
     return [kind for kind, n in MIX for _ in range(n)]
 
 
-def _native_event(j: int, kind: str, product: dict[str, Any], ts: str) -> dict[str, Any]:
+def _template_reader(j: int, case: str) -> str:
+    """Reader j of a template's block, the block left as a hole."""
+    return _reader_id(0, j, case).replace("-0-", f"-{BLOCK_HOLE}-", 1)
+
+
+def _native_event(j: int, kind: str, product: dict[str, Any], ts: str, case: str) -> dict[str, Any]:
     event: dict[str, Any] = {
         "event_id": f"{KEY_HOLE}-{j}",
-        "user_id": _reader_id(0, j).replace("-0-", f"-{BLOCK_HOLE}-", 1),
+        "user_id": _template_reader(j, case),
         "type": kind,
         "ts": ts,
     }
@@ -224,11 +231,13 @@ def _native_event(j: int, kind: str, product: dict[str, Any], ts: str) -> dict[s
     return event
 
 
-def _segment_message(j: int, kind: str, product: dict[str, Any], ts: str) -> dict[str, Any]:
+def _segment_message(
+    j: int, kind: str, product: dict[str, Any], ts: str, case: str
+) -> dict[str, Any]:
     """The message analytics-node's `track`/`page` would send for the same event."""
     message: dict[str, Any] = {
         "messageId": f"{KEY_HOLE}-{j}",
-        "userId": _reader_id(0, j).replace("-0-", f"-{BLOCK_HOLE}-", 1),
+        "userId": _template_reader(j, case),
         "timestamp": ts,
         "context": {"library": LIBRARY},
         "integrations": {},
@@ -259,7 +268,11 @@ def _segment_message(j: int, kind: str, product: dict[str, Any], ts: str) -> dic
     return message
 
 
-def templates(dialect: str, products: list[dict[str, Any]], now: datetime) -> list[str]:
+def templates(
+    dialect: str, products: list[dict[str, Any]], now: datetime, case: str = "a"
+) -> list[str]:
+    """The request bodies of `dialect`, for the readers of `case` (each case has readers
+    of its own, seeded alike: a case must not meet profiles an earlier case grew)."""
     types = _types()
     ts = _iso(now - timedelta(seconds=1))
     sent_at = _iso(now)
@@ -270,9 +283,9 @@ def templates(dialect: str, products: list[dict[str, Any]], now: datetime) -> li
             kind = types[(j + 37 * t) % len(types)]
             product = products[(7 * j + 13 * t) % len(products)]
             if dialect == "native":
-                items.append(_native_event(j, kind, product, ts))
+                items.append(_native_event(j, kind, product, ts, case))
             else:
-                items.append(_segment_message(j, kind, product, ts))
+                items.append(_segment_message(j, kind, product, ts, case))
         if dialect == "native":
             body: dict[str, Any] = {"events": items}
         else:
@@ -1210,7 +1223,8 @@ def _bench(
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     products = _products()
     readers = [
-        (_reader_id(b, j), _profile(b * PER_REQUEST + j))
+        (_reader_id(b, j, case.key), _profile(b * PER_REQUEST + j))
+        for case in (NATIVE, SEGMENT, SEGMENT_GZ)
         for b in range(run.blocks)
         for j in range(PER_REQUEST)
     ]
@@ -1224,6 +1238,14 @@ def _bench(
     )
     now = datetime.now(UTC)
     tpl = {name: templates(name, products, now) for name in ("native", "segment")}
+    # Each case on readers of its own: profiles grow with the events applied, and a
+    # case after another must not pay for the other's events.
+    case_tpl = {
+        case.key: templates(
+            "segment" if case.metric == "segment" else "native", products, now, case.key
+        )
+        for case in (NATIVE, SEGMENT, SEGMENT_GZ)
+    }
 
     outcomes: dict[str, Outcome] = {}
     sinks: list[Outcome] = []
@@ -1246,10 +1268,10 @@ def _bench(
     try:
         for dialect in (NATIVE, SEGMENT, SEGMENT_GZ):
             estimate = outcomes["b"].result.rps if dialect.gzip else None
-            name = "segment" if dialect.metric == "segment" else "native"
             outcomes[dialect.key] = measure_kairos(
-                a, redis_proc.pid, dialect, tpl[name], run, pin, tmp, estimate, args.py_spy
-            )
+                a, redis_proc.pid, dialect, case_tpl[dialect.key], run, pin, tmp, estimate,
+                args.py_spy,
+            )  # fmt: skip
     finally:
         procs.stop(a.proc)
 
