@@ -106,5 +106,7 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         ingest=ingest,
         erasure=Erasure(stores, profiles, hashes, metrics),
         tracker=Tracker(ingest, metrics),
-        segments=Segmenter(load_rules_file(settings.segments_file), stores.events),
+        segments=Segmenter(
+            load_rules_file(settings.segments_file), stores.events, path=settings.segments_file
+        ),
     )

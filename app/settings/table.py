@@ -246,7 +246,9 @@ SETTINGS: tuple[Setting, ...] = (
         "KAIROS_SEGMENTS_FILE", "segments_file", parse.path,
         str(PROJECT_ROOT / "templates" / "segments.toml"),
         "The segment rules (TOML): which segments a reader is in, evaluated at read time "
-        "from the reader's kept events; a bad file stops the server with the rule and line.",
+        "from the reader's kept events. A bad file stops the server at start-up with the "
+        "rule and line; edited while it runs, it is reloaded within a second, and a bad "
+        "edit is logged (rule and line) while the last good rules stay.",
         shown="`templates/segments.toml` of the checkout",
     ),
     Setting(
