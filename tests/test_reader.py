@@ -323,3 +323,49 @@ def test_consent_stored_as_something_else_than_an_object_is_declined(stored: obj
 def test_absent_consent_is_given():
     assert personalized({}) and tracked({})
     assert personalized({"consent": {}}) and tracked({"consent": {}})
+
+
+async def test_recommendations_leave_out_what_was_bought_and_what_is_not_offered(store):
+    """A product bought (among the purchases the profile keeps) or in the cart is never
+    recommended; nor is one the catalog marks out of stock or hidden, personal or
+    popular, and the list is topped up past them."""
+    await store.put_products(
+        [
+            {"sku": "RUG", "title": "Rug", "price": 80.0, "currency": "EUR", "popularity": 10},
+            {"sku": "BOWL", "title": "Bowl", "price": 8.0, "currency": "EUR", "popularity": 8},
+        ]
+    )
+    reader = ReaderData(Catalog(store))
+    profile = {
+        "recommendations": [
+            {"sku": "LAMP", "score": 0.9},
+            {"sku": "CHAIR", "score": 0.8},
+            {"sku": "MUG", "score": 0.7},
+        ],
+        "cart": [{"sku": "MUG", "qty": 1}],
+        "purchases": [
+            {"ts": "2026-12-01T10:00:00.000Z", "items": [{"sku": "LAMP", "qty": 1}]},
+            "not a purchase",  # kept data of another shape is passed over
+            {"items": [{"qty": 1}, "x"]},
+        ],
+    }
+    # Popularity order: RUG, THROW, BOWL, VASE, LAMP, MUG, CHAIR.
+    assert skus(await reader.recommendations(profile, 4, deadline())) == [
+        ("CHAIR", "personal"),
+        ("RUG", "popular"),
+        ("THROW", "popular"),
+        ("BOWL", "popular"),
+    ]
+    await store.put_products(
+        [
+            {**PRODUCTS[2], "in_stock": False},  # CHAIR
+            {"sku": "RUG", "title": "Rug", "price": 80.0, "popularity": 10, "hidden": True},
+            {**PRODUCTS[1], "in_stock": True, "hidden": False},  # THROW: still offered
+        ]
+    )
+    reader = ReaderData(Catalog(store))  # a fresh catalog cache
+    assert skus(await reader.recommendations(profile, 4, deadline())) == [
+        ("THROW", "popular"),
+        ("BOWL", "popular"),
+        ("VASE", "popular"),
+    ]

@@ -46,8 +46,10 @@ class ReaderData:
     async def recommendations(
         self, profile: Profile, limit: int, deadline: float
     ) -> list[DisplayItem]:
-        """Up to `limit` products: the reader's picks by score (not those in the cart;
-        none for a reader who declined personalization), then the most popular."""
+        """Up to `limit` products: the reader's picks by score (none for a reader who
+        declined personalization), then the most popular; never a product in the cart or
+        bought (the purchases the profile keeps), nor one the catalog marks
+        `"in_stock": false` or `"hidden": true`."""
         try:
             return await self._recommendations(profile, limit, deadline)
         except SHAPE_ERRORS as exc:
@@ -57,25 +59,44 @@ class ReaderData:
         self, profile: Profile, limit: int, deadline: float
     ) -> list[DisplayItem]:
         catalog, display = self.catalog, self._display
-        in_cart = {line["sku"] for line in profile.get("cart") or []}
+        owned = {line["sku"] for line in profile.get("cart") or []} | _bought(profile)
         items: list[DisplayItem] = []
         if personalized(profile):
             picks = sorted(
                 profile.get("recommendations") or [], key=lambda r: -float(r.get("score", 0))
             )
             # A product once, in the rank of its best score (stored picks may repeat).
-            skus = list(dict.fromkeys(r["sku"] for r in picks if r["sku"] not in in_cart))
+            skus = list(dict.fromkeys(r["sku"] for r in picks if r["sku"] not in owned))
             products = await catalog.products(skus[: limit * 2], deadline)
             for sku in skus:
-                if sku in products and len(items) < limit:
-                    items.append(display.get(products[sku], "personal", catalog.version(sku)))
+                product = products.get(sku)
+                if product is not None and offered(product) and len(items) < limit:
+                    items.append(display.get(product, "personal", catalog.version(sku)))
         if len(items) < limit:
-            seen = {item["sku"] for item in items} | in_cart
-            for product in await catalog.popular(limit + len(seen), deadline):
+            seen = {item["sku"] for item in items} | owned
+            # More than needed: some may be out of stock or hidden.
+            for product in await catalog.popular(2 * limit + len(seen), deadline):
                 sku = product["sku"]
-                if sku not in seen and len(items) < limit:
+                if sku not in seen and offered(product) and len(items) < limit:
                     items.append(display.get(product, "popular", catalog.version(sku)))
         return items
+
+
+def offered(product: dict[str, object]) -> bool:
+    """Whether the catalog offers the product now: not `"in_stock": false`, not
+    `"hidden": true`."""
+    return product.get("in_stock") is not False and product.get("hidden") is not True
+
+
+def _bought(profile: Profile) -> set[str]:
+    """The skus of the purchases the profile keeps (the newest, `MAX_PURCHASES`)."""
+    return {
+        item["sku"]
+        for purchase in profile.get("purchases") or []
+        if isinstance(purchase, dict)
+        for item in purchase.get("items") or []
+        if isinstance(item, dict) and isinstance(item.get("sku"), str)
+    }
 
 
 def _invalid(what: str, exc: Exception) -> Fallback:
