@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
@@ -274,16 +276,73 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port)
+
+
+class KairosProcess:
+    """`uvicorn --factory app.app:factory` in a process of its own, on a free port."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"server-{name}.log"
+        argv = [sys.executable, "-m", "uvicorn", "--factory", "app.app:factory"]
+        argv += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*argv, "--no-access-log"],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, deadline: float) -> None:
+        while True:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"server {self.name} did not become ready"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Ask `proc` to end; after 10 s, make it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def process_env(tmp: Path, redis_url: str, write_key: str) -> dict[str, str]:
+    """The environment of a `KairosProcess` on `redis_url`: test keys, no demo data,
+    profiles cached for a minute (only the change channel shows a write elsewhere)."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp),
+        "KAIROS_ENV": "test",
+        "KAIROS_SECRET_KEYS": SECRET,
+        "KAIROS_API_KEYS": API_KEY,
+        "KAIROS_WRITE_KEYS": write_key,
+        "KAIROS_DEV_SECRET_FILE": str(tmp / "dev-secret"),
+        "KAIROS_CACHE_TTL_MS": "60000",
+        "KAIROS_DEMO_DATA": "false",
+        "KAIROS_LOG_LEVEL": "WARNING",
+        "REDIS_URL": redis_url,
+    }
 
 
 class CountingProfiles:

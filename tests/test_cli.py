@@ -26,6 +26,7 @@ from support import (
     feed_url,
     free_port,
     serve,
+    stop_process,
 )
 
 from app.app import create_app
@@ -517,12 +518,7 @@ def running_server(tmp_path: Path):
             time.sleep(0.05)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def test_import_through_a_running_server(

@@ -6,24 +6,19 @@ server whose change subscription dropped forgets what it cached while it was dow
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 import redis
-from support import API_KEY, AUTH, SECRET, RedisServer, feed_url, free_port
+from support import AUTH, KairosProcess, RedisServer, feed_url, process_env
 
-from app.settings import PROJECT_ROOT
 from app.stores.redis.keys import profile_key
 
 WRITE_KEY = "test-write-key-concurrency-0123456789"
@@ -37,49 +32,12 @@ SEGMENT = {
 }
 
 
-class Server:
-    """`uvicorn --factory app.app:factory` in a process of its own."""
-
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log_dir / f"server-{name}.log"
-        argv = [sys.executable, "-m", "uvicorn", "--factory", "app.app:factory"]
-        argv += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [*argv, "--no-access-log"],
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, deadline: float) -> None:
-        while True:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"server {self.name} did not become ready"
-            time.sleep(0.05)
-
+class Server(KairosProcess):
     async def copies_used(self, client: httpx.AsyncClient) -> float:
         """How many readers this server reduced on its own last write (no store read)."""
         text = (await client.get(f"{self.base}/metrics")).text
         found = re.search(r'kairos_events_warm_readers_total\{result="copy"\} (\S+)', text)
         return float(found.group(1)) if found else 0.0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -89,19 +47,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisSer
     tmp = tmp_path_factory.mktemp("concurrency")
     store = RedisServer(tmp / "redis")
     store.start()
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp),
-        "KAIROS_ENV": "test",
-        "KAIROS_SECRET_KEYS": SECRET,
-        "KAIROS_API_KEYS": API_KEY,
-        "KAIROS_WRITE_KEYS": WRITE_KEY,
-        "KAIROS_DEV_SECRET_FILE": str(tmp / "dev-secret"),
-        "KAIROS_CACHE_TTL_MS": "60000",
-        "KAIROS_DEMO_DATA": "false",
-        "KAIROS_LOG_LEVEL": "WARNING",
-        "REDIS_URL": store.url,
-    }
+    env = process_env(tmp, store.url, WRITE_KEY)
     servers: list[Server] = []
     try:
         for name, warm in (("a", "20000"), ("b", "20000"), ("c", "2")):

@@ -4,78 +4,23 @@ an erasure through one leaves no cached copy in the other."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 import redis
-from support import API_KEY, AUTH, SECRET, RedisServer, feed_url, free_port
+from support import AUTH, KairosProcess, RedisServer, feed_url, process_env
 
-from app.settings import PROJECT_ROOT
 from app.stores.redis.keys import profile_key
 
 WRITE_KEY = "test-write-key-0123456789"
 WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
 VISIBLE_WITHIN_S = 1.0  # what the tests wait for
 BOUND_S = 2.0  # the only timing asserted: a generous bound
-
-
-class Server:
-    """`uvicorn --factory app.app:factory` in a process of its own."""
-
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log = log_dir / f"server-{name}.log"
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "app.app:factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
-                ],
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, deadline: float) -> None:
-        while True:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"server {self.name} did not become ready"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -85,20 +30,8 @@ def servers(
     """Two servers (A, B) on the session's redis-server, profiles cached for a minute:
     only the change channel can make B see A's writes in time."""
     tmp = tmp_path_factory.mktemp("servers")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp),
-        "KAIROS_ENV": "test",
-        "KAIROS_SECRET_KEYS": SECRET,
-        "KAIROS_API_KEYS": API_KEY,
-        "KAIROS_WRITE_KEYS": WRITE_KEY,
-        "KAIROS_DEV_SECRET_FILE": str(tmp / "dev-secret"),
-        "KAIROS_CACHE_TTL_MS": "60000",
-        "KAIROS_DEMO_DATA": "false",
-        "KAIROS_LOG_LEVEL": "WARNING",
-        "REDIS_URL": redis_server.url,
-    }
-    started = [Server(name, env, tmp) for name in ("a", "b")]
+    env = process_env(tmp, redis_server.url, WRITE_KEY)
+    started = [KairosProcess(name, env, tmp) for name in ("a", "b")]
     try:
         deadline = time.monotonic() + 20
         for server in started:

@@ -236,11 +236,8 @@ class CachedProfiles:
         written[user_id] = (stored, version)
 
     def clear(self) -> None:
-        if self._fresh is not None:
-            self._fresh.clear()
         self._stale.clear()
-        self._inflight.clear()
-        self._written.clear()
+        self._forget_unheard()
 
     def mark_up(self) -> None:
         self._down_until = 0.0

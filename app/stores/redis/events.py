@@ -107,12 +107,6 @@ ANSWERS = MappingProxyType({answer.value.encode(): answer for answer in Written}
 KEYS_CACHED = 4096  # readers whose keys are kept spelled (~5 MB)
 
 
-def version_of(raw: bytes | None) -> bytes:
-    """The compare-and-set token of a stored profile: the profile as stored itself (the
-    script compares it with what it holds)."""
-    return b"" if raw is None else raw
-
-
 class RedisEvents:
     name = NAME
 
@@ -155,7 +149,8 @@ class RedisEvents:
                     seen=frozenset(i for i, s in zip(ask.event_ids, seen, strict=True) if s),
                     moved_to=None if moved is None else text(moved),
                     suppressed=bool(suppressed),
-                    version=version_of(raw),
+                    # The profile as stored is its own compare-and-set token.
+                    version=raw or b"",
                 )
             )
         return states
