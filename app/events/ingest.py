@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,14 @@ from app.events.privacy import ReaderHashes
 from app.events.reduce import ACCEPTED, DROPPED, DUPLICATE, Outcome, reduce
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles
-from app.stores.protocols import EventStore, ReaderAsk, ReaderState, ReaderWrite, Written
+from app.stores.protocols import (
+    EventStore,
+    Profile,
+    ReaderAsk,
+    ReaderState,
+    ReaderWrite,
+    Written,
+)
 
 log = logging.getLogger("kairos.events")
 
@@ -43,6 +50,9 @@ TOO_MANY_MERGES = EventRejected(
     f"a request may carry at most {MAX_MERGES} identifies that merge; send the rest in another",
     "anonymous_id",
 )
+# Told of each reader's events once they are stored: (reader, the events applied, the
+# profile before them, after them). Called on the event loop: it must only note or queue.
+Watcher = Callable[[str, Sequence[Event], Profile | None, Profile], None]
 
 
 @dataclass(slots=True)
@@ -90,6 +100,7 @@ class Ingest:
         self._metrics = metrics
         self._max_event_bytes = max_event_bytes
         self.clock = Clock()
+        self.watchers: list[Watcher] = []
         self._copied, self._read, self._refused = (
             metrics.warm_readers.labels(result) for result in ("copy", "read", "refused")
         )
@@ -212,7 +223,7 @@ class Ingest:
                             checked=copy is None,
                         )
                     )
-                    reduced.append((reader, events, outcome))
+                    reduced.append((reader, events, outcome, state.profile))
                 elif copy is not None:
                     # Nothing to write, so nothing checks the copy: read the store.
                     self._profiles.invalidate(reader)
@@ -223,10 +234,15 @@ class Ingest:
         if not writes:
             return again
         answers = await self._store.write(writes, int(time.time() * 1000))
-        for (reader, events, outcome), write, answer in zip(reduced, writes, answers, strict=True):
+        watchers = self.watchers
+        for (reader, events, outcome, before), write, answer in zip(
+            reduced, writes, answers, strict=True
+        ):
             if answer is Written.WRITTEN:
                 _count(result, events, outcome.outcomes)
                 self._profiles.wrote(reader, write.stored, write.version_after)
+                for watch in watchers:
+                    watch(reader, outcome.applied, before, write.profile)
                 continue
             self._profiles.invalidate(reader)
             if not write.checked:
