@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         stop = asyncio.Event()
         follower = asyncio.create_task(services.profiles.follow_changes(stop))
         tracking = asyncio.create_task(services.tracker.run(stop))
+        sweeping = asyncio.create_task(services.sweep.run(stop))
         try:
             yield
         finally:
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             services.tracker.wake()
             # The follower sees the flag within a second; cancel only as a last resort
             # (a cancel can be lost inside redis-py's subscribe on Python 3.11).
-            done, pending = await asyncio.wait({follower, tracking}, timeout=SHUTDOWN_WAIT_S)
+            tasks = {follower, tracking, sweeping}
+            done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
             for task in pending:
                 task.cancel()
             await services.images.close()

@@ -137,10 +137,23 @@ class Metrics:
         self.tracking_lost = Counter(
             "kairos_tracking_lost", "Opens and clicks not recorded, by reason", ["reason"]
         )
+        self.segment_record_errors = Counter(
+            "kairos_segment_record_errors",
+            "Segment changes the store refused on ingest, left to the sweep",
+            [],
+        )
+        self.segment_sweeps = Counter(
+            "kairos_segment_sweeps",
+            "Readers the segment sweep evaluated, by outcome (recorded, conflict: changed "
+            "meanwhile, gone: no profile, erased or merged)",
+            ["outcome"],
+        )
         self.registry.register(
             _Collector(
                 [
                     self.events,
+                    self.segment_record_errors,
+                    self.segment_sweeps,
                     self.warm_readers,
                     self.merges,
                     self.erasures,

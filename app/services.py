@@ -23,6 +23,7 @@ from app.render.engine import Engine
 from app.render.registry import TemplateRegistry
 from app.render.renderer import Renderer
 from app.segments.service import Segmenter, load_rules_file
+from app.segments.sweep import Sweep
 from app.settings import Settings
 from app.stores.bundle import Stores, build_stores
 from app.tokens import Tokens
@@ -48,6 +49,7 @@ class Services:
     erasure: Erasure
     tracker: Tracker
     segments: Segmenter
+    sweep: Sweep
 
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
@@ -85,8 +87,18 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
     images = LiveImages(settings, metrics, profiles, catalog, picks)
     formats = {name: kind.format for name, kind in KINDS.items()}
     hashes = ReaderHashes(settings.secret_keys)
+    segments = Segmenter(
+        load_rules_file(settings.segments_file), stores.events, path=settings.segments_file
+    )
+    profiles.live = segments.live
     ingest = Ingest(
-        stores.events, profiles, hashes, metrics, max_event_bytes=settings.event_max_bytes
+        stores.events,
+        profiles,
+        hashes,
+        metrics,
+        max_event_bytes=settings.event_max_bytes,
+        segments=segments,
+        segment_store=stores.segments,
     )
     return Services(
         settings=settings,
@@ -106,7 +118,14 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         ingest=ingest,
         erasure=Erasure(stores, profiles, hashes, metrics),
         tracker=Tracker(ingest, metrics),
-        segments=Segmenter(
-            load_rules_file(settings.segments_file), stores.events, path=settings.segments_file
+        segments=segments,
+        sweep=Sweep(
+            segments,
+            stores.events,
+            stores.segments,
+            profiles,
+            hashes,
+            metrics,
+            every_s=settings.segments_sweep_s,
         ),
     )

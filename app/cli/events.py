@@ -27,6 +27,7 @@ from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles
 from app.profiles.schema import check_user_id
 from app.progress import Progress
+from app.segments.service import Segmenter, load_rules_file
 from app.settings import Secret, Settings
 from app.stores.bundle import Stores, build_stores, redis_stores
 
@@ -104,7 +105,16 @@ def _services(settings: Settings) -> tuple[Stores, Ingest, Erasure]:
         written_size=settings.events_warm_readers,
     )
     limit = settings.event_max_bytes
-    ingest = Ingest(stores.events, profiles, hashes, metrics, max_event_bytes=limit)
+    segments = Segmenter(load_rules_file(settings.segments_file), stores.events)
+    ingest = Ingest(
+        stores.events,
+        profiles,
+        hashes,
+        metrics,
+        max_event_bytes=limit,
+        segments=segments,
+        segment_store=stores.segments,
+    )
     return stores, ingest, Erasure(stores, profiles, hashes, metrics)
 
 

@@ -15,7 +15,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,16 +23,20 @@ from app.errors import StoreUnavailable
 from app.events.clock import Clock
 from app.events.merge import merge
 from app.events.model import Event, EventRejected, anonymous_reader, check_event
+from app.events.outcome import IngestResult, count, raise_busy, suppressed
 from app.events.privacy import ReaderHashes
-from app.events.reduce import ACCEPTED, DROPPED, DUPLICATE, Outcome, reduce
+from app.events.reduce import reduce
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles
+from app.segments.service import Segmenter
 from app.stores.protocols import (
     EventStore,
     Profile,
     ReaderAsk,
     ReaderState,
     ReaderWrite,
+    SegmentChange,
+    SegmentStore,
     Written,
 )
 
@@ -55,33 +58,6 @@ TOO_MANY_MERGES = EventRejected(
 Watcher = Callable[[str, Sequence[Event], Profile | None, Profile], None]
 
 
-@dataclass(slots=True)
-class IngestResult:
-    """What became of a request's events: counts, and each rejected one by index."""
-
-    accepted: int = 0
-    duplicates: int = 0
-    dropped: int = 0
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    # Events neither applied nor duplicates: an identify among them merges no one.
-    skipped: set[int] = field(default_factory=set)
-
-    def reject(self, index: int, exc: EventRejected) -> None:
-        entry: dict[str, Any] = {"index": index, "code": exc.code, "message": exc.message}
-        entry["field"] = exc.field
-        self.rejected.append(entry)
-        self.skipped.add(index)
-
-    def body(self) -> dict[str, Any]:
-        rejected = sorted(self.rejected, key=lambda r: r["index"])
-        return {
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "dropped": self.dropped,
-            "rejected": rejected,
-        }
-
-
 class Ingest:
     """Applies events to the event store, keeps the profile caches in step, counts."""
 
@@ -93,8 +69,12 @@ class Ingest:
         metrics: Metrics,
         *,
         max_event_bytes: int,
+        segments: Segmenter,
+        segment_store: SegmentStore,
     ) -> None:
         self._store = events
+        self._segments = segments
+        self._segment_store = segment_store
         self._profiles = profiles
         self._hashes = hashes
         self._metrics = metrics
@@ -188,6 +168,15 @@ class Ingest:
         self._read.inc(len(asks))
         read = await self._store.read(asks) if asks else []
         states = dict(zip([a.user_id for a in asks], read, strict=True))
+        segments = self._segments
+        # Readers whose kept activity was kept for other rules: rebuilt from history
+        # (after a rules change: once per reader).
+        histories = {
+            r: await self._store.history(r)
+            for r, state in states.items()
+            if segments.stale(state.profile)
+        }
+        now_ms = int(time.time() * 1000)
         again: dict[str, list[tuple[int, Event]]] = {}
         writes, reduced = [], []
         for reader in readers:
@@ -211,6 +200,14 @@ class Ingest:
                 outcome = reduce(state.profile, [e for _, e in events], state.seen, trusted)
                 if outcome.changed and outcome.profile is not None:
                     applied = outcome.applied
+                    change = segments.step(
+                        reader,
+                        state.profile,
+                        outcome.profile,
+                        [(e.type, e.ts_ms, e.properties) for e in applied],
+                        now_ms,
+                        histories.get(reader),
+                    )
                     writes.append(
                         ReaderWrite(
                             user_id=reader,
@@ -223,24 +220,26 @@ class Ingest:
                             checked=copy is None,
                         )
                     )
-                    reduced.append((reader, events, outcome, state.profile))
+                    reduced.append((reader, events, outcome, state.profile, change))
                 elif copy is not None:
                     # Nothing to write, so nothing checks the copy: read the store.
                     self._profiles.invalidate(reader)
                     self._refused.inc()
                     again[reader] = events
                 else:
-                    _count(result, events, outcome.outcomes)
+                    count(result, events, outcome.outcomes)
         if not writes:
             return again
-        answers = await self._store.write(writes, int(time.time() * 1000))
-        watchers = self.watchers
-        for (reader, events, outcome, before), write, answer in zip(
+        answers = await self._store.write(writes, now_ms)
+        watchers, changes = self.watchers, []
+        for (reader, events, outcome, before, change), write, answer in zip(
             reduced, writes, answers, strict=True
         ):
             if answer is Written.WRITTEN:
-                _count(result, events, outcome.outcomes)
+                count(result, events, outcome.outcomes)
                 self._profiles.wrote(reader, write.stored, write.version_after)
+                if change is not None:
+                    changes.append(change)
                 for watch in watchers:
                     watch(reader, outcome.applied, before, write.profile)
                 continue
@@ -252,7 +251,21 @@ class Ingest:
                     result.reject(index, suppressed(event))
             else:  # changed, moved or an id applied since: read again
                 again.setdefault(reader, []).extend(events)
+        if changes:
+            await self._record(changes, now_ms)
         return again
+
+    async def _record(self, changes: list[SegmentChange], now_ms: int) -> None:
+        """Record segment entries and exits. The events are stored already: a store
+        that fails now leaves the readers to the sweep (which records them from their
+        profiles), and the request still succeeds."""
+        try:
+            await self._segment_store.record(changes, now_ms)
+        except StoreUnavailable as exc:
+            for change in changes:
+                self._segments.notice(change.user_id)
+            self._metrics.segment_record_errors.labels().inc()
+            log.warning("segment changes of %d readers left to the sweep: %s", len(changes), exc)
 
     async def merge(self, other: str, user: str) -> None:
         """Merge reader `other` (an anonymous reader: `anonymous_reader(id)`) into
@@ -303,30 +316,3 @@ class Ingest:
         for reader in (other, user, *dump.links):
             await self._profiles.changed(reader)
         self._metrics.merges.labels().inc()
-
-
-def suppressed(event: Event) -> EventRejected:
-    field = "user_id" if event.user_id else "anonymous_id"
-    return EventRejected(
-        "suppressed", "this reader was erased and is suppressed: its events are refused", field
-    )
-
-
-def raise_busy(readers: int) -> None:
-    raise StoreUnavailable(f"{readers} readers kept changing under concurrent posters")
-
-
-def _count(result: IngestResult, events: list[tuple[int, Event]], outcomes: list[Outcome]) -> None:
-    if outcomes.count(ACCEPTED) == len(events):  # the usual case, counted at once
-        result.accepted += len(events)
-        return
-    for (index, _), outcome in zip(events, outcomes, strict=True):
-        if outcome == ACCEPTED:
-            result.accepted += 1
-        elif outcome == DUPLICATE:
-            result.duplicates += 1
-        elif outcome == DROPPED:
-            result.dropped += 1
-            result.skipped.add(index)
-        elif isinstance(outcome, EventRejected):
-            result.reject(index, outcome)

@@ -56,6 +56,8 @@ def merge(user: Profile | None, other: Profile) -> Profile:
     consent = _stricter(base.get("consent"), other.get("consent"))
     if consent is not None:
         out["consent"] = consent
+    # What the segment rules keep of events is rebuilt from the merged history.
+    out.pop("activity", None)
     return out
 
 

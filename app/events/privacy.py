@@ -90,6 +90,7 @@ class Erasure:
         for reader in ids:
             hashes = self._hashes.of(reader) if suppress else ()
             existed |= await self._stores.erase(reader, hashes)
+            await self._stores.segments.forget(reader)
         anonymous = anonymous_reader(user_id)
         announced = list(ids)
         if suppress and anonymous not in ids:
@@ -97,6 +98,7 @@ class Erasure:
             # not start one either. Announced too: one may have been started meanwhile,
             # and copies of it elsewhere must go.
             await self._stores.erase(anonymous, self._hashes.of(anonymous))
+            await self._stores.segments.forget(anonymous)
             announced.append(anonymous)
         for reader in announced:
             await self._profiles.changed(reader)

@@ -43,7 +43,7 @@ class ImageDeps:
     async def reader(self, request: ImageRequest) -> Lookup:
         """The reader's profile within the budget, or `Fallback` saying why not."""
         user_id = request.grant.user_id
-        lookup = self.profiles.cached(user_id) or await self.profiles.get(user_id, request.left())
+        lookup = await self.profiles.now(user_id, request.left())
         if lookup.profile is None:
             raise Fallback(lookup.reason or Reason.MISSING_PROFILE)
         return lookup

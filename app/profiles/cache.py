@@ -84,6 +84,9 @@ class CachedProfiles:
         self._miss = metrics.cache.labels("miss")
         self._stale_hit = metrics.cache.labels("stale")
         self._store_errors = metrics.store_errors.labels(store.name)
+        # What a read adds to a stored profile (the reader's segments now): set once per
+        # app (app/services.py), as (user id, profile, memo) -> profile.
+        self.live: Callable[[str, Profile, dict[Any, Any] | None], Profile] | None = None
 
     def cached(self, user_id: str) -> Lookup | None:
         """The reader's fresh cached profile, without waiting, or None on a miss."""
@@ -127,6 +130,18 @@ class CachedProfiles:
             return Lookup(None, "none", INVALID)
         finally:
             timer.cancel()
+
+    async def now(self, user_id: str, budget_s: float) -> Lookup:
+        """`get`, the profile completed by `live` (its segments as of now). Never
+        raises."""
+        lookup = self.cached(user_id) or await self.get(user_id, budget_s)
+        live, profile = self.live, lookup.profile
+        if live is None or profile is None:
+            return lookup
+        shown = live(user_id, profile, lookup.memo)
+        if shown is profile:
+            return lookup
+        return Lookup(shown, lookup.source, lookup.reason, lookup.memo)
 
     async def put(self, user_id: str, profile: Profile) -> None:
         try:

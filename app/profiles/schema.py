@@ -28,7 +28,10 @@ MAX_ATTRIBUTES_BYTES = 16 * 1024
 LIVE_FIELDS = frozenset(
     {"counters", "first_seen", "last_seen", "recent_views", "purchases", "spend", "engagement"}
 )
-READ_ONLY = frozenset({"segments", "updated_at", "user_id"}) | LIVE_FIELDS
+# The events the segment rules read, kept for them (app/segments/activity.py): internal,
+# never shown, kept across a PUT.
+HIDDEN = frozenset({"activity"})
+READ_ONLY = frozenset({"segments", "updated_at", "user_id"}) | LIVE_FIELDS | HIDDEN
 
 Profile = dict[str, Any]
 
@@ -242,6 +245,11 @@ def merge_patch(target: Any, patch: Any) -> Any:
 def writable_part(profile: Profile) -> Profile:
     """The fields a client may write (computed ones stripped)."""
     return {k: v for k, v in profile.items() if k not in READ_ONLY}
+
+
+def shown(profile: Profile) -> Profile:
+    """The profile as the API shows it (internal fields left out)."""
+    return {k: v for k, v in profile.items() if k not in HIDDEN}
 
 
 def computed_part(profile: Profile) -> Profile:

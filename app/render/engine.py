@@ -77,7 +77,7 @@ class Engine:
         source = compiled.source
         profile = profile or {}
         personal = profile != {} and personalized(profile)
-        segments = [s for s in profile.get("segments") or [] if isinstance(s, str)]
+        segments = _segments(profile.get("segments"))
         variant = assign(source.variants, campaign or source.name, user_id)
         consent = {"personalization": personal, "tracking": tracked(profile)}
         home = source.links.get("home", self.public_url)
@@ -97,6 +97,9 @@ class Engine:
                 "cart": data["cart"] if personal else [],
                 "recommendations": data["recommendations"],
                 "segments": segments,
+                # The primary segment: the highest priority one (a profile sent with the
+                # render lists its segments in that order).
+                "segment": segments[0] if segments else None,
                 "variant": variant,
                 "campaign": campaign,
                 "consent": consent,
@@ -123,6 +126,7 @@ class Engine:
             "consent": (personal, consent["tracking"]),
             "links": (campaign, consent["tracking"]),
             "segments": tuple(segments),
+            "segment": ctx["segment"],
             "_mode": tuple(modes),
         }
         render = ReaderRender(self.fragments, ctx, keys, compiled.bodies).render
@@ -182,3 +186,11 @@ def _mode(
             # Which data was missing is named too: "missing-data:cart".
             return "fallback", reason or f"{Reason.MISSING_DATA}:{need}"
     return "main", None
+
+
+def _segments(found: Any) -> list[str]:
+    """The reader's segments, highest priority first: from `{"primary", "all"}` (stored,
+    or evaluated now) or a list (a profile sent with the render)."""
+    if isinstance(found, dict):
+        found = found.get("all")
+    return [s for s in found or () if isinstance(s, str)] if isinstance(found, list | tuple) else []

@@ -115,7 +115,7 @@ class Renderer:
 
     async def lookup(self, user_id: str) -> Lookup:
         """The reader's profile through the cache, within the time budget."""
-        return await self._profiles.get(user_id, self.budget_s)
+        return await self._profiles.now(user_id, self.budget_s)
 
     async def data(
         self, profile: Profile, deadline: float, reads: frozenset[str] = FEED_DATA

@@ -14,7 +14,6 @@ from starlette.routing import Route
 
 from app.auth import presented_key
 from app.errors import Forbidden, UnsupportedMediaType, error_response
-from app.events.ingest import IngestResult
 from app.events.intake import (
     WEBHOOK,
     SegmentBody,
@@ -22,6 +21,7 @@ from app.events.intake import (
     native_events,
     read_body,
 )
+from app.events.outcome import IngestResult
 from app.events.segment import CALLS
 from app.http import content_type, parse_json
 from app.responses import JSONResponse

@@ -90,9 +90,7 @@ class FeedEndpoint:
         """The feed's JSON for the grant's reader; raises what asks for the fallback."""
         if grant.expired():
             raise Fallback(Reason.EXPIRED_TOKEN)
-        lookup = self.profiles.cached(grant.user_id) or await self.profiles.get(
-            grant.user_id, self.budget_s
-        )
+        lookup = await self.profiles.now(grant.user_id, self.budget_s)
         profile = lookup.profile
         if profile is None:
             raise Fallback(lookup.reason or Reason.MISSING_PROFILE)

@@ -17,6 +17,7 @@ from app.profiles.schema import (
     check_user_id,
     computed_part,
     merge_patch,
+    shown,
     validate_profile,
     writable_part,
 )
@@ -34,13 +35,13 @@ def routes(services: Services) -> list[Route]:
             profile = await profiles.read_through(anonymous_reader(user_id))
             if profile is None:
                 raise NotFound("no reader for this anonymous id", code="profile_not_found")
-            return JSONResponse({"anonymous_id": user_id, **profile})
+            return JSONResponse({"anonymous_id": user_id, **shown(profile)})
         profile = await profiles.read_through(user_id)
         if profile is None:
             raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")
         # Evaluated now, from the kept events: a time window ends without a new event.
         segments = (await services.segments.of(user_id, profile)).as_dict()
-        return JSONResponse({"user_id": user_id, **profile, "segments": segments})
+        return JSONResponse({"user_id": user_id, **shown(profile), "segments": segments})
 
     async def not_merged(user_id: str) -> None:
         """409 for an id merged into another user: a write there would reach no event."""
@@ -64,8 +65,11 @@ def routes(services: Services) -> list[Route]:
             return {**computed_part(current or {}), **clean, "updated_at": _now()}
 
         stored = await profiles.update(user_id, replace)
+        # Profile conditions (tier, consent) may have moved its segments: the sweep
+        # records them.
+        services.segments.notice(user_id)
         status = 200 if existed else 201
-        return JSONResponse({"user_id": user_id, **(stored or {})}, status_code=status)
+        return JSONResponse({"user_id": user_id, **shown(stored or {})}, status_code=status)
 
     async def patch_profile(request: Request) -> Response:
         user_id = check_user_id(request.path_params["user_id"])
@@ -83,7 +87,8 @@ def routes(services: Services) -> list[Route]:
             return {**computed_part(current), **clean, "updated_at": _now()}
 
         stored = await profiles.update(user_id, apply)
-        return JSONResponse({"user_id": user_id, **(stored or {})})
+        services.segments.notice(user_id)
+        return JSONResponse({"user_id": user_id, **shown(stored or {})})
 
     async def delete_profile(request: Request) -> Response:
         user_id = check_user_id(request.path_params["user_id"])

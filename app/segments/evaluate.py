@@ -82,12 +82,12 @@ class Timeline:
 def timeline(history: Sequence[Doc], types: frozenset[str] | None = None) -> Timeline:
     """`history` (event documents, newest last) read once; only `types` when given."""
     found: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-    first = _ms(history[0].get("ts")) if history else None
+    first = event_ms(history[0].get("ts")) if history else None
     for doc in history:
         kind = doc.get("type")
         if not isinstance(kind, str) or (types is not None and kind not in types):
             continue
-        ts = _ms(doc.get("ts"))
+        ts = event_ms(doc.get("ts"))
         if ts is None:
             continue
         props = doc.get("properties")
@@ -110,6 +110,22 @@ def evaluate(rules: RuleSet, profile: Doc | None, history: History, now_ms: int)
     ctx = _context(rules, profile, history, now_ms)
     names = tuple(s.name for s in rules.segments if _run(s.rule, ctx).matched)
     return Segments(names[0] if names else None, names)
+
+
+def assess(
+    rules: RuleSet, profile: Doc | None, history: History, now_ms: int
+) -> tuple[Segments, int | None]:
+    """`evaluate` and `next_change_ms` at once, each rule run once."""
+    ctx = _context(rules, profile, history, now_ms)
+    names, times = [], []
+    for segment in rules.segments:
+        outcome = _run(segment.rule, ctx)
+        if outcome.matched:
+            names.append(segment.name)
+        if outcome.change is not None and outcome.change > now_ms:
+            times.append(outcome.change)
+    found = tuple(names)
+    return Segments(found[0] if found else None, found), min(times) if times else None
 
 
 def next_change_ms(
@@ -169,7 +185,7 @@ class _Context(NamedTuple):
 def _context(rules: RuleSet, profile: Doc | None, history: History, now_ms: int) -> _Context:
     line = history if isinstance(history, Timeline) else timeline(history, rules.types)
     doc = profile or {}
-    first = _ms(doc.get("first_seen"))
+    first = event_ms(doc.get("first_seen"))
     known = _earliest(*(t for t in (first, line.first_ms) if t is not None))
     return _Context(line, doc, now_ms, known)
 
@@ -266,7 +282,7 @@ def _recency(rule: Recency, ctx: _Context) -> _Outcome:
     i = bisect_right(times, now)
     field = LAST_SEEN.get(rule.event)
     engagement = ctx.profile.get("engagement")
-    noted = _ms(engagement.get(field)) if field and isinstance(engagement, dict) else None
+    noted = event_ms(engagement.get(field)) if field and isinstance(engagement, dict) else None
     seen = [t for t in (times[i - 1] if i else None, noted) if t is not None and t <= now]
     last = max(seen) if seen else None
     inside = last is not None and now < last + length
@@ -354,7 +370,7 @@ def _explanation(outcome: _Outcome) -> Explanation:
     return Explanation(text, outcome.matched, children)
 
 
-def _ms(value: Any) -> int | None:
+def event_ms(value: Any) -> int | None:
     """An ISO 8601 time as UTC milliseconds (no offset: UTC), or None."""
     if not isinstance(value, str):
         return None

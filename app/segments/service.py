@@ -1,25 +1,39 @@
-"""The segments of a stored reader, now: the rules file, reloaded when it changes; the
-reader's profile and kept history read from the stores; the rules evaluated at the
-current time (so time windows expire without new events, and a changed rule applies to
-what was kept, with nothing ingested again)."""
+"""The segments of a reader, now: the rules file, reloaded when it changes; evaluated on
+each event (`step`, from what the profile keeps: `app/segments/activity.py`) and whenever
+a feed, image or render reads the profile (`live`), so time windows expire without new
+events; a changed rule applies to what was kept, with nothing ingested again.
+
+What ingest and the sweep find is recorded in the segment store (members, the stream of
+entries and exits, the due-time index); reads only queue a reader whose segments moved
+since, for the sweep to record (`app/segments/sweep.py`).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from app.segments.evaluate import Explanation, Segments, Timeline, evaluate, explain, timeline
+from app.segments import activity
+from app.segments.activity import Needs
+from app.segments.evaluate import Explanation, Segments, assess, explain, timeline
 from app.segments.rules import RulesError, RuleSet, load_rules
 from app.settings import ConfigError
-from app.stores.protocols import EventStore, Profile
+from app.stores.protocols import EventStore, Profile, SegmentChange
 
 log = logging.getLogger("kairos.segments")
 
 # How often, at most, the rules file is looked at for a change.
 CHECK_EVERY_S = 1.0
+# Readers a read found moved, waiting for the sweep to record them: past this, the next
+# event or due time records them instead.
+MAX_NOTICED = 10_000
+MEMO_KEY = "segments"
+NONE = Segments(None, ())
 
 
 def load_rules_file(path: Path) -> RuleSet:
@@ -37,9 +51,9 @@ def load_rules_file(path: Path) -> RuleSet:
 
 
 class Segmenter:
-    """A reader's segments and why, from the event store. With `path`, the rules are
-    those of that file, reloaded within `check_every_s` of a change; a file that no
-    longer loads is logged with its rule and line, and the last good rules stay."""
+    """A reader's segments and why. With `path`, the rules are those of that file,
+    reloaded within `check_every_s` of a change; a file that no longer loads is logged
+    with its rule and line, and the last good rules stay."""
 
     def __init__(
         self,
@@ -50,21 +64,14 @@ class Segmenter:
         check_every_s: float = CHECK_EVERY_S,
     ) -> None:
         self.rules = rules
+        self.needs = Needs.of(rules)
         self._events = events
         self._path = path
         self._check_every_s = check_every_s
         self._checked = time.monotonic()
         self._stamp = _stamp(path) if path is not None else None
-
-    async def of(self, user_id: str, profile: Profile | None) -> Segments:
-        rules = self.current()
-        history = await self._history(user_id, rules)
-        return evaluate(rules, profile, history, _now_ms())
-
-    async def explain(self, user_id: str, profile: Profile | None) -> list[Explanation]:
-        rules = self.current()
-        history = await self._history(user_id, rules)
-        return explain(rules, profile, history, _now_ms())
+        # Readers whose segments a read found changed since last recorded.
+        self.noticed: set[str] = set()
 
     def current(self) -> RuleSet:
         """The rules now: the file's, if it changed since it was last looked at."""
@@ -79,16 +86,110 @@ class Segmenter:
             return self.rules
         self._stamp = stamp
         try:
-            self.rules = load_rules_file(self._path)
+            rules = load_rules_file(self._path)
         except ConfigError as exc:
             log.error("segment rules not reloaded, the last good ones stay: %s", exc)
         else:
-            log.info("segment rules reloaded: %d segments", len(self.rules.segments))
+            self.rules, self.needs = rules, Needs.of(rules)
+            log.info("segment rules reloaded: %d segments", len(rules.segments))
         return self.rules
 
-    async def _history(self, user_id: str, rules: RuleSet) -> Timeline:
+    def stale(self, profile: Profile | None) -> bool:
+        """Whether the profile's kept activity was kept for other rules (or none was kept
+        for a reader with events): it must be rebuilt from the kept history."""
+        self.current()
+        if profile is None or activity.kept(profile, self.needs) is not None:
+            return False
+        return bool(profile.get("counters"))
+
+    def step(
+        self,
+        user_id: str,
+        before: Profile | None,
+        after: Profile,
+        events: Iterable[tuple[str, int, Mapping[str, Any]]],
+        now_ms: int,
+        history: Sequence[bytes] | None = None,
+    ) -> SegmentChange | None:
+        """Keep `events` (type, time ms, properties) in `after`'s activity, evaluate its
+        segments into `after["segments"]`; the change to record, if the segments or the
+        due time moved. `history`: the kept events, when `before`'s activity is stale."""
+        rules, needs = self.current(), self.needs
+        kept = activity.kept(before, needs)
+        if kept is None and history:
+            kept = activity.from_history([orjson.loads(e) for e in history], needs, now_ms)
+        new = activity.recorded(kept, events, needs, now_ms)
+        found, due = assess(rules, after, activity.timeline(new, needs), now_ms)
+        if due is None:
+            new.pop("due", None)
+        else:
+            new["due"] = due
+        after[activity.FIELD] = new
+        old = after.get("segments")
+        after["segments"] = found.as_dict()
+        old_all = tuple(old.get("all") or ()) if isinstance(old, dict) else None
+        old_due = kept.get("due") if kept else None
+        if old_all == found.all and old_due == due:
+            return None
+        return SegmentChange(user_id, found.all, due)
+
+    def live(self, user_id: str, profile: Profile, memo: dict[Any, Any] | None) -> Profile:
+        """`profile` with its `segments` as of now (a new dict when they differ from
+        those stored), evaluated from its kept activity; kept beside a cached profile in
+        `memo` until they can next change. A stale activity (rules changed since) gives
+        the stored segments, and the reader is noticed for the sweep to re-evaluate."""
+        rules, needs = self.current(), self.needs
+        now = _now_ms()
+        if memo is not None:
+            found = memo.get(MEMO_KEY)
+            if found is not None and found[0] is rules and now < found[1]:
+                return found[2]  # type: ignore[no-any-return]
+        kept = activity.kept(profile, needs)
+        if kept is None and profile.get("counters"):
+            self.notice(user_id)
+            return profile
+        line = activity.timeline(kept or {}, needs)
+        segments, due = assess(rules, profile, line, now)
+        stored = profile.get("segments")
+        shown = segments.as_dict()
+        if stored != shown:
+            profile = {**profile, "segments": shown}
+            if not isinstance(stored, dict) or tuple(stored.get("all") or ()) != segments.all:
+                self.notice(user_id)
+        if memo is not None:
+            # Re-evaluated at least every minute: a due time is a lower bound.
+            memo[MEMO_KEY] = (rules, min(due or now + 60_000, now + 60_000), profile)
+        return profile
+
+    def notice(self, user_id: str) -> None:
+        if len(self.noticed) < MAX_NOTICED:
+            self.noticed.add(user_id)
+
+    async def of(self, user_id: str, profile: Profile | None) -> Segments:
+        """The reader's segments now, from the profile's activity, else the history."""
+        rules = self.current()
+        if profile is not None and not self.stale(profile):
+            kept = activity.kept(profile, self.needs) or {}
+            return assess(rules, profile, activity.timeline(kept, self.needs), _now_ms())[0]
+        history = await self._timeline(user_id, rules)
+        return assess(rules, profile, history, _now_ms())[0]
+
+    async def explain(self, user_id: str, profile: Profile | None) -> list[Explanation]:
+        """Rule by rule, why the reader is or is not in each segment (from history)."""
+        rules = self.current()
+        return explain(rules, profile, await self._timeline(user_id, rules), _now_ms())
+
+    async def _timeline(self, user_id: str, rules: RuleSet) -> Any:
         raw = await self._events.history(user_id)
         return timeline([orjson.loads(e) for e in raw], rules.types)
+
+
+def primary(profile: Profile | None) -> str | None:
+    """The reader's primary segment as the profile carries it (stored or live)."""
+    found = (profile or {}).get("segments")
+    if isinstance(found, dict) and isinstance(found.get("primary"), str):
+        return str(found["primary"])
+    return None
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

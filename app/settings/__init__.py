@@ -67,6 +67,8 @@ class Settings:
     blocks_dir: Path
     templates_dir: Path
     segments_file: Path
+    segments_sweep_s: int
+    segments_stream_max: int
     reload_templates: bool
     catalog_assets_dir: Path | None
     image_cache_bytes: int

@@ -245,11 +245,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "KAIROS_SEGMENTS_FILE", "segments_file", parse.path,
         str(PROJECT_ROOT / "templates" / "segments.toml"),
-        "The segment rules (TOML): which segments a reader is in, evaluated at read time "
-        "from the reader's kept events. A bad file stops the server at start-up with the "
-        "rule and line; edited while it runs, it is reloaded within a second, and a bad "
-        "edit is logged (rule and line) while the last good rules stay.",
+        "The segment rules (TOML): which segments a reader is in, evaluated on each event "
+        "and at read time from the reader's kept events. A bad file stops the server at "
+        "start-up with the rule and line; edited while it runs, it is reloaded within a "
+        "second, and a bad edit is logged (rule and line) while the last good rules stay.",
         shown="`templates/segments.toml` of the checkout",
+    ),
+    Setting(
+        "KAIROS_SEGMENTS_SWEEP_S", "segments_sweep_s", Integer(0, 3600), "10",
+        "How often this process looks for readers whose segments change with time alone "
+        "(a cart idle 15 minutes): each is found within this many seconds of its due time. "
+        "`0`: not in this process (run `kairos worker` instead).",
+    ),
+    Setting(
+        "KAIROS_SEGMENTS_STREAM_MAX", "segments_stream_max", Integer(1000, 100_000_000),
+        "100000",
+        "Segment entries and exits kept in the changes stream (the oldest dropped first).",
     ),
     Setting(
         "KAIROS_RELOAD_TEMPLATES", "reload_templates", parse.boolean, _outside_production,

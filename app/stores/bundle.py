@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from app.settings import Settings
 from app.stores import memory
 from app.stores.memory_events import MemoryEvents
+from app.stores.memory_segments import MemorySegments
 from app.stores.protocols import (
     Backend,
     CatalogStore,
@@ -15,6 +16,7 @@ from app.stores.protocols import (
     PickStore,
     ProfileStore,
     Retention,
+    SegmentStore,
 )
 from app.stores.redis.backend import RedisBackend
 from app.stores.redis.bus import RedisBus
@@ -24,6 +26,9 @@ from app.stores.redis.connection import RedisConnection
 from app.stores.redis.events import RedisEvents
 from app.stores.redis.picks import RedisPicks
 from app.stores.redis.profiles import RedisProfiles
+from app.stores.redis.segments import RedisSegments
+
+SEGMENTS_CAP = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,7 @@ class Stores:
     events: EventStore
     bus: ChangeBus
     backend: Backend
+    segments: SegmentStore
 
     async def erase(self, user_id: str, suppress: tuple[str, ...] = ()) -> bool:
         """Remove the reader from every store holding reader data (profile, picks, event
@@ -51,7 +57,9 @@ class Stores:
         await self.backend.close()
 
 
-def embedded_stores(retention: Retention | None = None) -> Stores:
+def embedded_stores(
+    retention: Retention | None = None, segments_cap: int = SEGMENTS_CAP
+) -> Stores:
     profiles, picks = memory.MemoryProfiles(), memory.MemoryPicks()
     events = MemoryEvents(profiles, picks, retention)
     return Stores(
@@ -62,6 +70,7 @@ def embedded_stores(retention: Retention | None = None) -> Stores:
         events=events,
         bus=memory.LocalBus(),
         backend=memory.MemoryBackend(profiles, events, picks),
+        segments=MemorySegments(segments_cap),
     )
 
 
@@ -71,6 +80,7 @@ def redis_stores(
     timeout_s: float = 0.5,
     pool_size: int = 64,
     retention: Retention | None = None,
+    segments_cap: int = SEGMENTS_CAP,
 ) -> Stores:
     """The Redis stores, sharing one pool of `pool_size` connections."""
     connection = RedisConnection(url, timeout_s=timeout_s, pool_size=pool_size)
@@ -82,6 +92,7 @@ def redis_stores(
         events=RedisEvents(connection, retention),
         bus=RedisBus(connection),
         backend=RedisBackend(connection),
+        segments=RedisSegments(connection, segments_cap),
     )
 
 
@@ -98,5 +109,6 @@ def build_stores(settings: Settings) -> Stores:
             timeout_s=settings.redis_timeout_ms / 1000,
             pool_size=settings.redis_pool_size,
             retention=retention,
+            segments_cap=settings.segments_stream_max,
         )
-    return embedded_stores(retention)
+    return embedded_stores(retention, settings.segments_stream_max)

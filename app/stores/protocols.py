@@ -272,3 +272,44 @@ def pick_field(campaign: str | None, slot: int) -> str:
     """How a (campaign, slot) is named among a reader's picks (the slot first: a
     campaign name may contain ':')."""
     return f"{slot}:{campaign or ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentChange:
+    """A reader's segments as just evaluated: all those they are in now, and when to
+    evaluate them again with no new event (None: only an event can change them)."""
+
+    user_id: str
+    segments: tuple[str, ...]
+    due_ms: int | None
+
+
+class SegmentStore(Erasable, Protocol):
+    """Who is in which segment: each reader's recorded segments, the members per
+    segment, the stream of entries and exits, and the due-time index the sweep reads."""
+
+    name: str
+
+    async def record(self, changes: Sequence[SegmentChange], now_ms: int) -> int:
+        """Bring each reader's recorded segments to `segments`, appending an entry to
+        the changes stream for each segment entered or left, and set (or clear) the
+        reader's due time. Idempotent; returns the entries appended."""
+        ...
+
+    async def claim(self, now_ms: int, limit: int, lease_ms: int) -> list[str]:
+        """At most `limit` readers due by `now_ms`, each leased: due again at `now_ms +
+        lease_ms` unless recorded meanwhile (a sweep that dies loses no one)."""
+        ...
+
+    async def counts(self) -> dict[str, int]:
+        """Members per segment (segments with none may be absent)."""
+        ...
+
+    async def segments_of(self, user_id: str) -> tuple[str, ...]:
+        """The reader's recorded segments."""
+        ...
+
+    async def changes(self, after: str, limit: int) -> list[tuple[str, dict[str, str]]]:
+        """Up to `limit` entries of the changes stream after entry id `after` ("0": from
+        the oldest kept), oldest first: (id, {user_id, segment, change, ts})."""
+        ...

@@ -21,7 +21,9 @@ from app.render.sources import SourceError
 # Names a piece may read and still be shared: fixed for a piece ...
 FIXED_NAMES = frozenset({"params", "template_links", "theme"})
 # ... or the same for many readers, so they key the shared copies.
-KEYED_NAMES = frozenset({"variant", "campaign", "locale", "consent", "links", "segments", "_mode"})
+KEYED_NAMES = frozenset(
+    {"variant", "campaign", "locale", "consent", "links", "segments", "segment", "_mode"}
+)
 # What makes a piece different at every render even without reader data.
 PER_RENDER_FILTERS = frozenset({"random"})
 PER_RENDER_GLOBALS = frozenset({"lipsum"})

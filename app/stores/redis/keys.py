@@ -70,3 +70,12 @@ def event_keys(user_id: str) -> tuple[str, ...]:
 def reader_keys(user_id: str) -> tuple[str, ...]:
     """Every key holding data about the reader, the profile first: what erasure deletes."""
     return profile_key(user_id), picks_key(user_id), *event_keys(user_id)
+
+
+# Segment membership is shared by all readers: its keys carry one hash tag, so the
+# record script covers them atomically on Redis Cluster too (on one node of it).
+SEGMENTS_TAG = "kairos:{segments}:"
+SEGMENT_OF_KEY = SEGMENTS_TAG + "of"  # hash: user id -> JSON list of recorded segments
+SEGMENT_COUNTS_KEY = SEGMENTS_TAG + "counts"  # hash: segment -> members
+SEGMENT_DUE_KEY = SEGMENTS_TAG + "due"  # sorted set: user id by due time (ms)
+SEGMENT_CHANGES_KEY = SEGMENTS_TAG + "changes"  # stream: entries and exits
