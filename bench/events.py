@@ -1180,6 +1180,66 @@ def latency(
     )  # fmt: skip
 
 
+def segment_latency(a: Server, b: Server, trials: int, products: list[dict[str, Any]]) -> Latency:
+    """Event-to-segment: a reader's third view of one product posted to A, then B's
+    `GET /v1/profiles/{id}` polled until it shows the reader in `browsing_intent` (the
+    default rules' "same sku viewed 3+ times in 24 h"), timed from A's 202."""
+    post, poll = Client(a.port), Client(b.port)
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    took, polls, late = [], [], 0
+
+    def view(user: str, sku: str, n: int) -> None:
+        event = {
+            "event_id": f"seg-{time.time_ns()}-{n}",
+            "user_id": user,
+            "type": "product_view",
+            "properties": {"sku": sku},
+        }
+        answer = post.request(
+            "POST", NATIVE_PATH, orjson.dumps(event),
+            {"Content-Type": "application/json", "Authorization": f"Bearer {WRITE_KEY}"},
+        )  # fmt: skip
+        if answer.status != 202 or orjson.loads(answer.body).get("accepted") != 1:
+            raise BenchError(f"segments: the event answered {answer.status}: {answer.body!r}")
+
+    def primary(user: str) -> Any:
+        got = poll.request("GET", f"/v1/profiles/{user}", b"", auth)
+        if got.status != 200:
+            raise BenchError(f"segments: B's profile answered {got.status}: {got.body[:200]!r}")
+        return orjson.loads(got.body)["segments"]["primary"]
+
+    try:
+        for i in range(trials):
+            user = f"seg-{time.time_ns()}-{i}"
+            sku = products[(i * 7 + 3) % PRODUCTS]["sku"]
+            view(user, sku, 1)
+            view(user, sku, 2)
+            if primary(user) == "browsing_intent":
+                raise BenchError("segments: browsing_intent after two views")
+            view(user, sku, 3)
+            arrived = time.perf_counter()
+            n = 0
+            while True:
+                found = primary(user)
+                n += 1
+                now = time.perf_counter()
+                if found == "browsing_intent":
+                    took.append((now - arrived) * 1000)
+                    break
+                if now - arrived > POLL_TIMEOUT_S:
+                    late += 1
+                    took.append(POLL_TIMEOUT_S * 1000)
+                    break
+            polls.append(n)
+    finally:
+        post.close()
+        poll.close()
+    return Latency(
+        trials, _percentile(took, 0.5), _percentile(took, 0.99), max(took),
+        statistics.fmean(polls), late,
+    )  # fmt: skip
+
+
 # --- the whole bench --------------------------------------------------------------------
 
 
@@ -1301,6 +1361,7 @@ def _bench(
           f"(core {pin.load}): {trials} trials", flush=True)  # fmt: skip
     try:
         lat = latency(a, b, trials, products, redis_url)
+        seg = segment_latency(a, b, trials, products)
         _alive(a)
         _alive(b)
     finally:
@@ -1311,7 +1372,12 @@ def _bench(
         f"{lat.max_ms:.1f} ms ({lat.polls:.1f} feed requests per trial; {lat.late} late)",
         flush=True,
     )
-    _report(outcomes, sinks, figures, lat)
+    print(
+        f"[s] event-to-segment: p50 {seg.p50_ms:.1f} ms, p99 {seg.p99_ms:.1f} ms, max "
+        f"{seg.max_ms:.1f} ms ({seg.polls:.1f} profile requests per trial; {seg.late} late)",
+        flush=True,
+    )
+    _report(outcomes, sinks, figures, lat, seg)
     return 0
 
 
@@ -1337,7 +1403,11 @@ def _verdict(ok: bool) -> str:
 
 
 def _report(
-    outcomes: dict[str, Outcome], sinks: list[Outcome], figures: list[RedisFigure], lat: Latency
+    outcomes: dict[str, Outcome],
+    sinks: list[Outcome],
+    figures: list[RedisFigure],
+    lat: Latency,
+    seg: Latency,
 ) -> None:
     print()
     print(f"{'':3}{'case':<18}{'events/s':>10}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
@@ -1357,6 +1427,9 @@ def _report(
               f"{1e6 / per_core if per_core else 0:>7.1f}  scripts/s: {f.what}")  # fmt: skip
     print(f"{'l':<3}{'event-to-feed':<18}  p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms, "
           f"max {lat.max_ms:.1f} ms, {lat.trials} trials (A's 202 -> B's feed)")  # fmt: skip
+    print(f"{'s':<3}{'event-to-segment':<18}  p50 {seg.p50_ms:.1f} ms, p99 {seg.p99_ms:.1f} ms, "
+          f"max {seg.max_ms:.1f} ms, {seg.trials} trials (A's 202 -> B's profile "
+          "segments)")  # fmt: skip
     print("    CPU columns: share of one core each process used during the measured run (other:")
     print("    every other process on the machine, this script and py-spy included); per core:")
     print("    events (scripts) per CPU-second of the process doing the work, the server's for")
@@ -1377,6 +1450,8 @@ def _report(
               f"through uvicorn with the same bodies: {s.events_s:,.0f} events/s)")  # fmt: skip
     print(f"l p99 = {lat.p99_ms:.1f} ms  (target <= {TARGET_P99_MS:.0f} ms)  "
           f"{_verdict(lat.p99_ms <= TARGET_P99_MS and not lat.late)}")  # fmt: skip
+    print(f"s p99 = {seg.p99_ms:.1f} ms  (target <= {TARGET_P99_MS:.0f} ms)  "
+          f"{_verdict(seg.p99_ms <= TARGET_P99_MS and not seg.late)}")  # fmt: skip
     print(flush=True)
 
 

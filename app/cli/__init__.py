@@ -1,4 +1,5 @@
-"""The `kairos` command: serve, sign, render, check, import, events, erase, segments."""
+"""The `kairos` command: serve, sign, render, check, import, events, erase, segments,
+worker."""
 
 from __future__ import annotations
 
@@ -157,6 +158,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     why.add_argument("user", metavar="USER")
     why.set_defaults(run=segments.explain)
+
+    worker = sub.add_parser(
+        "worker",
+        help="sweep the segments due on time alone (a cart idle 15 minutes) and record "
+        "their entries and exits, until interrupted (needs REDIS_URL)",
+    )
+    worker.add_argument(
+        "--every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how often to sweep (default: KAIROS_SEGMENTS_SWEEP_S, or 10 when it is 0)",
+    )
+    worker.set_defaults(run=segments.worker)
     return parser
 
 

@@ -13,19 +13,28 @@ history, so a rules change re-evaluates without anything ingested again.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from app.segments.evaluate import Timeline, event_ms
-from app.segments.rules import Absence, Aggregate, Count, Group, Not, Recency, Rule, RuleSet
+from app.segments.rules import (
+    Absence,
+    Aggregate,
+    Consent,
+    Count,
+    Group,
+    Not,
+    ProfileCondition,
+    Recency,
+    Rule,
+    RuleSet,
+)
 
 # Per type: a reader viewing 200 products in a day is counted on the newest 200.
 MAX_KEPT = 200
 FIELD = "activity"
-
-# One kept event: its time, then its properties as the rules read them.
-Entry = list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +44,29 @@ class Needs:
 
     types: Mapping[str, tuple[int, tuple[str, ...]]]
     stamp: str
+    # Per segment: the event types and the profile fields its rule reads (an event of
+    # none of them, changing none of them, leaves its outcome standing until its due).
+    reads: Mapping[str, tuple[frozenset[str], frozenset[str]]]
+    roots: frozenset[str]
+    # Names the rules themselves: outcomes kept under other rules are not reused.
+    rules_stamp: str
 
     @classmethod
     def of(cls, rules: RuleSet) -> Needs:
         found: dict[str, tuple[int, set[str]]] = {}
+        reads = {}
         for segment in rules.segments:
+            kinds = set()
             for kind, window, props in _needs(segment.rule):
                 old_window, old_props = found.get(kind, (0, set()))
                 found[kind] = (max(old_window, window), old_props | set(props))
+                kinds.add(kind)
+            reads[segment.name] = (frozenset(kinds), frozenset(_roots(segment.rule)))
         types = {k: (w, tuple(sorted(p))) for k, (w, p) in sorted(found.items())}
         stamp = hashlib.blake2b(repr(types).encode(), digest_size=6).hexdigest()
-        return cls(types, stamp)
+        roots = frozenset(r for _, rs in reads.values() for r in rs)
+        rules_stamp = hashlib.blake2b(repr(rules.segments).encode(), digest_size=6).hexdigest()
+        return cls(types, stamp, reads, roots, rules_stamp)
 
 
 def _needs(rule: Rule) -> Iterable[tuple[str, int, tuple[str, ...]]]:
@@ -67,6 +88,21 @@ def _needs(rule: Rule) -> Iterable[tuple[str, int, tuple[str, ...]]]:
         yield from _needs(rule.rule)
 
 
+def _roots(rule: Rule) -> Iterable[str]:
+    """The profile fields a rule reads, besides the events kept for it."""
+    if isinstance(rule, ProfileCondition):
+        yield rule.path[0]
+    elif isinstance(rule, Consent):
+        yield "consent"
+    elif isinstance(rule, Recency):
+        yield from ("engagement", "first_seen")  # the last open kept, and how long known
+    elif isinstance(rule, Group):
+        for child in rule.rules:
+            yield from _roots(child)
+    elif isinstance(rule, Not):
+        yield from _roots(rule.rule)
+
+
 def kept(profile: Mapping[str, Any] | None, needs: Needs) -> dict[str, Any] | None:
     """The profile's activity if it was kept for these needs, else None."""
     activity = (profile or {}).get(FIELD)
@@ -83,32 +119,41 @@ def recorded(
 ) -> dict[str, Any]:
     """A new activity: `activity` (kept for `needs`, or None to start empty) with
     `events` (type, time ms, properties) added and what the needs no longer hold left
-    out. `due` is carried over."""
-    lists: dict[str, list[Entry]] = {}
+    out. `due` is carried over. Per type, columns: `t` the times, ascending, then one per
+    property the rules read."""
     before = activity.get("e", {}) if activity else {}
-    added: set[str] = set()
+    types = needs.types
+    grown: dict[str, dict[str, list[Any]]] = {}
     for kind, ms, props in events:
-        need = needs.types.get(kind)
+        need = types.get(kind)
         if need is None:
             continue
-        if kind not in added:
-            lists[kind] = list(before.get(kind, ()))
-            added.add(kind)
-        lists[kind].append([ms, *(_prop(props.get(p)) for p in need[1])])
-    out = {k: v for k, v in before.items() if k in needs.types and k not in added}
-    for kind in added:
-        window = needs.types[kind][0]
-        entries = lists[kind]
-        entries.sort(key=_time)  # mostly in order already: linear
-        newest = entries[-1]
-        floor = now_ms - window
-        entries = [e for e in entries[-MAX_KEPT:] if e[0] >= floor] if window else []
-        if not entries or entries[-1] is not newest:
-            entries.append(newest)
-        out[kind] = entries
+        columns = grown.get(kind)
+        if columns is None:
+            old = before.get(kind) or {}
+            columns = {"t": list(old.get("t", ()))}
+            for name in need[1]:
+                columns[name] = list(old.get(name) or [None] * len(columns["t"]))
+            grown[kind] = columns
+        columns["t"].append(ms)
+        for name in need[1]:
+            columns[name].append(_prop(props.get(name)))
+    out = {k: v for k, v in before.items() if k in types and k not in grown}
+    for kind, columns in grown.items():
+        times = columns["t"]
+        if any(times[i] > times[i + 1] for i in range(len(times) - 1)):
+            order = sorted(range(len(times)), key=times.__getitem__)
+            columns = {name: [column[i] for i in order] for name, column in columns.items()}
+            times = columns["t"]
+        window = types[kind][0]
+        # The events within the window, at most MAX_KEPT, and always the newest.
+        start = bisect_left(times, now_ms - window) if window else len(times) - 1
+        start = min(max(start, len(times) - MAX_KEPT), len(times) - 1)
+        out[kind] = {name: column[start:] for name, column in columns.items()}
     result: dict[str, Any] = {"v": needs.stamp, "e": out}
-    if activity and activity.get("due") is not None:
-        result["due"] = activity["due"]
+    for carried in ("due", "r"):
+        if activity and activity.get(carried) is not None:
+            result[carried] = activity[carried]
     return result
 
 
@@ -124,19 +169,10 @@ def from_history(docs: Iterable[Mapping[str, Any]], needs: Needs, now_ms: int) -
 
 
 def timeline(activity: Mapping[str, Any], needs: Needs) -> Timeline:
-    """The activity as the evaluator reads it."""
-    times: dict[str, list[int]] = {}
-    props: dict[str, list[dict[str, Any]]] = {}
-    for kind, entries in activity.get("e", {}).items():
-        need = needs.types.get(kind)
-        if need is None:
-            continue
-        names = need[1]
-        times[kind] = [e[0] for e in entries]
-        props[kind] = [dict(zip(names, e[1:], strict=False)) for e in entries] if names else [
-            {} for _ in entries
-        ]
-    return Timeline(times, props, None)
+    """The activity as the evaluator reads it (its columns, not copied)."""
+    events = activity.get("e", {})
+    kinds = [kind for kind in events if kind in needs.types]
+    return Timeline({k: events[k]["t"] for k in kinds}, {k: events[k] for k in kinds}, None)
 
 
 def _prop(value: Any) -> Any:
@@ -144,5 +180,3 @@ def _prop(value: Any) -> Any:
     return value if isinstance(value, str | int | float) else None
 
 
-def _time(entry: Entry) -> int:
-    return int(entry[0])

@@ -75,7 +75,18 @@ class Timeline:
     """A history read once: per event type, times ascending (UTC ms) and properties."""
 
     times: Mapping[str, list[int]]
-    props: Mapping[str, list[dict[str, Any]]]
+    # Per type: the events' properties in time order, or (a profile's kept activity)
+    # one column per property the rules read.
+    props: Mapping[str, list[dict[str, Any]] | Mapping[str, list[Any]]]
+
+    def column(self, kind: str, name: str) -> Sequence[Any]:
+        """The values of property `name` of the events of `kind`, in time order."""
+        found = self.props.get(kind)
+        if found is None:
+            return ()
+        if isinstance(found, Mapping):
+            return found.get(name) or [None] * len(self.times.get(kind, ()))
+        return [p.get(name) for p in found]
     first_ms: int | None
 
 
@@ -90,11 +101,12 @@ def timeline(history: Sequence[Doc], types: frozenset[str] | None = None) -> Tim
         ts = event_ms(doc.get("ts"))
         if ts is None:
             continue
-        props = doc.get("properties")
-        found.setdefault(kind, []).append((ts, props if isinstance(props, dict) else {}))
+        given = doc.get("properties")
+        found.setdefault(kind, []).append((ts, given if isinstance(given, dict) else {}))
         if first is None or ts < first:
             first = ts
-    times, props = {}, {}
+    times: dict[str, list[int]] = {}
+    props: dict[str, list[dict[str, Any]] | Mapping[str, list[Any]]] = {}
     for kind, pairs in found.items():
         pairs.sort(key=lambda pair: pair[0])  # nearly sorted already: linear
         times[kind] = [ts for ts, _ in pairs]
@@ -126,6 +138,34 @@ def assess(
             times.append(outcome.change)
     found = tuple(names)
     return Segments(found[0] if found else None, found), min(times) if times else None
+
+
+def reassess(
+    rules: RuleSet,
+    profile: Doc | None,
+    history: History,
+    now_ms: int,
+    standing: Mapping[str, tuple[bool, int | None]],
+) -> tuple[Segments, int | None, dict[str, tuple[bool, int | None]]]:
+    """`assess`, each segment in `standing` taken as given (in or out, and until when)
+    rather than run; with every segment's outcome, for the next call."""
+    ctx: _Context | None = None
+    names, times, outcomes = [], [], {}
+    for segment in rules.segments:
+        known = standing.get(segment.name)
+        if known is None:
+            if ctx is None:
+                ctx = _context(rules, profile, history, now_ms)
+            outcome = _run(segment.rule, ctx)
+            known = (outcome.matched, outcome.change)
+        outcomes[segment.name] = known
+        if known[0]:
+            names.append(segment.name)
+        if known[1] is not None and known[1] > now_ms:
+            times.append(known[1])
+    found = tuple(names)
+    segments = Segments(found[0] if found else None, found)
+    return segments, min(times) if times else None, outcomes
 
 
 def next_change_ms(
@@ -204,9 +244,9 @@ def _count(rule: Count, ctx: _Context) -> _Outcome:
             return _Outcome(True, times[hi - least] + length, lambda: f"{label}: {n} (≥ {least})")
         return _Outcome(False, ctx.future(rule.event), lambda: f"{label}: {n} (≥ {least})")
     keyed: dict[Any, list[int]] = {}
-    props = ctx.timeline.props[rule.event] if hi > lo else []
+    keys = ctx.timeline.column(rule.event, rule.per) if hi > lo else ()
     for i in range(lo, hi):
-        key = props[i].get(rule.per)
+        key = keys[i]
         if isinstance(key, str | int | float) and not isinstance(key, bool):
             keyed.setdefault(key, []).append(times[i])
     ends = [kept[len(kept) - least] + length for kept in keyed.values() if len(kept) >= least]
@@ -230,29 +270,35 @@ def _absence(rule: Absence, ctx: _Context) -> _Outcome:
     start = after[i - 1]
     ended = ctx.times(rule.event)
     if bisect_left(ended, start) < bisect_right(ended, ctx.now):
-        text = f"{rule.after} at {format_ms(start)}, then {rule.event}"
-        return _Outcome(False, coming, lambda: text)
+        return _Outcome(
+            False, coming, lambda: f"{rule.after} at {format_ms(start)}, then {rule.event}"
+        )
     due = start + rule.idle.ms
     expires = start + rule.within.ms if rule.within else None
     matched = due <= ctx.now and (expires is None or ctx.now < expires)
     change = due if ctx.now < due else expires if matched else None
-    limit = f", < {rule.within}" if rule.within else ""
-    text = (
-        f"{rule.after} at {format_ms(start)}, no {rule.event} since: "
-        f"idle {_span(ctx.now - start)} (≥ {rule.idle}{limit})"
-    )
-    return _Outcome(matched, _earliest(change, coming), lambda: text)
+    now = ctx.now
+
+    def why() -> str:
+        limit = f", < {rule.within}" if rule.within else ""
+        return (
+            f"{rule.after} at {format_ms(start)}, no {rule.event} since: "
+            f"idle {_span(now - start)} (≥ {rule.idle}{limit})"
+        )
+
+    return _Outcome(matched, _earliest(change, coming), why)
 
 
 def _aggregate(rule: Aggregate, ctx: _Context) -> _Outcome:
     length = rule.within.ms
     times, lo, hi = ctx.window(rule.event, length)
-    props = ctx.timeline.props[rule.event] if hi > lo else []
+    values = ctx.timeline.column(rule.event, rule.field) if hi > lo else ()
+    currencies = ctx.timeline.column(rule.event, "currency") if hi > lo and rule.currency else ()
     amounts = []
     for i in range(lo, hi):
-        value = props[i].get(rule.field)
+        value = values[i]
         if isinstance(value, int | float) and not isinstance(value, bool):
-            if rule.currency is None or props[i].get("currency") == rule.currency:
+            if rule.currency is None or currencies[i] == rule.currency:
                 amounts.append((times[i], value))
     total = sum(value for _, value in amounts)
     matched = _reaches(total, rule)
@@ -286,18 +332,26 @@ def _recency(rule: Recency, ctx: _Context) -> _Outcome:
     seen = [t for t in (times[i - 1] if i else None, noted) if t is not None and t <= now]
     last = max(seen) if seen else None
     inside = last is not None and now < last + length
-    ago = f"last {rule.event} {_span(now - last)} ago" if last is not None else f"no {rule.event}"
+
+    def ago() -> str:
+        if last is None:
+            return f"no {rule.event}"
+        return f"last {rule.event} {_span(now - last)} ago"
+
     if rule.seen:
         change = last + length if last is not None and inside else ctx.future(rule.event)
-        return _Outcome(inside, change, lambda: f"{ago} (within {rule.within})")
+        return _Outcome(inside, change, lambda: f"{ago()} (within {rule.within})")
     known = ctx.known
     if last is not None and inside:
-        return _Outcome(False, last + length, lambda: f"{ago} (none within {rule.within})")
+        return _Outcome(False, last + length, lambda: f"{ago()} (none within {rule.within})")
     if known is None or now < known + length:  # too new a reader to call dormant
-        since = f"first seen {_span(now - known)} ago" if known is not None else "never seen"
-        change = known + length if known is not None else None
-        return _Outcome(False, change, lambda: f"{ago}, {since} (≥ {rule.within})")
-    return _Outcome(True, ctx.future(rule.event), lambda: f"{ago} (none within {rule.within})")
+
+        def young() -> str:
+            since = f"first seen {_span(now - known)} ago" if known is not None else "never seen"
+            return f"{ago()}, {since} (≥ {rule.within})"
+
+        return _Outcome(False, known + length if known is not None else None, young)
+    return _Outcome(True, ctx.future(rule.event), lambda: f"{ago()} (none within {rule.within})")
 
 
 def _profile(rule: ProfileCondition, ctx: _Context) -> _Outcome:
@@ -316,10 +370,12 @@ def _profile(rule: ProfileCondition, ctx: _Context) -> _Outcome:
         matched = number and value >= expected
     else:
         matched = number and value <= expected
-    name = ".".join(rule.path)
-    shown = list(expected) if op == "in" else expected
-    text = f"{name} = {value!r} ({op} {shown!r})" if value is not None else f"{name} not set"
-    return _Outcome(matched, None, lambda: text)
+    def why() -> str:
+        name = ".".join(rule.path)
+        shown = list(expected) if op == "in" else expected
+        return f"{name} = {value!r} ({op} {shown!r})" if value is not None else f"{name} not set"
+
+    return _Outcome(matched, None, why)
 
 
 def _same(value: Any, expected: Any) -> bool:

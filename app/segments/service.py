@@ -20,7 +20,7 @@ import orjson
 
 from app.segments import activity
 from app.segments.activity import Needs
-from app.segments.evaluate import Explanation, Segments, assess, explain, timeline
+from app.segments.evaluate import Explanation, Segments, assess, explain, reassess, timeline
 from app.segments.rules import RulesError, RuleSet, load_rules
 from app.settings import ConfigError
 from app.stores.protocols import EventStore, Profile, SegmentChange
@@ -116,10 +116,17 @@ class Segmenter:
         due time moved. `history`: the kept events, when `before`'s activity is stale."""
         rules, needs = self.current(), self.needs
         kept = activity.kept(before, needs)
+        events = list(events)
+        standing: dict[str, tuple[bool, int | None]] = {}
         if kept is None and history:
             kept = activity.from_history([orjson.loads(e) for e in history], needs, now_ms)
+        elif kept is not None:
+            standing = _standing(kept, needs, before or {}, after, events, now_ms)
         new = activity.recorded(kept, events, needs, now_ms)
-        found, due = assess(rules, after, activity.timeline(new, needs), now_ms)
+        found, due, outcomes = reassess(
+            rules, after, activity.timeline(new, needs), now_ms, standing
+        )
+        new["r"] = {"s": needs.rules_stamp, "o": {n: [m, c] for n, (m, c) in outcomes.items()}}
         if due is None:
             new.pop("due", None)
         else:
@@ -182,6 +189,31 @@ class Segmenter:
     async def _timeline(self, user_id: str, rules: RuleSet) -> Any:
         raw = await self._events.history(user_id)
         return timeline([orjson.loads(e) for e in raw], rules.types)
+
+
+def _standing(
+    kept: Mapping[str, Any],
+    needs: Needs,
+    before: Profile,
+    after: Profile,
+    events: list[tuple[str, int, Mapping[str, Any]]],
+    now_ms: int,
+) -> dict[str, tuple[bool, int | None]]:
+    """The segments whose last outcome still stands: kept under these rules, reading none
+    of the events' types nor a profile field they changed, and not due yet."""
+    prior = kept.get("r")
+    if not isinstance(prior, dict) or prior.get("s") != needs.rules_stamp:
+        return {}
+    kinds = {kind for kind, _, _ in events}
+    roots = {root for root in needs.roots if before.get(root) != after.get(root)}
+    standing = {}
+    for name, (matched, change) in prior.get("o", {}).items():
+        read = needs.reads.get(name)
+        if read is None or read[0] & kinds or read[1] & roots:
+            continue
+        if change is None or now_ms < change:
+            standing[name] = (bool(matched), change)
+    return standing
 
 
 def primary(profile: Profile | None) -> str | None:
