@@ -14,6 +14,7 @@ from app.openapi.schemas import (
     user_id_param,
 )
 from app.openapi.segment import segment_paths
+from app.openapi.segments import segments_paths
 
 
 def paths() -> dict[str, Any]:
@@ -255,4 +256,5 @@ def paths() -> dict[str, Any]:
         },
         **event_paths(),
         **segment_paths(),
+        **segments_paths(),
     }
