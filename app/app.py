@@ -18,7 +18,7 @@ from app.errors import StoreUnavailable
 from app.logs import configure_logging
 from app.openapi import spec
 from app.responses import JSONResponse
-from app.routes import events, feeds, health, images, opens, profiles, render
+from app.routes import campaigns, events, feeds, health, images, opens, profiles, render
 from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
@@ -65,7 +65,14 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             *opens.routes(services),
             *health.routes(services),
             *events.routes(services),
-            *guarded(api_keys, [*profiles.routes(services), *render.routes(services)]),
+            *guarded(
+                api_keys,
+                [
+                    *profiles.routes(services),
+                    *render.routes(services),
+                    *campaigns.routes(services),
+                ],
+            ),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         # Every email open hits these.

@@ -105,7 +105,7 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         images=images,
         ingest=ingest,
         erasure=Erasure(stores, profiles, hashes, metrics),
-        tracker=Tracker(ingest, metrics),
+        tracker=Tracker(ingest, metrics, stores.campaigns),
         segments=Segmenter(
             load_rules_file(settings.segments_file), stores.events, path=settings.segments_file
         ),
