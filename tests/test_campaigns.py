@@ -87,7 +87,7 @@ async def test_each_reader_is_one_send_of_its_variant(
     batch_variant = [line for line in r.text.splitlines() if '"b1"' in line][0]
     sent["B" if '"variant":"B"' in batch_variant else "A"] += 1
     # Not sends: a preview, a render without campaign, a reader who declined tracking.
-    preview = {"template": "welcome", "user_id": "r1", "campaign": "spring"}
+    preview = {"template": "welcome", "user_id": "previewed", "campaign": "spring"}
     assert (await any_client.post("/v1/preview", json=preview, headers=AUTH)).status_code == 200
     await render(any_client, "r2", None, profile=inline)
     await render(any_client, "grace", "spring")
