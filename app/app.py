@@ -18,7 +18,17 @@ from app.errors import StoreUnavailable
 from app.logs import configure_logging
 from app.openapi import spec
 from app.responses import JSONResponse
-from app.routes import events, feeds, health, images, opens, profiles, render, segments
+from app.routes import (
+    campaigns,
+    events,
+    feeds,
+    health,
+    images,
+    opens,
+    profiles,
+    render,
+    segments,
+)
 from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
@@ -73,6 +83,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                     *profiles.routes(services),
                     *render.routes(services),
                     *segments.routes(services),
+                    *campaigns.routes(services),
                 ],
             ),
             Route("/openapi.json", openapi, methods=["GET"]),

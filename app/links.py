@@ -2,7 +2,8 @@
 
 A click URL is `/c/{link}?r={reader}`: the link token signs the target and the campaign
 and is the same for every reader of the campaign (signed once, then reused); the reader
-token signs the reader and the campaign (signed once per render). So an email with
+token signs the reader, the campaign and the reader's A/B variant (signed once per
+render), as does the open pixel, so opens and clicks count for the variant sent. So an email with
 twenty links costs one signature, not twenty, and the parts of an email that are the
 same for every reader can be rendered once per send (see `app.render.layout`).
 """
@@ -89,8 +90,10 @@ class Links:
         home: str,
         *,
         tracking: bool = True,
+        variant: str | None = None,
     ) -> None:
         self._signer = signer
+        self._variant = variant
         self._tokens = signer.tokens
         self._tracking = tracking
         self._base = base_url
@@ -168,7 +171,7 @@ class Links:
         token = self._reader_token
         if token is None:
             token = self._reader_token = self._tokens.sign(
-                "reader", self._user, "", campaign=self._campaign
+                "reader", self._user, "", campaign=self._campaign, variant=self._variant
             )
         return token
 
@@ -176,7 +179,9 @@ class Links:
         key = ("pixel",)
         url = self._memo.get(key)
         if url is None:
-            token = self._tokens.sign("pixel", self._user, "open", campaign=self._campaign)
+            token = self._tokens.sign(
+                "pixel", self._user, "open", campaign=self._campaign, variant=self._variant
+            )
             url = self._memo[key] = f"{self._base}/v1/px/{quote(token)}.gif"
         return url
 

@@ -135,7 +135,7 @@ class Metrics:
         self.merges = Counter("kairos_identity_merges", "Readers merged into a user", [])
         self.erasures = Counter("kairos_erasures", "Erasure requests carried out", [])
         self.tracking_lost = Counter(
-            "kairos_tracking_lost", "Opens and clicks not recorded, by reason", ["reason"]
+            "kairos_tracking_lost", "Sends, opens and clicks not counted, by reason", ["reason"]
         )
         self.segment_record_errors = Counter(
             "kairos_segment_record_errors",

@@ -117,7 +117,7 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         images=images,
         ingest=ingest,
         erasure=Erasure(stores, profiles, hashes, metrics),
-        tracker=Tracker(ingest, metrics),
+        tracker=Tracker(ingest, metrics, stores.campaigns),
         segments=segments,
         sweep=Sweep(
             segments,

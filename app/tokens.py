@@ -44,6 +44,7 @@ class Grant:
     campaign: str | None = None
     expires_at: int | None = None
     params: dict[str, Any] | None = None
+    variant: str | None = None  # the A/B variant of the render that signed it
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires_at is not None and (now or time.time()) >= self.expires_at
@@ -95,9 +96,11 @@ class Tokens:
         campaign: str | None = None,
         ttl_s: int | None = None,
         params: dict[str, Any] | None = None,
+        variant: str | None = None,
     ) -> str:
         """A URL-safe token granting `resource` of `purpose` to `user_id` (to no reader
-        in particular when `user_id` is "": click links only)."""
+        in particular when `user_id` is "": click links only); `variant`: the A/B
+        variant the reader was rendered, so their opens and clicks count for it."""
         payload: dict[str, Any] = {"u": user_id, "r": resource} if user_id else {"r": resource}
         if campaign:
             payload["c"] = campaign
@@ -105,6 +108,8 @@ class Tokens:
             payload["e"] = int(time.time()) + ttl_s
         if params:
             payload["p"] = params
+        if variant:
+            payload["v"] = variant
         states = self._macs.get(purpose)
         if states is None:
             raise ValueError(f"unknown token purpose {purpose!r}")
@@ -164,6 +169,7 @@ def _grant(purpose: str, payload: Any) -> Grant:
         raise BadToken("malformed token")
     user_id, resource = payload.get("u", "" if purpose == "click" else None), payload.get("r")
     campaign, expires_at, params = payload.get("c"), payload.get("e"), payload.get("p")
+    variant = payload.get("v")
     if not isinstance(user_id, str) or not isinstance(resource, str):
         raise BadToken("malformed token")
     if campaign is not None and not isinstance(campaign, str):
@@ -172,4 +178,6 @@ def _grant(purpose: str, payload: Any) -> Grant:
         raise BadToken("malformed token")
     if params is not None and not isinstance(params, dict):
         raise BadToken("malformed token")
-    return Grant(purpose, user_id, resource, campaign, expires_at, params)
+    if variant is not None and not isinstance(variant, str):
+        raise BadToken("malformed token")
+    return Grant(purpose, user_id, resource, campaign, expires_at, params, variant)

@@ -616,9 +616,10 @@ def test_a_piece_whose_reader_urls_a_filter_changes_gets_each_readers_own_urls(p
             f"{PUBLIC_URL}/v1/feeds/cart?t={TOKENS.sign('feed', user, 'cart', campaign=campaign)}"
         )
         recommendations = TOKENS.sign("feed", user, "recommendations", campaign=campaign)
-        pixel = (
-            f"{PUBLIC_URL}/v1/px/{quote(TOKENS.sign('pixel', user, 'open', campaign=campaign))}.gif"
-        )
+        # The pixel carries the variant of a campaign's render (its opens count for it).
+        variant = shared.variant if campaign else None
+        pixel_token = TOKENS.sign("pixel", user, "open", campaign=campaign, variant=variant)
+        pixel = f"{PUBLIC_URL}/v1/px/{quote(pixel_token)}.gif"
         for part in (shared.html, shared.amp, shared.text):
             assert part is not None
             feed = unquote(marked("FEED", part))

@@ -16,12 +16,22 @@ from app.app import create_app
 HUMAN_UA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko)"
 
 
-def pixel(user: str, campaign: str = "spring") -> str:
-    return f"/v1/px/{TOKENS.sign('pixel', user, '', campaign=campaign)}.gif"
+def pixel(user: str, campaign: str = "spring", variant: str = "A") -> str:
+    return f"/v1/px/{TOKENS.sign('pixel', user, '', campaign=campaign, variant=variant)}.gif"
 
 
 def click(user: str, url: str, campaign: str = "spring") -> str:
-    return f"/c/{TOKENS.sign('click', user, url, campaign=campaign)}"
+    # A link token signed for its reader carries the variant itself (no `r` token).
+    return f"/c/{TOKENS.sign('click', user, url, campaign=campaign, variant='A')}"
+
+
+async def variant_a(client: httpx.AsyncClient, campaign: str = "spring") -> dict[str, Any]:
+    """The campaign's figures of variant A."""
+    r = await client.get(f"/v1/campaigns/{campaign}/stats", headers=AUTH)
+    assert r.status_code == 200, r.text
+    [row] = [v for v in r.json()["variants"] if v["variant"] == "A"]
+    found: dict[str, Any] = row
+    return found
 
 
 async def settled(app: Starlette) -> None:
@@ -53,6 +63,9 @@ async def test_an_open_is_one_event_per_reader_and_campaign(
     assert ada["engagement"]["last_open"] == ada["last_seen"]
     kept = [e for e in await history(any_app, "ada") if b"email_open" in e]
     assert len(kept) == 2 and all(b'"machine":null' in e for e in kept)
+    assert all(b'"variant":"A"' in e for e in kept)
+    a = await variant_a(any_client)
+    assert (a["human_opens_unique"], a["machine_opens"]) == (1, 0)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +88,16 @@ async def test_a_machines_open_is_flagged_and_engages_no_one(
     assert "last_open" not in hedy.get("engagement", {})
     [kept] = [e for e in await history(app, "hedy") if b"email_open" in e]
     assert f'"machine":"{reason}"'.encode() in kept
+    a = await variant_a(client)
+    assert (a["human_opens_unique"], a["machine_opens"], a["open_rate"]) == (0, 1, None)
+    # The reader's own open after a machine's (a prefetch on delivery) is not its
+    # duplicate: it is recorded, and counts as a person's.
+    await client.get(pixel("hedy"), headers={"User-Agent": HUMAN_UA})
+    await client.get(pixel("hedy"), headers=headers)
+    await settled(app)
+    assert (await profile(client, "hedy"))["counters"]["email_open"] == 2
+    a = await variant_a(client)
+    assert (a["human_opens_unique"], a["machine_opens"]) == (1, 1)
 
 
 async def test_a_click_is_one_event_per_link(app: Starlette, client: httpx.AsyncClient) -> None:
@@ -91,6 +114,9 @@ async def test_a_click_is_one_event_per_link(app: Starlette, client: httpx.Async
     await settled(app)
     hedy = await profile(client, "hedy")
     assert hedy["counters"]["email_click"] == 1 and "last_click" not in hedy.get("engagement", {})
+    # Unique readers: ada's two links are one clicker; hedy's scanner is no clicker.
+    a = await variant_a(client)
+    assert (a["clicks_unique"], a["machine_clicks"]) == (1, 1)
 
 
 async def test_nothing_is_recorded_for_a_reader_who_declined_tracking(
@@ -102,6 +128,8 @@ async def test_nothing_is_recorded_for_a_reader_who_declined_tracking(
     await settled(app)
     assert "counters" not in await profile(client, "grace")
     assert await history(app, "grace") == []
+    r = await client.get("/v1/campaigns/spring/stats", headers=AUTH)
+    assert r.status_code == 404  # nothing counted for the campaign
 
 
 async def test_unattributed_fetches_record_nothing(

@@ -38,7 +38,8 @@ class VariantCounts:
     sends: int  # renders
     human_opens_unique: int
     machine_opens: int
-    clicks_unique: int
+    clicks_unique: int  # people's clicks
+    machine_clicks: int = 0  # scanners' and prefetchers': never in a rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,19 +185,26 @@ def campaign_report(
         raise ValueError(f"the control {control!r} is not among the variants")
     base = by_name[control]
     rows = [_variant_row(v, base, control, max(min_sample, 1)) for v in variants]
-    srm = sample_ratio_mismatch([v.sends for v in variants], [v.weight for v in variants])
     return {
         "control": control,
         "min_sample": min_sample,
         "variants": rows,
-        "srm": {
-            "chi_square": _finite(srm.chi_square),
-            "df": srm.df,
-            "p_value": srm.p_value,
-            "alarm": srm.alarm,
-            "expected_sends": list(srm.expected),
-            "observed_sends": [v.sends for v in variants],
-        },
+        "srm": _srm(variants),
+    }
+
+
+def _srm(variants: Sequence[VariantCounts]) -> dict[str, Any] | None:
+    """The split check; None when no weights are known (no send was counted yet)."""
+    if sum(v.weight for v in variants) <= 0:
+        return None
+    srm = sample_ratio_mismatch([v.sends for v in variants], [v.weight for v in variants])
+    return {
+        "chi_square": _finite(srm.chi_square),
+        "df": srm.df,
+        "p_value": srm.p_value,
+        "alarm": srm.alarm,
+        "expected_sends": list(srm.expected),
+        "observed_sends": [v.sends for v in variants],
     }
 
 
@@ -229,6 +237,7 @@ def _variant_row(
         "human_opens_unique": counts.human_opens_unique,
         "machine_opens": counts.machine_opens,
         "clicks_unique": counts.clicks_unique,
+        "machine_clicks": counts.machine_clicks,
         "open_rate": rates.open_rate,
         "click_rate_per_send": rates.click_rate_per_send,
         "click_rate_per_human_open": rates.click_rate_per_human_open,

@@ -1,5 +1,5 @@
 """The `kairos` command: serve, sign, render, check, import, events, erase, segments,
-worker."""
+worker, stats."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app import images
-from app.cli import events, importing, rendering, segments, serving, signing
+from app.cli import events, importing, rendering, segments, serving, signing, stats
 from app.errors import KairosError, StoreUnavailable
 from app.feeds import FEEDS
 from app.settings import ConfigError
@@ -172,6 +172,18 @@ def _parser() -> argparse.ArgumentParser:
         help="how often to sweep (default: KAIROS_SEGMENTS_SWEEP_S, or 10 when it is 0)",
     )
     worker.set_defaults(run=segments.worker)
+
+    figures = sub.add_parser(
+        "stats",
+        help="a campaign's A/B figures per variant, from a running server (KAIROS_API_KEY)",
+    )
+    figures.add_argument("campaign", metavar="CAMPAIGN")
+    figures.add_argument("--server", metavar="URL", help="default: KAIROS_PUBLIC_URL")
+    figures.add_argument("--json", action="store_true", help="print the server's JSON")
+    figures.add_argument(
+        "--min-sample", type=int, metavar="N", help="sends a side needs to be tested (100)"
+    )
+    figures.set_defaults(run=stats.stats)
     return parser
 
 

@@ -161,7 +161,8 @@ async def _post(client: httpx.AsyncClient, server: str, docs: list[Any]) -> dict
         if response.status_code != 503:
             raise KairosError(f"{server} answered {response.status_code}: {response.text[:300]}")
         after = response.headers.get("Retry-After", "")
-        await asyncio.sleep(min(float(after), 30.0) if after.isdigit() else wait)
+        numeric = after.isascii() and after.isdigit()
+        await asyncio.sleep(min(float(after), 30.0) if numeric else wait)
     raise StoreUnavailable(f"{server} still answered 503 after {RETRIES} attempts")
 
 

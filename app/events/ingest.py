@@ -53,8 +53,8 @@ TOO_MANY_MERGES = EventRejected(
     f"a request may carry at most {MAX_MERGES} identifies that merge; send the rest in another",
     "anonymous_id",
 )
-# Told of each reader's events once they are stored: (reader, the events applied, the
-# profile before them, after them). Called on the event loop: it must only note or queue.
+# Told of each reader's events once stored (reader, events, profile before, after): it
+# must only note or queue.
 Watcher = Callable[[str, Sequence[Event], Profile | None, Profile], None]
 
 
@@ -169,13 +169,6 @@ class Ingest:
         read = await self._store.read(asks) if asks else []
         states = dict(zip([a.user_id for a in asks], read, strict=True))
         segments = self._segments
-        # Readers whose kept activity was kept for other rules: rebuilt from history
-        # (after a rules change: once per reader).
-        histories = {
-            r: await self._store.history(r)
-            for r, state in states.items()
-            if segments.stale(state.profile)
-        }
         now_ms = int(time.time() * 1000)
         again: dict[str, list[tuple[int, Event]]] = {}
         writes, reduced = [], []
@@ -200,13 +193,16 @@ class Ingest:
                 outcome = reduce(state.profile, [e for _, e in events], state.seen, trusted)
                 if outcome.changed and outcome.profile is not None:
                     applied = outcome.applied
+                    # Activity kept for other rules is rebuilt from history (once, after
+                    # a rules change).
+                    stale = segments.stale(state.profile)
                     change = segments.step(
                         reader,
                         state.profile,
                         outcome.profile,
                         [(e.type, e.ts_ms, e.properties) for e in applied],
                         now_ms,
-                        histories.get(reader),
+                        await self._store.history(reader) if stale else None,
                     )
                     writes.append(
                         ReaderWrite(
@@ -312,6 +308,9 @@ class Ingest:
         if dump.history:
             await self._store.add_history(user, dump.history)
         await self._store.drop_merged(other)
+        # The merged reader leaves its segments; the sweep evaluates the user again.
+        await self._segment_store.record([SegmentChange(other, (), None)], int(time.time() * 1000))
+        self._segments.notice(user)
         await self._store.relink(dump.links, user)
         for reader in (other, user, *dump.links):
             await self._profiles.changed(reader)

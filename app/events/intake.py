@@ -23,7 +23,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     what it inflates to is larger than `limit` (a gzip bomb never fills memory)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise BadRequest("Content-Length is not a number")
         if int(declared) > limit:
             raise _too_large(limit)

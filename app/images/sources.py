@@ -162,7 +162,7 @@ class SourceImages:
             if response.status_code != 200:
                 raise Fallback(Reason.UPSTREAM, f"HTTP {response.status_code}")
             declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.max_bytes:
+            if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
                 raise Fallback(Reason.UPSTREAM, f"{declared} bytes is over the cap")
             chunks, total = [], 0
             async for chunk in response.aiter_bytes():

@@ -27,7 +27,7 @@ class BodyLimit:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = True
-                if not value.isdigit():
+                if not (value.isascii() and value.isdigit()):
                     raise BadRequest("Content-Length is not a number")
                 if int(value) > self.max_bytes:
                     raise PayloadTooLarge(self.message)

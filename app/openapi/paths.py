@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.openapi.campaigns import campaign_paths
 from app.openapi.events import event_paths
 from app.openapi.render import render_paths
 from app.openapi.schemas import (
@@ -257,4 +258,5 @@ def paths() -> dict[str, Any]:
         **event_paths(),
         **segment_paths(),
         **segments_paths(),
+        **campaign_paths(),
     }

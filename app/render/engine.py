@@ -82,7 +82,15 @@ class Engine:
         consent = {"personalization": personal, "tracking": tracked(profile)}
         home = source.links.get("home", self.public_url)
         links = Links(
-            self.signer, self.public_url, user_id, campaign, home, tracking=consent["tracking"]
+            self.signer,
+            self.public_url,
+            user_id,
+            campaign,
+            home,
+            tracking=consent["tracking"],
+            # Signed into the pixel and the reader's click token: opens and clicks then
+            # count for the variant this reader was sent.
+            variant=variant if campaign else None,
         )
         locale = profile.get("locale") or "en"
         # Missing fields stay undefined, so `{{ first_name | default("there") }}` works.
@@ -156,7 +164,17 @@ class Engine:
             unsafe = len(set(links.unsafe))
             warnings.append(f"{unsafe} link(s) with unsafe targets sent home")
         return RenderResult(
-            subject, preheader, html, amp, text, segments, variant, fallbacks, warnings
+            subject,
+            preheader,
+            html,
+            amp,
+            text,
+            segments,
+            variant,
+            fallbacks,
+            warnings,
+            weights=source.variants,
+            tracked=consent["tracking"],
         )
 
 

@@ -4,6 +4,7 @@ template's error (`TemplateBroken`)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,10 @@ class RenderResult:
     variant: str
     fallbacks: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Not in the answer: what a send is counted with (app/campaigns/tracking.py), the
+    # template's declared variant weights, in order, and whether the reader is tracked.
+    weights: Mapping[str, int] = field(default_factory=dict)
+    tracked: bool = True
 
     @property
     def html(self) -> str | None:

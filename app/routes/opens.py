@@ -13,7 +13,8 @@ saw in that slot's live image, when one is remembered (app/picks.py), else to th
 target.
 
 Each open and attributed click is queued as an event (app/campaigns/tracking.py), after
-the answer is decided and without waiting for the store; a machine's fetch is flagged.
+the answer is decided and without waiting for the store; a machine's fetch is flagged,
+and the variant signed by the render goes with it (for the campaign's A/B counts).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from starlette.routing import Route
 from app.campaigns.machine import machine_click_reason, machine_open_reason
 from app.services import Services
 from app.targets import UnsafeTarget, check_target
-from app.tokens import BadToken, Tokens
+from app.tokens import BadToken, Grant, Tokens
 
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = MappingProxyType(
@@ -46,7 +47,8 @@ def routes(services: Services) -> list[Route]:
 
     async def click(request: Request) -> Response:
         grant = tokens.verify("click", request.path_params["token"])
-        user_id = grant.user_id or _reader(tokens, request, grant.campaign)
+        reader = grant if grant.user_id else _reader(tokens, request, grant.campaign)
+        user_id = reader.user_id if reader is not None else ""
         try:
             target = check_target(grant.resource)
         except UnsafeTarget:
@@ -57,10 +59,10 @@ def routes(services: Services) -> list[Route]:
             slot = None
         if user_id and slot is not None:
             target = await picks.target(user_id, grant.campaign, slot) or target
-        if user_id:
+        if reader is not None and user_id:
             headers = request.headers
             machine = machine_click_reason(headers.get("user-agent"), headers, request.method)
-            tracker.click(user_id, grant.campaign, target, slot, machine)
+            tracker.click(user_id, grant.campaign, target, slot, machine, reader.variant)
         # An expired click token still redirects: the target is what we signed, and an
         # old email should keep working.
         return RedirectResponse(target, status_code=302, headers=NO_CACHE)
@@ -70,7 +72,7 @@ def routes(services: Services) -> list[Route]:
         if grant.user_id:
             headers = request.headers
             machine = machine_open_reason(headers.get("user-agent"), headers)
-            tracker.open(grant.user_id, grant.campaign, machine)
+            tracker.open(grant.user_id, grant.campaign, machine, grant.variant)
         return Response(PIXEL_GIF, media_type="image/gif", headers=NO_CACHE)
 
     return [
@@ -79,13 +81,14 @@ def routes(services: Services) -> list[Route]:
     ]
 
 
-def _reader(tokens: Tokens, request: Request, campaign: str | None) -> str:
-    """The reader of a shared click link, from its `r` token ("" when there is none);
-    a reader token that is bad or from another campaign is a bad link: 403."""
+def _reader(tokens: Tokens, request: Request, campaign: str | None) -> Grant | None:
+    """The reader (and variant) of a shared click link, from its `r` token (None when
+    there is none); a reader token that is bad or from another campaign is a bad link:
+    403."""
     token = request.query_params.get("r")
     if not token:
-        return ""
+        return None
     reader = tokens.verify("reader", token)
     if reader.campaign != campaign:
         raise BadToken("this reader token belongs to another campaign")
-    return reader.user_id
+    return reader

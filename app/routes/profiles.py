@@ -120,7 +120,7 @@ def routes(services: Services) -> list[Route]:
 
     async def erasures(request: Request) -> Response:
         limit = request.query_params.get("limit", "100")
-        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= 1000:
             raise BadRequest("limit must be 1-1000", code="invalid_limit", field="limit")
         entries = await services.stores.backend.erasures(int(limit))
         return JSONResponse({"erasures": entries})

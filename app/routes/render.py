@@ -1,6 +1,9 @@
 """Send-time rendering for ESPs: `POST /v1/render`, `GET /v1/render/{template}`,
 `POST /v1/render/batch` (NDJSON streamed), and the designers' `GET /v1/templates` and
-`POST /v1/preview`."""
+`POST /v1/preview`.
+
+A render of a campaign for a tracked reader is a send: it is queued to be counted for
+the reader's variant (app/campaigns/tracking.py), never waited for. A preview is not."""
 
 from __future__ import annotations
 
@@ -10,22 +13,59 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.campaigns.tracking import Tracker
 from app.errors import KairosError, NotFound, Unprocessable, UnsupportedMediaType
 from app.http import content_type
+from app.profiles.cache import Lookup
 from app.profiles.schema import inline_profile
 from app.render.batch import batch_answers, request_lines
 from app.render.compiler import Compiled
 from app.render.mime import mime_message
+from app.render.renderer import Renderer
 from app.render.request import RenderRequest
-from app.render.result import RenderResult
+from app.render.result import FORMATS, RenderResult
 from app.responses import JSONResponse, StreamResponse
 from app.routes.profiles import _json_body
 from app.services import Services
+from app.stores.protocols import Profile
+
+
+class Sending:
+    """A renderer whose renders are sends, each counted by `tracker` (the batch's)."""
+
+    def __init__(self, renderer: Renderer, tracker: Tracker) -> None:
+        self._renderer, self._tracker = renderer, tracker
+
+    async def lookup(self, user_id: str) -> Lookup:
+        return await self._renderer.lookup(user_id)
+
+    async def render(
+        self,
+        template: str,
+        user_id: str,
+        *,
+        profile: Profile | None = None,
+        campaign: str | None = None,
+        formats: tuple[str, ...] = FORMATS,
+        lookup: Lookup | None = None,
+    ) -> RenderResult:
+        result = await self._renderer.render(
+            template, user_id, profile=profile, campaign=campaign, formats=formats, lookup=lookup
+        )
+        self.sent(campaign, user_id, result)
+        return result
+
+    def sent(self, campaign: str | None, user_id: str, result: RenderResult) -> None:
+        # A reader who declined tracking is not counted: their opens and clicks never
+        # are, and counting the send alone would keep their id in campaign data.
+        if campaign and result.tracked:
+            self._tracker.send(campaign, result.variant, user_id, result.weights)
 
 
 def routes(services: Services) -> list[Route]:
     renderer = services.renderer
     registry = renderer.templates
+    sending = Sending(renderer, services.tracker)
 
     async def run(req: RenderRequest, compiled: Compiled | None = None) -> RenderResult:
         """`req` rendered, with `compiled` for its template when given (a preview)."""
@@ -42,9 +82,14 @@ def routes(services: Services) -> list[Route]:
             return Response(mime_message(result), media_type="message/rfc822")
         return Response(result.json(), media_type="application/json")
 
+    async def send(req: RenderRequest) -> RenderResult:
+        result = await run(req)
+        sending.sent(req.campaign, req.user_id, result)
+        return result
+
     async def render(request: Request) -> Response:
         req = RenderRequest(await _json_body(request))
-        return answer(request, await run(req))
+        return answer(request, await send(req))
 
     async def render_get(request: Request) -> Response:
         query = request.query_params
@@ -54,14 +99,14 @@ def routes(services: Services) -> list[Route]:
                 doc[key] = query[key]
         if "formats" in query:
             doc["formats"] = query["formats"].split(",")
-        return answer(request, await run(RenderRequest(doc)))
+        return answer(request, await send(RenderRequest(doc)))
 
     async def batch(request: Request) -> Response:
         media_type = content_type(request.headers)
         if media_type not in ("application/x-ndjson", "application/jsonl", "application/json"):
             raise UnsupportedMediaType("send the batch as application/x-ndjson")
         default_template = request.query_params.get("template")
-        lines = batch_answers(request_lines(request.stream()), default_template, renderer)
+        lines = batch_answers(request_lines(request.stream()), default_template, sending)
         return StreamResponse(lines, media_type="application/x-ndjson")
 
     async def templates(request: Request) -> Response:

@@ -13,7 +13,8 @@ from app.errors import BadRequest
 from app.responses import JSONResponse
 from app.services import Services
 
-ENTRY_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+ENTRY_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+MAX_ID_PART = 2**64 - 1  # what a Redis stream id holds
 MAX_LIMIT = 1000
 
 
@@ -40,14 +41,15 @@ def routes(services: Services) -> list[Route]:
 
     async def changes(request: Request) -> Response:
         after = request.query_params.get("after", "0")
-        if not ENTRY_ID.fullmatch(after):
+        found = ENTRY_ID.fullmatch(after)
+        if found is None or any(int(p or 0) > MAX_ID_PART for p in found.groups()):
             raise BadRequest(
                 "after must be an entry id such as 1733480000000-0 (0: from the oldest kept)",
                 code="invalid_after",
                 field="after",
             )
         limit = request.query_params.get("limit", "100")
-        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= MAX_LIMIT:
             raise BadRequest(f"limit must be 1-{MAX_LIMIT}", code="invalid_limit", field="limit")
         entries = await store.changes(after, int(limit))
         body = {

@@ -110,17 +110,22 @@ class Segmenter:
         events: Iterable[tuple[str, int, Mapping[str, Any]]],
         now_ms: int,
         history: Sequence[bytes] | None = None,
+        *,
+        reuse: bool = True,
     ) -> SegmentChange | None:
         """Keep `events` (type, time ms, properties) in `after`'s activity, evaluate its
         segments into `after["segments"]`; the change to record, if the segments or the
-        due time moved. `history`: the kept events, when `before`'s activity is stale."""
+        due time moved. `history`: the kept events, when `before`'s activity is stale.
+        With `reuse`, a segment reading nothing that changed from `before` to `after`
+        keeps its last outcome until due; without, every segment runs (the profile may
+        have changed since its last evaluation without ingest seeing it: a PUT)."""
         rules, needs = self.current(), self.needs
         kept = activity.kept(before, needs)
         events = list(events)
         standing: dict[str, tuple[bool, int | None]] = {}
         if kept is None and history:
             kept = activity.from_history([orjson.loads(e) for e in history], needs, now_ms)
-        elif kept is not None:
+        elif kept is not None and reuse:
             standing = _standing(kept, needs, before or {}, after, events, now_ms)
         new = activity.recorded(kept, events, needs, now_ms)
         found, due, outcomes = reassess(

@@ -124,7 +124,8 @@ class Sweep:
                 continue
             history = await self._events.history(reader) if segments.stale(profile) else None
             after = dict(profile)
-            segments.step(reader, profile, after, (), now_ms, history)
+            # Every rule runs: the sweep's readers may have changed outside ingest.
+            segments.step(reader, profile, after, (), now_ms, history, reuse=False)
             found = after["segments"]["all"]
             due = after["activity"].get("due")
             changes.append(SegmentChange(reader, tuple(found), due))

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from app.settings import Settings
 from app.stores import memory
+from app.stores.memory_campaigns import MemoryCampaigns
 from app.stores.memory_events import MemoryEvents
 from app.stores.memory_segments import MemorySegments
 from app.stores.protocols import (
     Backend,
+    CampaignStore,
     CatalogStore,
     ChangeBus,
     EventStore,
@@ -20,6 +22,7 @@ from app.stores.protocols import (
 )
 from app.stores.redis.backend import RedisBackend
 from app.stores.redis.bus import RedisBus
+from app.stores.redis.campaigns import RedisCampaigns
 from app.stores.redis.catalog import RedisCatalog
 from app.stores.redis.connection import NAME as REDIS
 from app.stores.redis.connection import RedisConnection
@@ -43,11 +46,15 @@ class Stores:
     bus: ChangeBus
     backend: Backend
     segments: SegmentStore
+    campaigns: CampaignStore
 
     async def erase(self, user_id: str, suppress: tuple[str, ...] = ()) -> bool:
         """Remove the reader from every store holding reader data (profile, picks, event
         data) and suppress `suppress`, at once: one MULTI on Redis, one event-loop step
-        embedded. True if a profile existed."""
+        embedded. True if a profile existed. The reader leaves the campaign counts
+        first (their keys are in the campaigns' slots, not the reader's): an erasure
+        that fails there is retried whole."""
+        await self.campaigns.forget(user_id)
         return await self.backend.erase(user_id, suppress)
 
     async def ping(self) -> None:
@@ -71,6 +78,7 @@ def embedded_stores(
         bus=memory.LocalBus(),
         backend=memory.MemoryBackend(profiles, events, picks),
         segments=MemorySegments(segments_cap),
+        campaigns=MemoryCampaigns(),
     )
 
 
@@ -93,6 +101,7 @@ def redis_stores(
         bus=RedisBus(connection),
         backend=RedisBackend(connection),
         segments=RedisSegments(connection, segments_cap),
+        campaigns=RedisCampaigns(connection),
     )
 
 

@@ -1,5 +1,8 @@
 """One protocol per concern; each has an embedded and a Redis backend.
 
+Over 300 lines because every concern's protocol and the records it passes are kept here,
+side by side, as the one contract both backends implement.
+
 Every method raises `app.errors.StoreUnavailable` when the backend cannot answer, and
 reads raise `app.errors.CorruptData` for a stored value that cannot be read.
 """
@@ -266,6 +269,55 @@ class Backend(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class Tally(StrEnum):
+    """What a campaign counts, each as a set of readers per variant (so a repeat counts
+    once): renders, opens by people and by machines, clicks by people and by machines."""
+
+    SENDS = "sends"
+    OPENS = "opens"
+    MACHINE_OPENS = "machine_opens"
+    CLICKS = "clicks"
+    MACHINE_CLICKS = "machine_clicks"
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """One reader counted in one tally of one variant of a campaign."""
+
+    campaign: str
+    variant: str
+    tally: Tally
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignData:
+    """A campaign's counts: the variants' declared weights in the template's order (empty
+    until a send is counted), and the readers in each tally, by variant (those declared
+    first, in order, then any other counted)."""
+
+    weights: dict[str, int]
+    counts: dict[str, dict[Tally, int]]
+
+
+class CampaignStore(Erasable, Protocol):
+    """Campaign counts by variant, as sets of readers. A campaign not counted in for
+    `CAMPAIGN_TTL_S` (app/stores/redis/keys.py) is forgotten."""
+
+    name: str
+
+    async def add(
+        self, marks: Sequence[Mark], weights: Mapping[str, Mapping[str, int]], now_ms: int
+    ) -> None:
+        """Add each mark's reader to its set, and keep `weights` (campaign -> declared
+        weights) as the campaigns' latest."""
+        ...
+
+    async def campaign(self, campaign: str) -> CampaignData | None:
+        """The campaign's counts; None when nothing was ever counted for it."""
+        ...
 
 
 def pick_field(campaign: str | None, slot: int) -> str:

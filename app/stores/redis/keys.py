@@ -3,7 +3,9 @@ migration.
 
 Every key of one reader carries the reader's id as a hash tag (`kairos:{u123}:profile`),
 so all of them land in one slot: the layout works unchanged on Redis Cluster, and one
-MULTI can cover every key of a reader.
+MULTI can cover every key of a reader. Every key of one campaign is tagged
+`{campaign/NAME}` the same way: a `/` is never in a reader id, so a campaign's keys never
+pass for a reader's (`kairos erase --verify` scans for `{USER}`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ EVENTS_CHANNEL = "kairos:events"  # pub/sub: the events each reader write applie
 AUDIT_KEY = "kairos:audit:erasures"  # stream: one entry per erasure, readers by keyed hash
 AUDIT_CAP = 100_000
 PICKS_TTL_S = 90 * 86400  # a campaign's slot picks outlive its clicks
+CAMPAIGNS_KEY = "kairos:campaigns"  # sorted set: campaign -> when it was last counted (ms)
+CAMPAIGN_TTL_S = 90 * 86400  # a campaign's counts outlive its last send, open or click
 
 
 def profile_key(user_id: str) -> str:
@@ -79,3 +83,10 @@ SEGMENT_OF_KEY = SEGMENTS_TAG + "of"  # hash: user id -> JSON list of recorded s
 SEGMENT_COUNTS_KEY = SEGMENTS_TAG + "counts"  # hash: segment -> members
 SEGMENT_DUE_KEY = SEGMENTS_TAG + "due"  # sorted set: user id by due time (ms)
 SEGMENT_CHANGES_KEY = SEGMENTS_TAG + "changes"  # stream: entries and exits
+
+
+def campaign_key(campaign: str, part: str) -> str:
+    """A key of the campaign: `weights` (a string: the declared weights as JSON, in the
+    template's order), `variants` (a set: the variants counted), or `TALLY:VARIANT` (a
+    set: the readers counted). Every one expires CAMPAIGN_TTL_S after its last write."""
+    return f"kairos:{{campaign/{campaign}}}:{part}"
