@@ -384,17 +384,8 @@ MAX_ID = "18446744073709551615-18446744073709551615"  # the largest Redis stream
     "after", ["99999999999999999999", "18446744073709551616", "18446744073709551615", MAX_ID, "0-0"]
 )
 async def test_an_after_at_or_past_the_largest_entry_id_is_answered_not_503(
-    k: Kairos, after: str, backend: str, request: pytest.FixtureRequest
+    k: Kairos, after: str
 ) -> None:
-    if backend == "redis" and after == MAX_ID:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="app bug: the largest id passes the route's check, and Redis "
-                "refuses XRANGE from '(' + that id ('invalid start ID for the interval'): "
-                "503 store_unavailable, as if the store were down",
-            )
-        )
     await k.post(views("big-after", "LAMP-1", [now_ms() - 2, now_ms() - 1, now_ms()]))
     r = await k.client.get("/v1/segments/changes", params={"after": after}, headers=AUTH)
     if after == "0-0":

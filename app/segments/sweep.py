@@ -78,8 +78,9 @@ class Sweep:
                 log.warning("segment sweep: store unavailable: %s", exc)
             except Exception:
                 log.exception("segment sweep failed")
+            pause = min(NOTICED_EVERY_S, self._every_s or NOTICED_EVERY_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), NOTICED_EVERY_S)
+                await asyncio.wait_for(stop.wait(), pause)
 
     async def due(self, now_ms: int | None = None) -> int:
         """Claim and evaluate every reader due by now (or `now_ms`); how many."""

@@ -19,6 +19,7 @@ from app.stores.redis.keys import (
 )
 
 FORGET_SLICE = 2_000
+LAST_ID = f"{2**64 - 1}-{2**64 - 1}"
 KEYS = (SEGMENT_OF_KEY, SEGMENT_COUNTS_KEY, SEGMENT_DUE_KEY, SEGMENT_CHANGES_KEY)
 
 # KEYS: of, counts, due, changes. ARGV: stream cap, time (ISO), then per reader: id,
@@ -107,6 +108,8 @@ class RedisSegments:
         return tuple(orjson.loads(raw)) if raw else ()
 
     async def changes(self, after: str, limit: int) -> list[tuple[str, dict[str, str]]]:
+        if after == LAST_ID:
+            return []  # nothing can follow it (and Redis refuses a range past it)
         entries = await self._connection.call(
             self._redis.xrange(SEGMENT_CHANGES_KEY, min=f"({after}", count=limit)
         )
