@@ -124,6 +124,7 @@ def recorded(
     before = activity.get("e", {}) if activity else {}
     types = needs.types
     grown: dict[str, dict[str, list[Any]]] = {}
+    unordered: set[str] = set()
     for kind, ms, props in events:
         need = types.get(kind)
         if need is None:
@@ -135,13 +136,16 @@ def recorded(
             for name in need[1]:
                 columns[name] = list(old.get(name) or [None] * len(columns["t"]))
             grown[kind] = columns
-        columns["t"].append(ms)
+        times = columns["t"]
+        if times and ms < times[-1]:
+            unordered.add(kind)
+        times.append(ms)
         for name in need[1]:
             columns[name].append(_prop(props.get(name)))
     out = {k: v for k, v in before.items() if k in types and k not in grown}
     for kind, columns in grown.items():
         times = columns["t"]
-        if any(times[i] > times[i + 1] for i in range(len(times) - 1)):
+        if kind in unordered:
             order = sorted(range(len(times)), key=times.__getitem__)
             columns = {name: [column[i] for i in order] for name, column in columns.items()}
             times = columns["t"]
@@ -151,7 +155,7 @@ def recorded(
         start = min(max(start, len(times) - MAX_KEPT), len(times) - 1)
         out[kind] = {name: column[start:] for name, column in columns.items()}
     result: dict[str, Any] = {"v": needs.stamp, "e": out}
-    for carried in ("due", "r"):
+    for carried in ("due", "indexed", "r"):
         if activity and activity.get(carried) is not None:
             result[carried] = activity[carried]
     return result

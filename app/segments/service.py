@@ -127,6 +127,10 @@ class Segmenter:
             kept = activity.from_history([orjson.loads(e) for e in history], needs, now_ms)
         elif kept is not None and reuse:
             standing = _standing(kept, needs, before or {}, after, events, now_ms)
+            types = needs.types
+            if len(standing) == len(rules.segments) and not any(e[0] in types for e in events):
+                # (a page view): `after` keeps `before`'s activity and segments.
+                return None
         new = activity.recorded(kept, events, needs, now_ms)
         found, due, outcomes = reassess(
             rules, after, activity.timeline(new, needs), now_ms, standing
@@ -140,9 +144,16 @@ class Segmenter:
         old = after.get("segments")
         after["segments"] = found.as_dict()
         old_all = tuple(old.get("all") or ()) if isinstance(old, dict) else None
-        old_due = kept.get("due") if kept else None
-        if old_all == found.all and old_due == due:
+        # The due-time index is told of an earlier time only: one later than it holds
+        # costs a sweep that finds nothing and records the new one, where telling it on
+        # every event would be a store write per event.
+        indexed = kept.get("indexed") if kept and reuse else None
+        if old_all == found.all and (due is None or (indexed is not None and indexed <= due)):
+            if indexed is not None:
+                new["indexed"] = indexed
             return None
+        if due is not None:
+            new["indexed"] = due
         return SegmentChange(user_id, found.all, due)
 
     def live(self, user_id: str, profile: Profile, memo: dict[Any, Any] | None) -> Profile:
