@@ -6,6 +6,7 @@ rebuilt from the history."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +14,12 @@ import pytest
 from app.events.clock import format_ms
 from app.segments import activity
 from app.segments.activity import MAX_KEPT, Needs
-from app.segments.evaluate import evaluate, next_change_ms
+from app.segments.evaluate import _context, _run, evaluate, next_change_ms, timeline
+from app.segments.fast import compile_rules, reassess
 from app.segments.rules import load_rules
 from app.segments.service import Segmenter
 
+DEFAULT_RULES = Path(__file__).parents[1] / "templates" / "segments.toml"
 DAY = 86_400_000
 NOW = 1_780_000_000_000  # 2026-05-28
 RULES = load_rules(
@@ -170,3 +173,29 @@ rule = { recency = "email_open", none_within = "3d" }
 priority = 10
 rule = { not = { count = "email_click", at_least = 1, within = "1d" } }
 """
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_compiled_rules_answer_as_the_explaining_evaluator(seed: int) -> None:
+    """In or out, and the time each answer can next change, equal for every segment of
+    random readers at random times (both rules files: this one and the default)."""
+    rng = random.Random(seed)
+    default = load_rules(DEFAULT_RULES.read_text(encoding="utf-8"))
+    for rules in (RULES, default):
+        fast = compile_rules(rules)
+        first = NOW - rng.choice([DAY, 5 * DAY, 90 * DAY])
+        at = first + rng.randrange(0, 4 * DAY)
+        moments = sorted(first + rng.randrange(0, 6 * DAY) for _ in range(25))
+        events = [_event(rng, t) for t in moments]
+        history = [{"type": k, "ts": format_ms(t), "properties": p} for k, t, p in events]
+        profile = _profile(rng, first)
+        if rng.random() < 0.5:
+            profile["engagement"] = {"last_open": format_ms(first + rng.randrange(0, 3 * DAY))}
+        line = timeline(history, rules.types)
+        found, due, outcomes = reassess(rules, fast, profile, line, at)
+        assert found == evaluate(rules, profile, history, at)
+        assert due == next_change_ms(rules, profile, history, at)
+        ctx = _context(rules, profile, history, at)
+        for segment, (matched, change) in zip(rules.segments, outcomes, strict=True):
+            slow = _run(segment.rule, ctx)
+            assert (matched, change) == (slow.matched, slow.change), segment.name

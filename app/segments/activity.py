@@ -44,29 +44,36 @@ class Needs:
 
     types: Mapping[str, tuple[int, tuple[str, ...]]]
     stamp: str
-    # Per segment: the event types and the profile fields its rule reads (an event of
-    # none of them, changing none of them, leaves its outcome standing until its due).
-    reads: Mapping[str, tuple[frozenset[str], frozenset[str]]]
-    roots: frozenset[str]
+    # Which segments (indexes in the rules' order) read each event type, and each
+    # profile field: an event of none of their types, changing none of their fields,
+    # leaves a segment's outcome standing until its due time.
+    by_type: Mapping[str, frozenset[int]]
+    by_root: tuple[tuple[str, frozenset[int]], ...]
     # Names the rules themselves: outcomes kept under other rules are not reused.
     rules_stamp: str
 
     @classmethod
     def of(cls, rules: RuleSet) -> Needs:
         found: dict[str, tuple[int, set[str]]] = {}
-        reads = {}
-        for segment in rules.segments:
-            kinds = set()
+        by_type: dict[str, set[int]] = {}
+        by_root: dict[str, set[int]] = {}
+        for i, segment in enumerate(rules.segments):
             for kind, window, props in _needs(segment.rule):
                 old_window, old_props = found.get(kind, (0, set()))
                 found[kind] = (max(old_window, window), old_props | set(props))
-                kinds.add(kind)
-            reads[segment.name] = (frozenset(kinds), frozenset(_roots(segment.rule)))
+                by_type.setdefault(kind, set()).add(i)
+            for root in _roots(segment.rule):
+                by_root.setdefault(root, set()).add(i)
         types = {k: (w, tuple(sorted(p))) for k, (w, p) in sorted(found.items())}
         stamp = hashlib.blake2b(repr(types).encode(), digest_size=6).hexdigest()
-        roots = frozenset(r for _, rs in reads.values() for r in rs)
         rules_stamp = hashlib.blake2b(repr(rules.segments).encode(), digest_size=6).hexdigest()
-        return cls(types, stamp, reads, roots, rules_stamp)
+        return cls(
+            types,
+            stamp,
+            {k: frozenset(v) for k, v in by_type.items()},
+            tuple((k, frozenset(v)) for k, v in sorted(by_root.items())),
+            rules_stamp,
+        )
 
 
 def _needs(rule: Rule) -> Iterable[tuple[str, int, tuple[str, ...]]]:

@@ -140,34 +140,6 @@ def assess(
     return Segments(found[0] if found else None, found), min(times) if times else None
 
 
-def reassess(
-    rules: RuleSet,
-    profile: Doc | None,
-    history: History,
-    now_ms: int,
-    standing: Mapping[str, tuple[bool, int | None]],
-) -> tuple[Segments, int | None, dict[str, tuple[bool, int | None]]]:
-    """`assess`, each segment in `standing` taken as given (in or out, and until when)
-    rather than run; with every segment's outcome, for the next call."""
-    ctx: _Context | None = None
-    names, times, outcomes = [], [], {}
-    for segment in rules.segments:
-        known = standing.get(segment.name)
-        if known is None:
-            if ctx is None:
-                ctx = _context(rules, profile, history, now_ms)
-            outcome = _run(segment.rule, ctx)
-            known = (outcome.matched, outcome.change)
-        outcomes[segment.name] = known
-        if known[0]:
-            names.append(segment.name)
-        if known[1] is not None and known[1] > now_ms:
-            times.append(known[1])
-    found = tuple(names)
-    segments = Segments(found[0] if found else None, found)
-    return segments, min(times) if times else None, outcomes
-
-
 def next_change_ms(
     rules: RuleSet, profile: Doc | None, history: History, now_ms: int
 ) -> int | None:
@@ -301,12 +273,12 @@ def _aggregate(rule: Aggregate, ctx: _Context) -> _Outcome:
             if rule.currency is None or currencies[i] == rule.currency:
                 amounts.append((times[i], value))
     total = sum(value for _, value in amounts)
-    matched = _reaches(total, rule)
+    matched = reaches(total, rule)
     change = ctx.future(rule.event) if not matched else None
     left = total
     for ts, value in amounts if matched else ():  # the oldest leave the window first
         left -= value
-        if not _reaches(left, rule):
+        if not reaches(left, rule):
             change = ts + length
             break
     sign = ">" if rule.strict else "≥"
@@ -317,7 +289,8 @@ def _aggregate(rule: Aggregate, ctx: _Context) -> _Outcome:
     )
 
 
-def _reaches(total: float, rule: Aggregate) -> bool:
+def reaches(total: float, rule: Aggregate) -> bool:
+    """Whether a sum reaches the rule's threshold."""
     total = round(total, 6)  # sums of cents in binary floating point
     return total > rule.threshold if rule.strict else total >= rule.threshold
 
@@ -363,9 +336,9 @@ def _profile(rule: ProfileCondition, ctx: _Context) -> _Outcome:
     if op == "exists":
         matched = (value is not None and value not in ("", [], {})) is expected
     elif op == "equals":
-        matched = _same(value, expected)
+        matched = same(value, expected)
     elif op == "in":
-        matched = any(_same(value, v) for v in expected)
+        matched = any(same(value, v) for v in expected)
     elif op == "at_least":
         matched = number and value >= expected
     else:
@@ -378,7 +351,8 @@ def _profile(rule: ProfileCondition, ctx: _Context) -> _Outcome:
     return _Outcome(matched, None, why)
 
 
-def _same(value: Any, expected: Any) -> bool:
+def same(value: Any, expected: Any) -> bool:
+    """Equal, and both booleans or neither (True is not 1 here)."""
     return isinstance(value, bool) is isinstance(expected, bool) and value == expected
 
 

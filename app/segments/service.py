@@ -20,7 +20,8 @@ import orjson
 
 from app.segments import activity
 from app.segments.activity import Needs
-from app.segments.evaluate import Explanation, Segments, assess, explain, reassess, timeline
+from app.segments.evaluate import Explanation, Segments, explain, timeline
+from app.segments.fast import compile_rules, reassess
 from app.segments.rules import RulesError, RuleSet, load_rules
 from app.settings import ConfigError
 from app.stores.protocols import EventStore, Profile, SegmentChange
@@ -65,6 +66,7 @@ class Segmenter:
     ) -> None:
         self.rules = rules
         self.needs = Needs.of(rules)
+        self.fast = compile_rules(rules)
         self._events = events
         self._path = path
         self._check_every_s = check_every_s
@@ -90,7 +92,7 @@ class Segmenter:
         except ConfigError as exc:
             log.error("segment rules not reloaded, the last good ones stay: %s", exc)
         else:
-            self.rules, self.needs = rules, Needs.of(rules)
+            self.rules, self.needs, self.fast = rules, Needs.of(rules), compile_rules(rules)
             log.info("segment rules reloaded: %d segments", len(rules.segments))
         return self.rules
 
@@ -122,20 +124,19 @@ class Segmenter:
         rules, needs = self.current(), self.needs
         kept = activity.kept(before, needs)
         events = list(events)
-        standing: dict[str, tuple[bool, int | None]] = {}
+        prior: list[list[Any]] | None = None
+        rerun: set[int] = set()
         if kept is None and history:
             kept = activity.from_history([orjson.loads(e) for e in history], needs, now_ms)
         elif kept is not None and reuse:
-            standing = _standing(kept, needs, before or {}, after, events, now_ms)
-            types = needs.types
-            if len(standing) == len(rules.segments) and not any(e[0] in types for e in events):
+            prior, rerun = _prior(kept, needs, before or {}, after, events, now_ms)
+            if prior is not None and not rerun and not any(e[0] in needs.types for e in events):
                 # (a page view): `after` keeps `before`'s activity and segments.
                 return None
         new = activity.recorded(kept, events, needs, now_ms)
-        found, due, outcomes = reassess(
-            rules, after, activity.timeline(new, needs), now_ms, standing
-        )
-        new["r"] = {"s": needs.rules_stamp, "o": {n: [m, c] for n, (m, c) in outcomes.items()}}
+        line = activity.timeline(new, needs)
+        found, due, outcomes = reassess(rules, self.fast, after, line, now_ms, prior, rerun)
+        new["r"] = [needs.rules_stamp, *outcomes]
         if due is None:
             new.pop("due", None)
         else:
@@ -172,7 +173,7 @@ class Segmenter:
             self.notice(user_id)
             return profile
         line = activity.timeline(kept or {}, needs)
-        segments, due = assess(rules, profile, line, now)
+        segments, due, _ = reassess(rules, self.fast, profile, line, now)
         stored = profile.get("segments")
         shown = segments.as_dict()
         if stored != shown:
@@ -193,9 +194,10 @@ class Segmenter:
         rules = self.current()
         if profile is not None and not self.stale(profile):
             kept = activity.kept(profile, self.needs) or {}
-            return assess(rules, profile, activity.timeline(kept, self.needs), _now_ms())[0]
+            line = activity.timeline(kept, self.needs)
+            return reassess(rules, self.fast, profile, line, _now_ms())[0]
         history = await self._timeline(user_id, rules)
-        return assess(rules, profile, history, _now_ms())[0]
+        return reassess(rules, self.fast, profile or {}, history, _now_ms())[0]
 
     async def explain(self, user_id: str, profile: Profile | None) -> list[Explanation]:
         """Rule by rule, why the reader is or is not in each segment (from history)."""
@@ -207,29 +209,32 @@ class Segmenter:
         return timeline([orjson.loads(e) for e in raw], rules.types)
 
 
-def _standing(
+def _prior(
     kept: Mapping[str, Any],
     needs: Needs,
     before: Profile,
     after: Profile,
     events: list[tuple[str, int, Mapping[str, Any]]],
     now_ms: int,
-) -> dict[str, tuple[bool, int | None]]:
-    """The segments whose last outcome still stands: kept under these rules, reading none
-    of the events' types nor a profile field they changed, and not due yet."""
+) -> tuple[list[list[Any]] | None, set[int]]:
+    """The outcomes kept under these rules (None: none), and the indexes of the segments
+    to run again: those reading an event's type or a profile field that changed, and
+    those due."""
     prior = kept.get("r")
-    if not isinstance(prior, dict) or prior.get("s") != needs.rules_stamp:
-        return {}
-    kinds = {kind for kind, _, _ in events}
-    roots = {root for root in needs.roots if before.get(root) != after.get(root)}
-    standing = {}
-    for name, (matched, change) in prior.get("o", {}).items():
-        read = needs.reads.get(name)
-        if read is None or read[0] & kinds or read[1] & roots:
-            continue
-        if change is None or now_ms < change:
-            standing[name] = (bool(matched), change)
-    return standing
+    if not isinstance(prior, list) or not prior or prior[0] != needs.rules_stamp:
+        return None, set()
+    outcomes = prior[1:]
+    rerun: set[int] = set()
+    by_type = needs.by_type
+    for kind, _, _ in events:
+        rerun.update(by_type.get(kind, ()))
+    for root, readers in needs.by_root:
+        if before.get(root) != after.get(root):
+            rerun.update(readers)
+    for i, (_, change) in enumerate(outcomes):
+        if change is not None and now_ms >= change:
+            rerun.add(i)
+    return outcomes, rerun
 
 
 def primary(profile: Profile | None) -> str | None:
