@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from app.settings import Settings
 from app.stores import memory
 from app.stores.memory_events import MemoryEvents
+from app.stores.memory_recs import MemoryRecs
 from app.stores.protocols import (
     Backend,
     CatalogStore,
@@ -14,6 +15,7 @@ from app.stores.protocols import (
     EventStore,
     PickStore,
     ProfileStore,
+    RecsStore,
     Retention,
 )
 from app.stores.redis.backend import RedisBackend
@@ -24,6 +26,7 @@ from app.stores.redis.connection import RedisConnection
 from app.stores.redis.events import RedisEvents
 from app.stores.redis.picks import RedisPicks
 from app.stores.redis.profiles import RedisProfiles
+from app.stores.redis.recs import RedisRecs
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,7 @@ class Stores:
     events: EventStore
     bus: ChangeBus
     backend: Backend
+    recs: RecsStore
 
     async def erase(self, user_id: str, suppress: tuple[str, ...] = ()) -> bool:
         """Remove the reader from every store holding reader data (profile, picks, event
@@ -62,6 +66,7 @@ def embedded_stores(retention: Retention | None = None) -> Stores:
         events=events,
         bus=memory.LocalBus(),
         backend=memory.MemoryBackend(profiles, events, picks),
+        recs=MemoryRecs(),
     )
 
 
@@ -82,6 +87,7 @@ def redis_stores(
         events=RedisEvents(connection, retention),
         bus=RedisBus(connection),
         backend=RedisBackend(connection),
+        recs=RedisRecs(connection),
     )
 
 
