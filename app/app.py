@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         stop = asyncio.Event()
         follower = asyncio.create_task(services.profiles.follow_changes(stop))
         tracking = asyncio.create_task(services.tracker.run(stop))
+        cooccurrence = asyncio.create_task(services.cooccurrence.run(stop))
         try:
             yield
         finally:
@@ -52,10 +53,13 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             services.tracker.wake()
             # The follower sees the flag within a second; cancel only as a last resort
             # (a cancel can be lost inside redis-py's subscribe on Python 3.11).
-            done, pending = await asyncio.wait({follower, tracking}, timeout=SHUTDOWN_WAIT_S)
+            done, pending = await asyncio.wait(
+                {follower, tracking, cooccurrence}, timeout=SHUTDOWN_WAIT_S
+            )
             for task in pending:
                 task.cancel()
             await services.images.close()
+            await services.reader.recommender.close()
             await services.stores.close()
             services.renderer.close()
 

@@ -137,10 +137,22 @@ class Metrics:
         self.tracking_lost = Counter(
             "kairos_tracking_lost", "Opens and clicks not recorded, by reason", ["reason"]
         )
+        self.recs_lost = Counter(
+            "kairos_recs_lost",
+            "Co-occurrence counts not stored (events counted), by reason",
+            ["reason"],
+        )
+        self.recs_upstream = Counter(
+            "kairos_recs_upstream",
+            "Calls to the upstream recommendation model, by result",
+            ["result"],
+        )
         self.registry.register(
             _Collector(
                 [
                     self.events,
+                    self.recs_lost,
+                    self.recs_upstream,
                     self.warm_readers,
                     self.merges,
                     self.erasures,

@@ -19,6 +19,9 @@ from app.picks import Picks
 from app.profiles.cache import CachedProfiles
 from app.reader import ReaderData
 from app.reader.catalog import Catalog
+from app.recs.cooccurrence import CoOccurrence
+from app.recs.recommender import Recommender
+from app.recs.upstream import UpstreamModel
 from app.render.engine import Engine
 from app.render.registry import TemplateRegistry
 from app.render.renderer import Renderer
@@ -48,6 +51,7 @@ class Services:
     erasure: Erasure
     tracker: Tracker
     segments: Segmenter
+    cooccurrence: CoOccurrence
 
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
@@ -66,7 +70,12 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         written_size=settings.events_warm_readers,
     )
     catalog = Catalog(stores.catalog)
-    reader = ReaderData(catalog)
+    upstream = None
+    if settings.recs_url is not None:
+        upstream = UpstreamModel(
+            settings.recs_url, settings.upstream_hosts, metrics, timeout_s=settings.recs_timeout_s
+        )
+    reader = ReaderData(catalog, recommender=Recommender(stores.recs, upstream))
     signer = LinkSigner(tokens, settings.public_url, ImageChecks())
     templates = TemplateRegistry(
         settings.blocks_dir, settings.templates_dir, reload=settings.reload_templates
@@ -88,6 +97,9 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
     ingest = Ingest(
         stores.events, profiles, hashes, metrics, max_event_bytes=settings.event_max_bytes
     )
+    cooccurrence = CoOccurrence(stores.recs, stores.catalog, metrics, cap=settings.recs_neighbours)
+    if settings.recs_cooccurrence:
+        ingest.watchers.append(cooccurrence.note)
     return Services(
         settings=settings,
         stores=stores,
@@ -109,4 +121,5 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         segments=Segmenter(
             load_rules_file(settings.segments_file), stores.events, path=settings.segments_file
         ),
+        cooccurrence=cooccurrence,
     )
