@@ -1,7 +1,8 @@
 """What one reader's applied events add to co-occurrence: pure, no I/O.
 
 A product viewed, carted or bought co-occurs with the products the reader viewed in the
-same session (the last `PARTNERS` distinct ones within `SESSION_MS` before it); the items
+same session (the last `PARTNERS` distinct ones within `SESSION_MS` before it, its start
+rounded down to the minute); the items
 of one purchase co-occur with each other. Each pair and each product's own count is
 weighted by how strong a sign of taste the event is: a purchase outweighs a view.
 """
@@ -46,7 +47,7 @@ def gather(
     if not relevant:
         return 0
     relevant.sort(key=lambda e: e.ts_ms)
-    views = _earlier_views(before, clock)  # (ts_ms, sku), oldest first
+    views = _earlier_views(before)  # (ts, sku), oldest first
     segment = primary_segment(after)
     pairs, items, segments = into.pairs, into.items, into.segments
     for event in relevant:
@@ -61,7 +62,11 @@ def gather(
                 key = (segment, sku)
                 segments[key] = segments.get(key, 0.0) + own
         weight = WITH_VIEWS[kind]
-        for partner in _partners(views, event.ts_ms):
+        # Kept times are one fixed UTC form, so they compare as text: no parsing. The
+        # session's start is rounded down to the minute: its text is then spelled once
+        # per minute (the clock remembers it), not once per event.
+        since = clock.format_ms((event.ts_ms - SESSION_MS) // 60_000 * 60_000)
+        for partner in _partners(views, event.ts, since):
             for sku in skus:
                 _pair(pairs, sku, partner, weight)
         if kind == "purchase":
@@ -69,7 +74,7 @@ def gather(
                 for b in skus[i + 1 :]:
                     _pair(pairs, a, b, CO_BOUGHT)
         elif kind == "product_view":
-            views.append((event.ts_ms, skus[0]))
+            views.append((event.ts, skus[0]))
     return len(relevant)
 
 
@@ -88,18 +93,14 @@ def _skus(event: Event) -> list[str]:
     return found
 
 
-def _earlier_views(profile: Profile | None, clock: Clock) -> list[tuple[int, str]]:
+def _earlier_views(profile: Profile | None) -> list[tuple[str, str]]:
     """The reader's kept views before these events, oldest first (only the newest
     `PARTNERS` can pair with anything)."""
-    views: list[tuple[int, str]] = []
+    views: list[tuple[str, str]] = []
     for view in ((profile or {}).get("recent_views") or [])[:PARTNERS]:
         ts, sku = _fields(view)
-        if ts is None or sku is None:
-            continue
-        try:
-            views.append((clock.parse_ms(ts), sku))
-        except (ValueError, OverflowError):
-            continue
+        if ts is not None and sku is not None:
+            views.append((ts, sku))
     views.reverse()
     return views
 
@@ -111,13 +112,13 @@ def _fields(view: Any) -> tuple[str | None, str | None]:
     return (ts if isinstance(ts, str) else None), (sku if isinstance(sku, str) else None)
 
 
-def _partners(views: list[tuple[int, str]], ts_ms: int) -> list[str]:
-    """The last `PARTNERS` distinct skus viewed within the session before `ts_ms`."""
+def _partners(views: list[tuple[str, str]], ts: str, since: str) -> list[str]:
+    """The last `PARTNERS` distinct skus viewed from `since` up to `ts`."""
     found: list[str] = []
     for at, sku in reversed(views):
-        if at > ts_ms:
+        if at > ts:
             continue  # a view after this event (events came out of order)
-        if ts_ms - at > SESSION_MS or len(found) == PARTNERS:
+        if at < since or len(found) == PARTNERS:
             break
         if sku not in found:
             found.append(sku)
