@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         follower = asyncio.create_task(services.profiles.follow_changes(stop))
         tracking = asyncio.create_task(services.tracker.run(stop))
         sweeping = asyncio.create_task(services.sweep.run(stop))
+        cooccurrence = asyncio.create_task(services.cooccurrence.run(stop))
         try:
             yield
         finally:
@@ -63,11 +64,12 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             services.tracker.wake()
             # The follower sees the flag within a second; cancel only as a last resort
             # (a cancel can be lost inside redis-py's subscribe on Python 3.11).
-            tasks = {follower, tracking, sweeping}
+            tasks = {follower, tracking, sweeping, cooccurrence}
             done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
             for task in pending:
                 task.cancel()
             await services.images.close()
+            await services.reader.recommender.close()
             await services.stores.close()
             services.renderer.close()
 

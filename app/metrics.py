@@ -148,12 +148,24 @@ class Metrics:
             "meanwhile, gone: no profile, erased or merged)",
             ["outcome"],
         )
+        self.recs_lost = Counter(
+            "kairos_recs_lost",
+            "Co-occurrence counts not stored (events counted), by reason",
+            ["reason"],
+        )
+        self.recs_upstream = Counter(
+            "kairos_recs_upstream",
+            "Calls to the upstream recommendation model, by result",
+            ["result"],
+        )
         self.registry.register(
             _Collector(
                 [
                     self.events,
                     self.segment_record_errors,
                     self.segment_sweeps,
+                    self.recs_lost,
+                    self.recs_upstream,
                     self.warm_readers,
                     self.merges,
                     self.erasures,

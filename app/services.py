@@ -19,6 +19,9 @@ from app.picks import Picks
 from app.profiles.cache import CachedProfiles
 from app.reader import ReaderData
 from app.reader.catalog import Catalog
+from app.recs.cooccurrence import CoOccurrence
+from app.recs.recommender import Recommender
+from app.recs.upstream import UpstreamModel
 from app.render.engine import Engine
 from app.render.registry import TemplateRegistry
 from app.render.renderer import Renderer
@@ -50,6 +53,7 @@ class Services:
     tracker: Tracker
     segments: Segmenter
     sweep: Sweep
+    cooccurrence: CoOccurrence
 
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
@@ -68,7 +72,12 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         written_size=settings.events_warm_readers,
     )
     catalog = Catalog(stores.catalog)
-    reader = ReaderData(catalog)
+    upstream = None
+    if settings.recs_url is not None:
+        upstream = UpstreamModel(
+            settings.recs_url, settings.upstream_hosts, metrics, timeout_s=settings.recs_timeout_s
+        )
+    reader = ReaderData(catalog, recommender=Recommender(stores.recs, upstream))
     signer = LinkSigner(tokens, settings.public_url, ImageChecks())
     templates = TemplateRegistry(
         settings.blocks_dir, settings.templates_dir, reload=settings.reload_templates
@@ -100,6 +109,9 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         segments=segments,
         segment_store=stores.segments,
     )
+    cooccurrence = CoOccurrence(stores.recs, stores.catalog, metrics, cap=settings.recs_neighbours)
+    if settings.recs_cooccurrence:
+        ingest.watchers.append(cooccurrence.note)
     return Services(
         settings=settings,
         stores=stores,
@@ -128,4 +140,5 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
             metrics,
             every_s=settings.segments_sweep_s,
         ),
+        cooccurrence=cooccurrence,
     )

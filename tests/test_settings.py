@@ -408,6 +408,8 @@ def test_a_default_that_is_not_a_plain_value_says_how_it_is_shown():
 # must be added here.
 INTEGERS = {
     "KAIROS_BUDGET_MS": ("150", 1, 60_000),
+    "KAIROS_RECS_NEIGHBOURS": ("100", 10, 10_000),
+    "KAIROS_RECS_TIMEOUT_MS": ("80", 1, 60_000),
     "KAIROS_CACHE_TTL_MS": ("5000", 0, 86_400_000),
     "KAIROS_CACHE_SIZE": ("100000", 1, 10_000_000),
     "KAIROS_MAX_BODY_BYTES": ("1048576", 1024, 1024**3),

@@ -1,5 +1,6 @@
 """The reader data every surface reads: cart lines joined with the catalog, and
-recommendations (the reader's own picks, then popular products).
+recommendations (the recommender's ranking, app/recs/recommender.py, then popular
+products within the reader's primary segment, then overall).
 
 Catalog reads are bounded by the caller's deadline (a `loop.time()`): past it they raise
 `TimeoutError`, and `StoreUnavailable` when the store is down. Stored reader data of the
@@ -13,18 +14,26 @@ from app.reader.catalog import Catalog
 from app.reader.consent import personalized
 from app.reader.items import DisplayItem, DisplayItems, Item, product_item
 from app.reader.money import money
-from app.stores.protocols import Profile
+from app.recs.recommender import Ranked, Recommender
+from app.stores.protocols import Product, Profile
 
 # What stored data of the wrong shape raises when it is read as if it had the right one.
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
 
 class ReaderData:
-    """Built once per app over the cached catalog; holds the shared display items."""
+    """Built once per app over the cached catalog and the recommender (without one: the
+    reader's stored picks only); holds the shared display items."""
 
-    def __init__(self, catalog: Catalog, display: DisplayItems | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        display: DisplayItems | None = None,
+        recommender: Recommender | None = None,
+    ) -> None:
         self.catalog = catalog
         self._display = display or DisplayItems()
+        self.recommender = recommender or Recommender()
 
     async def cart(self, profile: Profile, limit: int, deadline: float) -> list[Item]:
         """The first `limit` cart lines, completed from the catalog, with line totals."""
@@ -46,10 +55,12 @@ class ReaderData:
     async def recommendations(
         self, profile: Profile, limit: int, deadline: float
     ) -> list[DisplayItem]:
-        """Up to `limit` products: the reader's picks by score (none for a reader who
-        declined personalization), then the most popular; never a product in the cart or
-        bought (the purchases the profile keeps), nor one the catalog marks
-        `"in_stock": false` or `"hidden": true`."""
+        """Up to `limit` products, each with its `source`: the recommender's ranking
+        (`personal`, `related`, `recent`, `model`; none for a reader who declined
+        personalization), then the most popular in the reader's primary segment
+        (`segment`), then overall (`popular`); never a product in the cart or bought (the
+        purchases the profile keeps), nor one the catalog marks `"in_stock": false` or
+        `"hidden": true`. `TimeoutError` past `deadline` (a `loop.time()`)."""
         try:
             return await self._recommendations(profile, limit, deadline)
         except SHAPE_ERRORS as exc:
@@ -58,28 +69,49 @@ class ReaderData:
     async def _recommendations(
         self, profile: Profile, limit: int, deadline: float
     ) -> list[DisplayItem]:
-        catalog, display = self.catalog, self._display
         owned = {line["sku"] for line in profile.get("cart") or []} | _bought(profile)
         items: list[DisplayItem] = []
+        seen = set(owned)
         if personalized(profile):
-            picks = sorted(
-                profile.get("recommendations") or [], key=lambda r: -float(r.get("score", 0))
-            )
-            # A product once, in the rank of its best score (stored picks may repeat).
-            skus = list(dict.fromkeys(r["sku"] for r in picks if r["sku"] not in owned))
-            products = await catalog.products(skus[: limit * 2], deadline)
-            for sku in skus:
-                product = products.get(sku)
-                if product is not None and offered(product) and len(items) < limit:
-                    items.append(display.get(product, "personal", catalog.version(sku)))
+            recommender = self.recommender
+            ranked = await recommender.personal(profile, deadline)
+            await self._take(items, ranked, seen, limit, deadline)
+            if len(items) < limit:
+                segment = await recommender.segment_popular(profile, deadline)
+                await self._take(items, [(s, "segment") for s in segment], seen, limit, deadline)
         if len(items) < limit:
-            seen = {item["sku"] for item in items} | owned
             # More than needed: some may be out of stock or hidden.
-            for product in await catalog.popular(2 * limit + len(seen), deadline):
-                sku = product["sku"]
-                if sku not in seen and offered(product) and len(items) < limit:
-                    items.append(display.get(product, "popular", catalog.version(sku)))
+            popular = await self.catalog.popular(2 * limit + len(seen), deadline)
+            self._offer(items, [(p, "popular") for p in popular], seen, limit)
         return items
+
+    async def _take(
+        self, items: list[DisplayItem], ranked: Ranked, seen: set[str], limit: int, deadline: float
+    ) -> None:
+        """Add the offered products of `ranked` not `seen` until there are `limit` items,
+        reading the catalog a few more at a time than are missing."""
+        ranked = [(sku, source) for sku, source in ranked if sku not in seen]
+        start = 0
+        while len(items) < limit and start < len(ranked):
+            chunk = ranked[start : start + 2 * (limit - len(items)) + 2]
+            start += len(chunk)
+            products = await self.catalog.products([sku for sku, _ in chunk], deadline)
+            found = [(products[sku], source) for sku, source in chunk if sku in products]
+            self._offer(items, found, seen, limit)
+
+    def _offer(
+        self,
+        items: list[DisplayItem],
+        products: list[tuple[Product, str]],
+        seen: set[str],
+        limit: int,
+    ) -> None:
+        catalog, display = self.catalog, self._display
+        for product, source in products:
+            sku = str(product["sku"])
+            if len(items) < limit and sku not in seen and offered(product):
+                seen.add(sku)
+                items.append(display.get(product, source, catalog.version(sku)))
 
 
 def offered(product: dict[str, object]) -> bool:

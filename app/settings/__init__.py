@@ -48,6 +48,10 @@ class Settings:
     amp_senders: tuple[str, ...]
     budget_ms: int
     upstream_hosts: tuple[str, ...]
+    recs_cooccurrence: bool
+    recs_neighbours: int
+    recs_url: str | None
+    recs_timeout_s: float
     cache_ttl_s: float
     cache_size: int
     max_body_bytes: int

@@ -160,6 +160,27 @@ SETTINGS: tuple[Setting, ...] = (
         shown="none",
     ),
     Setting(
+        "KAIROS_RECS_COOCCURRENCE", "recs_cooccurrence", parse.boolean, "true",
+        "Count which products readers view, cart and buy together (and what each primary "
+        "segment views and buys), from every event ingested, for recommendations.",
+    ),
+    Setting(
+        "KAIROS_RECS_NEIGHBOURS", "recs_neighbours", Integer(10, 10_000), "100",
+        "Neighbours kept per product (those most often seen with it), and products kept "
+        "per segment.",
+    ),
+    Setting(
+        "KAIROS_RECS_URL", "recs_url", parse.http_url, None,
+        "An upstream recommendation model, asked (POST, JSON) for each reader's ranking "
+        "within the time budget; its host must be in `KAIROS_UPSTREAM_HOSTS`. Unset: "
+        "in-house recommendations only.", shown="unset",
+    ),
+    Setting(
+        "KAIROS_RECS_TIMEOUT_MS", "recs_timeout_s", Integer(1, 60_000), "80",
+        "Longest wait for the upstream model (never past the request's budget); a slower "
+        "answer is ignored.", convert=_ms_to_s,
+    ),
+    Setting(
         "KAIROS_CACHE_TTL_MS", "cache_ttl_s", Integer(0, 86_400_000), "5000",
         "How long a profile read stays in the in-process cache. `0` disables the cache. A "
         "write invalidates at once on every worker and host sharing the Redis (announced on "

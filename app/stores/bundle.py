@@ -8,6 +8,7 @@ from app.settings import Settings
 from app.stores import memory
 from app.stores.memory_campaigns import MemoryCampaigns
 from app.stores.memory_events import MemoryEvents
+from app.stores.memory_recs import MemoryRecs
 from app.stores.memory_segments import MemorySegments
 from app.stores.protocols import (
     Backend,
@@ -17,6 +18,7 @@ from app.stores.protocols import (
     EventStore,
     PickStore,
     ProfileStore,
+    RecsStore,
     Retention,
     SegmentStore,
 )
@@ -29,6 +31,7 @@ from app.stores.redis.connection import RedisConnection
 from app.stores.redis.events import RedisEvents
 from app.stores.redis.picks import RedisPicks
 from app.stores.redis.profiles import RedisProfiles
+from app.stores.redis.recs import RedisRecs
 from app.stores.redis.segments import RedisSegments
 
 SEGMENTS_CAP = 100_000
@@ -47,6 +50,7 @@ class Stores:
     backend: Backend
     segments: SegmentStore
     campaigns: CampaignStore
+    recs: RecsStore
 
     async def erase(self, user_id: str, suppress: tuple[str, ...] = ()) -> bool:
         """Remove the reader from every store holding reader data (profile, picks, event
@@ -79,6 +83,7 @@ def embedded_stores(
         backend=memory.MemoryBackend(profiles, events, picks),
         segments=MemorySegments(segments_cap),
         campaigns=MemoryCampaigns(),
+        recs=MemoryRecs(),
     )
 
 
@@ -102,6 +107,7 @@ def redis_stores(
         backend=RedisBackend(connection),
         segments=RedisSegments(connection, segments_cap),
         campaigns=RedisCampaigns(connection),
+        recs=RedisRecs(connection),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -78,6 +78,47 @@ class PickStore(Erasable, Protocol):
     async def remember_pick(self, user_id: str, campaign: str | None, slot: int, sku: str) -> str:
         """Remember `sku` for that slot unless one is remembered already (atomically);
         returns the sku remembered, ours or the earlier one."""
+        ...
+
+
+@dataclass(slots=True)
+class Occurrences:
+    """Co-occurrence counts gathered from events, to add to the store: `pairs` by
+    (sku, sku) in sku order (each pair once, both directions stored), `items` (each
+    product's own weighted count, which normalizes its pairs) and `segments` by
+    (segment, sku) (popularity within a segment)."""
+
+    pairs: dict[tuple[str, str], float] = field(default_factory=dict)
+    items: dict[str, float] = field(default_factory=dict)
+    segments: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.pairs) + len(self.items) + len(self.segments)
+
+
+class RecsStore(Protocol):
+    """Item-to-item co-occurrence and popularity per segment: counts over all readers,
+    naming no reader (nothing in it is erased with a reader)."""
+
+    name: str
+
+    async def add(self, batch: Occurrences, cap: int) -> None:
+        """Add the counts; keep at most `cap` neighbours per product (the highest
+        counts) and `cap` products per segment."""
+        ...
+
+    async def neighbours(
+        self, skus: Sequence[str], limit: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Each product's `limit` neighbours with the most co-occurrence, highest first."""
+        ...
+
+    async def counts(self, skus: Sequence[str]) -> dict[str, float]:
+        """Each product's own weighted count (0 for none)."""
+        ...
+
+    async def segment_popular(self, segment: str, limit: int) -> list[str]:
+        """The `limit` products with the most weight among the segment's readers."""
         ...
 
 

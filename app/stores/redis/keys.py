@@ -21,6 +21,22 @@ CAMPAIGNS_KEY = "kairos:campaigns"  # sorted set: campaign -> when it was last c
 CAMPAIGN_TTL_S = 90 * 86400  # a campaign's counts outlive its last send, open or click
 
 
+# Recommendations: counts over all readers, naming none. Each product's neighbours are a
+# key of their own in the product's slot, tagged `{sku=...}`: no user id holds "=", so no
+# reader's `{id}` tag (what `kairos erase --verify` scans for) can match it.
+RECS_ITEMS_KEY = "kairos:recs:items"  # sorted set: sku -> its own weighted count
+
+
+def related_key(sku: str) -> str:
+    """A sorted set: neighbour sku -> weighted co-occurrence with `sku` (capped)."""
+    return f"kairos:recs:{{sku={sku}}}:related"
+
+
+def segment_popular_key(segment: str) -> str:
+    """A sorted set: sku -> weighted count among the segment's readers (capped)."""
+    return f"kairos:recs:{{seg={segment}}}:popular"
+
+
 def profile_key(user_id: str) -> str:
     """A string: the profile as JSON."""
     return f"kairos:{{{user_id}}}:profile"
