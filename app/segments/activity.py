@@ -160,7 +160,7 @@ def recorded(
         # The events within the window, at most MAX_KEPT, and always the newest.
         start = bisect_left(times, now_ms - window) if window else len(times) - 1
         start = min(max(start, len(times) - MAX_KEPT), len(times) - 1)
-        out[kind] = {name: column[start:] for name, column in columns.items()}
+        out[kind] = {n: c[start:] for n, c in columns.items()} if start else columns
     result: dict[str, Any] = {"v": needs.stamp, "e": out}
     for carried in ("due", "indexed", "r"):
         if activity and activity.get(carried) is not None:

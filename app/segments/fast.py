@@ -37,9 +37,9 @@ from app.segments.rules import (
     RuleSet,
 )
 
-# A compiled rule: (kept events, profile, now ms, when the reader was first seen) ->
-# (in, the earliest later time the answer can change with no new event).
-Fast = Callable[[Timeline, Mapping[str, Any], int, int | None], tuple[bool, int | None]]
+# A compiled rule: (kept events, profile, now ms) -> (in, the earliest later time the
+# answer can change with no new event).
+Fast = Callable[[Timeline, Mapping[str, Any], int], tuple[bool, int | None]]
 EMPTY: tuple[int, ...] = ()
 
 
@@ -60,13 +60,10 @@ def reassess(
     """The reader's segments at `now_ms`, the earliest time any can change with no new
     event, and each segment's [in, until]. A segment's outcome is taken from `prior` (in
     the order of the rules) unless its index is in `rerun` (every one without `prior`)."""
-    known = event_ms(profile.get("first_seen"))
-    if line.first_ms is not None and (known is None or line.first_ms < known):
-        known = line.first_ms
     names, times, outcomes = [], [], []
     for i, segment in enumerate(rules.segments):
         if prior is None or i in rerun:
-            matched, change = fast[i](line, profile, now_ms, known)
+            matched, change = fast[i](line, profile, now_ms)
         else:
             matched, change = prior[i]
         outcomes.append([matched, change])
@@ -89,7 +86,7 @@ def _next(times: Sequence[int], i: int) -> int | None:
 def _count(rule: Count) -> Fast:
     kind, length, least, per = rule.event, rule.within.ms, rule.at_least, rule.per
 
-    def run(line: Timeline, profile: Mapping[str, Any], now: int, known: int | None) -> Any:
+    def run(line: Timeline, profile: Mapping[str, Any], now: int) -> Any:
         times = line.times.get(kind) or EMPTY
         lo, hi = bisect_right(times, now - length), bisect_right(times, now)
         if hi - lo >= least and per is None:
@@ -112,7 +109,7 @@ def _absence(rule: Absence) -> Fast:
     kind, after_kind, idle = rule.event, rule.after, rule.idle.ms
     within = rule.within.ms if rule.within else None
 
-    def run(line: Timeline, profile: Mapping[str, Any], now: int, known: int | None) -> Any:
+    def run(line: Timeline, profile: Mapping[str, Any], now: int) -> Any:
         after = line.times.get(after_kind) or EMPTY
         ended = line.times.get(kind) or EMPTY
         i = bisect_right(after, now)
@@ -138,7 +135,7 @@ def _absence(rule: Absence) -> Fast:
 def _aggregate(rule: Aggregate) -> Fast:
     kind, field, length, currency = rule.event, rule.field, rule.within.ms, rule.currency
 
-    def run(line: Timeline, profile: Mapping[str, Any], now: int, known: int | None) -> Any:
+    def run(line: Timeline, profile: Mapping[str, Any], now: int) -> Any:
         times = line.times.get(kind) or EMPTY
         lo, hi = bisect_right(times, now - length), bisect_right(times, now)
         amounts = []
@@ -167,7 +164,7 @@ def _recency(rule: Recency) -> Fast:
     kind, length, seen_rule = rule.event, rule.within.ms, rule.seen
     field = LAST_SEEN.get(kind)
 
-    def run(line: Timeline, profile: Mapping[str, Any], now: int, known: int | None) -> Any:
+    def run(line: Timeline, profile: Mapping[str, Any], now: int) -> Any:
         times = line.times.get(kind) or EMPTY
         i = bisect_right(times, now)
         last = times[i - 1] if i else None
@@ -181,6 +178,10 @@ def _recency(rule: Recency) -> Fast:
             return inside, last + length if last is not None and inside else _next(times, i)
         if last is not None and inside:
             return False, last + length
+        # When the reader was first seen (the profile's, or an older kept event's).
+        known = event_ms(profile.get("first_seen"))
+        if line.first_ms is not None and (known is None or line.first_ms < known):
+            known = line.first_ms
         if known is None or now < known + length:  # too new a reader to call dormant
             return False, known + length if known is not None else None
         return True, _next(times, i)
@@ -191,7 +192,7 @@ def _recency(rule: Recency) -> Fast:
 def _profile(rule: ProfileCondition) -> Fast:
     path, expected, op = rule.path, rule.value, rule.op
 
-    def run(line: Timeline, profile: Mapping[str, Any], now: int, known: int | None) -> Any:
+    def run(line: Timeline, profile: Mapping[str, Any], now: int) -> Any:
         value: Any = profile
         for part in path:
             value = value.get(part) if isinstance(value, Mapping) else None
@@ -212,7 +213,7 @@ def _profile(rule: ProfileCondition) -> Fast:
 def _consent(rule: Consent) -> Fast:
     given = CONSENT[rule.purpose]
 
-    def run(line: Timeline, profile: Mapping[str, Any], now: int, known: int | None) -> Any:
+    def run(line: Timeline, profile: Mapping[str, Any], now: int) -> Any:
         return given(dict(profile)), None
 
     return run
@@ -221,8 +222,8 @@ def _consent(rule: Consent) -> Fast:
 def _group(rule: Group) -> Fast:
     parts, every = tuple(_compile(child) for child in rule.rules), rule.every
 
-    def run(line: Timeline, profile: Mapping[str, Any], now: int, known: int | None) -> Any:
-        outcomes = [part(line, profile, now, known) for part in parts]
+    def run(line: Timeline, profile: Mapping[str, Any], now: int) -> Any:
+        outcomes = [part(line, profile, now) for part in parts]
         matched = all(m for m, _ in outcomes) if every else any(m for m, _ in outcomes)
         if matched is every:  # one child changing can change the group
             changes = [c for _, c in outcomes if c is not None]
@@ -236,8 +237,8 @@ def _group(rule: Group) -> Fast:
 def _not(rule: Not) -> Fast:
     inner = _compile(rule.rule)
 
-    def run(line: Timeline, profile: Mapping[str, Any], now: int, known: int | None) -> Any:
-        matched, change = inner(line, profile, now, known)
+    def run(line: Timeline, profile: Mapping[str, Any], now: int) -> Any:
+        matched, change = inner(line, profile, now)
         return not matched, change
 
     return run
