@@ -28,7 +28,7 @@ from app.events.privacy import ReaderHashes
 from app.events.reduce import reduce
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles
-from app.segments.service import Segmenter
+from app.segments.service import NeedsHistory, Segmenter
 from app.stores.protocols import (
     EventStore,
     Profile,
@@ -193,17 +193,14 @@ class Ingest:
                 outcome = reduce(state.profile, [e for _, e in events], state.seen, trusted)
                 if outcome.changed and outcome.profile is not None:
                     applied = outcome.applied
-                    # Activity kept for other rules is rebuilt from history (once, after
-                    # a rules change).
-                    stale = segments.stale(state.profile)
-                    change = segments.step(
-                        reader,
-                        state.profile,
-                        outcome.profile,
-                        [(e.type, e.ts_ms, e.properties) for e in applied],
-                        now_ms,
-                        await self._store.history(reader) if stale else None,
-                    )
+                    kept = [(e.type, e.ts_ms, e.properties) for e in applied]
+                    try:
+                        change = segments.step(reader, state.profile, outcome.profile, kept, now_ms)
+                    except NeedsHistory:  # rules changed since: rebuilt from history, once
+                        history = await self._store.history(reader)
+                        change = segments.step(
+                            reader, state.profile, outcome.profile, kept, now_ms, history
+                        )
                     writes.append(
                         ReaderWrite(
                             user_id=reader,

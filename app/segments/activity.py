@@ -182,8 +182,7 @@ def from_history(docs: Iterable[Mapping[str, Any]], needs: Needs, now_ms: int) -
 def timeline(activity: Mapping[str, Any], needs: Needs) -> Timeline:
     """The activity as the evaluator reads it (its columns, not copied)."""
     events = activity.get("e", {})
-    kinds = [kind for kind in events if kind in needs.types]
-    return Timeline({k: events[k]["t"] for k in kinds}, {k: events[k] for k in kinds}, None)
+    return Timeline({kind: columns["t"] for kind, columns in events.items()}, events, None)
 
 
 def _prop(value: Any) -> Any:

@@ -51,6 +51,11 @@ def load_rules_file(path: Path) -> RuleSet:
         raise ConfigError(f"KAIROS_SEGMENTS_FILE: {exc}") from None
 
 
+class NeedsHistory(Exception):
+    """The reader's kept activity was kept for other rules: evaluating needs the kept
+    history (read it, and step again with it)."""
+
+
 class Segmenter:
     """A reader's segments and why. With `path`, the rules are those of that file,
     reloaded within `check_every_s` of a change; a file that no longer loads is logged
@@ -117,12 +122,15 @@ class Segmenter:
     ) -> SegmentChange | None:
         """Keep `events` (type, time ms, properties) in `after`'s activity, evaluate its
         segments into `after["segments"]`; the change to record, if the segments or the
-        due time moved. `history`: the kept events, when `before`'s activity is stale.
+        due time moved. `history`: the kept events, when `before`'s activity is stale
+        (`NeedsHistory` is raised for a stale one without, before anything changes).
         With `reuse`, a segment reading nothing that changed from `before` to `after`
         keeps its last outcome until due; without, every segment runs (the profile may
         have changed since its last evaluation without ingest seeing it: a PUT)."""
         rules, needs = self.current(), self.needs
         kept = activity.kept(before, needs)
+        if kept is None and history is None and before and before.get("counters"):
+            raise NeedsHistory
         events = list(events)
         prior: list[list[Any]] | None = None
         rerun: set[int] = set()
