@@ -290,6 +290,21 @@ async def test_the_changes_stream_is_capped(backend: str, request: pytest.Fixtur
         await small.close()
 
 
+async def test_a_redis_that_forgot_the_record_script_records_all_the_same(
+    redis_url: str,
+) -> None:
+    stores = redis_stores(redis_url)
+    try:
+        with redis.Redis.from_url(redis_url) as client:
+            client.script_flush()  # as a restarted Redis
+        now = now_ms()
+        assert await stores.segments.record([SegmentChange("s1", ("vip",), now + 5)], now) == 1
+        assert await stores.segments.segments_of("s1") == ("vip",)
+        assert await stores.segments.claim(now + 10, 10, 1000) == ["s1"]
+    finally:
+        await stores.close()
+
+
 # --- /v1/segments and its changes --------------------------------------------------------------
 
 
