@@ -151,8 +151,10 @@ class Segmenter:
             new["due"] = due
         after[activity.FIELD] = new
         old = after.get("segments")
-        after["segments"] = found.as_dict()
         old_all = tuple(old.get("all") or ()) if isinstance(old, dict) else None
+        same = isinstance(old, dict) and old_all == found.all
+        if not same or old.get("primary") != found.primary:  # type: ignore[union-attr]
+            after["segments"] = found.as_dict()
         # The due-time index is told of an earlier time only: one later than it holds
         # costs a sweep that finds nothing and records the new one, where telling it on
         # every event would be a store write per event.
