@@ -75,6 +75,7 @@ import argparse
 import asyncio
 import base64
 import cProfile
+import functools
 import gc
 import gzip
 import io
@@ -1171,19 +1172,11 @@ def latency(
             arrived = time.perf_counter()
             if answer.status != 202 or orjson.loads(answer.body).get("accepted") != 1:
                 raise BenchError(f"latency: the event answered {answer.status}: {answer.body!r}")
-            n = 0
-            while True:
-                got = poll.get(path)
-                n += 1
-                now = time.perf_counter()
-                if got.status == 200 and sku.encode() in got.body:
-                    took.append((now - arrived) * 1000)
-                    break
-                if now - arrived > POLL_TIMEOUT_S:
-                    late += 1
-                    took.append(POLL_TIMEOUT_S * 1000)
-                    break
+            shown = functools.partial(_shows, poll, path, sku)
+            ms, n, missed = _until(shown, arrived)
+            took.append(ms)
             polls.append(n)
+            late += missed
     finally:
         post.close()
         poll.close()
@@ -1191,6 +1184,25 @@ def latency(
         trials, _percentile(took, 0.5), _percentile(took, 0.99), max(took),
         statistics.fmean(polls), late,
     )  # fmt: skip
+
+
+def _shows(poll: Client, path: str, sku: str) -> bool:
+    answer = poll.get(path)
+    return bool(answer.status == 200 and sku.encode() in answer.body)
+
+
+def _until(seen: Callable[[], bool], arrived: float) -> tuple[float, int, bool]:
+    """Poll `seen` until it is true, or POLL_TIMEOUT_S after `arrived`: the ms it took
+    (the timeout's when late), the polls, and whether it was late."""
+    n = 0
+    while True:
+        shown = seen()
+        n += 1
+        now = time.perf_counter()
+        if shown:
+            return (now - arrived) * 1000, n, False
+        if now - arrived > POLL_TIMEOUT_S:
+            return POLL_TIMEOUT_S * 1000, n, True
 
 
 def segment_latency(a: Server, b: Server, trials: int, products: list[dict[str, Any]]) -> Latency:
@@ -1215,6 +1227,9 @@ def segment_latency(a: Server, b: Server, trials: int, products: list[dict[str, 
         if answer.status != 202 or orjson.loads(answer.body).get("accepted") != 1:
             raise BenchError(f"segments: the event answered {answer.status}: {answer.body!r}")
 
+    def entered(user: str) -> bool:
+        return bool(primary(user) == "browsing_intent")
+
     def primary(user: str) -> Any:
         got = poll.request("GET", f"/v1/profiles/{user}", b"", auth)
         if got.status != 200:
@@ -1231,19 +1246,10 @@ def segment_latency(a: Server, b: Server, trials: int, products: list[dict[str, 
                 raise BenchError("segments: browsing_intent after two views")
             view(user, sku, 3)
             arrived = time.perf_counter()
-            n = 0
-            while True:
-                found = primary(user)
-                n += 1
-                now = time.perf_counter()
-                if found == "browsing_intent":
-                    took.append((now - arrived) * 1000)
-                    break
-                if now - arrived > POLL_TIMEOUT_S:
-                    late += 1
-                    took.append(POLL_TIMEOUT_S * 1000)
-                    break
+            ms, n, missed = _until(functools.partial(entered, user), arrived)
+            took.append(ms)
             polls.append(n)
+            late += missed
     finally:
         post.close()
         poll.close()
