@@ -9,6 +9,7 @@ import asyncio
 import time
 from typing import Any
 
+import redis
 from redis.crc import key_slot
 from support import feed_url, image_url
 from test_events_api import Kairos, ago, ev
@@ -16,6 +17,8 @@ from test_events_api import k as k  # the fixtures, used by name
 from test_events_api import kairos as kairos
 from test_picks import click, click_url
 
+from app.stores.bundle import redis_stores
+from app.stores.protocols import Occurrences
 from app.stores.redis.keys import RECS_ITEMS_KEY, related_key, segment_popular_key
 
 NEW = {
@@ -185,3 +188,20 @@ async def test_redis_keys_are_per_product_and_capped(kairos, backend, redis_clie
         assert redis_client.zscore(RECS_ITEMS_KEY, "P-00") == 14 * 15 / 2
         assert key_slot(related_key("P-00").encode()) != key_slot(related_key("P-01").encode())
         assert segment_popular_key("vip") == "kairos:recs:{seg=vip}:popular"
+
+
+async def test_a_redis_that_forgot_the_counting_script_counts_all_the_same(redis_url: str):
+    stores = redis_stores(redis_url)
+    try:
+        with redis.Redis.from_url(redis_url) as client:
+            client.script_flush()  # as a restarted Redis
+        batch = Occurrences(pairs={("A-1", "B-1"): 2.0}, items={"A-1": 1.0, "B-1": 1.0})
+        await stores.recs.add(batch, cap=5)
+        await stores.recs.add(batch, cap=5)  # the script is known now: counted once more
+        assert await stores.recs.neighbours(["A-1", "B-1"], 5) == {
+            "A-1": [("B-1", 4.0)],
+            "B-1": [("A-1", 4.0)],
+        }
+        assert await stores.recs.counts(["A-1", "B-1"]) == {"A-1": 2.0, "B-1": 2.0}
+    finally:
+        await stores.close()

@@ -2,18 +2,31 @@
 in the product's own slot), one per segment, and one of every product's own count.
 
 Every command names one key, so the layout works on Redis Cluster; a batch of counts
-goes in one pipeline (increments, then a trim of each key it touched back to the cap).
+goes in one pipeline, one script per key touched (its increments, then a trim back to
+the cap).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from app.errors import StoreUnavailable
 from app.stores.protocols import Occurrences
 from app.stores.redis.connection import NAME, RedisConnection, text
 from app.stores.redis.keys import RECS_ITEMS_KEY, related_key, segment_popular_key
+
+# KEYS: one sorted set. ARGV: weight, member, weight, member, ..., then the cap (0: none):
+# the increments, then the lowest ranks past the cap go.
+ADD = """
+local cap = tonumber(ARGV[#ARGV])
+for i = 1, #ARGV - 1, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if cap > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(cap + 1)) end
+return 0
+"""
 
 
 class RedisRecs:
@@ -21,27 +34,39 @@ class RedisRecs:
 
     def __init__(self, connection: RedisConnection) -> None:
         self._connection = connection
+        self._sha = hashlib.sha1(ADD.encode(), usedforsecurity=False).hexdigest()
 
     async def add(self, batch: Occurrences, cap: int) -> None:
-        commands: list[tuple[Any, ...]] = []
-        touched: set[str] = set()
+        # One script per key with all of its increments: a batch holds thousands of
+        # pairs over a few hundred products, and a command per increment cost this
+        # process ~1.5 µs each (packing, a reply to read).
+        grouped: dict[str, list[Any]] = {}
         for (a, b), weight in batch.pairs.items():
-            for one, other in ((a, b), (b, a)):
-                key = related_key(one)
-                commands.append(("ZINCRBY", key, weight, other))
-                touched.add(key)
-        for sku, weight in batch.items.items():
-            commands.append(("ZINCRBY", RECS_ITEMS_KEY, weight, sku))
+            grouped.setdefault(related_key(a), []).extend((weight, b))
+            grouped.setdefault(related_key(b), []).extend((weight, a))
         for (segment, sku), weight in batch.segments.items():
-            key = segment_popular_key(segment)
-            commands.append(("ZINCRBY", key, weight, sku))
-            touched.add(key)
-        # Lowest ranks go: a key at or under the cap is left as it is.
-        commands.extend(("ZREMRANGEBYRANK", key, 0, -(cap + 1)) for key in touched)
-        if commands:
-            replies = await self._connection.pipelined(commands)
+            grouped.setdefault(segment_popular_key(segment), []).extend((weight, sku))
+        items = [part for sku, weight in batch.items.items() for part in (weight, sku)]
+        # The items key holds every product's own count: never trimmed (cap 0).
+        commands = [(key, *args, cap) for key, args in grouped.items()]
+        if items:
+            commands.append((RECS_ITEMS_KEY, *items, 0))
+        todo = commands
+        for _ in range(2):
+            replies = await self._connection.pipelined(
+                [("EVALSHA", self._sha, 1, *command) for command in todo]
+            )
+            pairs = zip(todo, replies, strict=True)
+            missing = [c for c, r in pairs if isinstance(r, NoScriptError)]
             for reply in replies:
-                _raise(reply)
+                if not isinstance(reply, NoScriptError):
+                    _raise(reply)
+            if not missing:
+                return
+            # A restarted or flushed Redis forgot the script: those did not run.
+            await self._connection.call(self._connection.redis.script_load(ADD))
+            todo = missing
+        raise StoreUnavailable("redis: the co-occurrence script could not be loaded")
 
     async def neighbours(
         self, skus: Sequence[str], limit: int
