@@ -124,22 +124,6 @@ def evaluate(rules: RuleSet, profile: Doc | None, history: History, now_ms: int)
     return Segments(names[0] if names else None, names)
 
 
-def assess(
-    rules: RuleSet, profile: Doc | None, history: History, now_ms: int
-) -> tuple[Segments, int | None]:
-    """`evaluate` and `next_change_ms` at once, each rule run once."""
-    ctx = _context(rules, profile, history, now_ms)
-    names, times = [], []
-    for segment in rules.segments:
-        outcome = _run(segment.rule, ctx)
-        if outcome.matched:
-            names.append(segment.name)
-        if outcome.change is not None and outcome.change > now_ms:
-            times.append(outcome.change)
-    found = tuple(names)
-    return Segments(found[0] if found else None, found), min(times) if times else None
-
-
 def next_change_ms(
     rules: RuleSet, profile: Doc | None, history: History, now_ms: int
 ) -> int | None:

@@ -247,14 +247,6 @@ def _prior(
     return outcomes, rerun
 
 
-def primary(profile: Profile | None) -> str | None:
-    """The reader's primary segment as the profile carries it (stored or live)."""
-    found = (profile or {}).get("segments")
-    if isinstance(found, dict) and isinstance(found.get("primary"), str):
-        return str(found["primary"])
-    return None
-
-
 def _stamp(path: Path) -> tuple[int, int] | None:
     """What tells a changed file (None when it cannot be read)."""
     try:
