@@ -241,9 +241,11 @@ def _prior(
     for root, readers in needs.by_root:
         if before.get(root) != after.get(root):
             rerun.update(readers)
-    for i, (_, change) in enumerate(outcomes):
-        if change is not None and now_ms >= change:
-            rerun.add(i)
+    due = kept.get("due")
+    if due is None or now_ms >= due:  # (`due` is the earliest of the outcomes' times)
+        for i, (_, change) in enumerate(outcomes):
+            if change is not None and now_ms >= change:
+                rerun.add(i)
     return outcomes, rerun
 
 
