@@ -61,14 +61,15 @@ def gather(
             if segment is not None:
                 key = (segment, sku)
                 segments[key] = segments.get(key, 0.0) + own
-        weight = WITH_VIEWS[kind]
-        # Kept times are one fixed UTC form, so they compare as text: no parsing. The
-        # session's start is rounded down to the minute: its text is then spelled once
-        # per minute (the clock remembers it), not once per event.
-        since = clock.format_ms((event.ts_ms - SESSION_MS) // 60_000 * 60_000)
-        for partner in _partners(views, event.ts, since):
-            for sku in skus:
-                _pair(pairs, sku, partner, weight)
+        if views:  # (a first view has no partner: no session start to spell)
+            weight = WITH_VIEWS[kind]
+            # Kept times are one fixed UTC form, so they compare as text: no parsing. The
+            # session's start is rounded down to the minute: its text is then spelled
+            # once per minute (the clock remembers it), not once per event.
+            since = clock.format_ms((event.ts_ms - SESSION_MS) // 60_000 * 60_000)
+            for partner in _partners(views, event.ts, since):
+                for sku in skus:
+                    _pair(pairs, sku, partner, weight)
         if kind == "purchase":
             for i, a in enumerate(skus):
                 for b in skus[i + 1 :]:
