@@ -54,7 +54,7 @@ def reassess(
     profile: Doc,
     line: Timeline,
     now_ms: int,
-    prior: Sequence[Sequence[Any]] | None = None,
+    prior: Sequence[list[Any]] | None = None,
     rerun: Collection[int] = (),
 ) -> tuple[Segments, int | None, list[list[Any]]]:
     """The reader's segments at `now_ms`, the earliest time any can change with no new
@@ -64,9 +64,11 @@ def reassess(
     for i, segment in enumerate(rules.segments):
         if prior is None or i in rerun:
             matched, change = fast[i](line, profile, now_ms)
+            outcomes.append([matched, change])
         else:
-            matched, change = prior[i]
-        outcomes.append([matched, change])
+            kept = prior[i]  # (as read: a list of its own, kept as it is)
+            matched, change = kept
+            outcomes.append(kept)
         if matched:
             names.append(segment.name)
         if change is not None and change > now_ms:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,7 @@ class Segmenter:
         user_id: str,
         before: Profile | None,
         after: Profile,
-        events: Iterable[tuple[str, int, Mapping[str, Any]]],
+        events: Sequence[tuple[str, int, Mapping[str, Any]]],
         now_ms: int,
         history: Sequence[bytes] | None = None,
         *,
@@ -131,7 +131,6 @@ class Segmenter:
         kept = activity.kept(before, needs)
         if kept is None and history is None and before and before.get("counters"):
             raise NeedsHistory
-        events = list(events)
         prior: list[list[Any]] | None = None
         rerun: set[int] = set()
         if kept is None and history:
@@ -224,7 +223,7 @@ def _prior(
     needs: Needs,
     before: Profile,
     after: Profile,
-    events: list[tuple[str, int, Mapping[str, Any]]],
+    events: Sequence[tuple[str, int, Mapping[str, Any]]],
     now_ms: int,
 ) -> tuple[list[list[Any]] | None, set[int]]:
     """The outcomes kept under these rules (None: none), and the indexes of the segments
