@@ -10,8 +10,8 @@ weighted by how strong a sign of taste the event is: a purchase outweighs a view
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from types import MappingProxyType
-from typing import Any
 
 from app.events.clock import Clock
 from app.events.model import Event
@@ -25,6 +25,7 @@ MAX_ORDER_ITEMS = 20  # bounds a purchase's pairs (n·(n-1)/2)
 OWN = MappingProxyType({"product_view": 1.0, "add_to_cart": 2.0, "purchase": 3.0})
 WITH_VIEWS = MappingProxyType({"product_view": 1.0, "add_to_cart": 2.0, "purchase": 2.0})
 CO_BOUGHT = 3.0
+BY_TIME = attrgetter("ts_ms")
 
 
 def primary_segment(profile: Profile | None) -> str | None:
@@ -46,7 +47,8 @@ def gather(
     relevant = [e for e in events if e.type in OWN]
     if not relevant:
         return 0
-    relevant.sort(key=lambda e: e.ts_ms)
+    if len(relevant) > 1:  # (usually one: a request's events are spread over readers)
+        relevant.sort(key=BY_TIME)
     views = _earlier_views(before)  # (ts, sku), oldest first
     segment = primary_segment(after)
     pairs, items, segments = into.pairs, into.items, into.segments
@@ -99,18 +101,12 @@ def _earlier_views(profile: Profile | None) -> list[tuple[str, str]]:
     `PARTNERS` can pair with anything)."""
     views: list[tuple[str, str]] = []
     for view in ((profile or {}).get("recent_views") or [])[:PARTNERS]:
-        ts, sku = _fields(view)
-        if ts is not None and sku is not None:
-            views.append((ts, sku))
+        if isinstance(view, dict):
+            ts, sku = view.get("ts"), view.get("sku")
+            if isinstance(ts, str) and isinstance(sku, str):
+                views.append((ts, sku))
     views.reverse()
     return views
-
-
-def _fields(view: Any) -> tuple[str | None, str | None]:
-    if not isinstance(view, dict):
-        return None, None
-    ts, sku = view.get("ts"), view.get("sku")
-    return (ts if isinstance(ts, str) else None), (sku if isinstance(sku, str) else None)
 
 
 def _partners(views: list[tuple[str, str]], ts: str, since: str) -> list[str]:
