@@ -90,7 +90,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -1135,7 +1135,7 @@ def latency(
 ) -> Latency:
     tokens = Tokens((Secret(SECRET_KEY),))
     post, poll = Client(a.port), Client(b.port)
-    took, polls, late = [], [], 0
+    timed = _Trials()
 
     def feed(user: str) -> str:
         return f"/v1/feeds/{FEED}?{urlencode({'t': tokens.sign('feed', user, FEED)})}"
@@ -1179,18 +1179,11 @@ def latency(
             arrived = time.perf_counter()
             if answer.status != 202 or orjson.loads(answer.body).get("accepted") != 1:
                 raise BenchError(f"latency: the event answered {answer.status}: {answer.body!r}")
-            shown = functools.partial(_shows, poll, path, sku)
-            ms, n, missed = _until(shown, arrived)
-            took.append(ms)
-            polls.append(n)
-            late += missed
+            timed.until(functools.partial(_shows, poll, path, sku), arrived)
     finally:
         post.close()
         poll.close()
-    return Latency(
-        trials, _percentile(took, 0.5), _percentile(took, 0.99), max(took),
-        statistics.fmean(polls), late,
-    )  # fmt: skip
+    return timed.latency()
 
 
 def _shows(poll: Client, path: str, sku: str) -> bool:
@@ -1198,18 +1191,33 @@ def _shows(poll: Client, path: str, sku: str) -> bool:
     return bool(answer.status == 200 and sku.encode() in answer.body)
 
 
-def _until(seen: Callable[[], bool], arrived: float) -> tuple[float, int, bool]:
-    """Poll `seen` until it is true, or POLL_TIMEOUT_S after `arrived`: the ms it took
-    (the timeout's when late), the polls, and whether it was late."""
-    n = 0
-    while True:
-        shown = seen()
-        n += 1
-        now = time.perf_counter()
-        if shown:
-            return (now - arrived) * 1000, n, False
-        if now - arrived > POLL_TIMEOUT_S:
-            return POLL_TIMEOUT_S * 1000, n, True
+@dataclass
+class _Trials:
+    """The trials of a latency test, as they are timed."""
+
+    took: list[float] = field(default_factory=list)  # ms (POLL_TIMEOUT_S's when late)
+    polls: list[int] = field(default_factory=list)
+    late: int = 0
+
+    def until(self, seen: Callable[[], bool], arrived: float) -> None:
+        """Poll `seen` until it is true, or POLL_TIMEOUT_S after `arrived`."""
+        n = 0
+        while True:
+            shown = seen()
+            n += 1
+            now = time.perf_counter()
+            if shown or now - arrived > POLL_TIMEOUT_S:
+                self.took.append((now - arrived) * 1000 if shown else POLL_TIMEOUT_S * 1000)
+                self.polls.append(n)
+                self.late += not shown
+                return
+
+    def latency(self) -> Latency:
+        took = self.took
+        return Latency(
+            len(took), _percentile(took, 0.5), _percentile(took, 0.99), max(took),
+            statistics.fmean(self.polls), self.late,
+        )  # fmt: skip
 
 
 def segment_latency(a: Server, b: Server, trials: int, products: list[dict[str, Any]]) -> Latency:
@@ -1218,7 +1226,7 @@ def segment_latency(a: Server, b: Server, trials: int, products: list[dict[str, 
     default rules' "same sku viewed 3+ times in 24 h"), timed from A's 202."""
     post, poll = Client(a.port), Client(b.port)
     auth = {"Authorization": f"Bearer {API_KEY}"}
-    took, polls, late = [], [], 0
+    timed = _Trials()
 
     def view(user: str, sku: str, n: int) -> None:
         event = {
@@ -1253,17 +1261,11 @@ def segment_latency(a: Server, b: Server, trials: int, products: list[dict[str, 
                 raise BenchError("segments: browsing_intent after two views")
             view(user, sku, 3)
             arrived = time.perf_counter()
-            ms, n, missed = _until(functools.partial(entered, user), arrived)
-            took.append(ms)
-            polls.append(n)
-            late += missed
+            timed.until(functools.partial(entered, user), arrived)
     finally:
         post.close()
         poll.close()
-    return Latency(
-        trials, _percentile(took, 0.5), _percentile(took, 0.99), max(took),
-        statistics.fmean(polls), late,
-    )  # fmt: skip
+    return timed.latency()
 
 
 # --- the whole bench --------------------------------------------------------------------

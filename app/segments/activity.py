@@ -110,6 +110,12 @@ def _roots(rule: Rule) -> Iterable[str]:
         yield from _roots(rule.rule)
 
 
+def had_events(profile: Mapping[str, Any] | None) -> bool:
+    """Whether events were applied to the profile (its activity, if kept for other rules
+    or not at all, must then be rebuilt from the kept history)."""
+    return bool(profile and profile.get("counters"))
+
+
 def kept(profile: Mapping[str, Any] | None, needs: Needs) -> dict[str, Any] | None:
     """The profile's activity if it was kept for these needs, else None."""
     activity = (profile or {}).get(FIELD)
@@ -179,7 +185,7 @@ def from_history(docs: Iterable[Mapping[str, Any]], needs: Needs, now_ms: int) -
     return recorded(None, events, needs, now_ms)
 
 
-def timeline(activity: Mapping[str, Any], needs: Needs) -> Timeline:
+def timeline(activity: Mapping[str, Any]) -> Timeline:
     """The activity as the evaluator reads it (its columns, not copied)."""
     events = activity.get("e", {})
     return Timeline({kind: columns["t"] for kind, columns in events.items()}, events, None)

@@ -34,7 +34,6 @@ CHECK_EVERY_S = 1.0
 # event or due time records them instead.
 MAX_NOTICED = 10_000
 MEMO_KEY = "segments"
-NONE = Segments(None, ())
 
 
 def load_rules_file(path: Path) -> RuleSet:
@@ -105,9 +104,7 @@ class Segmenter:
         """Whether the profile's kept activity was kept for other rules (or none was kept
         for a reader with events): it must be rebuilt from the kept history."""
         self.current()
-        if profile is None or activity.kept(profile, self.needs) is not None:
-            return False
-        return bool(profile.get("counters"))
+        return activity.kept(profile, self.needs) is None and activity.had_events(profile)
 
     def step(
         self,
@@ -129,7 +126,7 @@ class Segmenter:
         have changed since its last evaluation without ingest seeing it: a PUT)."""
         rules, needs = self.current(), self.needs
         kept = activity.kept(before, needs)
-        if kept is None and history is None and before and before.get("counters"):
+        if kept is None and history is None and activity.had_events(before):
             raise NeedsHistory
         prior: list[list[Any]] | None = None
         rerun: set[int] = set()
@@ -141,7 +138,7 @@ class Segmenter:
                 # (a page view): `after` keeps `before`'s activity and segments.
                 return None
         new = activity.recorded(kept, events, needs, now_ms)
-        line = activity.timeline(new, needs)
+        line = activity.timeline(new)
         found, due, outcomes = reassess(rules, self.fast, after, line, now_ms, prior, rerun)
         new["r"] = [needs.rules_stamp, *outcomes]
         if due is None:
@@ -151,8 +148,9 @@ class Segmenter:
         after[activity.FIELD] = new
         old = after.get("segments")
         old_all = tuple(old.get("all") or ()) if isinstance(old, dict) else None
-        same = isinstance(old, dict) and old_all == found.all
-        if not same or old.get("primary") != found.primary:  # type: ignore[union-attr]
+        if not (isinstance(old, dict) and old_all == found.all) or (
+            old.get("primary") != found.primary
+        ):
             after["segments"] = found.as_dict()
         # The due-time index is told of an earlier time only: one later than it holds
         # costs a sweep that finds nothing and records the new one, where telling it on
@@ -178,10 +176,10 @@ class Segmenter:
             if found is not None and found[0] is rules and now < found[1]:
                 return found[2]  # type: ignore[no-any-return]
         kept = activity.kept(profile, needs)
-        if kept is None and profile.get("counters"):
+        if kept is None and activity.had_events(profile):
             self.notice(user_id)
             return profile
-        line = activity.timeline(kept or {}, needs)
+        line = activity.timeline(kept or {})
         segments, due, _ = reassess(rules, self.fast, profile, line, now)
         stored = profile.get("segments")
         shown = segments.as_dict()
@@ -203,7 +201,7 @@ class Segmenter:
         rules = self.current()
         if profile is not None and not self.stale(profile):
             kept = activity.kept(profile, self.needs) or {}
-            line = activity.timeline(kept, self.needs)
+            line = activity.timeline(kept)
             return reassess(rules, self.fast, profile, line, _now_ms())[0]
         history = await self._timeline(user_id, rules)
         return reassess(rules, self.fast, profile or {}, history, _now_ms())[0]

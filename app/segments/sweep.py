@@ -21,7 +21,7 @@ from app.errors import StoreUnavailable
 from app.events.privacy import ReaderHashes
 from app.metrics import Metrics
 from app.profiles.cache import CachedProfiles
-from app.segments.service import Segmenter
+from app.segments.service import NeedsHistory, Segmenter
 from app.stores.protocols import (
     EventStore,
     ReaderAsk,
@@ -123,10 +123,13 @@ class Sweep:
                 changes.append(SegmentChange(reader, (), None))
                 self._outcomes["gone"].inc()
                 continue
-            history = await self._events.history(reader) if segments.stale(profile) else None
             after = dict(profile)
             # Every rule runs: the sweep's readers may have changed outside ingest.
-            segments.step(reader, profile, after, (), now_ms, history, reuse=False)
+            try:
+                segments.step(reader, profile, after, (), now_ms, reuse=False)
+            except NeedsHistory:  # rules changed since: rebuilt from history
+                history = await self._events.history(reader)
+                segments.step(reader, profile, after, (), now_ms, history, reuse=False)
             found = after["segments"]["all"]
             due = after["activity"].get("due")
             changes.append(SegmentChange(reader, tuple(found), due))
