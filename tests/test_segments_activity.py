@@ -113,6 +113,30 @@ def test_an_activity_rebuilt_from_history_equals_one_grown_event_by_event() -> N
     assert rebuilt["e"] == grown["e"]
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_one_event_kept_alone_equals_it_kept_among_others(seed: int) -> None:
+    """The one-event path (a reader's one event in a request) keeps what the general one
+    does: in and out of order, past the window, past MAX_KEPT, with columns missing."""
+    rng = random.Random(seed)
+    needs = Needs.of(RULES)
+    at = NOW - 3 * DAY
+    kept: dict[str, Any] | None = None
+    for i in range(3 * MAX_KEPT):
+        at += DAY if rng.random() < 0.003 else rng.choice([1, 1_000, 60_000])
+        event = _event(rng, at - rng.choice([0, 0, 0, 5_000]))  # some out of order
+        if rng.random() < 0.6:  # enough views in a day to pass MAX_KEPT
+            event = ("product_view", event[1], {"sku": f"S{rng.randrange(3)}"})
+        if kept is not None and rng.random() < 0.05:  # a column lost (a hand-edited profile)
+            for columns in kept["e"].values():
+                columns.pop("sku", None)
+        if kept is not None:
+            kept["r"], kept["due"] = ["x", [True, None]], at + i
+        alone = activity.recorded(kept, [event], needs, at)
+        among = activity.recorded(kept, iter([event]), needs, at)  # (not a list: the general path)
+        assert alone == among, (seed, i)
+        kept = alone
+
+
 def test_each_type_keeps_its_window_at_most_max_kept_and_always_its_newest() -> None:
     needs = Needs.of(RULES)
     views = [("product_view", NOW - 2 * DAY + i * 1_000, {"sku": "S1"}) for i in range(50)]

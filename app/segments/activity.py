@@ -136,6 +136,10 @@ def recorded(
     property the rules read."""
     before = activity.get("e", {}) if activity else {}
     types = needs.types
+    if activity and type(events) is list and len(events) == 1:
+        out = _appended(before, events[0], types, now_ms)
+        if out is not None:
+            return _carried(activity, {"v": needs.stamp, "e": out})
     grown: dict[str, dict[str, list[Any]]] = {}
     unordered: set[str] = set()
     for kind, ms, props in events:
@@ -167,10 +171,50 @@ def recorded(
         start = bisect_left(times, now_ms - window) if window else len(times) - 1
         start = min(max(start, len(times) - MAX_KEPT), len(times) - 1)
         out[kind] = {n: c[start:] for n, c in columns.items()} if start else columns
-    result: dict[str, Any] = {"v": needs.stamp, "e": out}
-    for carried in ("due", "indexed", "r"):
-        if activity and activity.get(carried) is not None:
-            result[carried] = activity[carried]
+    return _carried(activity, {"v": needs.stamp, "e": out})
+
+
+def _appended(
+    before: Mapping[str, Any],
+    event: tuple[str, int, Mapping[str, Any]],
+    types: Mapping[str, tuple[int, tuple[str, ...]]],
+    now_ms: int,
+) -> dict[str, Any] | None:
+    """`recorded`'s events for one event no older than its type's newest (the usual
+    case: a reader's one event in a request), or None when it is not that case."""
+    kind, ms, props = event
+    need = types.get(kind)
+    if need is None:
+        return {k: v for k, v in before.items() if k in types}
+    old = before.get(kind)
+    if not isinstance(old, dict):
+        return None
+    times = old.get("t")
+    window, names = need
+    if not times or ms < times[-1]:
+        return None
+    for name in names:
+        column = old.get(name)
+        if column is None or len(column) != len(times):
+            return None
+    # As `recorded` trims: the window's events, at most MAX_KEPT, always the newest.
+    n = len(times) + 1
+    start = bisect_left(times, now_ms - window) if window else n - 1
+    start = min(max(start, n - MAX_KEPT), n - 1)
+    columns = {"t": [*times[start:], ms]}
+    for name in names:
+        columns[name] = [*old[name][start:], _prop(props.get(name))]
+    out = {k: v for k, v in before.items() if k in types and k != kind}
+    out[kind] = columns
+    return out
+
+
+def _carried(activity: Mapping[str, Any] | None, result: dict[str, Any]) -> dict[str, Any]:
+    """`result` with `activity`'s due time, indexed time and outcomes carried over."""
+    if activity:
+        for carried in ("due", "indexed", "r"):
+            if activity.get(carried) is not None:
+                result[carried] = activity[carried]
     return result
 
 
@@ -194,5 +238,3 @@ def timeline(activity: Mapping[str, Any]) -> Timeline:
 def _prop(value: Any) -> Any:
     # Only plain values: a rule compares or sums them; anything else reads as missing.
     return value if isinstance(value, str | int | float) else None
-
-

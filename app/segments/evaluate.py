@@ -40,9 +40,9 @@ CONSENT = MappingProxyType({"personalization": personalized, "tracking": tracked
 Doc = Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Segments:
-    """The segments a reader is in, highest priority first; `primary` is the first."""
+class Segments(NamedTuple):
+    """The segments a reader is in, highest priority first; `primary` is the first.
+    (Tuples: one is made on every event, and a frozen dataclass costs ~4 times more.)"""
 
     primary: str | None
     all: tuple[str, ...]
@@ -70,24 +70,23 @@ class Explanation:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Timeline:
+class Timeline(NamedTuple):
     """A history read once: per event type, times ascending (UTC ms) and properties."""
 
     times: Mapping[str, list[int]]
     # Per type: the events' properties in time order, or (a profile's kept activity)
     # one column per property the rules read.
     props: Mapping[str, list[dict[str, Any]] | Mapping[str, list[Any]]]
+    first_ms: int | None
 
     def column(self, kind: str, name: str) -> Sequence[Any]:
         """The values of property `name` of the events of `kind`, in time order."""
         found = self.props.get(kind)
         if found is None:
             return ()
-        if isinstance(found, Mapping):
+        if type(found) is dict or isinstance(found, Mapping):  # (an ABC's check is slow)
             return found.get(name) or [None] * len(self.times.get(kind, ()))
         return [p.get(name) for p in found]
-    first_ms: int | None
 
 
 def timeline(history: Sequence[Doc], types: frozenset[str] | None = None) -> Timeline:
