@@ -28,6 +28,9 @@ class Reason(enum.StrEnum):
     INVALID_DATA = "invalid-data"  # the stored data does not have the expected shape
     NO_CONSENT = "no-consent"
     MISSING_DATA = "missing-data"  # the profile or catalog lacks what is shown
+    # renders only, for one field or cart line (the block still shows):
+    TOO_LONG = "too-long"  # a reader field longer than the schema allows, cut to fit
+    MISSING_PRODUCT = "missing-product"  # a cart line whose product the catalog lacks
     # live images only:
     INVALID_PARAMS = "invalid-params"  # the token's parameters are invalid or above limits
     UNSUPPORTED_TEXT = "unsupported-text"  # the image's font has no glyphs for the text

@@ -13,6 +13,7 @@ import pytest
 from app.fallbacks import Fallback, Reason
 from app.reader import DisplayItem, ReaderData, money, personalized, tracked
 from app.reader.catalog import Catalog
+from app.reader.formats import Formats
 from app.stores.memory import MemoryCatalog
 
 PRODUCTS: list[dict[str, Any]] = [
@@ -81,7 +82,8 @@ async def test_cart_lines_are_joined_with_the_catalog_with_line_totals(reader):
 
 
 async def test_a_cart_line_keeps_its_own_fields_over_the_catalogs(reader):
-    # The price the reader put in the cart at, and a product gone from the catalog.
+    # The price the reader put in the cart at; products gone from the catalog are left
+    # out (a line's own title and price alone would sell what the shop no longer has).
     profile = {
         "cart": [
             {"sku": "LAMP", "price": 35.0, "currency": "EUR"},
@@ -89,12 +91,20 @@ async def test_a_cart_line_keeps_its_own_fields_over_the_catalogs(reader):
             {"sku": "GHOST"},
         ]
     }
-    lamp, gone, ghost = await reader.cart(profile, 10, deadline())
+    [lamp] = await reader.cart(profile, 10, deadline())
     assert (lamp["title"], lamp["price_display"], lamp["qty"]) == ("Brass lamp", "€35.00", 1)
     assert lamp["line_total_display"] == "€35.00"
-    assert (gone["title"], gone["line_total_display"]) == ("Old stool", "£20.00")
-    assert ghost["title"] == "" and ghost["price"] is None and ghost["price_display"] == ""
-    assert "line_total_display" not in ghost
+    lines = await reader.cart_lines(profile, 10, deadline())
+    assert lines.items == [lamp] and lines.missing == ["GONE", "GHOST"]
+
+
+async def test_cart_prices_are_written_in_the_language_asked(reader):
+    profile = {"cart": [{"sku": "LAMP", "price": 1234.5, "qty": 2}]}
+    [german] = await reader.cart(profile, 10, deadline(), Formats("de-DE"))
+    shown = (german["price_display"], german["line_total_display"])
+    assert shown == ("1.234,50\xa0€", "2.469,00\xa0€")
+    [english] = await reader.cart(profile, 10, deadline())
+    assert english["price_display"] == "€1,234.50"
 
 
 async def test_the_cart_is_cut_at_the_limit_in_order(reader):
@@ -184,7 +194,7 @@ async def test_the_same_product_is_the_same_display_item_for_every_reader(reader
         assert mine is theirs
         assert mine.share_key == theirs.share_key
     lamp = ada[0]
-    assert lamp.share_key == ("LAMP", "personal", catalog.version("LAMP"))
+    assert lamp.share_key == ("LAMP", "personal", catalog.version("LAMP"), "en")
     assert catalog.version("LAMP") > 0
 
 
@@ -209,7 +219,7 @@ async def test_a_reloaded_product_is_a_new_item_with_a_new_share_key(reader, cat
     [after] = await reader.recommendations(profile, 1, deadline())
     assert after is not before
     assert after.share_key != before.share_key
-    assert after.share_key == ("LAMP", "personal", catalog.version("LAMP"))
+    assert after.share_key == ("LAMP", "personal", catalog.version("LAMP"), "en")
     assert (after["title"], after["price_display"]) == ("Copper lamp", "€45.00")
     assert (before["title"], before["price_display"]) == ("Brass lamp", "€39.00")
 
@@ -301,9 +311,9 @@ def test_tracked(profile: dict[str, Any], expected: bool):
         (19.99, "GBP", "£19.99"),
         (4500, "JPY", "¥4,500"),
         (1234.5, "JPY", "¥1,234"),
-        (12, "CHF", "CHF 12.00"),
-        (39, "SEK", "39.00 SEK"),
-        (1500.5, "XYZ", "1,500.50 XYZ"),
+        (12, "CHF", "CHF\xa012.00"),
+        (39, "SEK", "SEK\xa039.00"),
+        (1500.5, "XYZ", "XYZ\xa01,500.50"),
         (39, None, "39.00"),
         (0, "EUR", "€0.00"),
     ],

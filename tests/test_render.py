@@ -37,7 +37,9 @@ NO_PROFILE = "(no profile)"
 # Template or MJML syntax that must never reach a reader.
 LEFTOVERS = re.compile(r"\{\{|\{%|\{#|kjx|kjs\d|<mj-|</mj-")
 AMP_LEFTOVERS = re.compile(r"\{%|\{#-|-#\}|kjx|kjs\d|<mj-|</mj-")  # amp-mustache keeps {{ }}
-AMP_START = re.compile(r"<!doctype html>\s*<html ⚡4email data-css-strict>")
+AMP_START = re.compile(
+    r'<!doctype html>\s*<html ⚡4email data-css-strict lang="[A-Za-z0-9-]+"( dir="rtl")?>'
+)
 VALIDATOR_MISSING = (
     "the official AMP validator is not installed: run `bash .ci/amp-validator` "
     "(the project's test command, .ci/test, installs it)"
@@ -556,11 +558,11 @@ def test_reader_data_a_template_does_not_read_is_not_looked_up(engine):
     assert {"cart", "recommendations"} <= engine.renderer.compiled("abandoned_cart").reads
 
 
-def test_html_pages_keep_a_language_from_the_profile(engine):
+def test_html_pages_are_in_the_templates_language_not_the_readers(engine):
     result = engine.render("welcome", "reader-l", {"first_name": "Lin", "locale": "de-AT"})
     assert result.html is not None
     head = result.html[: result.html.lower().find("<head")]
-    assert 'lang="de-AT"' in head
+    assert 'lang="en"' in head and "de-AT" not in result.html
 
 
 def test_render_result_body_is_the_api_shape(engine):

@@ -75,7 +75,7 @@ def test_render_formats_agree_with_the_json(cli_env, capsysbinary):
         assert out == doc[fmt], fmt
     assert run(capsysbinary, "render", "abandoned_cart", "--user", "ada", "--format", "amp")[
         1
-    ].startswith("<!doctype html>\n<html ⚡4email data-css-strict>")
+    ].startswith("<!doctype html>\n<html ⚡4email data-css-strict lang=\"en\">")
 
     code, out, err = run_bytes(
         capsysbinary, "render", "abandoned_cart", "--user", "ada", "--format", "mime"

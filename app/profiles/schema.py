@@ -34,6 +34,16 @@ HIDDEN = frozenset({"activity"})
 READ_ONLY = frozenset({"segments", "updated_at", "user_id"}) | LIVE_FIELDS | HIDDEN
 
 Profile = dict[str, Any]
+Check = Callable[[str, Any], Any]
+
+# The longest each text field may be, in characters: the profiles API refuses a longer
+# one; a render cuts it to fit instead (app/profiles/fit.py).
+MAX_CHARS: Mapping[str, int] = MappingProxyType(
+    {"first_name": 100, "last_name": 100, "tier": 32, "email": 254, "locale": 35, "timezone": 64}
+)
+CART_MAX_CHARS: Mapping[str, int] = MappingProxyType(
+    {"sku": 64, "title": 200, "currency": 3, "image_url": 2048, "url": 2048}
+)
 
 
 def check_user_id(user_id: str) -> str:
@@ -94,21 +104,21 @@ def _bool(field: str, value: Any) -> bool:
 
 
 def _url(field: str, value: Any) -> str:
-    text = _str(2048)(field, value)
+    text = _str(CART_MAX_CHARS["url"])(field, value)
     if not re.match(r"https?://[^\s/]", text, re.IGNORECASE):
         raise _fail(field, "must be an absolute http(s) URL")
     return text
 
 
 def _email(field: str, value: Any) -> str:
-    text = _str(254)(field, value)
+    text = _str(MAX_CHARS["email"])(field, value)
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
         raise _fail(field, "must be an email address")
     return text
 
 
 def _timezone(field: str, value: Any) -> str:
-    text = _str(64)(field, value)
+    text = _str(MAX_CHARS["timezone"])(field, value)
     try:
         ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # 'Europe' is a directory
@@ -179,28 +189,28 @@ def _attributes(field: str, value: Any) -> dict[str, Any]:
     return value
 
 
-CART_ITEM = _object(
+CART_FIELDS: Mapping[str, Check] = MappingProxyType(
     {
-        "sku": _str(64, SKU),
-        "title": _str(200),
+        "sku": _str(CART_MAX_CHARS["sku"], SKU),
+        "title": _str(CART_MAX_CHARS["title"]),
         "price": _number(0, 1e9),
-        "currency": _str(3, CURRENCY),
+        "currency": _str(CART_MAX_CHARS["currency"], CURRENCY),
         "qty": _int(1, 9999),
         "image_url": _url,
         "url": _url,
-    },
-    required=("sku",),
+    }
 )
+CART_ITEM = _object(dict(CART_FIELDS), required=("sku",))
 RECOMMENDATION = _object({"sku": _str(64, SKU), "score": _number(-1e9, 1e9)}, ("sku",))
 
 FIELDS: Mapping[str, Callable[[str, Any], Any]] = MappingProxyType(
     {
-        "first_name": _str(100),
-        "last_name": _str(100),
+        "first_name": _str(MAX_CHARS["first_name"]),
+        "last_name": _str(MAX_CHARS["last_name"]),
         "email": _email,
-        "locale": _str(35, LOCALE),
+        "locale": _str(MAX_CHARS["locale"], LOCALE),
         "timezone": _timezone,
-        "tier": _str(32),
+        "tier": _str(MAX_CHARS["tier"]),
         "loyalty_points": _int(0, 10**12),
         "cart": _list(CART_ITEM),
         "recommendations": _list(RECOMMENDATION),
@@ -210,7 +220,37 @@ FIELDS: Mapping[str, Callable[[str, Any], Any]] = MappingProxyType(
 )
 
 
-def validate_profile(doc: Any) -> Profile:
+def _lenient(check: Check, limit: int) -> Check:
+    """`check`, but a string longer than `limit` is let through as it is: a render
+    cuts it to fit (app/profiles/fit.py) rather than refuse the reader."""
+
+    def lenient(field: str, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            return value
+        return check(field, value)
+
+    return lenient
+
+
+# What a render accepts of a profile sent with it: the same, but too long text.
+RENDER_FIELDS: Mapping[str, Check] = MappingProxyType(
+    {
+        **FIELDS,
+        **{key: _lenient(FIELDS[key], limit) for key, limit in MAX_CHARS.items()},
+        "cart": _list(
+            _object(
+                {
+                    **CART_FIELDS,
+                    **{k: _lenient(CART_FIELDS[k], n) for k, n in CART_MAX_CHARS.items()},
+                },
+                required=("sku",),
+            )
+        ),
+    }
+)
+
+
+def validate_profile(doc: Any, fields: Mapping[str, Check] = FIELDS) -> Profile:
     """A clean copy of a profile document, or `Unprocessable` naming the first bad field."""
     if not isinstance(doc, dict):
         raise Unprocessable("the profile must be a JSON object", code="invalid_body")
@@ -218,7 +258,7 @@ def validate_profile(doc: Any) -> Profile:
     for key, value in doc.items():
         if key in READ_ONLY:
             raise _fail(key, "is computed by Kairos and cannot be written")
-        check = FIELDS.get(key)
+        check = fields.get(key)
         if check is None:
             raise Unprocessable(
                 f"{key}: is not a known field; put CRM-specific fields under 'attributes'",
@@ -257,16 +297,18 @@ def computed_part(profile: Profile) -> Profile:
     return {k: v for k, v in profile.items() if k in READ_ONLY and k != "updated_at"}
 
 
-def inline_profile(doc: Any) -> dict[str, Any]:
+def inline_profile(doc: Any, *, render: bool = False) -> dict[str, Any]:
     """A profile sent with a render: the profile document, plus the computed `segments`
-    an ESP may know."""
+    an ESP may know. With `render`, text longer than the schema allows is kept for the
+    render to cut to fit (and report), not refused."""
     if not isinstance(doc, dict):
         raise Unprocessable("profile: must be an object", field="profile")
     segments = doc.get("segments", [])
     if not isinstance(segments, list) or not all(isinstance(s, str) for s in segments):
         raise Unprocessable("profile.segments: must be a list of strings", field="profile")
     try:
-        clean = validate_profile({k: v for k, v in doc.items() if k != "segments"})
+        fields = RENDER_FIELDS if render else FIELDS
+        clean = validate_profile({k: v for k, v in doc.items() if k != "segments"}, fields)
     except Unprocessable as exc:
         raise Unprocessable(f"profile.{exc.message}", field=f"profile.{exc.field}") from None
     return {**clean, "segments": segments[:100]}

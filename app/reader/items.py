@@ -12,7 +12,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from app.caching import Bounded
-from app.reader.money import money
+from app.reader.formats import Formats
 
 Item = dict[str, Any]
 
@@ -21,7 +21,8 @@ DISPLAY_MEMO_SIZE = 100_000
 
 class DisplayItem(dict[str, Any]):
     """A product as displayed, shared by every reader shown it: never to be changed.
-    `share_key` = (sku, source, catalog version of the product): equal keys, equal items."""
+    `share_key` = (sku, source, catalog version of the product, language): equal keys,
+    equal items."""
 
     __slots__ = ("share_key",)
 
@@ -30,16 +31,18 @@ class DisplayItem(dict[str, Any]):
         self.share_key = share_key
 
 
-def product_item(product: Item) -> Item:
-    """The display fields of a catalog product."""
+def product_item(product: Item, formats: Formats) -> Item:
+    """The display fields of a catalog product, its price as `formats` writes money."""
     price = product.get("price")
     currency = product.get("currency")
+    if price is not None and type(price) not in (int, float):
+        raise TypeError(f"a price must be a number, not {type(price).__name__}")
     return {
         "sku": product["sku"],
         "title": product.get("title", ""),
         "price": price,
         "currency": currency,
-        "price_display": money(price, currency) if price is not None else "",
+        "price_display": formats.money(price, currency) if price is not None else "",
         "image_url": product.get("image_url", ""),
         "url": product.get("url", ""),
         "category": product.get("category", ""),
@@ -52,12 +55,12 @@ class DisplayItems:
     def __init__(self, size: int = DISPLAY_MEMO_SIZE) -> None:
         self._items: Bounded[Hashable, DisplayItem] = Bounded(size)
 
-    def get(self, product: Item, source: str, version: float) -> DisplayItem:
+    def get(self, product: Item, source: str, version: float, formats: Formats) -> DisplayItem:
         """The display item of `product` (at catalog `version`) from `source`
-        ("personal" or "popular")."""
-        key = (product.get("sku"), source, version)
+        ("personal" or "popular"), in the language of `formats`."""
+        key = (product.get("sku"), source, version, formats.language)
         item = self._items.get(key)
         if item is None:
-            item = DisplayItem({**product_item(product), "source": source}, key)
+            item = DisplayItem({**product_item(product, formats), "source": source}, key)
             self._items.put(key, item)
         return item

@@ -1,19 +1,16 @@
-"""Money for display."""
+"""Money for display where no template's language applies (live images): English CLDR
+formats, through Babel. A render formats money by its template's language
+(`app/reader/formats.py`)."""
 
 from __future__ import annotations
 
-from types import MappingProxyType
+from babel.numbers import format_currency, format_decimal
 
-CURRENCY_SYMBOLS = MappingProxyType(
-    {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CHF": "CHF "}
-)
+from app.reader.formats import DEFAULT_LANGUAGE, LETTER_DIGIT, PLAIN_MONEY
 
 
 def money(amount: float, currency: str | None) -> str:
-    """A price for display, e.g. '€39.00'; unknown currencies as '39.00 XYZ'."""
+    """A price for display, e.g. '€39.00', '¥1,200'; without a currency, '1,234.50'."""
     if currency is None:
-        return f"{amount:,.2f}"
-    symbol = CURRENCY_SYMBOLS.get(currency)
-    if symbol is None:
-        return f"{amount:,.2f} {currency}"
-    return f"{symbol}{amount:,.0f}" if currency == "JPY" else f"{symbol}{amount:,.2f}"
+        return format_decimal(amount, PLAIN_MONEY, locale=DEFAULT_LANGUAGE)
+    return LETTER_DIGIT.sub("\xa0", format_currency(amount, currency, locale=DEFAULT_LANGUAGE))

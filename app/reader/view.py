@@ -9,11 +9,13 @@ wrong shape (a cart that is not a list) raises `Fallback(Reason.INVALID_DATA)`.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from app.fallbacks import Fallback, Reason
 from app.reader.catalog import Catalog
 from app.reader.consent import personalized
+from app.reader.formats import Formats
 from app.reader.items import DisplayItem, DisplayItems, Item, product_item
-from app.reader.money import money
 from app.recs.recommender import Ranked, Recommender
 from app.stores.protocols import Product, Profile
 
@@ -21,9 +23,18 @@ from app.stores.protocols import Product, Profile
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
 
+class Cart(NamedTuple):
+    """A reader's cart lines as shown, and the skus of the lines left out because the
+    catalog no longer has their product."""
+
+    items: list[Item]
+    missing: list[str]
+
+
 class ReaderData:
     """Built once per app over the cached catalog and the recommender (without one: the
-    reader's stored picks only); holds the shared display items."""
+    reader's stored picks only); holds the shared display items. Prices are written as
+    `formats` says (a render passes its template's), else in English."""
 
     def __init__(
         self,
@@ -34,26 +45,44 @@ class ReaderData:
         self.catalog = catalog
         self._display = display or DisplayItems()
         self.recommender = recommender or Recommender()
+        self.formats = Formats()
 
-    async def cart(self, profile: Profile, limit: int, deadline: float) -> list[Item]:
-        """The first `limit` cart lines, completed from the catalog, with line totals."""
+    async def cart(
+        self, profile: Profile, limit: int, deadline: float, formats: Formats | None = None
+    ) -> list[Item]:
+        """The first `limit` cart lines whose product the catalog has, completed from
+        it, with line totals."""
+        return (await self.cart_lines(profile, limit, deadline, formats)).items
+
+    async def cart_lines(
+        self, profile: Profile, limit: int, deadline: float, formats: Formats | None = None
+    ) -> Cart:
+        """`cart()`, and the skus of the lines among the first `limit` whose product
+        the catalog no longer has: those are left out, never shown from the line's
+        own fields alone."""
+        formats = formats or self.formats
         try:
             lines = (profile.get("cart") or [])[:limit]
             products = await self.catalog.products([line["sku"] for line in lines], deadline)
-            items = []
+            items, missing = [], []
             for line in lines:
-                item = product_item({**products.get(line["sku"], {}), **line})
+                product = products.get(line["sku"])
+                if product is None:
+                    missing.append(str(line["sku"]))
+                    continue
+                item = product_item({**product, **line}, formats)
                 qty = int(line.get("qty", 1))
                 item["qty"] = qty
                 if item["price"] is not None:
-                    item["line_total_display"] = money(item["price"] * qty, item["currency"])
+                    total = item["price"] * qty
+                    item["line_total_display"] = formats.money(total, item["currency"])
                 items.append(item)
-            return items
+            return Cart(items, missing)
         except SHAPE_ERRORS as exc:
             raise _invalid("cart", exc) from exc
 
     async def recommendations(
-        self, profile: Profile, limit: int, deadline: float
+        self, profile: Profile, limit: int, deadline: float, formats: Formats | None = None
     ) -> list[DisplayItem]:
         """Up to `limit` products, each with its `source`: the recommender's ranking
         (`personal`, `related`, `recent`, `model`; none for a reader who declined
@@ -62,12 +91,12 @@ class ReaderData:
         purchases the profile keeps), nor one the catalog marks `"in_stock": false` or
         `"hidden": true`. `TimeoutError` past `deadline` (a `loop.time()`)."""
         try:
-            return await self._recommendations(profile, limit, deadline)
+            return await self._recommendations(profile, limit, deadline, formats or self.formats)
         except SHAPE_ERRORS as exc:
             raise _invalid("recommendations", exc) from exc
 
     async def _recommendations(
-        self, profile: Profile, limit: int, deadline: float
+        self, profile: Profile, limit: int, deadline: float, formats: Formats
     ) -> list[DisplayItem]:
         owned = {line["sku"] for line in profile.get("cart") or []} | _bought(profile)
         items: list[DisplayItem] = []
@@ -75,18 +104,26 @@ class ReaderData:
         if personalized(profile):
             recommender = self.recommender
             ranked = await recommender.personal(profile, deadline)
-            await self._take(items, ranked, seen, limit, deadline)
+            await self._take(items, ranked, seen, limit, deadline, formats)
             if len(items) < limit:
-                segment = await recommender.segment_popular(profile, deadline)
-                await self._take(items, [(s, "segment") for s in segment], seen, limit, deadline)
+                segment = [
+                    (s, "segment") for s in await recommender.segment_popular(profile, deadline)
+                ]
+                await self._take(items, segment, seen, limit, deadline, formats)
         if len(items) < limit:
             # More than needed: some may be out of stock or hidden.
             popular = await self.catalog.popular(2 * limit + len(seen), deadline)
-            self._offer(items, [(p, "popular") for p in popular], seen, limit)
+            self._offer(items, [(p, "popular") for p in popular], seen, limit, formats)
         return items
 
     async def _take(
-        self, items: list[DisplayItem], ranked: Ranked, seen: set[str], limit: int, deadline: float
+        self,
+        items: list[DisplayItem],
+        ranked: Ranked,
+        seen: set[str],
+        limit: int,
+        deadline: float,
+        formats: Formats,
     ) -> None:
         """Add the offered products of `ranked` not `seen` until there are `limit` items,
         reading the catalog a few more at a time than are missing."""
@@ -97,7 +134,7 @@ class ReaderData:
             start += len(chunk)
             products = await self.catalog.products([sku for sku, _ in chunk], deadline)
             found = [(products[sku], source) for sku, source in chunk if sku in products]
-            self._offer(items, found, seen, limit)
+            self._offer(items, found, seen, limit, formats)
 
     def _offer(
         self,
@@ -105,13 +142,14 @@ class ReaderData:
         products: list[tuple[Product, str]],
         seen: set[str],
         limit: int,
+        formats: Formats,
     ) -> None:
         catalog, display = self.catalog, self._display
         for product, source in products:
             sku = str(product["sku"])
             if len(items) < limit and sku not in seen and offered(product):
                 seen.add(sku)
-                items.append(display.get(product, source, catalog.version(sku)))
+                items.append(display.get(product, source, catalog.version(sku), formats))
 
 
 def offered(product: dict[str, object]) -> bool:

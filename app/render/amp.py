@@ -49,8 +49,11 @@ class AmpSource:
     tail: str
 
 
-def document(source: TemplateSource, used: tuple[Block, ...], base_css: str) -> AmpSource | None:
-    """The AMP document's Jinja source, or None when no block has an AMP part."""
+def document(
+    source: TemplateSource, used: tuple[Block, ...], base_css: str, *, rtl: bool = False
+) -> AmpSource | None:
+    """The AMP document's Jinja source, or None when no block has an AMP part. Its
+    `<html lang>` is the template's language; `rtl`: the language is right to left."""
     if not any(b.amp or b.fallback_amp for b in used):
         return None
     extensions: dict[str, None] = {}
@@ -94,7 +97,9 @@ def document(source: TemplateSource, used: tuple[Block, ...], base_css: str) -> 
     # The CSS goes in raw so that braces in it are never read as Jinja.
     head = (
         "<!doctype html>\n"
-        "<html ⚡4email data-css-strict>\n<head>\n"
+        f'<html ⚡4email data-css-strict lang="{source.language}"'
+        + (' dir="rtl"' if rtl else "")
+        + ">\n<head>\n"
         '<meta charset="utf-8">\n'
         '<script async src="https://cdn.ampproject.org/v0.js"></script>\n'
         + scripts

@@ -7,7 +7,7 @@ only runs Jinja over the precompiled output.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import css_inline
 import mjml
 from jinja2.sandbox import SandboxedEnvironment
 
+from app.reader.formats import Formats
 from app.render import amp
 from app.render.environments import Environments
 from app.render.jinja import check_part, protect, restore
@@ -43,6 +44,8 @@ class Compiled:
     reads: frozenset[str] = frozenset()
     # The loop bodies its per-reader pieces share, by the number their loops call.
     bodies: tuple[SharedBody, ...] = ()
+    # Money, numbers and dates in the template's language, built once here.
+    formats: Formats = field(default_factory=Formats)
 
 
 def compile_template(
@@ -72,8 +75,9 @@ def compile_template(
 
     params = tuple(use.params if fold else None for use in source.blocks)
     bodies: list[SharedBody] = []  # the template's shared loop bodies (layout.piece)
+    formats = Formats(source.language)
     html = _html_layout(source, used, params, bodies, envs.html, theme_css)
-    amp = _amp_layout(source, used, params, bodies, envs.html, amp_css)
+    amp = _amp_layout(source, used, params, bodies, envs.html, amp_css, rtl=formats.rtl)
     plain = _text_layout(used, params, bodies, envs.text)
     subject = Layout((piece(envs.text, source.subject, template_json),))
     preheader = Layout((piece(envs.text, source.preheader, template_json),))
@@ -90,6 +94,7 @@ def compile_template(
         preheader=preheader,
         reads=frozenset(reads),
         bodies=tuple(bodies),
+        formats=formats,
     )
 
 
@@ -132,11 +137,19 @@ def mjml_document(
         if inline_style:
             head += '<mj-style inline="inline">' + theme_css + "</mj-style>"
     head += guarded(Part(source.folder / "(head)", "<mj-preview>{{ _preheader }}</mj-preview>"))
+    # The template's language, not the reader's: the copy is written in it. Right to
+    # left, columns run from the right and text starts there.
+    rtl = Formats(source.language).rtl
+    direction = '<mj-section direction="rtl"/><mj-column direction="rtl"/>' if rtl else ""
     document = (
-        '<mjml lang="kjxlangx"><mj-head>'
+        f'<mjml lang="{source.language}"'
+        + (' dir="rtl"><mj-head>' if rtl else "><mj-head>")
         + head
         + '<mj-attributes><mj-all font-family="Helvetica, Arial, sans-serif"/>'
-        + '<mj-text font-size="16px" line-height="24px" color="#1f2933"/></mj-attributes>'
+        + '<mj-text font-size="16px" line-height="24px" color="#1f2933"'
+        + (' align="right"/>' if rtl else "/>")
+        + direction
+        + "</mj-attributes>"
         + '</mj-head><mj-body background-color="#f4f5f7" width="600px">'
         + "".join(body)
         + pixel
@@ -188,7 +201,6 @@ def _html_layout(
 ) -> Layout:
     document, tags, owners = mjml_document(source, used, theme_css)
     compiled = ascii_html(mrml_html(document, theme_css, source.folder))
-    compiled = compiled.replace("kjxlangx", "{{ locale }}")
     restored, seen = restore(compiled, tags)
     lost = [i for i in range(len(tags)) if i not in seen]
     if lost:
@@ -248,8 +260,10 @@ def _amp_layout(
     bodies: list[SharedBody],
     env: SandboxedEnvironment,
     amp_css: str,
+    *,
+    rtl: bool,
 ) -> Layout | None:
-    parts = amp.document(source, used, amp_css)
+    parts = amp.document(source, used, amp_css, rtl=rtl)
     if parts is None:
         return None
     where = source.folder / "(amp)"

@@ -6,7 +6,7 @@ rendered through the shared skeletons (app/render/layout/)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jinja2.exceptions import SecurityError
@@ -14,7 +14,9 @@ from jinja2.exceptions import SecurityError
 from app.fallbacks import Reason
 from app.links import Links, LinkSigner
 from app.metrics import Metrics
+from app.profiles.fit import Cut
 from app.reader import personalized, tracked
+from app.reader.formats import timezone
 from app.render.compiler import Compiled
 from app.render.layout import Fragments, ReaderRender
 from app.render.result import FORMATS, RenderResult, TemplateBroken
@@ -67,9 +69,12 @@ class Engine:
         reason: str | None,
         campaign: str | None,
         formats: tuple[str, ...] = FORMATS,
+        *,
+        cuts: Sequence[Cut] = (),
     ) -> RenderResult:
         """`compiled` for reader `user_id` with `profile` (None: no profile, for
-        `reason`) and `data` (cart lines and recommendations)."""
+        `reason`) and `data` (cart lines, `cart_missing`, recommendations); `cuts`: the
+        profile's fields cut to fit (`app.profiles.fit`), reported with the fallbacks."""
         if compiled.version != self._version:
             # A new version of the templates: what was kept for the last one goes.
             self.fragments.clear()
@@ -93,6 +98,9 @@ class Engine:
             variant=variant if campaign else None,
         )
         locale = profile.get("locale") or "en"
+        zone = timezone(profile.get("timezone"))
+        cart = data["cart"] if personal else []
+        missing = data.get("cart_missing", ()) if personal else ()
         # Missing fields stay undefined, so `{{ first_name | default("there") }}` works.
         ctx: dict[str, Any] = dict(self.globals)
         for key in ("first_name", "last_name", "tier", "loyalty_points"):
@@ -101,8 +109,15 @@ class Engine:
         ctx.update(
             {
                 "locale": locale,
+                # The template's: what its copy is written in, and how money, numbers
+                # and dates are (filters `money`, `number`, `datetime`).
+                "language": compiled.formats.language,
+                "_formats": compiled.formats,
+                "timezone": zone,
                 "attributes": profile.get("attributes") or {},
-                "cart": data["cart"] if personal else [],
+                "cart": cart,
+                # Cart lines left out because the catalog no longer has their product.
+                "cart_missing": len(missing),
                 "recommendations": data["recommendations"],
                 "segments": segments,
                 # The primary segment: the highest priority one (a profile sent with the
@@ -117,7 +132,15 @@ class Engine:
                 "user_id": user_id,
             }
         )
-        modes, params, fallbacks = [], [], []
+        modes, params = [], []
+        fallbacks: list[dict[str, str]] = []
+        for cut in cuts:
+            fallbacks.append({"field": cut.field, "reason": Reason.TOO_LONG, "action": cut.action})
+            # The field without its cart line's number: a bounded set of labels.
+            self.metrics.fallbacks.labels("field", _label(cut.field), Reason.TOO_LONG).inc()
+        for sku in missing:
+            fallbacks.append({"field": "cart", "sku": sku, "reason": Reason.MISSING_PRODUCT})
+            self.metrics.fallbacks.labels("field", "cart", Reason.MISSING_PRODUCT).inc()
         for use, block in zip(source.blocks, compiled.blocks, strict=True):
             mode, why = _mode(block, use.when, ctx, segments, variant, consent, reason)
             modes.append(mode)
@@ -131,6 +154,7 @@ class Engine:
             "variant": variant,
             "campaign": campaign,
             "locale": locale,
+            "timezone": zone,
             "consent": (personal, consent["tracking"]),
             "links": (campaign, consent["tracking"]),
             "segments": tuple(segments),
@@ -204,6 +228,13 @@ def _mode(
             # Which data was missing is named too: "missing-data:cart".
             return "fallback", reason or f"{Reason.MISSING_DATA}:{need}"
     return "main", None
+
+
+def _label(field: str) -> str:
+    """`cart[3].url` as `cart.url`."""
+    if field.startswith("cart["):
+        return "cart" + field[field.index("]") + 1 :]
+    return field
 
 
 def _segments(found: Any) -> list[str]:

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from jinja2 import pass_context
+from jinja2 import pass_context, pass_eval_context
 from jinja2.filters import do_title
+from jinja2.nodes import EvalContext
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
 
 from app.links import Links
-from app.reader import money
+from app.reader.formats import Formats
 from app.render.fill_links import FillLinks
 from app.render.jinja import Methods, environment
 from app.render.layout import SHARED_BODY_FILTER, shared_body
+from app.render.layout.output import html_escape, markup
 
 
 @pass_context
@@ -27,19 +31,64 @@ def _click(context: Any, url: Any) -> str:
     return links.click(url if type(url) is str else str(url))
 
 
-def _money(amount: Any, currency: str | None = None) -> str:
-    return money(float(amount), currency) if amount is not None else ""
+# The filters below format in the template's language: its `Formats`, built when it
+# was compiled, is the render's `_formats` (the same for every reader of the template).
 
 
-def _number(value: Any, decimals: int = 0) -> str:
-    """A number with thousands separators (`12345 | number` is "12,345"); "" for what is
-    not a number."""
-    if isinstance(value, int) and not decimals:
-        return f"{value:,}"
+@pass_context
+def _money(context: Any, amount: Any, currency: str | None = None) -> str:
+    """`12.5 | money("EUR")`: "€12.50" in English, "12,50 €" in German; "" for None."""
+    if amount is None:
+        return ""
+    formats: Formats = context.parent["_formats"]
+    return formats.money(float(amount), currency)
+
+
+@pass_context
+def _number(context: Any, value: Any, decimals: int = 0) -> str:
+    """A number with the language's separators (`12345 | number` is "12,345" in English,
+    "12.345" in German); "" for what is not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return ""
     try:
-        return f"{float(value):,.{int(decimals)}f}"
+        number = float(value) if not isinstance(value, int) else value
+        places = int(decimals)
     except (TypeError, ValueError):
         return ""
+    formats: Formats = context.parent["_formats"]
+    return formats.number(number, places)
+
+
+@pass_context
+def _datetime(context: Any, value: Any) -> str:
+    """An ISO 8601 time (`"2026-12-24T23:59:59Z"`, UTC when it names no offset) in the
+    template's language and the reader's time zone (profile `timezone`, else UTC):
+    "24 December 2026, 23:59 GMT"; "" for what is not a time."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    formats: Formats = context.parent["_formats"]
+    return formats.datetime(moment, context.parent["timezone"])
+
+
+@pass_eval_context
+def _isolate(eval_ctx: EvalContext, value: Any) -> str:
+    """Reader text set apart from the copy around it (`{{ first_name | isolate }}`):
+    in HTML and AMP inside `<bdi>`, so a name in another script (Arabic in an English
+    line) does not reorder the line around it; in text, unchanged."""
+    if value is None or value == "":
+        return ""
+    if not eval_ctx.autoescape:
+        return str(value)
+    if type(value) is not Markup:
+        value = html_escape(str(value))
+    return markup(f"<bdi>{value}</bdi>")
 
 
 def _title(value: Any) -> str:
@@ -54,6 +103,8 @@ def _title(value: Any) -> str:
 FILTERS: Mapping[str, Callable[..., Any]] = MappingProxyType(
     {
         "click": _click,
+        "datetime": _datetime,
+        "isolate": _isolate,
         "money": _money,
         "number": _number,
         "title": _title,

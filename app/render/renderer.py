@@ -9,7 +9,9 @@ from typing import Any
 
 from app.fallbacks import Reason, reason_for
 from app.profiles.cache import CachedProfiles, Lookup
+from app.profiles.fit import Cut, fit
 from app.reader import ReaderData, personalized
+from app.reader.formats import Formats
 from app.render.compiler import Compiled
 from app.render.engine import Engine
 from app.render.registry import TemplateRegistry
@@ -97,8 +99,13 @@ class Renderer:
             profile, reason = lookup.profile, lookup.reason
             if profile is None and reason is None:
                 reason = Reason.MISSING_PROFILE
-        data = await self.data(profile or {}, deadline, compiled.reads)
-        return engine.render(compiled, user_id, profile, data, reason, campaign, formats)
+        cuts: tuple[Cut, ...] = ()
+        if profile is not None:
+            # Too long fields cut before anything reads them (the engine reports them).
+            fitted, cuts = fit(profile)
+            profile = dict(fitted) if cuts else profile
+        data = await self.data(profile or {}, deadline, compiled.reads, compiled.formats)
+        return engine.render(compiled, user_id, profile, data, reason, campaign, formats, cuts=cuts)
 
     def render_data(
         self,
@@ -118,20 +125,31 @@ class Renderer:
         return await self._profiles.now(user_id, self.budget_s)
 
     async def data(
-        self, profile: Profile, deadline: float, reads: frozenset[str] = FEED_DATA
+        self,
+        profile: Profile,
+        deadline: float,
+        reads: frozenset[str] = FEED_DATA,
+        formats: Formats | None = None,
     ) -> dict[str, Any]:
-        """Cart lines and recommendations (those of them the template `reads`), completed
-        from the catalog; empty when they cannot be had (the blocks that need them fall
-        back: the one place a render swaps in fallbacks is the engine's `_mode`)."""
+        """Cart lines (and `cart_missing`: the skus of the lines whose product the
+        catalog no longer has) and recommendations (those of them the template `reads`),
+        completed from the catalog, prices as `formats` writes them; empty when they
+        cannot be had (the blocks that need them fall back: the one place a render
+        swaps in fallbacks is the engine's `_mode`)."""
         if not personalized(profile):
             profile = {}
         reader = self._reader
-        data: dict[str, Any] = {"cart": [], "recommendations": []}
-        for name, read in (("cart", reader.cart), ("recommendations", reader.recommendations)):
+        data: dict[str, Any] = {"cart": [], "cart_missing": [], "recommendations": []}
+        for name in ("cart", "recommendations"):
             if name not in reads:
                 continue
             try:
-                data[name] = await read(profile, GRID_SIZE, deadline)
+                if name == "cart":
+                    data["cart"], data["cart_missing"] = await reader.cart_lines(
+                        profile, GRID_SIZE, deadline, formats
+                    )
+                else:
+                    data[name] = await reader.recommendations(profile, GRID_SIZE, deadline, formats)
             except Exception as exc:  # noqa: BLE001 - the email is complete whatever fails
                 if reason_for(exc) is Reason.ERROR:
                     log.exception("render: reading the reader's %s failed", name)

@@ -22,13 +22,15 @@ from typing import Any
 
 import orjson
 
+from app.reader.formats import DEFAULT_LANGUAGE, LanguageError, parse_language
+
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 CONSENTS = ("personalization", "tracking")
 BLOCK_KEYS = frozenset(
     {"description", "needs", "personal", "feed", "image", "amp_extensions", "params"}
 )
 TEMPLATE_KEYS = frozenset(
-    {"description", "subject", "preheader", "variants", "blocks", "theme", "links"}
+    {"description", "language", "subject", "preheader", "variants", "blocks", "theme", "links"}
 )
 USE_KEYS = frozenset({"block", "when", "params"})
 WHEN_KEYS = frozenset({"segment", "not_segment", "variant", "consent"})
@@ -108,6 +110,8 @@ class TemplateSource:
     theme: dict[str, str]
     links: dict[str, str]
     description: str = ""
+    # The language its copy is written in (BCP 47): `<html lang>`, direction, formats.
+    language: str = DEFAULT_LANGUAGE
 
 
 def _read_json(path: Path) -> Any:
@@ -276,6 +280,11 @@ def parse_template(
     for key, url in links.items():
         if not isinstance(url, str) or not re.match(r"https?://[^/\s]", url):
             raise SourceError(path, f'"links.{key}" must be an absolute http(s) URL')
+    language = doc.get("language", DEFAULT_LANGUAGE)
+    try:
+        parse_language(language)
+    except LanguageError as exc:
+        raise SourceError(path, f'"language": {exc}') from None
     return TemplateSource(
         name=folder.name,
         folder=folder,
@@ -286,6 +295,7 @@ def parse_template(
         theme={str(k): str(v) for k, v in theme.items()},
         links={str(k): str(v) for k, v in links.items()},
         description=str(doc.get("description", "")),
+        language=language,
     )
 
 

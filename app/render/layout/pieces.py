@@ -19,16 +19,18 @@ from app.render.layout.output import html_escape
 from app.render.sources import SourceError
 
 # Names a piece may read and still be shared: fixed for a piece ...
-FIXED_NAMES = frozenset({"params", "template_links", "theme"})
+FIXED_NAMES = frozenset({"params", "template_links", "theme", "language"})
 # ... or the same for many readers, so they key the shared copies.
 KEYED_NAMES = frozenset(
-    {"variant", "campaign", "locale", "consent", "links", "segments", "segment", "_mode"}
+    {"variant", "campaign", "locale", "timezone", "consent", "links", "segments", "segment"}
+    | {"_mode"}
 )
 # What makes a piece different at every render even without reader data.
 PER_RENDER_FILTERS = frozenset({"random"})
 PER_RENDER_GLOBALS = frozenset({"lipsum"})
 # Filters that read the context, and what they read there.
-CONTEXT_FILTERS = MappingProxyType({"click": "links"})
+# (`money`, `number` read the template's `_formats`: fixed for its pieces.)
+CONTEXT_FILTERS = MappingProxyType({"click": "links", "datetime": "timezone"})
 # The filter a shared loop body's loop calls (`reader.shared_body`).
 SHARED_BODY_FILTER = "_shared_body"
 
