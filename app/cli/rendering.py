@@ -22,7 +22,7 @@ def render(args: argparse.Namespace) -> int:
     profile = None
     if args.profile is not None:
         try:
-            profile = inline_profile(orjson.loads(args.profile.read_bytes()))
+            profile = inline_profile(orjson.loads(args.profile.read_bytes()), render=True)
         except (OSError, orjson.JSONDecodeError) as exc:
             print(f"kairos: cannot read {args.profile}: {exc}", file=sys.stderr)
             return 2

@@ -64,12 +64,11 @@ class Formats:
         self._currency = parse_pattern(locale.currency_formats["standard"])
         self._decimal = parse_pattern(locale.decimal_formats[None])
         self._plain = parse_pattern(PLAIN_MONEY)
-        # A long date and a short time, as the locale joins them, and the zone's short
-        # name: "24 December 2026, 23:59 UTC", "25. Dezember 2026, 00:59 MEZ".
+        # A long date and a short time, as the locale joins them; then the zone.
         self._datetime = (
             str(locale.datetime_formats["medium"])
             .replace("{1}", locale.date_formats["long"].pattern)
-            .replace("{0}", locale.time_formats["short"].pattern + " z")
+            .replace("{0}", locale.time_formats["short"].pattern)
         )
         self._memo: Bounded[tuple[object, ...], str] = Bounded(MEMO_SIZE)
 
@@ -105,10 +104,17 @@ class Formats:
         return found
 
     def datetime(self, moment: datetime, zone: tzinfo) -> str:
-        """`moment` (aware) in time zone `zone`: a long date, a short time, the zone."""
+        """`moment` (aware) in time zone `zone`: a long date, a short time and the
+        zone's short name where the language has one, else its offset from GMT:
+        "24 December 2026, 23:59 GMT", "25. Dezember 2026, 00:59 MEZ",
+        "December 25, 2026, 12:59 AM GMT+01:00"."""
         key = ("datetime", moment, zone)
         found = self._memo.get(key)
         if found is None:
-            found = format_datetime(moment, self._datetime, tzinfo=zone, locale=self.locale)
+            at = format_datetime(moment, self._datetime, tzinfo=zone, locale=self.locale)
+            name = format_datetime(moment, "z", tzinfo=zone, locale=self.locale)
+            if name[:1] in "+-":  # no name in this language: "+0100"
+                name = format_datetime(moment, "ZZZZ", tzinfo=zone, locale=self.locale)
+            found = f"{at} {name}"
             self._memo.put(key, found)
         return found

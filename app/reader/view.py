@@ -24,11 +24,12 @@ SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
 
 class Cart(NamedTuple):
-    """A reader's cart lines as shown, and the skus of the lines left out because the
-    catalog no longer has their product."""
+    """A reader's cart lines as shown, the skus of the lines left out because the
+    catalog no longer has their product, and how many lines lie past the limit."""
 
     items: list[Item]
     missing: list[str]
+    more: int = 0
 
 
 class ReaderData:
@@ -62,7 +63,8 @@ class ReaderData:
         own fields alone."""
         formats = formats or self.formats
         try:
-            lines = (profile.get("cart") or [])[:limit]
+            every = profile.get("cart") or []
+            lines = every[:limit]
             products = await self.catalog.products([line["sku"] for line in lines], deadline)
             items, missing = [], []
             for line in lines:
@@ -77,7 +79,7 @@ class ReaderData:
                     total = item["price"] * qty
                     item["line_total_display"] = formats.money(total, item["currency"])
                 items.append(item)
-            return Cart(items, missing)
+            return Cart(items, missing, max(len(every) - limit, 0))
         except SHAPE_ERRORS as exc:
             raise _invalid("cart", exc) from exc
 

@@ -77,7 +77,7 @@ def compile_template(
     bodies: list[SharedBody] = []  # the template's shared loop bodies (layout.piece)
     formats = Formats(source.language)
     html = _html_layout(source, used, params, bodies, envs.html, theme_css)
-    amp = _amp_layout(source, used, params, bodies, envs.html, amp_css, rtl=formats.rtl)
+    amp = _amp_layout(source, used, params, bodies, envs.amp, amp_css, rtl=formats.rtl)
     plain = _text_layout(used, params, bodies, envs.text)
     subject = Layout((piece(envs.text, source.subject, template_json),))
     preheader = Layout((piece(envs.text, source.preheader, template_json),))

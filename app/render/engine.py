@@ -116,8 +116,10 @@ class Engine:
                 "timezone": zone,
                 "attributes": profile.get("attributes") or {},
                 "cart": cart,
-                # Cart lines left out because the catalog no longer has their product.
+                # Cart lines left out because the catalog no longer has their product,
+                # and lines past those shown: a sum of `cart` is then a partial one.
                 "cart_missing": len(missing),
+                "cart_more": data.get("cart_more", 0) if personal else 0,
                 "recommendations": data["recommendations"],
                 "segments": segments,
                 # The primary segment: the highest priority one (a profile sent with the

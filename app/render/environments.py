@@ -1,5 +1,5 @@
-"""The two sandboxes designers' Jinja runs in (HTML and AMP; text, subject and
-preheader), with Kairos's filters and the methods templates may call on `links`: built
+"""The sandboxes designers' Jinja runs in (HTML; text, subject and preheader; AMP),
+with Kairos's filters and the methods templates may call on `links`: built
 once per template registry (`Environments.build()`), never shared through a module."""
 
 from __future__ import annotations
@@ -77,18 +77,22 @@ def _datetime(context: Any, value: Any) -> str:
     return formats.datetime(moment, context.parent["timezone"])
 
 
-@pass_eval_context
-def _isolate(eval_ctx: EvalContext, value: Any) -> str:
-    """Reader text set apart from the copy around it (`{{ first_name | isolate }}`):
-    in HTML and AMP inside `<bdi>`, so a name in another script (Arabic in an English
-    line) does not reorder the line around it; in text, unchanged."""
-    if value is None or value == "":
-        return ""
-    if not eval_ctx.autoescape:
-        return str(value)
-    if type(value) is not Markup:
-        value = html_escape(str(value))
-    return markup(f"<bdi>{value}</bdi>")
+def _isolator(start: str, end: str) -> Callable[[EvalContext, Any], str]:
+    @pass_eval_context
+    def isolate(eval_ctx: EvalContext, value: Any) -> str:
+        """Reader text set apart from the copy around it (`{{ first_name | isolate }}`),
+        so a name in another script (Arabic in an English line) does not reorder the
+        line around it: in HTML inside `<bdi>`, in AMP (whose allow-list has no `bdi`)
+        inside `<span dir="auto">`; in text, unchanged."""
+        if value is None or value == "":
+            return ""
+        if not eval_ctx.autoescape:
+            return str(value)
+        if type(value) is not Markup:
+            value = html_escape(str(value))
+        return markup(f"{start}{value}{end}")
+
+    return isolate
 
 
 def _title(value: Any) -> str:
@@ -104,7 +108,7 @@ FILTERS: Mapping[str, Callable[..., Any]] = MappingProxyType(
     {
         "click": _click,
         "datetime": _datetime,
-        "isolate": _isolate,
+        "isolate": _isolator("<bdi>", "</bdi>"),
         "money": _money,
         "number": _number,
         "title": _title,
@@ -114,12 +118,20 @@ FILTERS: Mapping[str, Callable[..., Any]] = MappingProxyType(
 # What templates call on `links` (`{{ links.feed('cart') }}`, `links.image(...)`).
 LINK_METHODS = frozenset({"feed", "image", "pixel", "click", "product_click"})
 METHODS: Methods = MappingProxyType({Links: LINK_METHODS, FillLinks: LINK_METHODS})
+# What the AMP part's filters do differently: AMP4EMAIL allows fewer elements.
+AMP_FILTERS: Mapping[str, Callable[..., Any]] = MappingProxyType(
+    {"isolate": _isolator('<span dir="auto">', "</span>")}
+)
 
 
 @dataclass(frozen=True)
 class Environments:
+    """The sandboxes of the HTML part, of the text parts (subject, preheader, text), and
+    of the AMP part (the HTML one's filters, but `AMP_FILTERS`)."""
+
     html: SandboxedEnvironment
     text: SandboxedEnvironment
+    amp: SandboxedEnvironment
 
     @classmethod
     def build(
@@ -128,6 +140,7 @@ class Environments:
         return cls(
             environment(html=True, filters=filters, methods=methods),
             environment(html=False, filters=filters, methods=methods),
+            environment(html=True, filters={**filters, **AMP_FILTERS}, methods=methods),
         )
 
     @property

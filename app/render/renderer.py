@@ -131,11 +131,12 @@ class Renderer:
         reads: frozenset[str] = FEED_DATA,
         formats: Formats | None = None,
     ) -> dict[str, Any]:
-        """Cart lines (and `cart_missing`: the skus of the lines whose product the
-        catalog no longer has) and recommendations (those of them the template `reads`),
-        completed from the catalog, prices as `formats` writes them; empty when they
-        cannot be had (the blocks that need them fall back: the one place a render
-        swaps in fallbacks is the engine's `_mode`)."""
+        """Cart lines (with `cart_missing`: the skus of the lines whose product the
+        catalog no longer has; `cart_more`: how many lines lie past those shown) and
+        recommendations (those of them the template `reads`), completed from the
+        catalog, prices as `formats` writes them; empty when they cannot be had (the
+        blocks that need them fall back: the one place a render swaps in fallbacks is
+        the engine's `_mode`)."""
         if not personalized(profile):
             profile = {}
         reader = self._reader
@@ -145,9 +146,8 @@ class Renderer:
                 continue
             try:
                 if name == "cart":
-                    data["cart"], data["cart_missing"] = await reader.cart_lines(
-                        profile, GRID_SIZE, deadline, formats
-                    )
+                    cart = await reader.cart_lines(profile, GRID_SIZE, deadline, formats)
+                    data["cart"], data["cart_missing"], data["cart_more"] = cart
                 else:
                     data[name] = await reader.recommendations(profile, GRID_SIZE, deadline, formats)
             except Exception as exc:  # noqa: BLE001 - the email is complete whatever fails
