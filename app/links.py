@@ -91,8 +91,11 @@ class Links:
         *,
         tracking: bool = True,
         variant: str | None = None,
+        language: str | None = None,
     ) -> None:
         self._signer = signer
+        # Signed into feed URLs: the feed writes prices in the email's language.
+        self._feed_params = {"lang": language} if language else None
         self._variant = variant
         self._tokens = signer.tokens
         self._tracking = tracking
@@ -111,7 +114,9 @@ class Links:
         key = ("feed", name)
         url = self._memo.get(key)
         if url is None:
-            token = self._tokens.sign("feed", self._user, name, campaign=self._campaign)
+            token = self._tokens.sign(
+                "feed", self._user, name, campaign=self._campaign, params=self._feed_params
+            )
             url = self._memo[key] = f"{self._base}/v1/feeds/{name}?t={token}"
         return url
 

@@ -7,4 +7,4 @@ from app.reader import Item
 
 
 async def build_cart(ctx: FeedContext) -> list[Item]:
-    return await ctx.reader.cart(ctx.profile, ctx.limit, ctx.deadline)
+    return await ctx.reader.cart(ctx.profile, ctx.limit, ctx.deadline, ctx.formats)

@@ -7,4 +7,5 @@ from app.reader import Item
 
 
 async def build_recommendations(ctx: FeedContext) -> list[Item]:
-    return list(await ctx.reader.recommendations(ctx.profile, ctx.limit, ctx.deadline))
+    reader = ctx.reader
+    return list(await reader.recommendations(ctx.profile, ctx.limit, ctx.deadline, ctx.formats))

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from app.caching import Bounded
 from app.fallbacks import Fallback, Reason
 from app.reader.catalog import Catalog
 from app.reader.consent import personalized
-from app.reader.formats import Formats
+from app.reader.formats import Formats, LanguageError
 from app.reader.items import DisplayItem, DisplayItems, Item, product_item
 from app.recs.recommender import Ranked, Recommender
 from app.stores.protocols import Product, Profile
 
+# Languages whose formats are kept for feeds (templates declare a handful).
+LANGUAGES = 64
 # What stored data of the wrong shape raises when it is read as if it had the right one.
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
@@ -47,6 +50,21 @@ class ReaderData:
         self._display = display or DisplayItems()
         self.recommender = recommender or Recommender()
         self.formats = Formats()
+        self._languages: Bounded[str, Formats] = Bounded(LANGUAGES)
+
+    def formats_for(self, language: object) -> Formats:
+        """The formats of `language` (a tag signed into a feed URL), kept; English for
+        none, or for a tag Babel does not know."""
+        if not isinstance(language, str):
+            return self.formats
+        found = self._languages.get(language)
+        if found is None:
+            try:
+                found = Formats(language)
+            except LanguageError:
+                found = self.formats
+            self._languages.put(language, found)
+        return found
 
     async def cart(
         self, profile: Profile, limit: int, deadline: float, formats: Formats | None = None

@@ -137,13 +137,18 @@ def mjml_document(
         if inline_style:
             head += '<mj-style inline="inline">' + theme_css + "</mj-style>"
     head += guarded(Part(source.folder / "(head)", "<mj-preview>{{ _preheader }}</mj-preview>"))
-    # The template's language, not the reader's: the copy is written in it. Right to
+    # The template's language, not the reader's: the copy is written in it. Its
+    # direction is said outright (MJML's default, "auto", would let a reader's name in
+    # another script, first in the preheader, turn the whole email around). Right to
     # left, columns run from the right and text starts there.
     rtl = Formats(source.language).rtl
-    direction = '<mj-section direction="rtl"/><mj-column direction="rtl"/>' if rtl else ""
+    direction = (
+        '<mj-section direction="rtl"/><mj-group direction="rtl"/><mj-column direction="rtl"/>'
+        if rtl
+        else ""
+    )
     document = (
-        f'<mjml lang="{source.language}"'
-        + (' dir="rtl"><mj-head>' if rtl else "><mj-head>")
+        f'<mjml lang="{source.language}" dir="{"rtl" if rtl else "ltr"}"><mj-head>'
         + head
         + '<mj-attributes><mj-all font-family="Helvetica, Arial, sans-serif"/>'
         + '<mj-text font-size="16px" line-height="24px" color="#1f2933"'

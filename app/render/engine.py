@@ -16,7 +16,7 @@ from app.links import Links, LinkSigner
 from app.metrics import Metrics
 from app.profiles.fit import Cut
 from app.reader import personalized, tracked
-from app.reader.formats import timezone
+from app.reader.formats import DEFAULT_LANGUAGE, timezone
 from app.render.compiler import Compiled
 from app.render.layout import Fragments, ReaderRender
 from app.render.result import FORMATS, RenderResult, TemplateBroken
@@ -96,6 +96,7 @@ class Engine:
             # Signed into the pixel and the reader's click token: opens and clicks then
             # count for the variant this reader was sent.
             variant=variant if campaign else None,
+            language=None if source.language == DEFAULT_LANGUAGE else source.language,
         )
         locale = profile.get("locale") or "en"
         zone = timezone(profile.get("timezone"))

@@ -98,12 +98,14 @@ class FeedEndpoint:
             raise Fallback(Reason.NO_CONSENT)
         # A feed built from a cached profile is kept beside it until the profile
         # changes or the catalog cache turns over.
-        memo, key = lookup.memo, (name, limit, grant.campaign)
+        language = grant.params.get("lang") if grant.params else None
+        memo, key = lookup.memo, (name, limit, grant.campaign, language)
         generation = self.catalog.generation()
         built = memo.get(key) if memo is not None else None
         if built is not None and built[1] == generation:
             return built[0]  # type: ignore[no-any-return]
-        items = await builder(FeedContext(profile, self.reader, limit, deadline))
+        formats = self.reader.formats_for(language)
+        items = await builder(FeedContext(profile, self.reader, limit, deadline, formats))
         links = Links(
             self.signer,
             self.public_url,
