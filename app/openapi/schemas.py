@@ -65,9 +65,19 @@ def render_result() -> dict[str, Any]:
             "variant": {"type": "string"},
             "fallbacks": {
                 "type": "array",
+                "description": "a block shown as its fallback ({block, reason}), a reader "
+                "field cut to fit ({field, reason: too-long, action: truncated or dropped}), "
+                "a cart line whose product is gone ({field: cart, sku, reason: "
+                "missing-product})",
                 "items": {
                     "type": "object",
-                    "properties": {"block": {"type": "string"}, "reason": {"type": "string"}},
+                    "properties": {
+                        "block": {"type": "string"},
+                        "field": {"type": "string"},
+                        "sku": {"type": "string"},
+                        "action": {"enum": ["truncated", "dropped"]},
+                        "reason": {"type": "string"},
+                    },
                 },
             },
         },
