@@ -77,4 +77,6 @@ def test_formatting_parses_no_locale_per_call(monkeypatch):
     # The same values (kept) and new ones (from the patterns parsed at construction).
     assert (formats.money(12.5, "EUR"), formats.datetime(EVE, timezone("Europe/Berlin"))) == first
     assert formats.money(99, "EUR") == f"99,00{NBSP}€"
+    assert formats.money(7, None) == "7,00"
     assert formats.number(1234) == "1.234"
+    assert formats.datetime(EVE, UTC) == "24. Dezember 2026, 23:59 UTC"
