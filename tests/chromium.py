@@ -1,7 +1,8 @@
 """Screenshots of an email in headless Chromium, driven by its command line (no browser
-automation package): one process per shot, a tall window, then the blank bottom trimmed
-with Pillow. `bash .ci/test` installs Debian's `chromium`; without it the review fails
-and says so (it never skips)."""
+automation package): one process per shot, a window taller than the email, cropped with
+Pillow where a bar of a colour no email uses, put after the email, starts.
+`bash .ci/test` installs Debian's `chromium`; without it the review fails and says so
+(it never skips)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageChops
+from PIL import Image
 
 from app.settings import PROJECT_ROOT
 
 BINARIES = ("chromium", "chromium-browser", "google-chrome")
 FIRST_HEIGHT = 6000
 MAX_HEIGHT = 24000
-MARGIN = 24  # of the page's own background kept below the email
+# The colour of a bar put after the email: where it starts, the screenshot ends.
+END = (255, 0, 254)
+END_HEX = "#ff00fe"
 TIMEOUT_S = 60.0
 
 
@@ -92,33 +95,46 @@ def _run(binary: str, shot: Shot, height: int) -> None:
             raise AssertionError(f"chromium failed on {shot.page.name} ({proc.returncode}): {tail}")
 
 
+def marked(page: str) -> str:
+    """The page with a bar of the end colour after the email, where its end is read."""
+    bar = f'<div style="height:8px;margin:0;background-color:{END_HEX}"></div>'
+    at = page.lower().rfind("</body>")
+    return page + bar if at < 0 else page[:at] + bar + page[at:]
+
+
 def trim(png: Path) -> int | None:
-    """Crop the screenshot below the email (rows of the bottom row's colour), keeping a
-    margin; its new height, or None when the email reaches the window's bottom."""
+    """Crop the screenshot where the end bar starts; the new height, or None when the
+    bar is not in the window (the email did not fit)."""
     with Image.open(png) as image:
-        image.load()
-    rgb = image.convert("RGB")
-    page = Image.new("RGB", rgb.size, rgb.getpixel((0, rgb.height - 1)))
-    box = ImageChops.difference(rgb, page).getbbox()
-    bottom = box[3] if box else 0
-    if bottom >= rgb.height - MARGIN:
+        rgb = image.convert("RGB")
+    middle = rgb.crop((rgb.width // 2, 0, rgb.width // 2 + 1, rgb.height)).tobytes()
+    end = bytes(END)
+    rows = [i for i in range(rgb.height) if middle[3 * i : 3 * i + 3] == end]
+    if not rows:
         return None
-    rgb.crop((0, 0, rgb.width, bottom + MARGIN)).save(png, "PNG")
-    return bottom + MARGIN
+    rgb.crop((0, 0, rgb.width, rows[0])).save(png, "PNG")
+    return rows[0]
 
 
 def screenshot(binary: str, shot: Shot) -> Path:
     """The whole email in one PNG of `shot.width` pixels: a window taller than the email
     (doubled until it is), trimmed to it."""
     shot.png.parent.mkdir(parents=True, exist_ok=True)
-    height = FIRST_HEIGHT
-    while True:
-        _run(binary, shot, height)
-        if trim(shot.png) is not None:
-            return shot.png
-        if height >= MAX_HEIGHT:
-            raise AssertionError(f"{shot.page.name} is taller than {MAX_HEIGHT} px")
-        height *= 2
+    # Beside the page, so that its relative image paths hold; one per shot, as the four
+    # shots of a page run side by side.
+    page = shot.page.with_name(f".{shot.png.stem}.html")
+    page.write_text(marked(shot.page.read_text(encoding="utf-8")), encoding="utf-8")
+    try:
+        height = FIRST_HEIGHT
+        while True:
+            _run(binary, Shot(page, shot.png, shot.width, shot.images), height)
+            if trim(shot.png) is not None:
+                return shot.png
+            if height >= MAX_HEIGHT:
+                raise AssertionError(f"{shot.page.name} is taller than {MAX_HEIGHT} px")
+            height *= 2
+    finally:
+        page.unlink(missing_ok=True)
 
 
 def screenshots(shots: Iterable[Shot], workers: int = 2) -> list[Path]:

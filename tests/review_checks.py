@@ -243,13 +243,17 @@ def preheader_problems(html: str, preheader: str) -> list[str]:
     if not preheader:
         return []
     for element in parse(html).iter():
-        text = element.text()
+        text = _raw_text(element)  # filler includes no-break spaces: keep them
         if hidden(element) and preheader in text:
             tail = text.split(preheader, 1)[1]
             if sum(ch in FILLER for ch in tail) < MIN_FILLER:
                 return ["the preheader is not followed by filler (the preview runs on)"]
             return []
     return ["the preheader is not in the HTML as hidden text"]
+
+
+def _raw_text(element: Element) -> str:
+    return "".join(c if isinstance(c, str) else _raw_text(c) for c in element.children)
 
 
 def countdown_alt_problems(html: str) -> list[str]:
