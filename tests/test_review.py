@@ -1,9 +1,10 @@
 """The email review over the real templates (tests/review.py): every template × sample ×
 variant plus the extra readers, rendered through the ASGI app as JSON and MIME; what
 holds today asserted (every render answers, hostile data is escaped, the MIME structure,
-the HTML's `<html lang>`, alt on every image); screenshots in headless Chromium at 600 and 375 px,
-images on and off, written to the artifacts folder with the renders and `review.txt`,
-the list of problems `review()` finds (the rules other parts of issue 13 are meeting).
+the HTML's `<html lang>`, alt on every image); screenshots in headless Chromium at 600
+and 375 px, images on and off (the other-script readers with images on), written to the
+artifacts folder with the renders and `review.txt`: the problems `review()` finds (the
+rules the other parts of issue 13 are meeting).
 
 Screenshots run offline: live images are fetched from the app and written beside the
 page; other remote images (the shop's pictures) are replaced by one stand-in picture."""
@@ -194,12 +195,14 @@ def test_screenshots_at_600_and_375_px_with_images_on_and_off(matrix: Matrix):
     shots = []
     for render in matrix.shown():
         page = _offline_page(render, matrix, folder)
+        # Other scripts are about glyphs and direction: images on is enough for them.
+        modes = (True,) if render.reader.name in SCRIPT_READERS else (True, False)
         for width in WIDTHS:
-            for images in (True, False):
+            for images in modes:
                 name = f"{page.stem}-{width}-{'images' if images else 'no-images'}.png"
                 (folder / name).unlink(missing_ok=True)
                 shots.append(Shot(page, folder / name, width, images))
-    assert len(shots) == 4 * (2 * 3 + len(SCRIPT_READERS))
+    assert len(shots) == 4 * 2 * 3 + 2 * len(SCRIPT_READERS)
     heights: dict[tuple[Path, bool, int], int] = {}
     for shot, png in zip(shots, screenshots(shots), strict=True):
         with Image.open(png) as image:

@@ -88,6 +88,9 @@ def test_colours_parse_and_contrast_follows_wcag():
     assert colour("inherit") is None
     assert contrast((0, 0, 0), (255, 255, 255)) == pytest.approx(21.0)
     assert contrast((255, 255, 255), (255, 255, 255)) == pytest.approx(1.0)
+    # Near black, sRGB's linear segment; #767676, the lightest grey that passes on white.
+    assert contrast((5, 5, 5), (255, 255, 255)) == pytest.approx(20.38, abs=0.01)
+    assert contrast((118, 118, 118), (255, 255, 255)) == pytest.approx(4.54, abs=0.01)
     # The footer's grey on its panel, as the issue measured it.
     assert contrast(colour("#7b8794"), colour("#f4f5f7")) == pytest.approx(3.36, abs=0.01)  # type: ignore[arg-type]
 
