@@ -30,6 +30,7 @@ from review_checks import (
     markup_injection_problems,
     mime_header_problems,
     mime_structure_problems,
+    placeholder_problems,
     preheader_problems,
 )
 from support import AUTH
@@ -207,6 +208,7 @@ def render_problems(render: Render) -> list[str]:
         *(f"html: {p}" for p in link_name_problems(html)),
         *(f"html: {p}" for p in alt_problems(html)),
         *(f"html: {p}" for p in image_size_problems(html)),
+        *(f"html: {p}" for p in placeholder_problems(html)),
         *(f"html: {p}" for p in lang_problems(html)),
         *(f"html: {p}" for p in dark_mode_problems(html)),
         *(f"html: {p}" for p in preheader_problems(html, render.body.get("preheader", ""))),

@@ -163,6 +163,20 @@ def image_size_problems(html: str) -> list[str]:
     return problems
 
 
+def placeholder_problems(html: str) -> list[str]:
+    """Every image but a tracking pixel paints a background colour of its own, so that
+    with images off its placeholder keeps the design's colour (and the alt text its
+    contrast)."""
+    problems = []
+    for img in _images(parse(html)):
+        if _length(img, "width") == "1" and _length(img, "height") == "1":
+            continue
+        if own_background(img) is None:
+            src = _snippet(img.attrs.get("src", ""), 60)
+            problems.append(f"an image placeholder without a background colour ({src})")
+    return problems
+
+
 def document_lang(html: str) -> tuple[str | None, str | None]:
     """`lang` and `dir` of the `<html>` element (None when absent)."""
     root = next(iter(parse(html).find_all("html")), None)

@@ -33,6 +33,7 @@ from review_checks import alt_problems, lang_problems, mime_message
 from support import serve
 
 from app.app import create_app
+from app.render import ampvalidate
 from app.settings import Settings
 
 WIDTHS = (600, 375)
@@ -152,6 +153,20 @@ def test_every_image_has_alt_text(matrix: Matrix):
     for render in matrix.ok():
         for part in ("html", "amp"):
             assert alt_problems(render.body[part]) == [], (render.where, part)
+
+
+def test_the_extra_readers_amp_parts_pass_the_amp_validator(matrix: Matrix, amp_validator_dir):
+    """tests/test_render.py validates the samples' AMP; here the readers a real list
+    holds (hostile data, other scripts, no profile), with one broken document so that a
+    PASS means something."""
+    assert ampvalidate.available(amp_validator_dir), "run `bash .ci/amp-validator`"
+    documents = {r.where: r.body["amp"] for r in matrix.ok() if r.reader in EXTRA_READERS}
+    assert len(documents) >= 3 * 2 * (len(EXTRA_READERS) - 1)  # the long name: 422 today
+    documents["broken"] = '<!doctype html><html ⚡4email><head></head><body><img src="x.png">'
+    verdicts = ampvalidate.validate(documents, amp_validator_dir)
+    assert verdicts.pop("broken").status == "FAIL"
+    failed = {where: v.errors for where, v in verdicts.items() if v.status != "PASS"}
+    assert failed == {}
 
 
 def _stand_in(folder: Path) -> Path:

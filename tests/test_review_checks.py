@@ -30,6 +30,7 @@ from review_checks import (
     markup_injection_problems,
     mime_header_problems,
     mime_structure_problems,
+    placeholder_problems,
     preheader_problems,
 )
 from review_html import colour, contrast, parse
@@ -46,13 +47,13 @@ GOOD_HTML = f"""<!doctype html>
 <table><tr><td bgcolor="#1d3b36">
   <h1 style="color:#ffffff">Hi <bdi dir="auto">ليلى</bdi>,</h1>
   <img src="https://kairos.example.com/v1/img/countdown.gif?t=x" width="560" height="120"
-       alt="Sale ends 24 December" style="color:#ffffff">
+       alt="Sale ends 24 December" style="color:#ffffff;background-color:#1d3b36">
 </td></tr>
 <tr><td style="background-color:#ffffff;color:#1f2933">
   <p>Two things in your cart.</p>
   <a href="https://x.example/c/1" style="color:#b4472a">Shop the lamp</a>
   <a href="https://x.example/c/2" style="color:#b4472a"><img src="https://x.example/2.jpg"
-     width="80" height="80" alt="Shop the cushion"></a>
+     width="80" height="80" alt="Shop the cushion" style="background-color:#f4f5f7"></a>
   <a href="https://x.example/c/2" style="color:#b4472a">Shop the cushion</a>
 </td></tr></table></body></html>"""
 GOOD_AMP = """<!doctype html><html ⚡4email lang="en"><head>
@@ -138,6 +139,14 @@ def test_images_need_alt_and_a_pixel_size():
         "an image without a pixel width and height (b.png)",
     ]
     assert image_size_problems('<img src="c.png" alt="" style="width:80px;height:80px">') == []
+
+
+def test_image_placeholders_keep_a_background_colour():
+    assert placeholder_problems(GOOD_HTML) == []
+    bad = """<img src="a.png" width="80" height="80" alt="A" style="border:0">
+      <img src="px.gif" width="1" height="1" alt="">
+      <img src="b.png" width="80" height="80" alt="B" style="background:#eee">"""
+    assert placeholder_problems(bad) == ["an image placeholder without a background colour (a.png)"]
 
 
 def test_lang_and_dir():
