@@ -15,7 +15,6 @@ VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
      "track", "wbr"}
 )  # fmt: skip
-RAW = frozenset({"script", "style", "template"})
 # Enough names for what emails use; anything else is reported as an unknown colour.
 NAMED = MappingProxyType({
     "black": (0, 0, 0), "white": (255, 255, 255), "red": (255, 0, 0),
