@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from review_checks import (
     alt_problems,
+    amp_list_problems,
     amp_problems,
     contrast_problems,
     countdown_alt_problems,
@@ -220,7 +221,9 @@ def render_problems(render: Render) -> list[str]:
     if amp is None:
         found.append(f"no AMP part: {render.body.get('warnings')}")
     else:
-        found += [f"amp: {p}" for p in (*amp_problems(amp), *lang_problems(amp))]
+        found += [
+            f"amp: {p}" for p in (*amp_problems(amp), *amp_list_problems(amp), *lang_problems(amp))
+        ]
     if render.reader.hostile:
         found += injection_problems(render)
     return found

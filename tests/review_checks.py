@@ -234,6 +234,23 @@ def amp_problems(amp: str) -> list[str]:
     return problems
 
 
+def amp_list_problems(amp: str) -> list[str]:
+    """No `<amp-list>` is held to a fixed height it cannot leave: a live list longer than
+    the send-time one would be clipped. One may grow through an `overflow` child (a
+    "see more" the reader taps), a bound `[height]`, or a layout that is not fixed."""
+    problems = []
+    for amp_list in parse(amp).find_all("amp-list"):
+        fixed = amp_list.attrs.get("layout", "") in ("fixed", "fixed-height")
+        grows = "[height]" in amp_list.attrs or any(
+            "overflow" in child.attrs for child in amp_list.iter() if child is not amp_list
+        )
+        if fixed and not grows:
+            feed = amp_list.attrs.get("src", "").split("?")[0].rsplit("/", 1)[-1]
+            height = amp_list.attrs.get("height", "?")
+            problems.append(f"an amp-list held to {height} px clips a longer live list ({feed})")
+    return problems
+
+
 def dark_mode_problems(html: str) -> list[str]:
     """The HTML part declares its colour schemes and styles a dark palette."""
     root = parse(html)

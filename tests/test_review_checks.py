@@ -16,6 +16,7 @@ from review import Reader, Render, review
 from review_checks import (
     accessible_name,
     alt_problems,
+    amp_list_problems,
     amp_problems,
     contrast_problems,
     countdown_alt_problems,
@@ -178,6 +179,21 @@ def test_amp_needs_its_marker_and_media_rules():
     no_media = GOOD_AMP.replace("@media (max-width: 480px) { .card { width: 100% } }", "")
     assert amp_problems(no_media) == [
         "<style amp-custom> has no @media rule (no layout for a 375 px screen)"
+    ]
+
+
+def test_an_amp_list_must_be_able_to_grow():
+    src = 'src="https://k.example/v1/feeds/cart?t=x" items="."'
+    grows = (
+        f'<amp-list {src} layout="fixed-height" height="216"><template></template>'
+        '<div overflow role="button">See more</div></amp-list>'
+        f'<amp-list {src} layout="fixed-height" height="216" [height]="h"></amp-list>'
+        f'<amp-list {src} layout="flex-item"></amp-list>'
+    )
+    assert amp_list_problems(grows) == []
+    clipped = f'<amp-list {src} layout="fixed-height" height="216"><template></template></amp-list>'
+    assert amp_list_problems(clipped) == [
+        "an amp-list held to 216 px clips a longer live list (cart)"
     ]
 
 
