@@ -29,11 +29,10 @@ from review_checks import (
     lang_problems,
     link_name_problems,
     markup_injection_problems,
-    mime_header_problems,
-    mime_structure_problems,
     placeholder_problems,
     preheader_problems,
 )
+from review_mime import mime_header_problems, mime_structure_problems
 from support import AUTH
 
 from app.render.variants import assign

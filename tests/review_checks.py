@@ -1,13 +1,11 @@
-"""The review's checks: each takes one part of a render (HTML, AMP, the MIME bytes) and
-returns its problems as sentences, an empty list when the part passes. They know
-nothing of templates or readers; tests/review.py runs them over the render matrix, and
-tests/test_review_checks.py holds each to a good and a bad hand-made document."""
+"""The review's checks of a render's markup: each takes the HTML or the AMP part and
+returns its problems as sentences, an empty list when the part passes (the MIME checks
+are in tests/review_mime.py). They know nothing of templates or readers;
+tests/review.py runs them over the render matrix, and tests/test_review_checks.py holds
+each to a good and a bad hand-made document."""
 
 from __future__ import annotations
 
-import email
-import email.policy
-import email.utils
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -28,7 +26,6 @@ MIN_CONTRAST = 4.5  # WCAG 2.x AA for body text: the issue asks it of all text
 DEFAULT_TEXT: Colour = (0, 0, 0)
 DEFAULT_PAGE: Colour = (255, 255, 255)
 DEFAULT_LINK: Colour = (0, 0, 238)  # browsers colour a link without one of its own
-PARTS_ORDER = ("text/plain", "text/x-amp-html", "text/html")
 # Characters inboxes show as nothing: after the preheader they keep the body's first
 # words out of the preview line.
 FILLER = frozenset("\u034f\u200b\u200c\u200d\u00a0\u2007\u00ad\ufeff")
@@ -321,59 +318,3 @@ def evaluated_problems(text: str, forbidden: Iterable[str]) -> list[str]:
     """None of `forbidden` (what a template expression in reader data would evaluate to)
     appears: reader data is never run as a template."""
     return [f"{value!r} appears: reader data was evaluated" for value in forbidden if value in text]
-
-
-def mime_message(raw: bytes) -> email.message.EmailMessage:
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(message, email.message.EmailMessage)
-    return message
-
-
-def mime_structure_problems(raw: bytes) -> list[str]:
-    """A multipart/alternative with a Subject and its parts in the order clients need:
-    text/plain, text/x-amp-html (when there is one), text/html."""
-    message = mime_message(raw)
-    problems = []
-    if message.get_content_type() != "multipart/alternative":
-        problems.append(f"the message is {message.get_content_type()}, not multipart/alternative")
-    subjects = message.get_all("Subject") or []
-    if len(subjects) != 1 or not str(subjects[0]).strip():
-        problems.append(f"{len(subjects)} Subject headers, or an empty one")
-    kinds = tuple(part.get_content_type() for part in message.iter_parts())
-    if kinds not in (PARTS_ORDER, (PARTS_ORDER[0], PARTS_ORDER[2])):
-        problems.append(f"parts {kinds}, not {PARTS_ORDER}")
-    for part in message.iter_parts():
-        if part.get_content_charset() != "utf-8":
-            problems.append(f"{part.get_content_type()} is not utf-8")
-    return problems
-
-
-def mime_header_problems(raw: bytes) -> list[str]:
-    """The headers bulk senders need: Date, Message-ID, and one-click List-Unsubscribe
-    (RFC 2369 and RFC 8058)."""
-    message = mime_message(raw)
-    problems = []
-    date = message.get("Date")
-    if date is None:
-        problems.append("no Date header")
-    else:
-        try:
-            email.utils.parsedate_to_datetime(str(date))
-        except (TypeError, ValueError):
-            problems.append(f"Date {str(date)!r} does not parse")
-    message_id = message.get("Message-ID")
-    if message_id is None:
-        problems.append("no Message-ID header")
-    elif not re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", str(message_id).strip()):
-        problems.append(f"Message-ID {str(message_id)!r} is not <left@domain>")
-    unsubscribe = message.get("List-Unsubscribe")
-    post = message.get("List-Unsubscribe-Post")
-    if unsubscribe is None:
-        problems.append("no List-Unsubscribe header")
-    elif not re.search(r"<https://[^>\s]+>", str(unsubscribe)):
-        problems.append(f"List-Unsubscribe {str(unsubscribe)!r} has no <https://…> URL")
-    elif post is None or str(post).strip() != "List-Unsubscribe=One-Click":
-        problems.append(
-            "List-Unsubscribe without List-Unsubscribe-Post: List-Unsubscribe=One-Click"
-        )
-    return problems

@@ -25,11 +25,11 @@ from review import (
     EXTRA_READERS,
     Render,
     injection_problems,
-    mime_structure_problems,
     render_matrix,
     review,
 )
-from review_checks import alt_problems, lang_problems, mime_message
+from review_checks import alt_problems, lang_problems
+from review_mime import mime_message, mime_structure_problems
 from support import serve
 
 from app.app import create_app

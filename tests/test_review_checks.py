@@ -1,7 +1,7 @@
-"""The review's checks (tests/review_checks.py, tests/review_html.py) and `review()`
-itself on small hand-made documents: each passes a good one and names what is wrong
-in a bad one, so that `assert review(...) == []` means something. Also the Chromium
-driver's trimming and its message when Chromium is missing."""
+"""The review's checks (tests/review_checks.py, tests/review_mime.py,
+tests/review_html.py) and `review()` itself on small hand-made documents: each passes a
+good one and names what is wrong in a bad one, so that `assert review(...) == []` means
+something. Also the Chromium driver's cropping and its message when Chromium is missing."""
 
 from __future__ import annotations
 
@@ -29,12 +29,11 @@ from review_checks import (
     lang_problems,
     link_name_problems,
     markup_injection_problems,
-    mime_header_problems,
-    mime_structure_problems,
     placeholder_problems,
     preheader_problems,
 )
 from review_html import colour, contrast, parse
+from review_mime import mime_header_problems, mime_structure_problems
 
 PREHEADER = "Your cart is waiting"
 FILLER = "\u034f\u00a0" * 10
