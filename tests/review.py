@@ -43,7 +43,8 @@ ATTRIBUTE = '"><img src=x onerror=alert(1)>'
 TEMPLATE = "{{ 7*7 }}{{ 1337*1001 }}"
 # What must never appear in markup (the payloads as sent), and what the template
 # syntax would evaluate to.
-PAYLOADS = (SCRIPT, ATTRIBUTE, "<img src=x")
+SVG = '"><svg/onload=alert(1)>'
+PAYLOADS = (SCRIPT, ATTRIBUTE, SVG, "<img src=x", "<svg/onload")
 EVALUATED = ("1338337",)
 HOSTILE_URL = f"https://shop.example.com/p/x{ATTRIBUTE}"
 

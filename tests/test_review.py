@@ -34,7 +34,7 @@ from support import serve
 
 from app.app import create_app
 from app.render import ampvalidate
-from app.settings import Settings
+from app.settings import PROJECT_ROOT, Settings
 
 WIDTHS = (600, 375)
 SCRIPT_READERS = ("rtl-arabic", "rtl-hebrew", "cjk-japanese", "cjk-chinese")
@@ -106,6 +106,10 @@ def test_the_matrix_renders_every_template_sample_variant_and_extra_reader(matri
         readers = {r.reader.name for r in mine}
         assert variants == {"A", "B"}, template
         assert {x.name for x in EXTRA_READERS} <= readers
+        samples = (PROJECT_ROOT / "templates" / template / "samples").glob("*.json")
+        assert {f"sample-{p.stem}" for p in samples} == {
+            n for n in readers if n.startswith("sample-")
+        }
         assert len(mine) == len(readers) * len(variants)
     for render in renders:
         if render.reader.name == "long-name":
