@@ -79,7 +79,7 @@ def _person(first: str, last: str, locale: str, tz: str, *titles: str) -> dict[s
 HOSTILE = {
     "first_name": f"{SCRIPT}\r\nBcc: victim@evil.example {TEMPLATE}",
     "last_name": f"{ATTRIBUTE}{TEMPLATE}",
-    "email": '"><svg/onload=alert(1)>@evil.example',
+    "email": f"{SVG}@evil.example",
     "locale": "en-GB",
     "tier": SCRIPT,
     "loyalty_points": 7,
