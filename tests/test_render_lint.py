@@ -154,7 +154,7 @@ def test_the_issues_footer_and_cart_note_are_caught(tmp_path):
         ),
         # A background chosen with Jinja: each choice counts.
         (
-            '<mj-section background-color="{% if params.dark %}#333{% else %}#fff{% endif %}">'
+            '<mj-section background-color="{% if params.light %}#fff{% else %}#333{% endif %}">'
             '<mj-column><mj-text color="#52606d">x</mj-text></mj-column></mj-section>',
             "#52606d on #333333",
         ),
