@@ -342,6 +342,10 @@ def test_the_dark_palette_is_declared_and_every_text_reads_in_it(trees, renders)
             continue
         styles = Styles(rules)
         problems += [f"{case} (dark): {p}" for p in low_contrast(tree, styles)]
+        for img in images(tree):
+            fg, bg = styles.colour(img), styles.background(img)
+            if img.attrs.get("alt") and (fg is None or bg is None or contrast.ratio(fg, bg) < 4.5):
+                problems.append(f"{case} (dark): alt text of {img.attrs['src'][:60]}")
         # Dark mode really changes the page, the surfaces and the text.
         body = next(n for n in tree.root.walk() if "kx-body" in n.attrs.get("class", ""))
         if contrast.luminance(styles.background(body) or (255, 255, 255)) > 0.05:
