@@ -158,6 +158,17 @@ def test_the_issues_footer_and_cart_note_are_caught(tmp_path):
             '<mj-column><mj-text color="#52606d">x</mj-text></mj-column></mj-section>',
             "#52606d on #333333",
         ),
+        # A column's or a text cell's own background counts; `<` in Jinja is not markup.
+        (
+            '<mj-section><mj-column inner-background-color="#000000"><mj-text>'
+            "{{ 1 if params.n < 2 else 0 }}</mj-text></mj-column></mj-section>",
+            "#1f2933 on #000000",
+        ),
+        (
+            '<mj-section><mj-column><mj-text container-background-color="#52606d">x</mj-text>'
+            "</mj-column></mj-section>",
+            "#1f2933 on #52606d",
+        ),
         # Text inherits the mj-text default colour from mj-attributes.
         (
             '<mj-section background-color="#1d3b36"><mj-column><mj-text>{{ params.x }}</mj-text>'

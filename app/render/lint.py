@@ -51,9 +51,16 @@ MJML_TEXT, MJML_PAGE = "#1f2933", "#f4f5f7"
 MJML_ROOT = (Element("mj-body"),)
 AMP_ROOT = (Element("body"), Element("div", frozenset({"kx-wrap"})))
 FG_NAMES = ("color",)
-BG_NAMES = ("background-color", "background", "bgcolor")
+# MJML puts these behind the text of the element that carries them.
+BG_NAMES = (
+    "background-color",
+    "background",
+    "bgcolor",
+    "container-background-color",
+    "inner-background-color",
+)
 JINJA_STATEMENT = re.compile(r"\{%.*?%\}|\{#.*?#\}", re.S)
-JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+JINJA_EXPRESSION = re.compile(r"\{\{.*?\}\}", re.S)
 CLASS_NAME = re.compile(r"[A-Za-z_][\w-]*")
 VOID = frozenset({"img", "br", "hr", "meta", "link", "input", "amp-img"})
 
@@ -147,7 +154,11 @@ class _Colours(HTMLParser):
 
     def pairs(self, text: str) -> list[tuple[int, Colours, Colours]]:
         """(line, text colours, backgrounds) of each element holding text."""
-        self.feed(JINJA_STATEMENT.sub(lambda m: "\n" * m.group().count("\n"), text))
+        # Statements go (both sides of a choice stay); an expression becomes a word of
+        # text, so that a `<` inside it is not read as markup. Lines are kept.
+        text = JINJA_STATEMENT.sub(lambda m: "\n" * m.group().count("\n"), text)
+        text = JINJA_EXPRESSION.sub(lambda m: "x" + "\n" * m.group().count("\n"), text)
+        self.feed(text)
         self.close()
         while self.open:
             self._close_top()
@@ -156,9 +167,7 @@ class _Colours(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: v or "" for k, v in attrs}
         classes = " ".join(values.get(k, "") for k in ("class", "css-class"))
-        element = Element(
-            tag, frozenset(CLASS_NAME.findall(JINJA.sub(" ", classes))), frozenset(values)
-        )
+        element = Element(tag, frozenset(CLASS_NAME.findall(classes)), frozenset(values))
         chain = (*self.root, *(o.element for o in self.open), element)
         fg, bg = _own(self.rules, chain, values)
         parent = self.open[-1] if self.open else self.base
