@@ -158,7 +158,7 @@ def test_the_issues_footer_and_cart_note_are_caught(tmp_path):
             '<mj-column><mj-text color="#52606d">x</mj-text></mj-column></mj-section>',
             "#52606d on #333333",
         ),
-        # A column's or a text cell's own background counts; `<` in Jinja is not markup.
+        # A column's or a text cell's own background counts.
         (
             '<mj-section><mj-column inner-background-color="#000000"><mj-text>'
             "{{ 1 if params.n < 2 else 0 }}</mj-text></mj-column></mj-section>",
