@@ -47,6 +47,7 @@ def test_numbers_and_direction():
         ("en-GB", "Europe/London", "24 December 2026, 23:59 GMT"),
         ("de-DE", "Europe/Berlin", "25. Dezember 2026, 00:59 MEZ"),
         ("en", "Asia/Tokyo", "December 25, 2026, 8:59\u202fAM GMT+09:00"),
+        ("en", "Europe/London", "December 24, 2026, 11:59\u202fPM GMT"),
     ],
 )
 def test_date_times_in_the_readers_time_zone(language: str, zone: str, shown: str):

@@ -107,7 +107,7 @@ class Formats:
         """`moment` (aware) in time zone `zone`: a long date, a short time and the
         zone's short name where the language has one, else its offset from GMT:
         "24 December 2026, 23:59 GMT", "25. Dezember 2026, 00:59 MEZ",
-        "December 25, 2026, 12:59 AM GMT+01:00"."""
+        "December 25, 2026, 12:59 AM GMT+01:00", "December 24, 2026, 11:59 PM GMT"."""
         key = ("datetime", moment, zone)
         found = self._memo.get(key)
         if found is None:
@@ -115,6 +115,7 @@ class Formats:
             name = format_datetime(moment, "z", tzinfo=zone, locale=self.locale)
             if name[:1] in "+-":  # no name in this language: "+0100"
                 name = format_datetime(moment, "ZZZZ", tzinfo=zone, locale=self.locale)
+                name = name.removesuffix("+00:00")  # CLDR's zero offset: "GMT"
             found = f"{at} {name}"
             self._memo.put(key, found)
         return found

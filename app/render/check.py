@@ -14,10 +14,10 @@ from jinja2.sandbox import SandboxedEnvironment
 from app.demo import load_demo
 from app.errors import KairosError
 from app.profiles.schema import inline_profile
-from app.render import ampvalidate
+from app.render import ampvalidate, lint
 from app.render.amp import MAX_DOCUMENT_BYTES
 from app.render.jinja import check_part
-from app.render.sources import Part, SourceError, load_blocks
+from app.render.sources import Block, Part, SourceError, load_blocks
 from app.render.variants import assign
 from app.services import build_services
 from app.settings import Settings
@@ -52,6 +52,7 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
         for part in (block.text, block.fallback_text):
             if part is not None:
                 _collect(problems, envs.text, part)
+    problems.extend(_craft_problems(settings, blocks, envs.html))
     errors = renderer.templates.current.errors  # compiled by build_services
     problems.extend(str(e) for e in errors if str(e) not in problems)
     reference = renderer.reference()
@@ -63,6 +64,7 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
         except (KairosError, SourceError):
             continue
         samples["(no profile)"] = None
+        problems.extend(lint.template_fallback_problems(renderer.compiled(name).source, envs.text))
         readers = _one_reader_per_variant(renderer.compiled(name).source.variants)
         for (sample, doc), (variant, reader) in itertools.product(samples.items(), readers):
             where = f"{settings.templates_dir / name}/{sample} (variant {variant})"
@@ -116,6 +118,23 @@ def _one_reader_per_variant(variants: dict[str, int]) -> list[tuple[str, str]]:
         if len(found) == sum(1 for w in variants.values() if w > 0):
             break
     return sorted(found.items())
+
+
+def _craft_problems(
+    settings: Settings, blocks: dict[str, Block], env: SandboxedEnvironment
+) -> list[str]:
+    """Contrast below 4.5:1 and reader fields without a fallback, in every block."""
+    theme_css, amp_css = (
+        (settings.templates_dir / name).read_text(encoding="utf-8")
+        if (settings.templates_dir / name).is_file()
+        else ""
+        for name in ("theme.css", "theme.amp.css")
+    )
+    problems = []
+    for block in blocks.values():
+        problems += lint.contrast_problems(block, theme_css, amp_css)
+        problems += lint.fallback_problems(block, env)
+    return problems
 
 
 def _collect(problems: list[str], env: SandboxedEnvironment, part: Part) -> None:

@@ -25,6 +25,14 @@ from app.render.sources import Block, Part, SourceError, TemplateSource
 MARKER = re.compile(r"<!--kairos:block:(\d+):(main|fallback|end)-->")
 # Elements whose text is not HTML: character references are not decoded there.
 RAW_TEXT = re.compile(r"(<(?:style|script)\b.*?</(?:style|script)\s*>)", re.S | re.I)
+# After the preheader: invisible characters that fill the inbox preview, so that clients
+# do not run the first lines of the body into it.
+FILLER = "&#847;&zwnj;&nbsp;" * 90
+# The email has a dark palette (theme.css): clients that honour these do not invert it.
+SCHEME_META = (
+    '<meta name="color-scheme" content="light dark">'
+    '<meta name="supported-color-schemes" content="light dark">'
+)
 
 
 @dataclass(frozen=True)
@@ -136,7 +144,10 @@ def mjml_document(
         head += "<mj-style>" + theme_css + "</mj-style>"
         if inline_style:
             head += '<mj-style inline="inline">' + theme_css + "</mj-style>"
-    head += guarded(Part(source.folder / "(head)", "<mj-preview>{{ _preheader }}</mj-preview>"))
+    head += guarded(
+        Part(source.folder / "(head)", "<mj-preview>{{ _preheader }}" + FILLER + "</mj-preview>")
+    )
+    head += "<mj-raw>" + SCHEME_META + "</mj-raw>"
     # The template's language, not the reader's: the copy is written in it. Its
     # direction is said outright (MJML's default, "auto", would let a reader's name in
     # another script, first in the preheader, turn the whole email around). Right to
@@ -155,7 +166,7 @@ def mjml_document(
         + (' align="right"/>' if rtl else "/>")
         + direction
         + "</mj-attributes>"
-        + '</mj-head><mj-body background-color="#f4f5f7" width="600px">'
+        + '</mj-head><mj-body background-color="#f4f5f7" width="600px" css-class="kx-body">'
         + "".join(body)
         + pixel
         + "</mj-body></mjml>"
