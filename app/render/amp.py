@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from app.render import direction
 from app.render.sources import Block, SourceError, TemplateSource
 
 MAX_CSS_BYTES = 75_000
@@ -49,11 +50,9 @@ class AmpSource:
     tail: str
 
 
-def document(
-    source: TemplateSource, used: tuple[Block, ...], base_css: str, *, rtl: bool = False
-) -> AmpSource | None:
-    """The AMP document's Jinja source, or None when no block has an AMP part. Its
-    `<html lang>` is the template's language; `rtl`: the language is right to left."""
+def document(source: TemplateSource, used: tuple[Block, ...], base_css: str) -> AmpSource | None:
+    """The AMP document's Jinja source, or None when no block has an AMP part; its
+    `<html>` declares the template's language and direction (app/render/direction.py)."""
     if not any(b.amp or b.fallback_amp for b in used):
         return None
     extensions: dict[str, None] = {}
@@ -97,8 +96,8 @@ def document(
     # The CSS goes in raw so that braces in it are never read as Jinja.
     head = (
         "<!doctype html>\n"
-        f'<html ⚡4email data-css-strict lang="{source.language}"'
-        + (' dir="rtl"' if rtl else "")
+        "<html ⚡4email data-css-strict"
+        + direction.html_attributes(source.language)
         + ">\n<head>\n"
         '<meta charset="utf-8">\n'
         '<script async src="https://cdn.ampproject.org/v0.js"></script>\n'

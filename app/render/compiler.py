@@ -16,7 +16,7 @@ import mjml
 from jinja2.sandbox import SandboxedEnvironment
 
 from app.reader.formats import Formats
-from app.render import amp
+from app.render import amp, direction
 from app.render.environments import Environments
 from app.render.jinja import check_part, protect, restore
 from app.render.layout import Layout, Piece, SharedBody, Slot, piece
@@ -85,7 +85,7 @@ def compile_template(
     bodies: list[SharedBody] = []  # the template's shared loop bodies (layout.piece)
     formats = Formats(source.language)
     html = _html_layout(source, used, params, bodies, envs.html, theme_css)
-    amp = _amp_layout(source, used, params, bodies, envs.amp, amp_css, rtl=formats.rtl)
+    amp = _amp_layout(source, used, params, bodies, envs.amp, amp_css)
     plain = _text_layout(used, params, bodies, envs.text)
     subject = Layout((piece(envs.text, source.subject, template_json),))
     preheader = Layout((piece(envs.text, source.preheader, template_json),))
@@ -148,23 +148,13 @@ def mjml_document(
         Part(source.folder / "(head)", "<mj-preview>{{ _preheader }}" + FILLER + "</mj-preview>")
     )
     head += "<mj-raw>" + SCHEME_META + "</mj-raw>"
-    # The template's language, not the reader's: the copy is written in it. Its
-    # direction is said outright (MJML's default, "auto", would let a reader's name in
-    # another script, first in the preheader, turn the whole email around). Right to
-    # left, columns run from the right and text starts there.
-    rtl = Formats(source.language).rtl
-    direction = (
-        '<mj-section direction="rtl"/><mj-group direction="rtl"/><mj-column direction="rtl"/>'
-        if rtl
-        else ""
-    )
     document = (
-        f'<mjml lang="{source.language}" dir="{"rtl" if rtl else "ltr"}"><mj-head>'
+        direction.mjml_root(source.language)
+        + "<mj-head>"
         + head
         + '<mj-attributes><mj-all font-family="Helvetica, Arial, sans-serif"/>'
-        + '<mj-text font-size="16px" line-height="24px" color="#1f2933"'
-        + (' align="right"/>' if rtl else "/>")
-        + direction
+        + '<mj-text font-size="16px" line-height="24px" color="#1f2933"/>'
+        + direction.mjml_attributes(source.language)
         + "</mj-attributes>"
         + '</mj-head><mj-body background-color="#f4f5f7" width="600px" css-class="kx-body">'
         + "".join(body)
@@ -276,10 +266,8 @@ def _amp_layout(
     bodies: list[SharedBody],
     env: SandboxedEnvironment,
     amp_css: str,
-    *,
-    rtl: bool,
 ) -> Layout | None:
-    parts = amp.document(source, used, amp_css, rtl=rtl)
+    parts = amp.document(source, used, amp_css)
     if parts is None:
         return None
     where = source.folder / "(amp)"
