@@ -136,8 +136,8 @@ class Metrics:
         self.erasures = Counter("kairos_erasures", "Erasure requests carried out", [])
         self.unsubscribes = Counter(
             "kairos_unsubscribes",
-            "One-click unsubscribes, by result (recorded, or already: the reader had "
-            "unsubscribed before)",
+            "One-click unsubscribes, by result (recorded; already: the reader had "
+            "unsubscribed before; erased: nothing kept of an erased reader)",
             ["result"],
         )
         self.tracking_lost = Counter(

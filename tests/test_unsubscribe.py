@@ -318,6 +318,30 @@ async def test_a_reader_without_a_profile_is_recorded_too(client, unsub_app):
     assert_error(r, 409, "unsubscribed")
 
 
+async def test_an_erased_reader_is_not_brought_back(client, unsub_app):
+    assert (await client.delete("/v1/profiles/ada", headers=AUTH)).status_code == 204
+    path = f"/v1/unsubscribe/{TOKENS.sign('unsubscribe', 'ada', 'email')}"
+    r = await client.post(path, content=b"List-Unsubscribe=One-Click", headers=ONE_CLICK)
+    assert r.status_code == 200 and r.json() == {"unsubscribed": True}
+    assert await unsub_app.state.services.stores.profiles.get("ada") is None
+    assert await unsub_app.state.services.erasure.leftovers("ada") == []
+    assert unsub_app.state.services.metrics.unsubscribes.labels("erased").value == 1
+
+
+async def test_a_user_id_merged_into_another_unsubscribes_that_user(client, unsub_app):
+    # An email sent before an alias names the old id: the user renders read now is the
+    # new one, so that is where the opt-out must land.
+    body = {"messageId": "ak", "previousId": "grace", "userId": "grace-2"}
+    assert (await client.post("/segment/v1/alias", json=body, headers=AUTH)).status_code == 200
+    path = f"/v1/unsubscribe/{TOKENS.sign('unsubscribe', 'grace', 'email')}"
+    assert (await client.post(path, headers=ONE_CLICK)).status_code == 200
+    assert await consent(unsub_app, "grace-2") is False
+    r = await client.post(
+        "/v1/render", json={"template": "welcome", "user_id": "grace-2"}, headers=AUTH
+    )
+    assert_error(r, 409, "unsubscribed")
+
+
 async def test_resubscribing_through_the_profile_api_sends_again(client):
     path = f"/v1/unsubscribe/{TOKENS.sign('unsubscribe', 'grace', 'email')}"
     await client.post(path)

@@ -20,11 +20,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from app.events.privacy import ReaderHashes
 from app.links import UNSUBSCRIBE_PATH
 from app.reader import subscribed
 from app.responses import JSONResponse
 from app.services import Services
-from app.stores.protocols import Profile
+from app.stores.protocols import Profile, ReaderAsk
 from app.tokens import BadToken, Grant, Tokens
 
 HEADERS = MappingProxyType(
@@ -74,6 +75,7 @@ def page(title: str, body: str, status: int = 200) -> HTMLResponse:
 def routes(services: Services) -> list[Route]:
     tokens, profiles, metrics = services.tokens, services.profiles, services.metrics
     events = services.stores.events
+    hashes = ReaderHashes(services.settings.secret_keys)
 
     async def confirm(request: Request) -> Response:
         token = request.path_params["token"]
@@ -94,8 +96,13 @@ def routes(services: Services) -> list[Route]:
 
     async def unsubscribe(request: Request) -> Response:
         grant = _grant(tokens, request.path_params["token"])
+        (state,) = await events.read([ReaderAsk(grant.user_id, (), hashes.of(grant.user_id))])
+        if state.suppressed:
+            # Erased: nothing is kept of the reader, not even this; nothing is sent either.
+            metrics.unsubscribes.labels("erased").inc()
+            return _done(request)
         # An id merged into another user: that user's profile is the one renders read.
-        user_id = (await events.resolve([grant.user_id])).get(grant.user_id, grant.user_id)
+        user_id = state.moved_to or grant.user_id
         recorded = False
 
         def opt_out(current: Profile | None) -> Profile | None:
@@ -113,10 +120,7 @@ def routes(services: Services) -> list[Route]:
         if recorded:
             services.segments.notice(user_id)  # consent may move its segments
         metrics.unsubscribes.labels("recorded" if recorded else "already").inc()
-        if "text/html" in request.headers.get("accept", ""):
-            # A reader who pressed the button of the confirmation page.
-            return page("You are unsubscribed", "<p>You will no longer receive these emails.</p>")
-        return JSONResponse({"unsubscribed": True}, headers=dict(HEADERS))
+        return _done(request)
 
     async def endpoint(request: Request) -> Response:
         # One route for both methods, so a 405 lists them in `Allow`.
@@ -125,6 +129,14 @@ def routes(services: Services) -> list[Route]:
         return await confirm(request)
 
     return [Route(UNSUBSCRIBE_PATH + "{token}", endpoint, methods=["GET", "POST"])]
+
+
+def _done(request: Request) -> Response:
+    """The answer to an unsubscribe: a page for a reader who pressed the button of the
+    confirmation page (a browser accepts HTML), else a small JSON body."""
+    if "text/html" in request.headers.get("accept", ""):
+        return page("You are unsubscribed", "<p>You will no longer receive these emails.</p>")
+    return JSONResponse({"unsubscribed": True}, headers=dict(HEADERS))
 
 
 def _grant(tokens: Tokens, token: str) -> Grant:
