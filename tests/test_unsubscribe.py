@@ -269,14 +269,13 @@ async def test_a_get_shows_a_page_and_never_unsubscribes(client, unsub_app):
     assert await consent(unsub_app, "ada") is None  # nothing changed
     page = r.text
     assert '<html lang="en">' in page and "<h1>" in page and "<title>" in page
-    [form] = re.findall(r'<form method="post" action="([^"]+)">', page)
-    assert html.unescape(form) == path_of(url)
+    assert page.count('<form method="post">') == 1  # to the page's own URL
     assert '<button type="submit">Unsubscribe</button>' in page
     assert '<input type="hidden" name="List-Unsubscribe" value="One-Click">' in page
     assert "<script" not in page and "Ada" not in page
     # The page's button: a browser's form POST, which gets a page back.
     r = await client.post(
-        html.unescape(form),
+        path_of(url),
         content=b"List-Unsubscribe=One-Click",
         headers={**ONE_CLICK, "Accept": "text/html,application/xhtml+xml"},
     )

@@ -78,16 +78,16 @@ def routes(services: Services) -> list[Route]:
     hashes = ReaderHashes(services.settings.secret_keys)
 
     async def confirm(request: Request) -> Response:
-        token = request.path_params["token"]
         try:
-            _grant(tokens, token)
+            _grant(tokens, request.path_params["token"])
         except BadToken:
             body = "<p>This unsubscribe link is not valid. Please use the link in the email.</p>"
             return page("Link not valid", body, status=403)
-        action = escape(f"{UNSUBSCRIBE_PATH}{token}")
+        # No action: the form posts to the very URL of the page, whatever proxy or
+        # path prefix it came through.
         body = (
             "<p>You will no longer receive these emails.</p>\n"
-            f'<form method="post" action="{action}">\n'
+            '<form method="post">\n'
             '<input type="hidden" name="List-Unsubscribe" value="One-Click">\n'
             '<button type="submit">Unsubscribe</button>\n'
             "</form>"
