@@ -14,6 +14,7 @@ import email.utils
 import html
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -447,3 +448,31 @@ def test_esp_unsubscribe_urls_and_merge_tags():
     ):
         with pytest.raises(BadUnsubscribe):
             esp_unsubscribe(bad)
+
+
+async def test_another_server_sharing_the_redis_hears_of_it(settings, redis_url):
+    # Two servers on one Redis, each with its profile cache: the opt-out recorded by one
+    # reaches the other's cache through the change bus, as any profile write does.
+    env = {
+        "KAIROS_PUBLIC_URL": PUBLIC_URL,
+        "REDIS_URL": redis_url,
+        "KAIROS_DEMO_DATA": "true",
+        # Only the change bus can refresh the copy: no expiry, no sweep writing segments.
+        "KAIROS_CACHE_TTL_MS": "600000",
+        "KAIROS_SEGMENTS_SWEEP_S": "0",
+    }
+    first, second = create_app(settings(**env)), create_app(settings(**env))
+    body = {"template": "welcome", "user_id": "ada"}
+    async with serve(first) as a, serve(second) as b:
+        assert (await b.post("/v1/render", json=body, headers=AUTH)).status_code == 200
+        assert second.state.services.profiles.cached("ada") is not None  # b holds a copy
+        path = f"/v1/unsubscribe/{TOKENS.sign('unsubscribe', 'ada', 'email')}"
+        assert (await a.post(path, headers=ONE_CLICK)).status_code == 200
+        # Announced at once (milliseconds); other refreshes of the copy take longer.
+        deadline = time.monotonic() + 0.25
+        while True:
+            r = await b.post("/v1/render", json=body, headers=AUTH)
+            if r.status_code == 409 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.005)
+        assert_error(r, 409, "unsubscribed")
