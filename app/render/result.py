@@ -75,7 +75,8 @@ class RenderResult:
 
     def difference(self, other: RenderResult) -> str | None:
         """Where `other` differs from this result (the first field, and the first
-        character where it does), or None when they are the same."""
+        character where it does), or None when they are the same; the Message-ID and
+        Date every render stamps anew aside."""
         mine, theirs = self.unstamped().body(), other.unstamped().body()
         for key in sorted(mine.keys() | theirs.keys()):
             a, b = mine.get(key), theirs.get(key)
