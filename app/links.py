@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 LINK_CACHE_SIZE = 20_000
+# Where a reader's signed one-click unsubscribe URL points (app/routes/unsubscribe.py).
+UNSUBSCRIBE_PATH = "/v1/unsubscribe/"
 # Recommendation slots a product click link may name (and live product cards show).
 MAX_SLOT = 19
 
@@ -91,8 +93,10 @@ class Links:
         *,
         tracking: bool = True,
         variant: str | None = None,
+        unsubscribe: str | None = None,
     ) -> None:
         self._signer = signer
+        self._unsubscribe = unsubscribe
         self._variant = variant
         self._tokens = signer.tokens
         self._tracking = tracking
@@ -185,6 +189,21 @@ class Links:
             url = self._memo[key] = f"{self._base}/v1/px/{quote(token)}.gif"
         return url
 
+    def unsubscribe(self) -> str:
+        """Where the reader unsubscribes: the ESP's URL or merge tag when the template
+        or the render gives one, else this reader's signed one-click URL (never a click
+        redirect: a merge tag must reach the ESP as it is written)."""
+        url = self._unsubscribe
+        if url is None:
+            key = ("unsubscribe",)
+            url = self._memo.get(key)
+            if url is None:
+                token = self._tokens.sign(
+                    "unsubscribe", self._user, "email", campaign=self._campaign
+                )
+                url = self._memo[key] = f"{self._base}{UNSUBSCRIBE_PATH}{token}"
+        return url
+
     def url(self, key: str, spec: Spec, html: bool) -> str:
         """The URL a `FillLinks` sentinel stands for, for this reader, HTML-escaped when
         `html`; `key` names the spec (once per render)."""
@@ -206,4 +225,6 @@ class Links:
             return self.feed(spec[1])
         if kind == "image":
             return self.image(spec[1], **spec[2])
+        if kind == "unsubscribe":
+            return self.unsubscribe()
         return self.pixel()

@@ -88,6 +88,7 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         public_url=settings.public_url,
         metrics=metrics,
         globals=templates.environments.globals,
+        message_domain=settings.message_id_domain,
     )
     renderer = Renderer(
         templates, engine, profiles=profiles, reader=reader, budget_s=settings.budget_s

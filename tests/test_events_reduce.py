@@ -293,6 +293,18 @@ def test_a_reader_who_declined_tracking_gets_nothing_recorded_but_consent():
     assert again.profile is not None and again.profile["counters"]["page_view"] == 1
 
 
+def test_an_unsubscribed_reader_gets_nothing_recorded_until_subscribed_again():
+    unsubscribed = {"consent": {"tracking": True, "email": False}}
+    opens = [event("email_open", "e1", campaign="spring"), event("page_view", "e2")]
+    done = reduce(unsubscribed, opens, ())
+    assert done.outcomes == [DROPPED, DROPPED] and not done.changed
+    back = event("identify", "e3", traits={"consent": {"email": True}})
+    assert reduce(unsubscribed, [back], ()).outcomes == [DROPPED]  # a write key cannot
+    again = reduce(unsubscribed, [back, event("page_view", "e4")], (), trusted=True)
+    assert again.outcomes == [ACCEPTED, ACCEPTED]
+    assert again.profile is not None and again.profile["consent"]["email"] is True
+
+
 def test_merge_sums_interleaves_unites_and_keeps_the_users_fields():
     user = reduce(
         {"first_name": "Ada", "consent": {"personalization": True}},

@@ -218,11 +218,14 @@ STEPS = MappingProxyType(
 
 
 def _grants(event: Event) -> bool:
-    """An identify that grants tracking: the one event a reader who declined can send."""
+    """An identify that grants tracking or email (re-subscribes): the one event a
+    reader who declined can send."""
     if event.type != "identify":
         return False
     consent = event.properties["traits"].get("consent")
-    return isinstance(consent, dict) and consent.get("tracking") is True
+    return isinstance(consent, dict) and (
+        consent.get("tracking") is True or consent.get("email") is True
+    )
 
 
 def newest(entries: list[dict[str, Any]], limit: int, unique: str | None = None) -> list[Any]:

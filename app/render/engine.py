@@ -8,16 +8,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2.exceptions import SecurityError
 
 from app.fallbacks import Reason
 from app.links import Links, LinkSigner
 from app.metrics import Metrics
-from app.reader import personalized, tracked
+from app.reader import personalized, subscribed, tracked
 from app.render.compiler import Compiled
+from app.render.headers import Stamp, one_click, unsubscribe_headers
 from app.render.layout import Fragments, ReaderRender
-from app.render.result import FORMATS, RenderResult, TemplateBroken
+from app.render.result import FORMATS, RenderResult, TemplateBroken, Unsubscribed
 from app.render.sources import Block, When
 from app.render.variants import assign
 from app.stores.protocols import Profile
@@ -40,8 +42,11 @@ class Engine:
         metrics: Metrics,
         globals: Mapping[str, Any],
         share: bool = True,
+        message_domain: str | None = None,
     ) -> None:
         self.signer, self.public_url, self.metrics = signer, public_url, metrics
+        # Message-ID and Date of each render; the domain: the public URL's host unless set.
+        self.stamp = Stamp(message_domain or urlsplit(public_url).hostname or "localhost")
         self.globals = dict(globals)
         self.share = share
         self.fragments = Fragments(share=share)
@@ -56,6 +61,7 @@ class Engine:
             metrics=self.metrics,
             globals=self.globals,
             share=share,
+            message_domain=self.stamp.domain,
         )
 
     def render(
@@ -67,20 +73,26 @@ class Engine:
         reason: str | None,
         campaign: str | None,
         formats: tuple[str, ...] = FORMATS,
+        unsubscribe: str | None = None,
     ) -> RenderResult:
         """`compiled` for reader `user_id` with `profile` (None: no profile, for
-        `reason`) and `data` (cart lines and recommendations)."""
+        `reason`) and `data` (cart lines and recommendations); `unsubscribe`: the ESP's
+        unsubscribe URL or merge tag for this reader, over the template's. A reader who
+        unsubscribed is `Unsubscribed`: there is nothing to send them."""
         if compiled.version != self._version:
             # A new version of the templates: what was kept for the last one goes.
             self.fragments.clear()
             self._version = compiled.version
         source = compiled.source
         profile = profile or {}
+        if not subscribed(profile):
+            raise Unsubscribed("this reader unsubscribed: there is nothing to send them")
         personal = profile != {} and personalized(profile)
         segments = _segments(profile.get("segments"))
         variant = assign(source.variants, campaign or source.name, user_id)
         consent = {"personalization": personal, "tracking": tracked(profile)}
         home = source.links.get("home", self.public_url)
+        esp_unsubscribe = unsubscribe or source.links.get("unsubscribe")
         links = Links(
             self.signer,
             self.public_url,
@@ -91,6 +103,7 @@ class Engine:
             # Signed into the pixel and the reader's click token: opens and clicks then
             # count for the variant this reader was sent.
             variant=variant if campaign else None,
+            unsubscribe=esp_unsubscribe,
         )
         locale = profile.get("locale") or "en"
         # Missing fields stay undefined, so `{{ first_name | default("there") }}` works.
@@ -160,6 +173,11 @@ class Engine:
             raise TemplateBroken(
                 f"template {source.name!r} failed to render: {type(exc).__name__}: {exc}"
             ) from None
+        unsubscribe_url = links.unsubscribe()
+        post = one_click(
+            unsubscribe_url, ours=esp_unsubscribe is None, declared=source.unsubscribe_one_click
+        )
+        headers = {**self.stamp(), **unsubscribe_headers(unsubscribe_url, post)}
         if links.unsafe:
             unsafe = len(set(links.unsafe))
             warnings.append(f"{unsafe} link(s) with unsafe targets sent home")
@@ -173,6 +191,7 @@ class Engine:
             variant,
             fallbacks,
             warnings,
+            headers=headers,
             weights=source.variants,
             tracked=consent["tracking"],
         )

@@ -81,10 +81,12 @@ class Renderer:
         campaign: str | None = None,
         formats: tuple[str, ...] = FORMATS,
         lookup: Lookup | None = None,
+        unsubscribe: str | None = None,
     ) -> RenderResult:
         """Render `template` (a name, or a template compiled from files in memory) for
         one reader; the profile comes from the request when given, else from `lookup`
-        when given (see `lookup()`), else from the store within the time budget."""
+        when given (see `lookup()`), else from the store within the time budget;
+        `unsubscribe`: the ESP's unsubscribe URL or merge tag (see `Engine.render`)."""
         if isinstance(template, str):
             compiled, engine = self.templates.compiled(template), self.engine
         else:
@@ -98,7 +100,9 @@ class Renderer:
             if profile is None and reason is None:
                 reason = Reason.MISSING_PROFILE
         data = await self.data(profile or {}, deadline, compiled.reads)
-        return engine.render(compiled, user_id, profile, data, reason, campaign, formats)
+        return engine.render(
+            compiled, user_id, profile, data, reason, campaign, formats, unsubscribe
+        )
 
     def render_data(
         self,
