@@ -211,6 +211,25 @@ async def test_a_post_unsubscribes_and_everything_respects_it(client, unsub_app)
     assert "email_open" not in counters and "email_click" not in counters
 
 
+async def test_unsubscribing_leaves_the_email_not_the_shop(client, unsub_app):
+    # Site events are kept as the tracking consent says; only email opens and clicks stop.
+    path = path_of(
+        (await render(client, template="welcome", user_id="hedy"))["headers"]["List-Unsubscribe"][
+            1:-1
+        ]
+    )
+    assert (await client.post(path, headers=ONE_CLICK)).status_code == 200
+    events = [
+        {"event_id": "u-view", "user_id": "hedy", "type": "product_view",
+         "properties": {"sku": "SKU-1"}},
+        {"event_id": "u-open", "user_id": "hedy", "type": "email_open", "properties": {}},
+    ]
+    r = await client.post("/v1/events", json={"events": events}, headers=AUTH)
+    assert r.status_code == 202, r.text
+    counters = (await client.get("/v1/profiles/hedy", headers=AUTH)).json()["counters"]
+    assert counters.get("product_view") == 1 and "email_open" not in counters
+
+
 async def test_a_subscribed_readers_pixel_is_recorded(client, unsub_app):
     # The control for the test above: the same pixel counts for a subscribed reader.
     pixel = f"/v1/px/{TOKENS.sign('pixel', 'hedy', 'open', campaign='spring', variant='A')}.gif"

@@ -2,11 +2,11 @@
 is not an object (the profile API never accepts one) means declined, the safe reading.
 
 Three purposes: `personalization`, `tracking` and `email` (false once the reader
-unsubscribed, app/routes/unsubscribe.py). A reader who unsubscribed is read as having
-declined the other two as well: nothing is sent to them, so nothing of theirs is used
-or recorded for email, and every surface that asks `personalized` or `tracked` (feeds,
-live images, the pixel and clicks through ingest) respects the opt-out without a check
-of its own."""
+unsubscribed, app/routes/unsubscribe.py). Unsubscribing is leaving the email, not the
+shop: nothing is sent to the reader, an old email they open shows generic content (every
+surface that asks `personalized`: feeds, live images, renders), and their opens and
+clicks are not recorded (`records`); their site and app events still are, as their
+tracking consent says."""
 
 from __future__ import annotations
 
@@ -34,6 +34,18 @@ def personalized(profile: Profile) -> bool:
 
 
 def tracked(profile: Profile) -> bool:
-    """False when the reader declined tracking (or unsubscribed): then links go straight
-    to their target and their events are dropped."""
-    return _given(profile, "tracking") and _given(profile, "email")
+    """False when the reader declined tracking: then links go straight to their target
+    and their events are dropped."""
+    return _given(profile, "tracking")
+
+
+# What an email records of its reader: not kept for one who unsubscribed.
+EMAIL_ENGAGEMENT = frozenset({"email_open", "email_click"})
+
+
+def records(profile: Profile, event_type: str) -> bool:
+    """Whether an event of `event_type` is kept for the reader: none when they declined
+    tracking, and no email opens or clicks once they unsubscribed."""
+    if not _given(profile, "tracking"):
+        return False
+    return event_type not in EMAIL_ENGAGEMENT or _given(profile, "email")
