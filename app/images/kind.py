@@ -6,8 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from app.images.base import Job, Limits, Param, Params, parse_params, style_key
+from app.images.base import Int, Job, Limits, Param, Params, parse_params, style_key
 from app.images.context import ImageDeps, ImageRequest
+
+# Every kind's `density`: 1 or 2 pixels per display pixel (unset: 2 where the limits allow).
+DENSITY = Int(1, 2)
 
 
 class ImageKind:
@@ -27,8 +30,15 @@ class ImageKind:
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Params:
         """Checked parameters; `ParamError` when they are invalid or above the limits."""
+        raw = dict(raw or {})
+        density = raw.pop("density", None)
         params = parse_params(cls.params, raw)
-        cls.limits.check(params["width"], params["height"], params.get("frames", 1))
+        width, height = params["width"], params["height"]
+        if density is None:
+            params["density"] = cls.limits.density(width, height)
+        else:
+            params["density"] = DENSITY.parse("density", density)
+        cls.limits.check(width, height, params.get("frames", 1), params["density"])
         return params
 
     def check(self, params: Params) -> None:
