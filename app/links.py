@@ -46,6 +46,13 @@ class ImageCheck(Protocol):
         unknown or its parameters are invalid."""
         ...
 
+    def undrawable(
+        self, name: str, params: dict[str, Any], profile: Any
+    ) -> list[tuple[str, str]]:
+        """(parameter, characters) of the text live image `name` will draw for a reader
+        with `profile` that no font can draw, as far as send time can tell."""
+        ...
+
 
 class LinkSigner:
     """The reader-independent half of click URLs, signed once per (campaign, target,
@@ -106,6 +113,7 @@ class Links:
         self._text_urls: dict[str, str] = {}
         self._reader_token: str | None = None
         self.unsafe: list[str] = []
+        self.images: list[tuple[str, dict[str, Any]]] = []  # each live image signed
 
     def feed(self, name: str) -> str:
         key = ("feed", name)
@@ -123,6 +131,7 @@ class Links:
         url = self._memo.get(key)
         if url is None:
             fmt = self._signer.check_image(name, params)
+            self.images.append((name, params))
             token = self._tokens.sign(
                 "image", self._user, name, campaign=self._campaign, params=params or None
             )

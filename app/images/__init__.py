@@ -10,6 +10,7 @@ from app.caching import Bounded
 from app.images.banner import Banner
 from app.images.base import ParamError, Params
 from app.images.countdown import Countdown
+from app.images.fonts import Fonts
 from app.images.kind import ImageKind
 from app.images.product import Product
 
@@ -38,8 +39,28 @@ class ImageChecks:
     of a template signs the same parameters, so each answer is remembered (a pure
     function of them). An `app.links.ImageCheck`."""
 
-    def __init__(self, size: int = 1024) -> None:
+    def __init__(self, size: int = 1024, fonts: Fonts | None = None) -> None:
         self._answers: Bounded[Hashable, str | ParamError] = Bounded(size)
+        self._fonts = fonts
+
+    def undrawable(self, name: str, params: dict[str, Any], profile: Any) -> list[tuple[str, str]]:
+        """(parameter, characters) of the text image `name` will draw for a reader with
+        `profile` (as far as send time knows it) that no font can draw: that reader would
+        get the fallback image. Empty without fonts (`kairos sign`)."""
+        fonts = self._fonts
+        if fonts is None:
+            return []
+        kind = KINDS[name]
+        found = []
+        for param, (font, text) in kind.send_time_text(parse(name, params), profile).items():
+            try:
+                fonts.check(font)
+            except (ParamError, OSError):
+                continue  # a font that cannot load fails the open's own check
+            missing = fonts.missing(font, text)
+            if missing:
+                found.append((param, missing))
+        return found
 
     def __call__(self, name: str, params: dict[str, Any]) -> str:
         try:

@@ -74,6 +74,14 @@ class Banner(ImageKind):
                 raise ParamError(f"{name}: braces are only for placeholders like {{first_name}}")
         return params
 
+    @classmethod
+    def send_time_text(cls, params: Params, profile: Any) -> dict[str, tuple[str, str]]:
+        fields = profile if isinstance(profile, dict) else {}
+        return {
+            "headline": (params["font"], fill(params["headline"], fields, missing="")),
+            "text": (params["text_font"], fill(params["text"], fields, missing="")),
+        }
+
     def check(self, params: Params) -> None:
         self.deps.fonts.check(params["font"])
         self.deps.fonts.check(params["text_font"])
@@ -95,14 +103,16 @@ class Banner(ImageKind):
         return Job(key, functools.partial(render, params, source.image, headline, text, deps.fonts))
 
 
-def fill(template: str, profile: Profile) -> str:
+def fill(template: str, profile: Profile, missing: str | None = None) -> str:
     """`template` with its placeholders filled; `Fallback(Reason.MISSING_DATA)` when the
-    profile lacks one of them."""
+    profile lacks one of them (or `missing` in its place, when given)."""
 
     def value(match: re.Match[str]) -> str:
         field = match.group(1)
         raw = profile.get(field)
         if raw is None or raw == "":
+            if missing is not None:
+                return missing
             raise Fallback(Reason.MISSING_DATA, f"the profile has no {field}")
         if isinstance(raw, int | float) and not isinstance(raw, bool):
             return f"{raw:,}"

@@ -83,13 +83,21 @@ class Countdown(ImageKind):
         check_zone("timezone", params["timezone"])
         return params
 
+    @classmethod
+    def send_time_text(cls, params: Params, profile: Any) -> dict[str, tuple[str, str]]:
+        found = {}
+        for name in ("labels", "until", "ended"):
+            given = params[name]
+            text = "".join(given) if isinstance(given, tuple) else given
+            if text:
+                found[name] = (params["font"], text.replace("{when}", ""))
+        return found
+
     def check(self, params: Params) -> None:
         fonts = self.deps.fonts
         fonts.check(params["font"])
-        for name in ("labels", "until", "ended"):
-            given = params[name]
-            text = "".join(given) if isinstance(given, tuple) else given or ""
-            missing = fonts.missing(params["font"], text.replace("{when}", ""))
+        for name, (font, text) in self.send_time_text(params, None).items():
+            missing = fonts.missing(font, text)
             if missing:
                 raise ParamError(f"{name}: no font has a glyph for {missing!r}")
 

@@ -41,6 +41,12 @@ class ImageKind:
         cls.limits.check(width, height, params.get("frames", 1), params["density"])
         return params
 
+    @classmethod
+    def send_time_text(cls, params: Params, profile: Any) -> dict[str, tuple[str, str]]:
+        """The text this image will draw that send time can know, by parameter: (font,
+        text). `profile`: the reader's, or None."""
+        return {}
+
     def check(self, params: Params) -> None:
         """What parsing cannot see (fonts exist and can draw the designer's words,
         files exist): `ParamError` otherwise. Once per token, before any rendering."""

@@ -17,7 +17,7 @@ from app.profiles.schema import inline_profile
 from app.render import ampvalidate
 from app.render.amp import MAX_DOCUMENT_BYTES
 from app.render.jinja import check_part
-from app.render.sources import Part, SourceError, load_blocks
+from app.render.sources import Block, Part, SourceError, load_blocks
 from app.render.variants import assign
 from app.services import build_services
 from app.settings import Settings
@@ -83,6 +83,13 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
                     f"{where}: the shared render differs from the per-reader reference in "
                     f"{difference} (a Kairos bug: please report it with this template)"
                 )
+            for names, image, param, glyphs in result.undrawable:
+                problem = (
+                    f"{_image_line(blocks, names, image, param)}: live image {image}, "
+                    f"parameter {param}: no font can draw {glyphs!r} (in {where})"
+                )
+                if not any(p.startswith(problem.split(" (in ")[0]) for p in problems):
+                    problems.append(problem)
             for fmt in ("html", "text"):
                 output = getattr(result, fmt) or ""
                 leftover = LEFTOVERS.search(output)
@@ -106,6 +113,28 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
                     problems.append(f"{where}: AMP {verdict.status}: " + "; ".join(verdict.errors))
     await services.stores.close()
     return problems
+
+
+def _image_line(blocks: dict[str, Block], names: str, image: str, param: str) -> str:
+    """Where block `names` asks for live image `image`: `file:line` of the call (the
+    line naming `param` if one does), else the block's folder."""
+    block = blocks.get(names.split(", ")[0])
+    if block is None:
+        return f"block {names}"
+    call = re.compile(r"""image\(\s*['"]""" + re.escape(image) + """['"]""")
+    first = None
+    for file in ("block.mjml", "block.amp.html", "block.txt", "block.json"):
+        path = block.folder / file
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+        for number, text in enumerate(lines, 1):
+            if call.search(text) and re.search(rf"\b{re.escape(param)}\s*=", text):
+                return f"{path}:{number}"
+            if first is None and (call.search(text) or f'"{param}"' in text):
+                first = f"{path}:{number}"
+    return first or str(block.folder)
 
 
 def _one_reader_per_variant(variants: dict[str, int]) -> list[tuple[str, str]]:
