@@ -85,7 +85,7 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
                 )
             for names, image, param, glyphs in result.undrawable:
                 problem = (
-                    f"{_image_line(blocks, names, image, param)}: live image {image}, "
+                    f"{_image_line(blocks, names, image)}: live image {image}, "
                     f"parameter {param}: no font can draw {glyphs!r} (in {where})"
                 )
                 if not any(p.startswith(problem.split(" (in ")[0]) for p in problems):
@@ -115,26 +115,23 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
     return problems
 
 
-def _image_line(blocks: dict[str, Block], names: str, image: str, param: str) -> str:
-    """Where block `names` asks for live image `image`: `file:line` of the call (the
-    line naming `param` if one does), else the block's folder."""
+def _image_line(blocks: dict[str, Block], names: str, image: str) -> str:
+    """Where block `names` asks for live image `image`: `file:line` of the first call,
+    else the block's folder."""
     block = blocks.get(names.split(", ")[0])
     if block is None:
         return f"block {names}"
     call = re.compile(r"""image\(\s*['"]""" + re.escape(image) + """['"]""")
-    first = None
-    for file in ("block.mjml", "block.amp.html", "block.txt", "block.json"):
+    for file in ("block.mjml", "block.amp.html", "block.txt"):
         path = block.folder / file
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError:
             continue
         for number, text in enumerate(lines, 1):
-            if call.search(text) and re.search(rf"\b{re.escape(param)}\s*=", text):
+            if call.search(text):
                 return f"{path}:{number}"
-            if first is None and (call.search(text) or f'"{param}"' in text):
-                first = f"{path}:{number}"
-    return first or str(block.folder)
+    return str(block.folder)
 
 
 def _one_reader_per_variant(variants: dict[str, int]) -> list[tuple[str, str]]:
