@@ -424,3 +424,19 @@ async def test_a_render_names_the_block_and_the_glyphs_of_a_readers_name(setting
     (warning,) = answers[f"Ra{UNDRAWABLE}"]
     assert "block name_banner" in warning and "banner" in warning
     assert repr(UNDRAWABLE) in warning and "(headline)" in warning
+
+
+def test_a_missing_fallback_font_is_logged_and_its_text_counts_as_undrawable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    from app.images.fonts import fallback_paths
+
+    with caplog.at_level("WARNING", logger="kairos.images"):
+        bare = Fonts(Assets(PROJECT_ROOT / "blocks", FALLBACKS_DIR, None), fallback_paths(tmp_path))
+    logged = caplog.text
+    for package in ("fonts-kacst-one", "fonts-dejavu-core", "fonts-wqy-microhei"):
+        assert package in logged
+    assert "CJK" in logged and "scripts/install" in logged
+    assert bare.missing("sans", "李雷 Ada") == "李雷"
+    assert bare.missing("sans", "Жанна") == ""
+    assert len(fallback_paths()) == 3  # all three installed here, by scripts/install
