@@ -45,13 +45,13 @@ LEFT = 3 * 86400 + 5 * 3600 + 7 * 60 + 12  # at the pinned clock
 NOW = DEADLINE_S - LEFT + 0.25
 NO_STORE = "no-cache, no-store, must-revalidate, max-age=0"
 FONTS = Fonts(Assets(PROJECT_ROOT / "blocks", FALLBACKS_DIR, None))
-ADA = {"locale": "en-GB", "timezone": "Europe/London"}
 
 
-def as_drawn(raw: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
-    """A countdown's parameters with its words as a reader with `profile` gets them."""
+def as_drawn(raw: dict[str, Any]) -> dict[str, Any]:
+    """A countdown's parameters (as signed) with its words as drawn."""
     params = Countdown.parse(raw)
-    where = place(profile, params["locale"], params["timezone"])
+    reader = {"locale": params["reader_locale"], "timezone": params["reader_timezone"]}
+    where = place(reader, params["locale"], params["timezone"])
     return drawn(params, words(params, params["deadline"], where))
 
 
@@ -131,7 +131,7 @@ async def test_countdown_is_a_60_frame_gif_with_live_headers(client, pinned):
 async def test_countdown_frames_count_down_one_second_each(client, pinned):
     r = await fetch(client, image_url("countdown", "ada", deadline=DEADLINE))
     shown = frames(decode(r, "gif"))
-    params = as_drawn({"deadline": DEADLINE}, ADA)
+    params = as_drawn({"deadline": DEADLINE})
     assert len(shown) == 60
     for i, frame in enumerate(shown):
         # Frame i shows one second less than frame i-1: the reference draws each frame
@@ -159,7 +159,7 @@ async def test_countdown_style_and_frame_count_are_the_designers(client, pinned)
     r = await fetch(client, image_url("countdown", "ada", **style))
     shown = frames(decode(r, "gif"))
     assert [f.size for f in shown] == [(300, 80)] * 5
-    params = as_drawn(style, ADA)
+    params = as_drawn(style)
     for i, frame in enumerate(shown):
         assert same(frame, still(params, FONTS, LEFT - i))
     assert shown[0].getpixel((0, 0)) == (255, 255, 255)
@@ -169,7 +169,7 @@ async def test_countdown_stops_at_zero(client, pinned):
     pinned(DEADLINE_S - 4 + 0.9)
     r = await fetch(client, image_url("countdown", "ada", deadline=DEADLINE))
     shown = frames(decode(r, "gif"))
-    params = as_drawn({"deadline": DEADLINE}, ADA)
+    params = as_drawn({"deadline": DEADLINE})
     assert len(shown) == 5  # 4, 3, 2, 1, 0 seconds left
     assert same(shown[-1], still(params, FONTS, 0))
 
@@ -180,7 +180,7 @@ async def test_after_the_deadline_the_ended_image(client, pinned):
     assert "x-kairos-fallback" not in r.headers
     assert_live_headers(r, "image/gif")
     shown = frames(decode(r, "gif"))
-    params = as_drawn({"deadline": DEADLINE, "ended": "The sale is over"}, ADA)
+    params = as_drawn({"deadline": DEADLINE, "ended": "The sale is over"})
     assert len(shown) == 1
     assert not same(shown[0], ended(params, FONTS))
     r = await fetch(
@@ -231,11 +231,13 @@ async def test_the_cache_key_is_what_the_pixels_depend_on(client, app, pinned):
     assert renders(app, "countdown") == 1
     await fetch(client, image_url("countdown", "grace", deadline=later, until="", color="#f00"))
     assert renders(app, "countdown") == 2
-    ada = await fetch(client, image_url("countdown", "ada", deadline=later))
-    grace = await fetch(client, image_url("countdown", "grace", deadline=later))
-    assert ada.content != grace.content  # Europe/London and America/New_York
+    london = {"deadline": later, "reader_timezone": "Europe/London"}
+    ada = await fetch(client, image_url("countdown", "ada", **london))
+    new_york = {"deadline": later, "reader_timezone": "America/New_York"}
+    grace = await fetch(client, image_url("countdown", "grace", **new_york))
+    assert ada.content != grace.content
     assert renders(app, "countdown") == 4
-    await fetch(client, image_url("countdown", "alan", deadline=later))  # London too
+    await fetch(client, image_url("countdown", "alan", **london))
     assert renders(app, "countdown") == 4
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from starlette.applications import Starlette
 from support import AUTH, FALLBACKS_DIR, image_url, serve
 
 from app.app import create_app
+from app.images import ImageChecks
 from app.images.assets import Assets
 from app.images.countdown import Countdown
 from app.images.countdown_art import still
@@ -311,34 +313,52 @@ def test_the_countdowns_words_follow_the_readers_locale_and_time_zone():
     )
 
 
+COUNTDOWN_URL = re.compile(r'src="[^"]*(/v1/img/countdown\.gif\?t=[^"]+)"')
+
+
 async def test_a_german_reader_gets_german_labels_in_their_time_zone(client: Any, app: Starlette):
+    """The whole way: a render for a reader of de-DE in Europe/Berlin signs their locale
+    and time zone into the countdown's URL; the image drawn at the open is in German,
+    ending at 00:59 Berlin time."""
     app.state.services.images.clock = lambda: NOW
+    reader = dict(_one_reader_per_variant({"A": 50, "B": 50}))["B"]  # B shows the countdown
     german = {"first_name": "Lena", "locale": "de-DE", "timezone": "Europe/Berlin"}
-    await put(client, "lena", german)
-    r = await client.get(image_url("countdown", "lena", deadline=DEADLINE, frames=1))
-    assert r.status_code == 200 and "x-kairos-fallback" not in r.headers
-    frame = decode(r.content).convert("RGB")
-    params = Countdown.parse({"deadline": DEADLINE, "frames": 1})
-    where = place(german, "en", "UTC")
-    shown = words(params, params["deadline"], where)
+    r = await client.post(
+        "/v1/render",
+        json={
+            "template": "weekly_picks",
+            "user_id": reader,
+            "campaign": "check",
+            "profile": german,
+        },
+        headers=AUTH,
+    )
+    assert r.status_code == 200, r.text
+    found = COUNTDOWN_URL.search(r.json()["html"])
+    assert found is not None
+    image = await client.get(found.group(1).replace("&amp;", "&"))
+    assert image.status_code == 200 and "x-kairos-fallback" not in image.headers
+    frames = Image.open(io.BytesIO(image.content))
+    frames.seek(0)
+    frame = frames.convert("RGB")
+    params = Countdown.parse({"deadline": DEADLINE})
+    shown = words(params, params["deadline"], place(german, "en", "UTC"))
+    assert shown.labels == ("TAGE", "STUNDEN", "MINUTEN", "SEKUNDEN")
     assert shown.until == "Endet Freitag, 25. Dezember, 00:59 MEZ"
     left = DEADLINE_S - int(NOW)
-    reference = still(drawn(params, shown), FONTS, left)
-    assert ImageChops.difference(frame, reference).getbbox() is None
-    english = still(
-        drawn(params, words(params, params["deadline"], place({}, "en", "UTC"))), FONTS, left
-    )
-    assert ImageChops.difference(frame, english).getbbox() is not None
+    assert ImageChops.difference(frame, still(drawn(params, shown), FONTS, left)).getbbox() is None
+    english = drawn(params, words(params, params["deadline"], place({}, "en", "UTC")))
+    assert ImageChops.difference(frame, still(english, FONTS, left)).getbbox() is not None
 
 
 async def test_a_japanese_reader_gets_japanese_labels_drawn_with_the_cjk_font(
     client: Any, app: Starlette
 ):
     app.state.services.images.clock = lambda: NOW
-    await put(client, "sakura", {"locale": "ja-JP", "timezone": "Asia/Tokyo"})
-    r = await client.get(image_url("countdown", "sakura", deadline=DEADLINE, frames=1))
+    signed = {"reader_locale": "ja-JP", "reader_timezone": "Asia/Tokyo"}
+    r = await client.get(image_url("countdown", "sakura", deadline=DEADLINE, frames=1, **signed))
     assert r.status_code == 200 and "x-kairos-fallback" not in r.headers
-    params = Countdown.parse({"deadline": DEADLINE, "frames": 1})
+    params = Countdown.parse({"deadline": DEADLINE, "frames": 1, **signed})
     shown = words(
         params,
         params["deadline"],
@@ -348,6 +368,19 @@ async def test_a_japanese_reader_gets_japanese_labels_drawn_with_the_cjk_font(
     assert FONTS.missing("sans-bold", "".join(shown.labels) + shown.until) == ""
     reference = still(drawn(params, shown), FONTS, DEADLINE_S - int(NOW))
     assert ImageChops.difference(decode(r.content).convert("RGB"), reference).getbbox() is None
+
+
+def test_only_a_valid_locale_and_time_zone_are_signed_from_the_profile():
+    checks = ImageChecks()
+    assert checks.reader_params("countdown", {"locale": "de-DE", "timezone": "Europe/Berlin"}) == {
+        "reader_locale": "de-DE",
+        "reader_timezone": "Europe/Berlin",
+    }
+    assert (
+        checks.reader_params("countdown", {"locale": "xx-Nowhere", "timezone": "Mars/Base"}) == {}
+    )
+    assert checks.reader_params("countdown", {"locale": ["de"], "timezone": None}) == {}
+    assert checks.reader_params("banner", {"locale": "de-DE"}) == {}
 
 
 # --- text no font can draw: named at render time and by `kairos check` -----------------------

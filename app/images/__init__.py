@@ -42,6 +42,23 @@ class ImageChecks:
     def __init__(self, size: int = 1024, fonts: Fonts | None = None) -> None:
         self._answers: Bounded[Hashable, str | ParamError] = Bounded(size)
         self._fonts = fonts
+        self._readers: Bounded[Hashable, dict[str, str]] = Bounded(size)
+
+    def reader_params(self, name: str, reader: Mapping[str, Any]) -> dict[str, str]:
+        """What image `name` takes from the reader's profile (`ImageKind.reader_params`),
+        remembered by the profile fields it reads."""
+        kind = KINDS[name]
+        if not kind.reads:
+            return {}
+        key = (name, *(reader.get(field) for field in kind.reads))
+        try:
+            found = self._readers.get(key)
+        except TypeError:  # unhashable values: not a locale or a time zone
+            return {}
+        if found is None:
+            found = kind.reader_params(reader)
+            self._readers.put(key, found)
+        return found
 
     def undrawable(self, name: str, params: dict[str, Any], profile: Any) -> list[tuple[str, str]]:
         """(parameter, characters) of the text image `name` will draw for a reader with

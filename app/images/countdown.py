@@ -1,10 +1,12 @@
 """`countdown`: an animated GIF counting down to a deadline, one frame a second, with
 its unit labels and end time in the reader's language and time zone.
 
-The pixels depend on the style, the words (labels, end time) and how many seconds are
-left, never on who the reader is: every reader of one language and time zone opening
-in the same second shares one render (the drawing is in `countdown_art`, the words in
-`countdown_words`). After the deadline: a still "ended" image.
+The reader's locale and time zone are signed into the image at send time
+(`reader_params`), so an open reads no profile. The pixels depend on the style, the
+words (labels, end time) and how many seconds are left, never on who the reader is:
+every reader of one language and time zone opening in the same second shares one render
+(the drawing is in `countdown_art`, the words in `countdown_words`). After the
+deadline: a still "ended" image.
 """
 
 from __future__ import annotations
@@ -34,12 +36,27 @@ from app.images.countdown_words import (
     check_locale,
     check_zone,
     drawn,
+    parse_locale,
+    parse_zone,
     place,
+    warm,
     words,
 )
 from app.images.kind import ImageKind
 
 WORDS_MEMO_SIZE = 4096
+# What the words depend on.
+WORD_PARAMS = (
+    "deadline",
+    "labels",
+    "until",
+    "ended",
+    "font",
+    "locale",
+    "timezone",
+    "reader_locale",
+    "reader_timezone",
+)
 
 
 class Countdown(ImageKind):
@@ -47,7 +64,17 @@ class Countdown(ImageKind):
     format = "gif"
     limits = Limits(max_width=1200, max_height=400, max_frames=120)
     # The words are in the job's key as drawn; the deadline shows only through them.
-    not_drawn = ("deadline", "labels", "until", "ended", "locale", "timezone")
+    not_drawn = (
+        "deadline",
+        "labels",
+        "until",
+        "ended",
+        "locale",
+        "timezone",
+        "reader_locale",
+        "reader_timezone",
+    )
+    reads = ("locale", "timezone")
     params: ClassVar[Mapping[str, Param]] = {
         "deadline": Instant(),
         "frames": Int(1, 10_000, 60),
@@ -62,12 +89,16 @@ class Countdown(ImageKind):
         "ended": Text(80, None),
         "locale": Text(35, "en"),
         "timezone": Text(64, "UTC"),
+        # Signed by Kairos at send time from the reader's profile (`reader_params`).
+        "reader_locale": Text(35, None),
+        "reader_timezone": Text(64, None),
     }
 
     def __init__(self, deps: ImageDeps) -> None:
         super().__init__(deps)
         self.art = CountdownArt(deps.fonts)
         self._words: Bounded[Hashable, Words] = Bounded(WORDS_MEMO_SIZE)
+        warm()
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> Params:
@@ -82,6 +113,15 @@ class Countdown(ImageKind):
         check_locale("locale", params["locale"])
         check_zone("timezone", params["timezone"])
         return params
+
+    @classmethod
+    def reader_params(cls, reader: Mapping[str, Any]) -> dict[str, str]:
+        found = {}
+        if parse_locale(reader.get("locale")) is not None:
+            found["reader_locale"] = reader["locale"]
+        if parse_zone(reader.get("timezone")) is not None:
+            found["reader_timezone"] = reader["timezone"]
+        return found
 
     @classmethod
     def send_time_text(cls, params: Params, profile: Any) -> dict[str, tuple[str, str]]:
@@ -102,8 +142,7 @@ class Countdown(ImageKind):
                 raise ParamError(f"{name}: no font has a glyph for {missing!r}")
 
     async def prepare(self, request: ImageRequest, params: Params, style: str) -> Job:
-        lookup = await self.deps.profiles.now(request.grant.user_id, request.left())
-        shown = self._reader_words(params, lookup.profile)
+        shown = self._words_of(params)
         pixels_of = drawn(params, shown)
         # The pixels depend on the style, the words and the seconds left, not on the
         # deadline: two deadlines opened with the same time left share a render too.
@@ -114,25 +153,15 @@ class Countdown(ImageKind):
         remaining = min(remaining, MAX_REMAINING)
         return Job((key, remaining), functools.partial(self.art.gif, pixels_of, remaining))
 
-    def _reader_words(self, params: Params, profile: Any) -> Words:
+    def _words_of(self, params: Params) -> Words:
         """The words in the reader's language and time zone; the image's own (the
-        template's) when the reader's fonts cannot be drawn (a fallback font missing)."""
-        fields = profile if isinstance(profile, dict) else {}
-        memo_key = (
-            fields.get("locale"),
-            fields.get("timezone"),
-            params["deadline"],
-            params["locale"],
-            params["timezone"],
-            params["labels"],
-            params["until"],
-            params["ended"],
-            params["font"],
-        )
+        template's) when the reader's cannot be drawn (a fallback font missing)."""
+        memo_key = tuple(params[name] for name in WORD_PARAMS)
         found = self._words.get(memo_key)
         if found is None:
+            reader = {"locale": params["reader_locale"], "timezone": params["reader_timezone"]}
             found = words(
-                params, params["deadline"], place(fields, params["locale"], params["timezone"])
+                params, params["deadline"], place(reader, params["locale"], params["timezone"])
             )
             if self._undrawable(params, found):
                 found = words(

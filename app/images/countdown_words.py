@@ -115,6 +115,14 @@ def place(profile: Any, locale: str, zone: str) -> Place:
     return Place(found, tz, str(tz_name))
 
 
+def warm() -> None:
+    """Loads English's CLDR data (Babel reads a locale's on its first use): at start-up,
+    not at the first open."""
+    where = place({}, "en", "UTC")
+    labels(where.locale)
+    end_time(0, where)
+
+
 def labels(locale: Locale) -> tuple[str, ...]:
     """DAYS, HOURS, MINUTES, SECONDS in `locale` (CLDR's unit names, upper case)."""
     out = []

@@ -4,7 +4,7 @@ system fonts), or a designer's TTF/OTF file kept with a block ('blocks/countdown
 
 Behind every font, the fallback fonts from Debian packages (installed by
 `scripts/install`, found by their known paths): Arabic, Hebrew and CJK text is drawn
-with the first of them that has its glyphs (`faces`). A missing package is logged once;
+with the first of them that has its glyphs (`chain`, `pick`). A missing package is logged once;
 text only it could draw counts as undrawable (`missing`).
 
 FreeType faces are not safe to share between threads: each thread keeps its own."""
@@ -72,6 +72,7 @@ class Fonts:
         self._fallbacks = fallback_paths() if fallbacks is None else fallbacks
         self._local = threading.local()
         self._drawable: dict[tuple[str, str], bool] = {}
+        self._notdef: dict[str, tuple[tuple[int, int], bytes]] = {}  # each font's box
         self._missing: LRUCache[tuple[str, str], str] = LRUCache(maxsize=4096)
 
     def check(self, name: str) -> None:
@@ -107,16 +108,15 @@ class Fonts:
         side = 1 if name in BOLD else 0
         return (name, *(str(pair[side]) for pair in self._fallbacks))
 
-    def faces(self, name: str, size: int) -> tuple[Font, ...]:
-        """`chain(name)` at `size`, for this thread."""
-        return tuple(self.get(each, size) for each in self.chain(name))
-
     def has(self, name: str, char: str) -> bool:
         """Whether font `name` (no fallback) has a glyph for `char`."""
         known = self._drawable.get((name, char))
         if known is None:
             font = self.get(name, 24)
-            known = _signature(font, char) != _signature(font, NOT_A_CHARACTER)
+            box = self._notdef.get(name)
+            if box is None:
+                box = self._notdef[name] = _signature(font, NOT_A_CHARACTER)
+            known = _signature(font, char) != box
             if len(self._drawable) < 100_000:
                 self._drawable[(name, char)] = known
         return known

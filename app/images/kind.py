@@ -23,6 +23,7 @@ class ImageKind:
     params: ClassVar[Mapping[str, Param]]
     limits: ClassVar[Limits]
     not_drawn: ClassVar[tuple[str, ...]] = ()
+    reads: ClassVar[tuple[str, ...]] = ()  # profile fields `reader_params` reads
 
     def __init__(self, deps: ImageDeps) -> None:
         self.deps = deps
@@ -40,6 +41,12 @@ class ImageKind:
             params["density"] = DENSITY.parse("density", density)
         cls.limits.check(width, height, params.get("frames", 1), params["density"])
         return params
+
+    @classmethod
+    def reader_params(cls, reader: Mapping[str, Any]) -> dict[str, str]:
+        """Parameters signed into the image at send time from the reader's profile
+        (`reads` are the fields it reads), when they are valid."""
+        return {}
 
     @classmethod
     def send_time_text(cls, params: Params, profile: Any) -> dict[str, tuple[str, str]]:

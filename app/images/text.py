@@ -61,7 +61,6 @@ def direction(text: str) -> str | None:
 
 def line(fonts: Fonts, name: str, size: int, text: str) -> Line:
     """`text` cut into runs of font `name` or its fallbacks, measured."""
-    faces = fonts.faces(name, size)
     chain = fonts.chain(name)
     pieces: list[tuple[int, str]] = []
     for char in text:
@@ -76,8 +75,9 @@ def line(fonts: Fonts, name: str, size: int, text: str) -> Line:
             pieces[-1] = (index, pieces[-1][1] + char)
         else:
             pieces.append((index, char))
-    runs = tuple(_run(faces[i], piece) for i, piece in pieces)
-    used = {id(run.font): run.font for run in runs} or {0: faces[0]}
+    # A fallback font is loaded only at the sizes it draws at (one is a 5 MB file).
+    runs = tuple(_run(fonts.get(chain[i], size), piece) for i, piece in pieces)
+    used = {id(run.font): run.font for run in runs} or {0: fonts.get(name, size)}
     ascent = max(font.getmetrics()[0] for font in used.values())
     descent = max(font.getmetrics()[1] for font in used.values())
     return Line(runs, sum(r.width for r in runs), ascent, descent, direction(text) == "rtl")

@@ -91,6 +91,7 @@ class Engine:
             # Signed into the pixel and the reader's click token: opens and clicks then
             # count for the variant this reader was sent.
             variant=variant if campaign else None,
+            reader=profile,
         )
         locale = profile.get("locale") or "en"
         # Missing fields stay undefined, so `{{ first_name | default("there") }}` works.
