@@ -24,7 +24,8 @@ class ParamError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The largest image a kind will draw, whatever its parameters say."""
+    """The largest image a kind will draw, in pixels (display size times density),
+    whatever its parameters say."""
 
     max_width: int
     max_height: int
