@@ -473,3 +473,16 @@ def test_a_missing_fallback_font_is_logged_and_its_text_counts_as_undrawable(
     assert bare.missing("sans", "李雷 Ada") == "李雷"
     assert bare.missing("sans", "Жанна") == ""
     assert len(fallback_paths()) == 3  # all three installed here, by scripts/install
+
+
+def test_without_raqm_right_to_left_text_is_drawn_reversed(monkeypatch: pytest.MonkeyPatch):
+    """Pillow's basic layout draws characters in logical order, left to right: a right-
+    to-left run is reversed first (its letters unjoined, but in reading order)."""
+    import app.images.text as text
+
+    monkeypatch.setattr(text, "RAQM", False)
+    shown = text.line(FONTS, "sans", 40, "Hi שלום")
+    assert [run.text for run in shown.runs] == ["Hi ", "םולש"]
+    assert not shown.rtl
+    monkeypatch.setattr(text, "RAQM", True)
+    assert [run.text for run in text.line(FONTS, "sans", 40, "Hi שלום").runs] == ["Hi ", "שלום"]
