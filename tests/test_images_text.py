@@ -408,7 +408,7 @@ def test_kairos_check_fails_on_a_glyph_no_font_has(module_settings, sources_copy
     mjml = (blocks / "countdown" / "block.mjml").read_text().splitlines()
     line_no = next(i for i, text in enumerate(mjml, 1) if "labels=" in text)
     assert glyphs[0].startswith(f"{blocks / 'countdown' / 'block.mjml'}:{line_no}: ")
-    assert "live image countdown, parameter labels" in glyphs[0]
+    assert "block countdown, live image countdown, parameter labels" in glyphs[0]
 
 
 def test_kairos_check_passes_labels_in_other_scripts(module_settings, sources_copy):

@@ -57,6 +57,7 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
     reference = renderer.reference()
 
     amp_docs: dict[str, str] = {}
+    undrawable: set[tuple[str, str, str, str]] = set()
     for name in renderer.names():
         try:
             samples: dict[str, object] = dict(renderer.samples(name))
@@ -84,12 +85,13 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
                     f"{difference} (a Kairos bug: please report it with this template)"
                 )
             for names, image, param, glyphs in result.undrawable:
-                problem = (
-                    f"{_image_line(blocks, names, image)}: live image {image}, "
+                if (names, image, param, glyphs) in undrawable:
+                    continue  # once, not once per sample and variant
+                undrawable.add((names, image, param, glyphs))
+                problems.append(
+                    f"{_image_line(blocks, names, image)}: block {names}, live image {image}, "
                     f"parameter {param}: no font can draw {glyphs!r} (in {where})"
                 )
-                if not any(p.startswith(problem.split(" (in ")[0]) for p in problems):
-                    problems.append(problem)
             for fmt in ("html", "text"):
                 output = getattr(result, fmt) or ""
                 leftover = LEFTOVERS.search(output)
