@@ -486,3 +486,18 @@ def test_without_raqm_right_to_left_text_is_drawn_reversed(monkeypatch: pytest.M
     assert not shown.rtl
     monkeypatch.setattr(text, "RAQM", True)
     assert [run.text for run in text.line(FONTS, "sans", 40, "Hi שלום").runs] == ["Hi ", "שלום"]
+
+
+def test_the_kairos_command_exits_1_on_a_glyph_no_font_has(
+    clean_environ, sources_copy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from app.cli import main
+
+    blocks, templates = sources_copy()
+    with_labels(blocks, f"D,H,M,{UNDRAWABLE}")
+    monkeypatch.setenv("KAIROS_BLOCKS_DIR", str(blocks))
+    monkeypatch.setenv("KAIROS_TEMPLATES_DIR", str(templates))
+    assert main(["check", "--no-amp"]) == 1
+    err = capsys.readouterr().err
+    assert "block countdown, live image countdown, parameter labels" in err
+    assert repr(UNDRAWABLE) in err
