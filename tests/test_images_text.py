@@ -156,7 +156,9 @@ def text_bands(image: Image.Image, colour: tuple[int, int, int]) -> list[tuple[i
     """(top, height) of each stretch of rows holding pixels of `colour`."""
     rgb = image.convert("RGB")
     solid = Image.new("RGB", rgb.size, colour)
-    ink = ImageChops.difference(rgb, solid).convert("L").point(lambda v: 255 if v < 40 else 0)
+    red, green, blue = ImageChops.difference(rgb, solid).split()
+    farthest = ImageChops.lighter(ImageChops.lighter(red, green), blue)
+    ink = farthest.point(lambda v: 255 if v < 40 else 0)
     rows = [ink.crop((0, y, ink.width, y + 1)).getbbox() is not None for y in range(ink.height)]
     bands, start = [], None
     for y, on in enumerate([*rows, False]):
@@ -501,3 +503,20 @@ def test_the_kairos_command_exits_1_on_a_glyph_no_font_has(
     err = capsys.readouterr().err
     assert "block countdown, live image countdown, parameter labels" in err
     assert repr(UNDRAWABLE) in err
+
+
+async def test_a_product_card_draws_a_chinese_title_in_two_lines_at_most(
+    client: Any, app: Starlette
+):
+    from test_images import _with_product
+
+    title = "北欧风格黄铜台灯，适合书房、卧室和客厅使用的温暖灯光"
+    await _with_product(client, app, "mei", title=title)
+    r = await client.get(image_url("product", "mei"))
+    assert r.status_code == 200 and "x-kairos-fallback" not in r.headers, r.headers
+    card = decode(r.content).convert("RGB")
+    assert card.size == (600, 800)
+    # Below the image tile: two lines of title, then the price (in the accent colour).
+    below = card.crop((0, 570, 600, 800))
+    assert len(text_bands(below, (0x1F, 0x29, 0x33))) == 2
+    assert len(text_bands(below, (0xB4, 0x47, 0x2A))) == 1
