@@ -10,6 +10,7 @@ same for every reader can be rendered once per send (see `app.render.layout`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -46,6 +47,18 @@ class ImageCheck(Protocol):
     def __call__(self, name: str, params: dict[str, Any]) -> str:
         """The format of live image `name` with `params`; `ParamError` when the image is
         unknown or its parameters are invalid."""
+        ...
+
+    def reader_params(self, name: str, reader: Mapping[str, Any]) -> dict[str, str]:
+        """The parameters live image `name` takes from the reader's profile at send
+        time (a countdown: the reader's locale and time zone, when valid)."""
+        ...
+
+    def undrawable(
+        self, name: str, params: dict[str, Any], profile: Any
+    ) -> list[tuple[str, str]]:
+        """(parameter, characters) of the text live image `name` will draw for a reader
+        with `profile` that no font can draw, as far as send time can tell."""
         ...
 
 
@@ -94,9 +107,11 @@ class Links:
         tracking: bool = True,
         variant: str | None = None,
         unsubscribe: str | None = None,
+        reader: Mapping[str, Any] | None = None,
     ) -> None:
         self._signer = signer
         self._unsubscribe = unsubscribe
+        self._reader = reader or {}
         self._variant = variant
         self._tokens = signer.tokens
         self._tracking = tracking
@@ -110,6 +125,7 @@ class Links:
         self._text_urls: dict[str, str] = {}
         self._reader_token: str | None = None
         self.unsafe: list[str] = []
+        self.images: list[tuple[str, dict[str, Any]]] = []  # each live image signed
 
     def feed(self, name: str) -> str:
         key = ("feed", name)
@@ -126,9 +142,12 @@ class Links:
         key = ("image", name, *sorted(f"{k}={v!r}" for k, v in params.items()))
         url = self._memo.get(key)
         if url is None:
-            fmt = self._signer.check_image(name, params)
+            check = self._signer.check_image
+            fmt = check(name, params)
+            self.images.append((name, params))
+            signed = {**params, **check.reader_params(name, self._reader)}
             token = self._tokens.sign(
-                "image", self._user, name, campaign=self._campaign, params=params or None
+                "image", self._user, name, campaign=self._campaign, params=signed or None
             )
             url = self._memo[key] = f"{self._base}/v1/img/{name}.{fmt}?t={token}"
         return url

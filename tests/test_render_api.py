@@ -539,7 +539,7 @@ async def test_countdown_live_image_url_is_served(client):
         assert r.headers["content-type"] == "image/gif"
         assert "x-kairos-fallback" not in r.headers
         image = Image.open(io.BytesIO(r.content))
-        assert (image.format, image.size) == ("GIF", (600, 120))
+        assert (image.format, image.size) == ("GIF", (1200, 240))  # 2x
 
 
 # --- batch -------------------------------------------------------------------------------------

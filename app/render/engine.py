@@ -104,6 +104,7 @@ class Engine:
             # count for the variant this reader was sent.
             variant=variant if campaign else None,
             unsubscribe=esp_unsubscribe,
+            reader=profile,
         )
         locale = profile.get("locale") or "en"
         # Missing fields stay undefined, so `{{ first_name | default("there") }}` works.
@@ -181,6 +182,12 @@ class Engine:
         if links.unsafe:
             unsafe = len(set(links.unsafe))
             warnings.append(f"{unsafe} link(s) with unsafe targets sent home")
+        undrawable = self._undrawable(links, compiled, modes, profile)
+        for names, image, param, glyphs in undrawable:
+            warnings.append(
+                f"block {names}: live image {image} cannot draw {glyphs!r} ({param}): "
+                "no font has them, the reader gets the fallback image"
+            )
         return RenderResult(
             subject,
             preheader,
@@ -194,7 +201,28 @@ class Engine:
             headers=headers,
             weights=source.variants,
             tracked=consent["tracking"],
+            undrawable=undrawable,
         )
+
+    def _undrawable(
+        self, links: Links, compiled: Compiled, modes: list[str], profile: Profile
+    ) -> list[tuple[str, str, str, str]]:
+        """Live image text of this render that no font can draw, named by the shown
+        block that declares the image (`"image"` in its block.json)."""
+        found: list[tuple[str, str, str, str]] = []
+        check = self.signer.check_image
+        for name, params in links.images:
+            problems = check.undrawable(name, params, profile)
+            if not problems:
+                continue
+            blocks = [
+                each.name
+                for each, mode in zip(compiled.blocks, modes, strict=True)
+                if each.image == name and mode == "main"
+            ] or ["(template)"]
+            for param, glyphs in problems:
+                found.append((", ".join(dict.fromkeys(blocks)), name, param, glyphs))
+        return found
 
 
 def _mode(

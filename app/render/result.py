@@ -47,6 +47,9 @@ class RenderResult:
     # template's declared variant weights, in order, and whether the reader is tracked.
     weights: Mapping[str, int] = field(default_factory=dict)
     tracked: bool = True
+    # Not in the answer either: (block, image, parameter, characters) of live image text
+    # no font can draw, for `kairos check` (the answer's `warnings` say the same).
+    undrawable: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def html(self) -> str | None:
