@@ -28,6 +28,7 @@ from app.routes import (
     profiles,
     render,
     segments,
+    unsubscribe,
 )
 from app.routes.guard import guarded
 from app.services import Services, build_services
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     app = KairosApp(
         [
             *opens.routes(services),
+            *unsubscribe.routes(services),
             *health.routes(services),
             *events.routes(services),
             *guarded(

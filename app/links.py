@@ -10,6 +10,7 @@ same for every reader can be rendered once per send (see `app.render.layout`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 LINK_CACHE_SIZE = 20_000
+# Where a reader's signed one-click unsubscribe URL points (app/routes/unsubscribe.py).
+UNSUBSCRIBE_PATH = "/v1/unsubscribe/"
 # Recommendation slots a product click link may name (and live product cards show).
 MAX_SLOT = 19
 
@@ -44,6 +47,18 @@ class ImageCheck(Protocol):
     def __call__(self, name: str, params: dict[str, Any]) -> str:
         """The format of live image `name` with `params`; `ParamError` when the image is
         unknown or its parameters are invalid."""
+        ...
+
+    def reader_params(self, name: str, reader: Mapping[str, Any]) -> dict[str, str]:
+        """The parameters live image `name` takes from the reader's profile at send
+        time (a countdown: the reader's locale and time zone, when valid)."""
+        ...
+
+    def undrawable(
+        self, name: str, params: dict[str, Any], profile: Any
+    ) -> list[tuple[str, str]]:
+        """(parameter, characters) of the text live image `name` will draw for a reader
+        with `profile` that no font can draw, as far as send time can tell."""
         ...
 
 
@@ -91,9 +106,13 @@ class Links:
         *,
         tracking: bool = True,
         variant: str | None = None,
+        unsubscribe: str | None = None,
+        reader: Mapping[str, Any] | None = None,
         language: str | None = None,
     ) -> None:
         self._signer = signer
+        self._unsubscribe = unsubscribe
+        self._reader = reader or {}
         # Signed into feed URLs: the feed writes prices in the email's language.
         self._feed_params = {"lang": language} if language else None
         self._variant = variant
@@ -109,6 +128,7 @@ class Links:
         self._text_urls: dict[str, str] = {}
         self._reader_token: str | None = None
         self.unsafe: list[str] = []
+        self.images: list[tuple[str, dict[str, Any]]] = []  # each live image signed
 
     def feed(self, name: str) -> str:
         key = ("feed", name)
@@ -127,9 +147,12 @@ class Links:
         key = ("image", name, *sorted(f"{k}={v!r}" for k, v in params.items()))
         url = self._memo.get(key)
         if url is None:
-            fmt = self._signer.check_image(name, params)
+            check = self._signer.check_image
+            fmt = check(name, params)
+            self.images.append((name, params))
+            signed = {**params, **check.reader_params(name, self._reader)}
             token = self._tokens.sign(
-                "image", self._user, name, campaign=self._campaign, params=params or None
+                "image", self._user, name, campaign=self._campaign, params=signed or None
             )
             url = self._memo[key] = f"{self._base}/v1/img/{name}.{fmt}?t={token}"
         return url
@@ -190,6 +213,21 @@ class Links:
             url = self._memo[key] = f"{self._base}/v1/px/{quote(token)}.gif"
         return url
 
+    def unsubscribe(self) -> str:
+        """Where the reader unsubscribes: the ESP's URL or merge tag when the template
+        or the render gives one, else this reader's signed one-click URL (never a click
+        redirect: a merge tag must reach the ESP as it is written)."""
+        url = self._unsubscribe
+        if url is None:
+            key = ("unsubscribe",)
+            url = self._memo.get(key)
+            if url is None:
+                token = self._tokens.sign(
+                    "unsubscribe", self._user, "email", campaign=self._campaign
+                )
+                url = self._memo[key] = f"{self._base}{UNSUBSCRIBE_PATH}{token}"
+        return url
+
     def url(self, key: str, spec: Spec, html: bool) -> str:
         """The URL a `FillLinks` sentinel stands for, for this reader, HTML-escaped when
         `html`; `key` names the spec (once per render)."""
@@ -211,4 +249,6 @@ class Links:
             return self.feed(spec[1])
         if kind == "image":
             return self.image(spec[1], **spec[2])
+        if kind == "unsubscribe":
+            return self.unsubscribe()
         return self.pixel()

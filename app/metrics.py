@@ -134,6 +134,12 @@ class Metrics:
         )
         self.merges = Counter("kairos_identity_merges", "Readers merged into a user", [])
         self.erasures = Counter("kairos_erasures", "Erasure requests carried out", [])
+        self.unsubscribes = Counter(
+            "kairos_unsubscribes",
+            "One-click unsubscribes, by result (recorded; already: the reader had "
+            "unsubscribed before; erased: nothing kept of an erased reader)",
+            ["result"],
+        )
         self.tracking_lost = Counter(
             "kairos_tracking_lost", "Sends, opens and clicks not counted, by reason", ["reason"]
         )
@@ -169,6 +175,7 @@ class Metrics:
                     self.warm_readers,
                     self.merges,
                     self.erasures,
+                    self.unsubscribes,
                     self.tracking_lost,
                     self.requests,
                     self.latency,

@@ -78,7 +78,9 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
             settings.recs_url, settings.upstream_hosts, metrics, timeout_s=settings.recs_timeout_s
         )
     reader = ReaderData(catalog, recommender=Recommender(stores.recs, upstream))
-    signer = LinkSigner(tokens, settings.public_url, ImageChecks())
+    picks = Picks(stores.picks, reader, settings.budget_s)
+    images = LiveImages(settings, metrics, profiles, catalog, picks)
+    signer = LinkSigner(tokens, settings.public_url, ImageChecks(fonts=images.fonts))
     templates = TemplateRegistry(
         settings.blocks_dir, settings.templates_dir, reload=settings.reload_templates
     )
@@ -88,12 +90,11 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         public_url=settings.public_url,
         metrics=metrics,
         globals=templates.environments.globals,
+        message_domain=settings.message_id_domain,
     )
     renderer = Renderer(
         templates, engine, profiles=profiles, reader=reader, budget_s=settings.budget_s
     )
-    picks = Picks(stores.picks, reader, settings.budget_s)
-    images = LiveImages(settings, metrics, profiles, catalog, picks)
     formats = {name: kind.format for name, kind in KINDS.items()}
     hashes = ReaderHashes(settings.secret_keys)
     segments = Segmenter(

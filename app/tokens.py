@@ -20,7 +20,7 @@ from app.caching import Bounded
 from app.errors import Forbidden
 from app.settings import Secret
 
-PURPOSES = ("feed", "image", "click", "pixel", "reader")
+PURPOSES = ("feed", "image", "click", "pixel", "reader", "unsubscribe")
 # Large enough for a click token carrying the longest target a click may have (2,048
 # characters, app/targets.py) with its campaign and slot, base64-encoded; small enough
 # that a forged token is refused before any work.

@@ -455,3 +455,9 @@ class Upstream:
         finally:
             writer.close()
             self._handlers.discard(task)
+
+
+def unstamped(answer: dict[str, Any]) -> dict[str, Any]:
+    """A JSON render answer without the Message-ID and Date every render stamps anew."""
+    headers = {k: v for k, v in answer["headers"].items() if k not in ("Message-ID", "Date")}
+    return {**answer, "headers": headers}

@@ -563,7 +563,7 @@ async def test_sign_image_prints_a_url_the_server_draws(
         r = await client.get(f"{parts.path}?{parts.query}")
     assert r.status_code == 200 and "x-kairos-fallback" not in r.headers
     image = Image.open(io.BytesIO(r.content))
-    assert (image.format, image.size, image.n_frames) == ("GIF", (600, 120), 10)
+    assert (image.format, image.size, image.n_frames) == ("GIF", (1200, 240), 10)  # 2x
 
 
 @pytest.mark.parametrize(

@@ -293,6 +293,20 @@ def test_a_reader_who_declined_tracking_gets_nothing_recorded_but_consent():
     assert again.profile is not None and again.profile["counters"]["page_view"] == 1
 
 
+def test_an_unsubscribed_reader_gets_no_email_engagement_recorded_until_subscribed_again():
+    unsubscribed = {"consent": {"tracking": True, "email": False}}
+    opens = [event("email_open", "e1", campaign="spring"), event("page_view", "e2")]
+    done = reduce(unsubscribed, opens, ())
+    assert done.outcomes == [DROPPED, ACCEPTED]  # the email, not the shop
+    back = event("identify", "e3", traits={"consent": {"email": True}})
+    kept = reduce(unsubscribed, [back, event("email_click", "e5")], ())
+    assert kept.outcomes == [ACCEPTED, DROPPED]  # a write key cannot subscribe again
+    assert kept.profile is not None and kept.profile["consent"]["email"] is False
+    again = reduce(unsubscribed, [back, event("email_open", "e4")], (), trusted=True)
+    assert again.outcomes == [ACCEPTED, ACCEPTED]
+    assert again.profile is not None and again.profile["consent"]["email"] is True
+
+
 def test_merge_sums_interleaves_unites_and_keeps_the_users_fields():
     user = reduce(
         {"first_name": "Ada", "consent": {"personalization": True}},

@@ -34,6 +34,7 @@ from app.app import create_app
 from app.images.assets import Assets
 from app.images.countdown import Countdown
 from app.images.countdown_art import ended, still
+from app.images.countdown_words import drawn, place, words
 from app.images.fonts import Fonts
 from app.settings import PROJECT_ROOT, Secret
 from app.tokens import Tokens
@@ -44,6 +45,14 @@ LEFT = 3 * 86400 + 5 * 3600 + 7 * 60 + 12  # at the pinned clock
 NOW = DEADLINE_S - LEFT + 0.25
 NO_STORE = "no-cache, no-store, must-revalidate, max-age=0"
 FONTS = Fonts(Assets(PROJECT_ROOT / "blocks", FALLBACKS_DIR, None))
+
+
+def as_drawn(raw: dict[str, Any]) -> dict[str, Any]:
+    """A countdown's parameters (as signed) with its words as drawn."""
+    params = Countdown.parse(raw)
+    reader = {"locale": params["reader_locale"], "timezone": params["reader_timezone"]}
+    where = place(reader, params["locale"], params["timezone"])
+    return drawn(params, words(params, params["deadline"], where))
 
 
 def pin_clock(app: Starlette, now: float) -> None:
@@ -114,7 +123,7 @@ async def test_countdown_is_a_60_frame_gif_with_live_headers(client, pinned):
     assert "x-kairos-fallback" not in r.headers
     assert_live_headers(r, "image/gif")
     image = decode(r, "gif")
-    assert image.size == (600, 120)
+    assert image.size == (1200, 240)  # 600 x 120 at 2x density
     assert image.n_frames == 60
     assert len(r.content) <= 80 * 1024
 
@@ -122,7 +131,7 @@ async def test_countdown_is_a_60_frame_gif_with_live_headers(client, pinned):
 async def test_countdown_frames_count_down_one_second_each(client, pinned):
     r = await fetch(client, image_url("countdown", "ada", deadline=DEADLINE))
     shown = frames(decode(r, "gif"))
-    params = Countdown.parse({"deadline": DEADLINE})
+    params = as_drawn({"deadline": DEADLINE})
     assert len(shown) == 60
     for i, frame in enumerate(shown):
         # Frame i shows one second less than frame i-1: the reference draws each frame
@@ -144,11 +153,13 @@ async def test_countdown_style_and_frame_count_are_the_designers(client, pinned)
         "label_color": "#1f2933",
         "font": "sans",
         "labels": "Tage,Stunden,Minuten,Sekunden",
+        "until": "",
+        "density": 1,
     }
     r = await fetch(client, image_url("countdown", "ada", **style))
     shown = frames(decode(r, "gif"))
     assert [f.size for f in shown] == [(300, 80)] * 5
-    params = Countdown.parse(style)
+    params = as_drawn(style)
     for i, frame in enumerate(shown):
         assert same(frame, still(params, FONTS, LEFT - i))
     assert shown[0].getpixel((0, 0)) == (255, 255, 255)
@@ -158,7 +169,7 @@ async def test_countdown_stops_at_zero(client, pinned):
     pinned(DEADLINE_S - 4 + 0.9)
     r = await fetch(client, image_url("countdown", "ada", deadline=DEADLINE))
     shown = frames(decode(r, "gif"))
-    params = Countdown.parse({"deadline": DEADLINE})
+    params = as_drawn({"deadline": DEADLINE})
     assert len(shown) == 5  # 4, 3, 2, 1, 0 seconds left
     assert same(shown[-1], still(params, FONTS, 0))
 
@@ -169,7 +180,7 @@ async def test_after_the_deadline_the_ended_image(client, pinned):
     assert "x-kairos-fallback" not in r.headers
     assert_live_headers(r, "image/gif")
     shown = frames(decode(r, "gif"))
-    params = Countdown.parse({"deadline": DEADLINE, "ended": "The sale is over"})
+    params = as_drawn({"deadline": DEADLINE, "ended": "The sale is over"})
     assert len(shown) == 1
     assert not same(shown[0], ended(params, FONTS))
     r = await fetch(
@@ -208,16 +219,26 @@ async def test_the_next_second_is_the_next_render(client, app, pinned):
 
 
 async def test_the_cache_key_is_what_the_pixels_depend_on(client, app, pinned):
-    """Two deadlines a minute apart, opened a minute apart: the same seconds left, the
-    same pixels, one render. Another colour: another render."""
+    """Two deadlines a minute apart, opened a minute apart, without the end time: the
+    same seconds left, the same pixels, one render, for readers in two time zones.
+    Another colour: another render. With the end time, each deadline and each time
+    zone draws its own."""
     later = "2026-12-25T00:00:59Z"
-    a = await fetch(client, image_url("countdown", "ada", deadline=DEADLINE))
+    a = await fetch(client, image_url("countdown", "ada", deadline=DEADLINE, until=""))
     pinned(NOW + 60)
-    b = await fetch(client, image_url("countdown", "grace", deadline=later))
+    b = await fetch(client, image_url("countdown", "grace", deadline=later, until=""))
     assert a.content == b.content
     assert renders(app, "countdown") == 1
-    await fetch(client, image_url("countdown", "grace", deadline=later, color="#ff0000"))
+    await fetch(client, image_url("countdown", "grace", deadline=later, until="", color="#f00"))
     assert renders(app, "countdown") == 2
+    london = {"deadline": later, "reader_timezone": "Europe/London"}
+    ada = await fetch(client, image_url("countdown", "ada", **london))
+    new_york = {"deadline": later, "reader_timezone": "America/New_York"}
+    grace = await fetch(client, image_url("countdown", "grace", **new_york))
+    assert ada.content != grace.content
+    assert renders(app, "countdown") == 4
+    await fetch(client, image_url("countdown", "alan", **london))
+    assert renders(app, "countdown") == 4
 
 
 # --- tokens --------------------------------------------------------------------------------
@@ -294,7 +315,12 @@ async def test_unknown_image_or_wrong_format_is_404(client, url):
         ("countdown", {"deadline": DEADLINE, "labels": "D,H,M"}),
         ("countdown", {"deadline": DEADLINE, "font": "blocks/countdown/missing.ttf"}),
         ("countdown", {"deadline": DEADLINE, "font": "/usr/share/fonts/x.ttf"}),
-        ("countdown", {"deadline": DEADLINE, "ended": "終わり"}),
+        ("countdown", {"deadline": DEADLINE, "ended": "𓂀 ended"}),
+        ("countdown", {"deadline": DEADLINE, "labels": "D,H,M,𓂀"}),
+        ("countdown", {"deadline": DEADLINE, "locale": "xx-Nowhere"}),
+        ("countdown", {"deadline": DEADLINE, "timezone": "Mars/Olympus"}),
+        ("countdown", {"deadline": DEADLINE, "density": 3}),
+        ("countdown", {"deadline": DEADLINE, "width": 700, "density": 2}),
         ("banner", {"background": "../../etc/passwd"}),
         ("banner", {"background": "blocks/../../../etc/hostname.png"}),
         ("banner", {"background": "blocks/countdown/block.json"}),
@@ -350,7 +376,7 @@ async def test_banner_is_a_png_with_the_readers_words(client, app):
     assert "x-kairos-fallback" not in r.headers
     assert_live_headers(r, "image/png")
     image = decode(r, "png")
-    assert image.size == (600, 200)
+    assert image.size == (1200, 400)  # 600 x 200 at 2x density
     grace = decode(await fetch(client, image_url("banner", "grace")), "png")
     assert not same(image.convert("RGB"), grace.convert("RGB"))
     assert renders(app, "banner") == 2
@@ -370,6 +396,7 @@ async def test_banner_size_and_background_are_the_designers(settings, sources_co
                 width=480,
                 height=160,
                 align="center",
+                density=1,
             ),
         )
     assert "x-kairos-fallback" not in r.headers
@@ -389,7 +416,7 @@ async def test_banner_shares_renders_between_readers_with_the_same_words(client,
 
 
 async def test_product_title_the_font_cannot_draw_gets_the_fallback(client, app):
-    await _with_product(client, app, "uma", title="台灯")
+    await _with_product(client, app, "uma", title="𓂀 lamp")
     r = await client.get(image_url("product", "uma"))
     assert_fallback(r, "product", "unsupported-text")
 
@@ -400,7 +427,7 @@ async def test_product_title_the_font_cannot_draw_gets_the_fallback(client, app)
         ({"first_name": "Hedy"}, {"text": "{loyalty_points} points"}, "missing-data"),
         ({"loyalty_points": 3}, {}, "missing-data"),
         ({"first_name": "", "loyalty_points": 3}, {}, "missing-data"),
-        ({"first_name": "李雷", "loyalty_points": 3}, {}, "unsupported-text"),
+        ({"first_name": "𓂀", "loyalty_points": 3}, {}, "unsupported-text"),
     ],
 )
 async def test_banner_without_its_data_gets_the_fallback(client, profile, params, reason):
@@ -423,8 +450,10 @@ async def test_product_card_is_a_png_of_the_readers_pick(client, app):
     r = await fetch(client, image_url("product", "ada", slot=0))
     assert "x-kairos-fallback" not in r.headers
     assert_live_headers(r, "image/png")
-    assert decode(r, "png").size == (300, 400)
-    other = await fetch(client, image_url("product", "ada", slot=1, width=240, height=320))
+    assert decode(r, "png").size == (600, 800)  # 300 x 400 at 2x density
+    other = await fetch(
+        client, image_url("product", "ada", slot=1, width=240, height=320, density=1)
+    )
     assert decode(other, "png").size == (240, 320)
     assert renders(app, "product") == 2
 

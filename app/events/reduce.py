@@ -21,7 +21,7 @@ from app.profiles.schema import (
     MAX_LIST,
     validate_profile,
 )
-from app.reader.consent import tracked
+from app.reader.consent import records
 from app.stores.protocols import Profile
 
 MAX_RECENT_VIEWS = 20
@@ -55,8 +55,9 @@ def reduce(
 ) -> Reduced:
     """Apply `events` (one reader's, in arrival order) to `profile`. An event whose id is in
     `seen`, or earlier in `events`, is a duplicate; one for a reader who declined tracking
-    is dropped, unless it is an identify that grants tracking again, sent with an API key
-    (`trusted`): a public write key may withdraw consent but never grant it."""
+    (an email open or click: who unsubscribed) is dropped, unless it is an identify that
+    grants it again, sent with an API key (`trusted`): a public write key may withdraw
+    consent but never grant it."""
     done = set(seen)
     result = Reduced(profile)
     current = profile
@@ -64,7 +65,11 @@ def reduce(
         if event.event_id in done:
             result.outcomes.append(DUPLICATE)
             continue
-        if current is not None and not tracked(current) and not (trusted and _grants(event)):
+        if (
+            current is not None
+            and not records(current, event.type)
+            and not (trusted and _grants(event))
+        ):
             result.outcomes.append(DROPPED)
             continue
         try:
@@ -218,11 +223,14 @@ STEPS = MappingProxyType(
 
 
 def _grants(event: Event) -> bool:
-    """An identify that grants tracking: the one event a reader who declined can send."""
+    """An identify that grants tracking or email (re-subscribes): the one event a
+    reader who declined can send."""
     if event.type != "identify":
         return False
     consent = event.properties["traits"].get("consent")
-    return isinstance(consent, dict) and consent.get("tracking") is True
+    return isinstance(consent, dict) and (
+        consent.get("tracking") is True or consent.get("email") is True
+    )
 
 
 def newest(entries: list[dict[str, Any]], limit: int, unique: str | None = None) -> list[Any]:

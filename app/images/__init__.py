@@ -10,6 +10,7 @@ from app.caching import Bounded
 from app.images.banner import Banner
 from app.images.base import ParamError, Params
 from app.images.countdown import Countdown
+from app.images.fonts import Fonts
 from app.images.kind import ImageKind
 from app.images.product import Product
 
@@ -38,8 +39,45 @@ class ImageChecks:
     of a template signs the same parameters, so each answer is remembered (a pure
     function of them). An `app.links.ImageCheck`."""
 
-    def __init__(self, size: int = 1024) -> None:
+    def __init__(self, size: int = 1024, fonts: Fonts | None = None) -> None:
         self._answers: Bounded[Hashable, str | ParamError] = Bounded(size)
+        self._fonts = fonts
+        self._readers: Bounded[Hashable, dict[str, str]] = Bounded(size)
+
+    def reader_params(self, name: str, reader: Mapping[str, Any]) -> dict[str, str]:
+        """What image `name` takes from the reader's profile (`ImageKind.reader_params`),
+        remembered by the profile fields it reads."""
+        kind = KINDS[name]
+        if not kind.reads:
+            return {}
+        key = (name, *(reader.get(field) for field in kind.reads))
+        try:
+            found = self._readers.get(key)
+        except TypeError:  # unhashable values: not a locale or a time zone
+            return {}
+        if found is None:
+            found = kind.reader_params(reader)
+            self._readers.put(key, found)
+        return found
+
+    def undrawable(self, name: str, params: dict[str, Any], profile: Any) -> list[tuple[str, str]]:
+        """(parameter, characters) of the text image `name` will draw for a reader with
+        `profile` (as far as send time knows it) that no font can draw: that reader would
+        get the fallback image. Empty without fonts (`kairos sign`)."""
+        fonts = self._fonts
+        if fonts is None:
+            return []
+        kind = KINDS[name]
+        found = []
+        for param, (font, text) in kind.send_time_text(parse(name, params), profile).items():
+            try:
+                fonts.check(font)
+            except (ParamError, OSError):
+                continue  # a font that cannot load fails the open's own check
+            missing = fonts.missing(font, text)
+            if missing:
+                found.append((param, missing))
+        return found
 
     def __call__(self, name: str, params: dict[str, Any]) -> str:
         try:

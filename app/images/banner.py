@@ -28,11 +28,13 @@ from app.images.base import (
     ParamError,
     Params,
     Text,
+    pixels,
 )
 from app.images.context import ImageRequest
-from app.images.draw import cover, fitted, png
+from app.images.draw import cover, png
 from app.images.fonts import Fonts
 from app.images.kind import ImageKind
+from app.images.text import MIN_TEXT_PX, draw_line, fit
 from app.stores.protocols import Profile
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
@@ -72,6 +74,14 @@ class Banner(ImageKind):
                 raise ParamError(f"{name}: braces are only for placeholders like {{first_name}}")
         return params
 
+    @classmethod
+    def send_time_text(cls, params: Params, profile: Any) -> dict[str, tuple[str, str]]:
+        fields = profile if isinstance(profile, dict) else {}
+        return {
+            "headline": (params["font"], fill(params["headline"], fields, missing="")),
+            "text": (params["text_font"], fill(params["text"], fields, missing="")),
+        }
+
     def check(self, params: Params) -> None:
         self.deps.fonts.check(params["font"])
         self.deps.fonts.check(params["text_font"])
@@ -93,14 +103,16 @@ class Banner(ImageKind):
         return Job(key, functools.partial(render, params, source.image, headline, text, deps.fonts))
 
 
-def fill(template: str, profile: Profile) -> str:
+def fill(template: str, profile: Profile, missing: str | None = None) -> str:
     """`template` with its placeholders filled; `Fallback(Reason.MISSING_DATA)` when the
-    profile lacks one of them."""
+    profile lacks one of them (or `missing` in its place, when given)."""
 
     def value(match: re.Match[str]) -> str:
         field = match.group(1)
         raw = profile.get(field)
         if raw is None or raw == "":
+            if missing is not None:
+                return missing
             raise Fallback(Reason.MISSING_DATA, f"the profile has no {field}")
         if isinstance(raw, int | float) and not isinstance(raw, bool):
             return f"{raw:,}"
@@ -112,21 +124,34 @@ def fill(template: str, profile: Profile) -> str:
 def render(
     params: Params, background: Image.Image, headline: str, text: str, fonts: Fonts
 ) -> bytes:
-    width, height = params["width"], params["height"]
+    width, height = pixels(params)
     image = cover(background, (width, height))
     pad = round(min(width, height) * 0.16)
     room = width - 2 * pad
-    big = fitted(fonts, params["font"], headline, round(height * 0.22), room)
-    small = fitted(fonts, params["text_font"], text, round(height * 0.12), room) if text else None
+    smallest = MIN_TEXT_PX * params["density"]
+    _, big = fit(fonts, params["font"], headline, round(height * 0.22), room, smallest)
+    small = (
+        fit(fonts, params["text_font"], text, round(height * 0.12), room, smallest)[1]
+        if text
+        else []
+    )
     gap = round(height * 0.06)
-    big_h = big.getbbox(headline or "A")[3]
-    small_h = small.getbbox(text)[3] if small is not None else 0
-    y = (height - big_h - (gap + small_h if small is not None else 0)) // 2
+    lines = [(each, 0) for each in big] + [
+        (each, gap if i == 0 else 0) for i, each in enumerate(small)
+    ]
+    total = sum(each.ascent + each.descent + space for each, space in lines)
+    y = max(0, (height - total) // 2)
     draw = ImageDraw.Draw(image)
-    center = params["align"] == "center"
-    x, anchor = (width // 2, "ma") if center else (pad, "la")
-    colour = params["color"]
-    draw.text((x, y), headline, font=big, fill=colour, anchor=anchor)
-    if small is not None:
-        draw.text((x, y + big_h + gap), text, font=small, fill=colour, anchor=anchor)
+    align = params["align"]
+    if (
+        align == "left"
+        and all(each.rtl for each in big + small if each.text.strip())
+        and (big or small)
+    ):
+        align = "right"  # a right-to-left text starts at the right
+    x = {"left": pad, "center": width // 2, "right": width - pad}[align]
+    for each, space in lines:
+        y += space
+        draw_line(draw, (x, y), each, params["color"], align)
+        y += each.ascent + each.descent
     return png(image)

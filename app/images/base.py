@@ -24,19 +24,35 @@ class ParamError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """The largest image a kind will draw, whatever its parameters say."""
+    """The largest image a kind will draw, in pixels (display size times density),
+    whatever its parameters say."""
 
     max_width: int
     max_height: int
     max_frames: int = 1
 
-    def check(self, width: int, height: int, frames: int = 1) -> None:
-        if width > self.max_width:
-            raise ParamError(f"width {width} is above the limit of {self.max_width}")
-        if height > self.max_height:
-            raise ParamError(f"height {height} is above the limit of {self.max_height}")
+    def check(self, width: int, height: int, frames: int = 1, density: int = 1) -> None:
+        """The limits hold for pixels: `width` x `density` and `height` x `density`."""
+        at = f" at density {density} ({width * density} pixels)" if density > 1 else ""
+        if width * density > self.max_width:
+            raise ParamError(f"width {width}{at} is above the limit of {self.max_width}")
+        at = f" at density {density} ({height * density} pixels)" if density > 1 else ""
+        if height * density > self.max_height:
+            raise ParamError(f"height {height}{at} is above the limit of {self.max_height}")
         if frames > self.max_frames:
             raise ParamError(f"frames {frames} is above the limit of {self.max_frames}")
+
+
+    def density(self, width: int, height: int) -> int:
+        """The density an image drawn without one gets: 2x where the limits allow."""
+        fits = width * 2 <= self.max_width and height * 2 <= self.max_height
+        return 2 if fits else 1
+
+
+def pixels(params: Params) -> tuple[int, int]:
+    """The image's size in pixels: its display size times its density."""
+    density: int = params["density"]
+    return params["width"] * density, params["height"] * density
 
 
 @dataclass(frozen=True, slots=True)

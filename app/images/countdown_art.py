@@ -12,9 +12,10 @@ from typing import Any
 from cachetools import LRUCache
 from PIL import Image, ImageDraw
 
-from app.images.base import Colour, Params, style_key
+from app.images.base import Colour, Params, pixels, style_key
 from app.images.fonts import Fonts
 from app.images.gif import Frame, write_gif
+from app.images.text import MIN_TEXT_PX, draw_line, fit, line
 
 LEVELS = 16  # anti-aliasing steps per colour ramp
 MAX_DAYS = 999
@@ -58,27 +59,32 @@ OPAQUE_LUT = (0,) + (255,) * 255
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """Where everything goes, for one style and one number of day digits."""
+    """Where everything goes, for one style, its words and one number of day digits
+    (in pixels: display size times density)."""
 
     width: int
     height: int
     font: str
     digit_size: int
     label_size: int
+    until_size: int
     cell_width: int
     digit_height: int
     glyph_top: int  # the digits' bbox top, relative to the text origin
     top: int  # y of the digit cells
-    label_y: int  # the labels' ascender line
+    label_y: int  # the top of the labels' line
+    until_y: int  # the top of the end time's line
     cells: tuple[int, ...]  # x of each digit cell, days first
     column: float  # width of one unit's column
 
 
 def layout(params: Params, fonts: Fonts, day_digits: int) -> Layout:
-    width, height, name = params["width"], params["height"], params["font"]
+    width, height = pixels(params)
+    name = params["font"]
+    smallest = MIN_TEXT_PX * params["density"]
     column = width / UNITS
     widest = max(2, day_digits)
-    size = max(8, round(height * 0.5))
+    size = max(8, round(height * (0.4 if params["until"] else 0.5)))
     cell = _cell_width(fonts, name, size)
     if cell * widest > column * 0.7:  # shrink to leave room for the separators
         size = max(8, int(size * column * 0.7 / (cell * widest)))
@@ -86,15 +92,20 @@ def layout(params: Params, fonts: Fonts, day_digits: int) -> Layout:
     _, top_f, _, bottom_f = fonts.get(name, size).getbbox("0123456789")
     top, digit_height = int(top_f), int(bottom_f - top_f)
 
-    label_size = max(8, round(height * 0.11))
-    longest = max(params["labels"], key=len)
-    label_font = fonts.get(name, label_size)
-    if label_font.getlength(longest) > column * 0.9:
-        label_size = max(6, int(label_size * column * 0.9 / label_font.getlength(longest)))
-        label_font = fonts.get(name, label_size)
+    label_size = max(smallest, round(height * 0.11))
+    label_size = min(
+        fit(fonts, name, label, label_size, column * 0.9, smallest, 1)[0]
+        for label in params["labels"]
+    )
+    label_line = line(fonts, name, label_size, "".join(params["labels"]))
     gap = max(2, round(height * 0.07))
-    ascent = label_font.getmetrics()[0]
-    y = max(0, (height - (digit_height + gap + ascent)) // 2)
+    block = digit_height + gap + label_line.ascent + label_line.descent
+    until_size = 0
+    if params["until"]:
+        until_size = max(smallest, round(height * 0.1))
+        until_size, lines = fit(fonts, name, params["until"], until_size, width * 0.94, smallest, 1)
+        block += gap + lines[0].ascent + lines[0].descent
+    y = max(0, (height - block) // 2)
 
     cells: list[int] = []
     for unit in range(UNITS):
@@ -102,17 +113,20 @@ def layout(params: Params, fonts: Fonts, day_digits: int) -> Layout:
         centre = unit * column + column / 2
         x0 = round(centre - count * cell / 2)
         cells.extend(x0 + i * cell for i in range(count))
+    label_y = y + digit_height + gap
     return Layout(
         width=width,
         height=height,
         font=name,
         digit_size=size,
         label_size=label_size,
+        until_size=until_size,
         cell_width=cell,
         digit_height=digit_height,
         glyph_top=top,
         top=y,
-        label_y=y + digit_height + gap,
+        label_y=label_y,
+        until_y=label_y + label_line.ascent + label_line.descent + gap,
         cells=tuple(cells),
         column=column,
     )
@@ -132,9 +146,8 @@ def _glyph_x(fonts: Fonts, lay: Layout, digit: str) -> int:
 
 def _static_mask(params: Params, fonts: Fonts, lay: Layout) -> tuple[Image.Image, Image.Image]:
     """Coverage masks of what never changes: the separators (digits' colour) and the
-    labels (labels' colour)."""
+    labels and end time (labels' colour)."""
     digit_font = fonts.get(lay.font, lay.digit_size)
-    label_font = fonts.get(lay.font, lay.label_size)
     separators = Image.new("L", (lay.width, lay.height), 0)
     draw = ImageDraw.Draw(separators)
     middle = lay.top + lay.digit_height // 2
@@ -142,9 +155,16 @@ def _static_mask(params: Params, fonts: Fonts, lay: Layout) -> tuple[Image.Image
         draw.text((round(unit * lay.column), middle), ":", font=digit_font, fill=255, anchor="mm")
     labels = Image.new("L", (lay.width, lay.height), 0)
     draw = ImageDraw.Draw(labels)
+    smallest = min(lay.label_size, MIN_TEXT_PX * params["density"])
     for unit, label in enumerate(params["labels"]):
         centre = round(unit * lay.column + lay.column / 2)
-        draw.text((centre, lay.label_y), label, font=label_font, fill=255, anchor="ma")
+        shown = fit(fonts, lay.font, label, lay.label_size, lay.column * 0.9, smallest, 1)[1]
+        draw_line(draw, (centre, lay.label_y), shown[0], 255, "center")
+    if params["until"]:
+        shown = fit(
+            fonts, lay.font, params["until"], lay.until_size, lay.width * 0.94, lay.until_size, 1
+        )[1]
+        draw_line(draw, (lay.width // 2, lay.until_y), shown[0], 255, "center")
     return separators, labels
 
 
@@ -193,7 +213,7 @@ class CountdownArt:
     def _prepared(
         self, params: Params, day_digits: int
     ) -> tuple[Layout, Image.Image, list[Image.Image]]:
-        key = (style_key(params, "deadline", "frames"), day_digits)
+        key = (style_key(params, "deadline", "frames", "locale", "timezone"), day_digits)
         with self._lock:
             hit = self._memo.get(key)
         if hit is not None:
@@ -235,16 +255,18 @@ def ended(params: Params, fonts: Fonts) -> Image.Image:
 
 
 def ended_still(params: Params, fonts: Fonts) -> Image.Image:
-    """The "ended" image: the `ended` text centred, in palette indices."""
-    width, height = params["width"], params["height"]
-    text = params["ended"]
-    size = max(8, round(height * 0.28))
-    font = fonts.get(params["font"], size)
-    if text and font.getlength(text) > width * 0.9:
-        size = max(6, int(size * width * 0.9 / font.getlength(text)))
-        font = fonts.get(params["font"], size)
+    """The "ended" image: the `ended` text centred (on two lines if need be), in palette
+    indices."""
+    width, height = pixels(params)
+    smallest = MIN_TEXT_PX * params["density"]
+    size = max(smallest, round(height * 0.28))
+    _, lines = fit(fonts, params["font"], params["ended"], size, width * 0.9, smallest)
     mask = Image.new("L", (width, height), 0)
-    ImageDraw.Draw(mask).text((width // 2, height // 2), text, font=font, fill=255, anchor="mm")
+    draw = ImageDraw.Draw(mask)
+    y = (height - sum(each.ascent + each.descent for each in lines)) // 2
+    for each in lines:
+        draw_line(draw, (width // 2, y), each, 255, "center")
+        y += each.ascent + each.descent
     return mask.point(DIGIT_LUT)
 
 

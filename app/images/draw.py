@@ -1,12 +1,11 @@
-"""Drawing helpers shared by the still image kinds: fitting images and text, PNG out."""
+"""Drawing helpers shared by the still image kinds: fitting images, PNG out (text is
+app/images/text.py's)."""
 
 from __future__ import annotations
 
 from io import BytesIO
 
-from PIL import Image, ImageFont
-
-from app.images.fonts import Fonts
+from PIL import Image
 
 # Shrink by whole factors first (box filter), then Lanczos over the last 1.5x: close to
 # a full Lanczos resize, at a fraction of its time.
@@ -38,42 +37,6 @@ def contain(
     else:
         canvas.paste(_rgb(image), offset)
     return canvas
-
-
-def fitted(
-    fonts: Fonts, name: str, text: str, size: int, max_width: float, smallest: int = 8
-) -> ImageFont.FreeTypeFont:
-    """Font `name` at `size`, or smaller until `text` fits in `max_width`."""
-    font = fonts.get(name, size)
-    length = font.getlength(text)
-    if length > max_width and length > 0:
-        font = fonts.get(name, max(smallest, int(size * max_width / length)))
-    return font
-
-
-def wrap(font: ImageFont.FreeTypeFont, text: str, max_width: float, max_lines: int) -> list[str]:
-    """`text` in at most `max_lines` lines no wider than `max_width`; an ellipsis ends
-    a text that does not fit."""
-    words, lines, line = text.split(), [], ""
-    for word in words:
-        candidate = f"{line} {word}" if line else word
-        if font.getlength(candidate) <= max_width:
-            line = candidate
-            continue
-        if line:
-            lines.append(line)
-        line = word
-        if len(lines) == max_lines:
-            break
-    if line and len(lines) < max_lines:
-        lines.append(line)
-    shown = " ".join(lines)
-    if shown != " ".join(words) or (lines and font.getlength(lines[-1]) > max_width):
-        last = lines[-1] if lines else ""
-        while last and font.getlength(last + "…") > max_width:
-            last = last[:-1].rstrip()
-        lines[-1:] = [last + "…"]
-    return lines
 
 
 def png(image: Image.Image, compress_level: int = 6) -> bytes:

@@ -26,12 +26,14 @@ from app.images.base import (
     Limits,
     Param,
     Params,
+    pixels,
 )
 from app.images.context import ImageRequest
-from app.images.draw import contain, fitted, png, wrap
+from app.images.draw import contain, png
 from app.images.fonts import Fonts
 from app.images.kind import ImageKind
 from app.images.sources import Source
+from app.images.text import MIN_TEXT_PX, draw_line, fit, line, wrap
 from app.links import MAX_SLOT
 from app.reader import money
 from app.stores.protocols import Product as CatalogProduct
@@ -93,12 +95,13 @@ class Product(ImageKind):
 def render(
     params: Params, image: Image.Image | None, title: str, price: str, fonts: Fonts
 ) -> bytes:
-    width, height = params["width"], params["height"]
+    width, height = pixels(params)
     background: Colour = params["background"]
     card = Image.new("RGB", (width, height), background)
     pad = max(4, round(width * 0.06))
-    title_size = max(9, round(width * 0.062))
-    price_size = max(9, round(width * 0.068))
+    smallest = MIN_TEXT_PX * params["density"]
+    title_size = max(smallest, round(width * 0.062))
+    price_size = max(smallest, round(width * 0.068))
     text_block = round(title_size * 2.5 + price_size * 1.6)
     side = max(16, min(width - 2 * pad, height - 2 * pad - text_block))
     box = (side, side)
@@ -110,19 +113,15 @@ def render(
         card.paste(_placeholder(box, tint, params, title, fonts), (x0, pad))
 
     draw = ImageDraw.Draw(card)
-    font = fonts.get(params["font"], title_size)
     y = pad + side + round(title_size * 0.7)
-    for line in wrap(font, title, width - 2 * pad, 2):
-        draw.text((width // 2, y), line, font=font, fill=params["color"], anchor="ma")
+    lines, _ = wrap(fonts, params["font"], title_size, title, width - 2 * pad, 2)
+    for each in lines:
+        draw_line(draw, (width // 2, y), each, params["color"], "center")
         y += round(title_size * 1.25)
     if price:
-        price_font = fitted(fonts, params["font"], price, price_size, width - 2 * pad)
-        draw.text(
-            (width // 2, y + round(price_size * 0.3)),
-            price,
-            font=price_font,
-            fill=params["accent"],
-            anchor="ma",
+        _, shown = fit(fonts, params["font"], price, price_size, width - 2 * pad, smallest, 1)
+        draw_line(
+            draw, (width // 2, y + round(price_size * 0.3)), shown[0], params["accent"], "center"
         )
     return png(card, compress_level=4)
 
@@ -132,12 +131,15 @@ def _placeholder(
 ) -> Image.Image:
     """A tinted tile with the product's initial, for a product without a usable image."""
     tile = Image.new("RGB", box, tint)
-    initial = (title[:1] or "?").upper()
-    font = fonts.get(params["font"], max(8, box[1] // 3))
-    ImageDraw.Draw(tile).text(
-        (box[0] // 2, box[1] // 2), initial, font=font,
-        fill=_mix(tint, params["color"], 0.35), anchor="mm",
-    )  # fmt: skip
+    initial = line(fonts, params["font"], max(8, box[1] // 3), (title[:1] or "?").upper())
+    top = (box[1] - initial.ascent - initial.descent) // 2
+    draw_line(
+        ImageDraw.Draw(tile),
+        (box[0] // 2, top),
+        initial,
+        _mix(tint, params["color"], 0.35),
+        "center",
+    )
     return tile
 
 

@@ -58,7 +58,8 @@ class LiveImages:
         assets = Assets(settings.blocks_dir, settings.fallbacks_dir, settings.catalog_assets_dir)
         self.workers = Workers(settings.image_workers)
         self.sources = SourceImages(self.workers, settings.upstream_hosts, settings.image_max_bytes)
-        deps = ImageDeps(Fonts(assets), assets, self.sources, profiles, catalog, picks)
+        self.fonts = Fonts(assets)
+        deps = ImageDeps(self.fonts, assets, self.sources, profiles, catalog, picks)
         self.kinds: dict[str, ImageKind] = {name: kind(deps) for name, kind in KINDS.items()}
         self.cache = ByteCache(settings.image_cache_bytes)
         self.clock = clock  # wall-clock seconds; tests pin it

@@ -1,4 +1,5 @@
-"""The send-time paths of /openapi.json: renders, the batch, templates, previews."""
+"""The send-time paths of /openapi.json: renders, the batch, templates, previews, and
+the one-click unsubscribe of the readers they are sent to."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def render_paths() -> dict[str, Any]:
                     },
                     "401": error("missing or invalid API key"),
                     "404": error("unknown template"),
+                    "409": error("the reader unsubscribed (`unsubscribed`): nothing to send"),
                     "422": error("invalid field, or the template does not compile"),
                 },
             }
@@ -51,6 +53,7 @@ def render_paths() -> dict[str, Any]:
                         "schema": {"type": "string"},
                     },
                     {"name": "campaign", "in": "query", "schema": {"type": "string"}},
+                    {"name": "unsubscribe_url", "in": "query", "schema": {"type": "string"}},
                     {
                         "name": "formats",
                         "in": "query",
@@ -62,6 +65,7 @@ def render_paths() -> dict[str, Any]:
                     "200": json("the rendered email", render_result()),
                     "401": error("missing or invalid API key"),
                     "404": error("unknown template"),
+                    "409": error("the reader unsubscribed (`unsubscribed`): nothing to send"),
                     "422": error("invalid field, or the template does not compile"),
                 },
             }
@@ -85,7 +89,8 @@ def render_paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "one line per input line, in order: the render "
-                        "with `line` and `user_id`, or `line`, `user_id` and `error`",
+                        "with `line` and `user_id`, or `line`, `user_id` and `error` (a "
+                        "reader who unsubscribed: `unsubscribed`)",
                         "content": {"application/x-ndjson": {"schema": render_result()}},
                     },
                     "401": error("missing or invalid API key"),
@@ -93,6 +98,7 @@ def render_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/v1/unsubscribe/{token}": unsubscribe_path(),
         "/v1/templates": {
             "get": {
                 "summary": "The templates, their blocks, variants and samples",
@@ -114,5 +120,52 @@ def render_paths() -> dict[str, Any]:
                     "422": error("invalid field or broken template"),
                 },
             }
+        },
+    }
+
+
+def unsubscribe_path() -> dict[str, Any]:
+    token = {
+        "name": "token",
+        "in": "path",
+        "required": True,
+        "description": "the reader (and campaign), signed for unsubscribing",
+        "schema": {"type": "string"},
+    }
+    page = {"text/html": {"schema": {"type": "string"}}}
+    return {
+        "parameters": [token],
+        "get": {
+            "summary": "The unsubscribe confirmation page: a button that POSTs; a GET "
+            "never unsubscribes (link scanners fetch URLs)",
+            "responses": {
+                "200": {"description": "the page", "content": page},
+                "403": {"description": "bad token: a page saying so", "content": page},
+            },
+        },
+        "post": {
+            "summary": "One-click unsubscribe (RFC 8058): sets the reader's consent.email "
+            "to false; no cookie, any body (mail clients send List-Unsubscribe=One-Click)",
+            "requestBody": {
+                "required": False,
+                "content": {"application/x-www-form-urlencoded": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                "200": {
+                    "description": "unsubscribed (again: nothing changes); a page when "
+                    "the request accepts text/html",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"unsubscribed": {"const": True}},
+                            }
+                        },
+                        **page,
+                    },
+                },
+                "403": error("bad token"),
+                "503": error("the profile store is unavailable: retry"),
+            },
         },
     }

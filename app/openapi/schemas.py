@@ -48,6 +48,12 @@ def render_request() -> dict[str, Any]:
             "profile": {"$ref": "#/components/schemas/Profile"},
             "campaign": {"type": "string"},
             "formats": {"type": "array", "items": {"enum": ["html", "amp", "text"]}},
+            "unsubscribe_url": {
+                "type": "string",
+                "description": "the ESP's unsubscribe URL (absolute http(s)) or merge tag "
+                "(`*|UNSUB|*`) for this reader: the footer link and List-Unsubscribe use "
+                "it instead of Kairos's signed one-click URL",
+            },
         },
     }
 
@@ -79,6 +85,13 @@ def render_result() -> dict[str, Any]:
                         "reason": {"type": "string"},
                     },
                 },
+            },
+            "headers": {
+                "type": "object",
+                "description": "the headers of the MIME answer, for an ESP that builds "
+                "the message: Message-ID (new for every render), Date, and "
+                "List-Unsubscribe with List-Unsubscribe-Post (RFC 8058 one-click)",
+                "additionalProperties": {"type": "string"},
             },
         },
     }
@@ -147,6 +160,10 @@ def components() -> dict[str, Any]:
                         "properties": {
                             "personalization": {"type": "boolean"},
                             "tracking": {"type": "boolean"},
+                            "email": {
+                                "type": "boolean",
+                                "description": "false once the reader unsubscribed",
+                            },
                         },
                     },
                     "attributes": {"type": "object", "maxProperties": 100},

@@ -214,7 +214,7 @@ FIELDS: Mapping[str, Callable[[str, Any], Any]] = MappingProxyType(
         "loyalty_points": _int(0, 10**12),
         "cart": _list(CART_ITEM),
         "recommendations": _list(RECOMMENDATION),
-        "consent": _object({"personalization": _bool, "tracking": _bool}),
+        "consent": _object({"personalization": _bool, "tracking": _bool, "email": _bool}),
         "attributes": _attributes,
     }
 )

@@ -2,7 +2,7 @@
 reader through. Consent, money formatting, cart lines joined with the catalog,
 recommendations; surfaces never call each other for data."""
 
-from app.reader.consent import personalized, tracked
+from app.reader.consent import personalized, subscribed, tracked
 from app.reader.items import DisplayItem, Item, product_item
 from app.reader.money import money
 from app.reader.view import ReaderData
@@ -14,5 +14,6 @@ __all__ = [
     "money",
     "personalized",
     "product_item",
+    "subscribed",
     "tracked",
 ]

@@ -45,6 +45,7 @@ class Renders(Protocol):
         campaign: str | None = None,
         formats: tuple[str, ...] = ...,
         lookup: Lookup | None = None,
+        unsubscribe: str | None = None,
     ) -> RenderResult: ...
 
 
@@ -150,6 +151,7 @@ async def _answer(
             campaign=req.campaign,
             formats=req.formats,
             lookup=lookups.get(req.user_id),
+            unsubscribe=req.unsubscribe_url,
         )
         return result.json(prefix, b"\n")
     except KairosError as exc:

@@ -58,6 +58,7 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
     reference = renderer.reference()
 
     amp_docs: dict[str, str] = {}
+    undrawable: set[tuple[str, str, str, str]] = set()
     for name in renderer.names():
         try:
             samples: dict[str, object] = dict(renderer.samples(name))
@@ -85,6 +86,14 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
                     f"{where}: the shared render differs from the per-reader reference in "
                     f"{difference} (a Kairos bug: please report it with this template)"
                 )
+            for names, image, param, glyphs in result.undrawable:
+                if (names, image, param, glyphs) in undrawable:
+                    continue  # once, not once per sample and variant
+                undrawable.add((names, image, param, glyphs))
+                problems.append(
+                    f"{_image_line(blocks, names, image)}: block {names}, live image {image}, "
+                    f"parameter {param}: no font can draw {glyphs!r} (in {where})"
+                )
             for fmt in ("html", "text"):
                 output = getattr(result, fmt) or ""
                 leftover = LEFTOVERS.search(output)
@@ -108,6 +117,25 @@ async def _check(settings: Settings, amp: bool) -> list[str]:
                     problems.append(f"{where}: AMP {verdict.status}: " + "; ".join(verdict.errors))
     await services.stores.close()
     return problems
+
+
+def _image_line(blocks: dict[str, Block], names: str, image: str) -> str:
+    """Where block `names` asks for live image `image`: `file:line` of the first call,
+    else the block's folder."""
+    block = blocks.get(names.split(", ")[0])
+    if block is None:
+        return f"block {names}"
+    call = re.compile(r"""image\(\s*['"]""" + re.escape(image) + """['"]""")
+    for file in ("block.mjml", "block.amp.html", "block.txt"):
+        path = block.folder / file
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+        for number, text in enumerate(lines, 1):
+            if call.search(text):
+                return f"{path}:{number}"
+    return str(block.folder)
 
 
 def _one_reader_per_variant(variants: dict[str, int]) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ import css_inline
 import mjml
 from jinja2.sandbox import SandboxedEnvironment
 
-from app.reader.formats import Formats
+from app.reader.formats import Formats, LanguageError
 from app.render import amp, direction
 from app.render.environments import Environments
 from app.render.jinja import check_part, protect, restore
@@ -83,7 +83,10 @@ def compile_template(
 
     params = tuple(use.params if fold else None for use in source.blocks)
     bodies: list[SharedBody] = []  # the template's shared loop bodies (layout.piece)
-    formats = Formats(source.language)
+    try:
+        formats = Formats(source.language)
+    except LanguageError as exc:
+        raise SourceError(template_json, f'"language": {exc}') from None
     html = _html_layout(source, used, params, bodies, envs.html, theme_css)
     amp = _amp_layout(source, used, params, bodies, envs.amp, amp_css)
     plain = _text_layout(used, params, bodies, envs.text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2.exceptions import SecurityError
 
@@ -15,11 +16,12 @@ from app.fallbacks import Reason
 from app.links import Links, LinkSigner
 from app.metrics import Metrics
 from app.profiles.fit import Cut
-from app.reader import personalized, tracked
+from app.reader import personalized, subscribed, tracked
 from app.reader.formats import DEFAULT_LANGUAGE, timezone
 from app.render.compiler import Compiled
+from app.render.headers import Stamp, one_click, unsubscribe_headers
 from app.render.layout import Fragments, ReaderRender
-from app.render.result import FORMATS, RenderResult, TemplateBroken
+from app.render.result import FORMATS, RenderResult, TemplateBroken, Unsubscribed
 from app.render.sources import Block, When
 from app.render.variants import assign
 from app.stores.protocols import Profile
@@ -42,8 +44,11 @@ class Engine:
         metrics: Metrics,
         globals: Mapping[str, Any],
         share: bool = True,
+        message_domain: str | None = None,
     ) -> None:
         self.signer, self.public_url, self.metrics = signer, public_url, metrics
+        # Message-ID and Date of each render; the domain: the public URL's host unless set.
+        self.stamp = Stamp(message_domain or urlsplit(public_url).hostname or "localhost")
         self.globals = dict(globals)
         self.share = share
         self.fragments = Fragments(share=share)
@@ -58,6 +63,7 @@ class Engine:
             metrics=self.metrics,
             globals=self.globals,
             share=share,
+            message_domain=self.stamp.domain,
         )
 
     def render(
@@ -69,23 +75,29 @@ class Engine:
         reason: str | None,
         campaign: str | None,
         formats: tuple[str, ...] = FORMATS,
+        unsubscribe: str | None = None,
         *,
         cuts: Sequence[Cut] = (),
     ) -> RenderResult:
         """`compiled` for reader `user_id` with `profile` (None: no profile, for
-        `reason`) and `data` (cart lines, `cart_missing`, recommendations); `cuts`: the
-        profile's fields cut to fit (`app.profiles.fit`), reported with the fallbacks."""
+        `reason`) and `data` (cart lines, `cart_missing`, recommendations); `unsubscribe`:
+        the ESP's unsubscribe URL or merge tag for this reader, over the template's; `cuts`:
+        the profile's fields cut to fit (`app.profiles.fit`), reported with the fallbacks.
+        A reader who unsubscribed is `Unsubscribed`: there is nothing to send them."""
         if compiled.version != self._version:
             # A new version of the templates: what was kept for the last one goes.
             self.fragments.clear()
             self._version = compiled.version
         source = compiled.source
         profile = profile or {}
+        if not subscribed(profile):
+            raise Unsubscribed("this reader unsubscribed: there is nothing to send them")
         personal = profile != {} and personalized(profile)
         segments = _segments(profile.get("segments"))
         variant = assign(source.variants, campaign or source.name, user_id)
         consent = {"personalization": personal, "tracking": tracked(profile)}
         home = source.links.get("home", self.public_url)
+        esp_unsubscribe = unsubscribe or source.links.get("unsubscribe")
         links = Links(
             self.signer,
             self.public_url,
@@ -96,6 +108,8 @@ class Engine:
             # Signed into the pixel and the reader's click token: opens and clicks then
             # count for the variant this reader was sent.
             variant=variant if campaign else None,
+            unsubscribe=esp_unsubscribe,
+            reader=profile,
             language=None if source.language == DEFAULT_LANGUAGE else source.language,
         )
         locale = profile.get("locale") or "en"
@@ -187,9 +201,20 @@ class Engine:
             raise TemplateBroken(
                 f"template {source.name!r} failed to render: {type(exc).__name__}: {exc}"
             ) from None
+        unsubscribe_url = links.unsubscribe()
+        post = one_click(
+            unsubscribe_url, ours=esp_unsubscribe is None, declared=source.unsubscribe_one_click
+        )
+        headers = {**self.stamp(), **unsubscribe_headers(unsubscribe_url, post)}
         if links.unsafe:
             unsafe = len(set(links.unsafe))
             warnings.append(f"{unsafe} link(s) with unsafe targets sent home")
+        undrawable = self._undrawable(links, compiled, modes, profile)
+        for names, image, param, glyphs in undrawable:
+            warnings.append(
+                f"block {names}: live image {image} cannot draw {glyphs!r} ({param}): "
+                "no font has them, the reader gets the fallback image"
+            )
         return RenderResult(
             subject,
             preheader,
@@ -200,9 +225,31 @@ class Engine:
             variant,
             fallbacks,
             warnings,
+            headers=headers,
             weights=source.variants,
             tracked=consent["tracking"],
+            undrawable=undrawable,
         )
+
+    def _undrawable(
+        self, links: Links, compiled: Compiled, modes: list[str], profile: Profile
+    ) -> list[tuple[str, str, str, str]]:
+        """Live image text of this render that no font can draw, named by the shown
+        block that declares the image (`"image"` in its block.json)."""
+        found: list[tuple[str, str, str, str]] = []
+        check = self.signer.check_image
+        for name, params in links.images:
+            problems = check.undrawable(name, params, profile)
+            if not problems:
+                continue
+            blocks = [
+                each.name
+                for each, mode in zip(compiled.blocks, modes, strict=True)
+                if each.image == name and mode == "main"
+            ] or ["(template)"]
+            for param, glyphs in problems:
+                found.append((", ".join(dict.fromkeys(blocks)), name, param, glyphs))
+        return found
 
 
 def _mode(

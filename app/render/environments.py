@@ -115,8 +115,9 @@ FILTERS: Mapping[str, Callable[..., Any]] = MappingProxyType(
         SHARED_BODY_FILTER: shared_body,
     }
 )
-# What templates call on `links` (`{{ links.feed('cart') }}`, `links.image(...)`).
-LINK_METHODS = frozenset({"feed", "image", "pixel", "click", "product_click"})
+# What templates call on `links` (`{{ links.feed('cart') }}`, `links.image(...)`,
+# `links.unsubscribe()`).
+LINK_METHODS = frozenset({"feed", "image", "pixel", "click", "product_click", "unsubscribe"})
 METHODS: Methods = MappingProxyType({Links: LINK_METHODS, FillLinks: LINK_METHODS})
 # What the AMP part's filters do differently: AMP4EMAIL allows fewer elements.
 AMP_FILTERS: Mapping[str, Callable[..., Any]] = MappingProxyType(

@@ -55,3 +55,6 @@ class FillLinks(Links):
 
     def pixel(self) -> str:
         return self._sentinel(("pixel",))
+
+    def unsubscribe(self) -> str:
+        return self._sentinel(("unsubscribe",))

@@ -7,11 +7,18 @@ from email.policy import SMTP
 
 from app.render.result import RenderResult
 
+# Raw header values (set_raw) are written unfolded; the headers set by name still fold.
+POLICY = SMTP.clone(refold_source="none")
+
 
 def mime_message(result: RenderResult) -> bytes:
-    """RFC 5322 bytes; parts in the order mail clients expect (the last they can show
-    wins): text/plain, text/x-amp-html, text/html."""
-    message = EmailMessage(policy=SMTP)
+    """RFC 5322 bytes with the render's headers; parts in the order mail clients expect
+    (the last they can show wins): text/plain, text/x-amp-html, text/html."""
+    message = EmailMessage(policy=POLICY)
+    for name, value in result.headers.items():  # Message-ID, Date, List-Unsubscribe
+        # As they are: folding would turn a long List-Unsubscribe into encoded words,
+        # which mail clients do not read as a URL (each is one line under 998 bytes).
+        message.set_raw(name, value)
     message["Subject"] = result.subject
     message["MIME-Version"] = "1.0"
     message.set_content(result.text or "", subtype="plain", charset="utf-8")

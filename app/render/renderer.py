@@ -83,10 +83,12 @@ class Renderer:
         campaign: str | None = None,
         formats: tuple[str, ...] = FORMATS,
         lookup: Lookup | None = None,
+        unsubscribe: str | None = None,
     ) -> RenderResult:
         """Render `template` (a name, or a template compiled from files in memory) for
         one reader; the profile comes from the request when given, else from `lookup`
-        when given (see `lookup()`), else from the store within the time budget."""
+        when given (see `lookup()`), else from the store within the time budget;
+        `unsubscribe`: the ESP's unsubscribe URL or merge tag (see `Engine.render`)."""
         if isinstance(template, str):
             compiled, engine = self.templates.compiled(template), self.engine
         else:
@@ -105,7 +107,9 @@ class Renderer:
             fitted, cuts = fit(profile)
             profile = dict(fitted) if cuts else profile
         data = await self.data(profile or {}, deadline, compiled.reads, compiled.formats)
-        return engine.render(compiled, user_id, profile, data, reason, campaign, formats, cuts=cuts)
+        return engine.render(
+            compiled, user_id, profile, data, reason, campaign, formats, unsubscribe, cuts=cuts
+        )
 
     def render_data(
         self,

@@ -8,16 +8,19 @@ from typing import Any
 
 from app.errors import Unprocessable
 from app.profiles.schema import USER_ID, inline_profile
+from app.render.headers import BadUnsubscribe, esp_unsubscribe
 from app.render.result import FORMATS
 
 CAMPAIGN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-RENDER_KEYS = frozenset({"template", "user_id", "profile", "campaign", "formats"})
+RENDER_KEYS = frozenset(
+    {"template", "user_id", "profile", "campaign", "formats", "unsubscribe_url"}
+)
 
 
 class RenderRequest:
     """A validated render request; `Unprocessable` names the first bad field."""
 
-    __slots__ = ("template", "user_id", "profile", "campaign", "formats")
+    __slots__ = ("template", "user_id", "profile", "campaign", "formats", "unsubscribe_url")
 
     def __init__(self, doc: Any, *, template: str | None = None) -> None:
         if not isinstance(doc, dict):
@@ -45,6 +48,14 @@ class RenderRequest:
         if not isinstance(formats, list) or not formats or any(f not in FORMATS for f in formats):
             raise Unprocessable(f"formats: a list drawn from {list(FORMATS)}", field="formats")
         self.formats = tuple(formats)
+        unsubscribe = doc.get("unsubscribe_url")
+        if unsubscribe is not None:
+            try:
+                unsubscribe = esp_unsubscribe(unsubscribe)
+            except BadUnsubscribe as exc:
+                raise Unprocessable(f"unsubscribe_url: {exc}", field="unsubscribe_url") from None
+        # The ESP's own unsubscribe URL or merge tag for this reader, over the template's.
+        self.unsubscribe_url: str | None = unsubscribe
         profile = doc.get("profile")
         # Too long text is let through: the render cuts it to fit, and says so.
         self.profile = None if profile is None else inline_profile(profile, render=True)

@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from app.reader.formats import DEFAULT_LANGUAGE, LanguageError, parse_language
+from app.reader.formats import DEFAULT_LANGUAGE
+from app.render.headers import BadUnsubscribe, esp_unsubscribe
 
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 CONSENTS = ("personalization", "tracking")
@@ -31,6 +32,7 @@ BLOCK_KEYS = frozenset(
 )
 TEMPLATE_KEYS = frozenset(
     {"description", "language", "subject", "preheader", "variants", "blocks", "theme", "links"}
+    | {"unsubscribe_one_click"}
 )
 USE_KEYS = frozenset({"block", "when", "params"})
 WHEN_KEYS = frozenset({"segment", "not_segment", "variant", "consent"})
@@ -110,6 +112,8 @@ class TemplateSource:
     theme: dict[str, str]
     links: dict[str, str]
     description: str = ""
+    # The ESP's `links.unsubscribe` supports RFC 8058 one-click (List-Unsubscribe-Post).
+    unsubscribe_one_click: bool = False
     # The language its copy is written in (BCP 47): `<html lang>`, direction, formats.
     language: str = DEFAULT_LANGUAGE
 
@@ -278,13 +282,16 @@ def parse_template(
     if not isinstance(theme, dict) or not isinstance(links, dict):
         raise SourceError(path, '"theme" and "links" must be objects')
     for key, url in links.items():
-        if not isinstance(url, str) or not re.match(r"https?://[^/\s]", url):
+        if key == "unsubscribe":
+            try:
+                esp_unsubscribe(url)
+            except BadUnsubscribe as exc:
+                raise SourceError(path, f'"links.unsubscribe" {exc}') from None
+        elif not isinstance(url, str) or not re.match(r"https?://[^/\s]", url):
             raise SourceError(path, f'"links.{key}" must be an absolute http(s) URL')
-    language = doc.get("language", DEFAULT_LANGUAGE)
-    try:
-        parse_language(language)
-    except LanguageError as exc:
-        raise SourceError(path, f'"language": {exc}') from None
+    one_click = doc.get("unsubscribe_one_click", False)
+    if not isinstance(one_click, bool):
+        raise SourceError(path, '"unsubscribe_one_click" must be true or false')
     return TemplateSource(
         name=folder.name,
         folder=folder,
@@ -295,7 +302,8 @@ def parse_template(
         theme={str(k): str(v) for k, v in theme.items()},
         links={str(k): str(v) for k, v in links.items()},
         description=str(doc.get("description", "")),
-        language=language,
+        unsubscribe_one_click=one_click,
+        language=str(doc.get("language", DEFAULT_LANGUAGE)),  # checked when compiled
     )
 
 

@@ -48,9 +48,16 @@ class Sending:
         campaign: str | None = None,
         formats: tuple[str, ...] = FORMATS,
         lookup: Lookup | None = None,
+        unsubscribe: str | None = None,
     ) -> RenderResult:
         result = await self._renderer.render(
-            template, user_id, profile=profile, campaign=campaign, formats=formats, lookup=lookup
+            template,
+            user_id,
+            profile=profile,
+            campaign=campaign,
+            formats=formats,
+            lookup=lookup,
+            unsubscribe=unsubscribe,
         )
         self.sent(campaign, user_id, result)
         return result
@@ -75,6 +82,7 @@ def routes(services: Services) -> list[Route]:
             profile=req.profile,
             campaign=req.campaign,
             formats=req.formats,
+            unsubscribe=req.unsubscribe_url,
         )
 
     def answer(request: Request, result: RenderResult) -> Response:
@@ -94,7 +102,7 @@ def routes(services: Services) -> list[Route]:
     async def render_get(request: Request) -> Response:
         query = request.query_params
         doc: dict[str, Any] = {"template": request.path_params["template"]}
-        for key in ("user_id", "campaign"):
+        for key in ("user_id", "campaign", "unsubscribe_url"):
             if key in query:
                 doc[key] = query[key]
         if "formats" in query:

@@ -45,6 +45,7 @@ class Settings:
     write_keys: tuple[Secret, ...]
     redis_url: Secret | None
     public_url: str
+    message_id_domain: str
     amp_senders: tuple[str, ...]
     budget_ms: int
     upstream_hosts: tuple[str, ...]

@@ -105,6 +105,15 @@ def http_url(var: str, raw: str) -> str:
     return url
 
 
+def domain(var: str, raw: str) -> str:
+    """A DNS name (letters, digits, hyphens, dots), lower-cased."""
+    name = raw.lower().rstrip(".")
+    label = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+    if len(name) > 253 or not re.fullmatch(rf"{label}(?:\.{label})*", name):
+        raise ConfigError(f"{var} must be a domain name like news.example.com")
+    return name
+
+
 def path(var: str, raw: str) -> Path:
     """A file or folder that need not exist yet."""
     return Path(raw)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from app.settings import parse
 from app.settings.parse import Choice, Integer, Parser
@@ -92,6 +93,10 @@ def _cached(name: str) -> Callable[[Known], str]:
     return lambda known: str(known.cache_home() / name)
 
 
+def _public_host(known: Known) -> str:
+    return urlsplit(known.values["public_url"]).hostname or "localhost"
+
+
 def _ms_to_s(ms: int) -> float:
     return ms / 1000
 
@@ -141,6 +146,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "KAIROS_PUBLIC_URL", "public_url", parse.http_url, "http://127.0.0.1:8000",
         "Base of the signed URLs Kairos prints and embeds.",
+    ),
+    Setting(
+        "KAIROS_MESSAGE_ID_DOMAIN", "message_id_domain", parse.domain, _public_host,
+        "Domain of the `Message-ID` of rendered email (`<random@domain>`): your sending "
+        "domain.",
+        shown="the host of `KAIROS_PUBLIC_URL`",
     ),
     # An allow-list set to nothing denies every sender: it must not fall back to `*`.
     Setting(
