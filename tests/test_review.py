@@ -124,6 +124,14 @@ def test_the_matrix_renders_every_template_sample_variant_and_extra_reader(matri
         assert render.body["variant"] == render.variant, render.where
 
 
+def test_every_render_meets_every_rule_of_the_review(matrix: Matrix):
+    # The email-craft acceptance: contrast, headings, link names, images off, language
+    # and direction, isolated names, dark mode, the preheader, the countdown's alt, MIME
+    # structure and headers, AMP at a phone's width, every template, sample, variant and
+    # extra reader (tests/review_checks.py holds each rule to a good and a bad document).
+    assert review(matrix.renders) == []
+
+
 def test_hostile_reader_data_is_escaped_in_every_part(matrix: Matrix):
     hostile = [r for r in matrix.ok() if r.reader.hostile]
     assert len(hostile) == 6
