@@ -40,7 +40,7 @@ class ImageChecks:
     function of them). An `app.links.ImageCheck`."""
 
     def __init__(self, size: int = 1024, fonts: Fonts | None = None) -> None:
-        self._answers: Bounded[Hashable, str | ParamError] = Bounded(size)
+        self._answers: Bounded[Hashable, Params | ParamError] = Bounded(size)
         self._fonts = fonts
         self._readers: Bounded[Hashable, dict[str, str]] = Bounded(size)
 
@@ -69,7 +69,7 @@ class ImageChecks:
             return []
         kind = KINDS[name]
         found = []
-        for param, (font, text) in kind.send_time_text(parse(name, params), profile).items():
+        for param, (font, text) in kind.send_time_text(self._parsed(name, params), profile).items():
             try:
                 fonts.check(font)
             except (ParamError, OSError):
@@ -80,18 +80,21 @@ class ImageChecks:
         return found
 
     def __call__(self, name: str, params: dict[str, Any]) -> str:
+        self._parsed(name, params)
+        return KINDS[name].format
+
+    def _parsed(self, name: str, params: dict[str, Any]) -> Params:
+        """`parse(name, params)`, remembered: every render of a template asks again."""
         try:
             # With the types: True == 1 and hash alike, but only one of them is a slot.
             typed = sorted((k, type(v).__name__, v) for k, v in params.items())
             key: Hashable = (name, tuple(typed))
             answer = self._answers.get(key)
         except TypeError:  # unhashable values: they will not parse anyway
-            parse(name, params)
-            return KINDS[name].format
+            return parse(name, params)
         if answer is None:
             try:
-                parse(name, params)
-                answer = KINDS[name].format
+                answer = parse(name, params)
             except ParamError as exc:
                 answer = exc
             self._answers.put(key, answer)
