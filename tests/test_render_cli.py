@@ -10,6 +10,7 @@ import email.policy
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -217,6 +218,28 @@ def test_check_passes_on_the_real_blocks_and_templates(
     assert code == 0, err
     assert out.strip() == "kairos check: ok"
     assert "validator not installed" not in err
+
+
+def test_check_validates_the_amp_an_esp_sends_for_an_unsubscribe_merge_tag(
+    clean_environ, capsysbinary, amp_validator_dir, tmp_path: Path, monkeypatch
+):
+    """A template whose unsubscribe is an ESP's merge tag: the tag is in the footer (the
+    ESP replaces it), and the AMP validator sees the part as sent, with a URL there."""
+    if not ampvalidate.available(amp_validator_dir):
+        pytest.fail("the official AMP validator is not installed", pytrace=False)
+    templates = tmp_path / "templates"
+    shutil.copytree(Path(__file__).parents[1] / "templates", templates)
+    for name in ("abandoned_cart", "weekly_picks"):  # (only welcome keeps Kairos's URL)
+        shutil.rmtree(templates / name)
+    source = templates / "welcome" / "template.json"
+    doc = json.loads(source.read_text(encoding="utf-8"))
+    doc["links"]["unsubscribe"] = "*|UNSUB|*"
+    source.write_text(json.dumps(doc), encoding="utf-8")
+    monkeypatch.setenv("KAIROS_TEMPLATES_DIR", str(templates))
+    code, out, err = run(capsysbinary, "check")
+    assert code == 0, err
+    code, out, _ = run(capsysbinary, "render", "welcome", "--user", "ada", "--format", "html")
+    assert code == 0 and 'href="*|UNSUB|*"' in out  # as written, for the ESP to replace
 
 
 def test_check_reports_a_render_that_differs_from_the_per_reader_reference(
