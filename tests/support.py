@@ -113,6 +113,14 @@ def fallback_body(feed: str) -> Any:
     return json.loads((FALLBACKS_DIR / "feeds" / f"{feed}.json").read_text())
 
 
+async def render_json(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+    """`POST /v1/render` with `body` (API key): its JSON answer, which must be a 200."""
+    r = await client.post("/v1/render", json=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
     """The response is a JSON error `{"error": {"code": str, "message": str}}`."""
     assert response.status_code == status, response.text

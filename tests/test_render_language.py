@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from starlette.applications import Starlette
-from support import AUTH, assert_error, serve
+from support import AUTH, assert_error, render_json, serve
 
 from app.app import create_app
 from app.render import ampvalidate
@@ -93,13 +93,6 @@ async def client(lang_app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def render(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    r = await client.post("/v1/render", json=body, headers=AUTH)
-    assert r.status_code == 200, r.text
-    doc: dict[str, Any] = r.json()
-    return doc
-
-
 def html_tag(document: str) -> str:
     found = HTML_TAG.search(document)
     assert found, document[:200]
@@ -125,7 +118,7 @@ def assert_amp_valid(documents: dict[str, str], amp_validator_dir: Any) -> None:
 async def test_html_lang_is_the_templates_language_not_the_readers_locale(client):
     reader = {"first_name": "Lin", "locale": "de-AT"}
     for template, lang in (("lang_en_gb", "en-GB"), ("welcome", "en"), ("lang_de", "de-DE")):
-        doc = await render(client, template=template, user_id="lin", profile=reader)
+        doc = await render_json(client, template=template, user_id="lin", profile=reader)
         for part in ("html", "amp"):
             tag = html_tag(doc[part])
             assert f'lang="{lang}"' in tag, (template, part, tag)
@@ -135,7 +128,9 @@ async def test_html_lang_is_the_templates_language_not_the_readers_locale(client
 
 
 async def test_a_right_to_left_template_is_rtl_and_its_amp_is_valid(client, amp_validator_dir):
-    doc = await render(client, template="lang_ar", user_id="rtl", profile={"first_name": "Lin"})
+    doc = await render_json(
+        client, template="lang_ar", user_id="rtl", profile={"first_name": "Lin"}
+    )
     assert 'lang="ar"' in html_tag(doc["html"]) and 'dir="rtl"' in html_tag(doc["html"])
     assert 'lang="ar"' in html_tag(doc["amp"]) and 'dir="rtl"' in html_tag(doc["amp"])
     # MJML's own inline styles follow: sections and columns run right to left and text
@@ -144,7 +139,9 @@ async def test_a_right_to_left_template_is_rtl_and_its_amp_is_valid(client, amp_
     salutation = "".join(f"&#{ord(c)};" for c in "مرحبا") + " <bdi>Lin</bdi>,"
     greeting = doc["html"][: doc["html"].index(salutation)]
     assert "text-align:right" in greeting[greeting.rindex("<div") :]
-    ltr = await render(client, template="lang_en_gb", user_id="rtl", profile={"first_name": "Lin"})
+    ltr = await render_json(
+        client, template="lang_en_gb", user_id="rtl", profile={"first_name": "Lin"}
+    )
     assert "direction:rtl" not in ltr["html"]
     assert_amp_valid({"lang_ar": doc["amp"]}, amp_validator_dir)
 
@@ -162,7 +159,7 @@ async def test_a_template_declaring_an_unknown_language_is_refused(client, lang_
 
 
 async def test_an_arabic_name_is_isolated_in_an_english_greeting(client, amp_validator_dir):
-    doc = await render(
+    doc = await render_json(
         client, template="lang_en_gb", user_id="sara", profile={"first_name": ARABIC_NAME}
     )
     escaped = "".join(f"&#{ord(c)};" for c in ARABIC_NAME)
@@ -171,7 +168,7 @@ async def test_an_arabic_name_is_isolated_in_an_english_greeting(client, amp_val
     assert "<bdi>" not in doc["amp"]
     assert f"Hi {ARABIC_NAME}," in doc["text"] and "<" not in doc["text"].split("\n")[0]
     # Markup in a name stays text inside the isolation.
-    hostile = await render(
+    hostile = await render_json(
         client, template="lang_en_gb", user_id="x", profile={"first_name": "<b>Bo</b>"}
     )
     assert "Hi <bdi>&lt;b&gt;Bo&lt;/b&gt;</bdi>," in hostile["html"]
@@ -187,8 +184,8 @@ CART = [{"sku": "SKU-1", "qty": 1, "price": 1234.5, "currency": "EUR"}]
 
 async def test_money_is_written_by_the_templates_language(client):
     reader = {"first_name": "Ada", "locale": "fr-FR", "cart": CART}
-    gb = await render(client, template="lang_en_gb", user_id="ada-x", profile=reader)
-    de = await render(client, template="lang_de", user_id="ada-x", profile=reader)
+    gb = await render_json(client, template="lang_en_gb", user_id="ada-x", profile=reader)
+    de = await render_json(client, template="lang_de", user_id="ada-x", profile=reader)
     assert "€1,234.50" in visible(gb["html"]) and "€1,234.50" in gb["text"]
     assert "1.234,50\xa0€" in visible(de["html"]) and "1.234,50\xa0€" in de["text"]
     assert "€1,234.50" not in de["text"] and "1.234,50" not in gb["text"]
@@ -197,14 +194,14 @@ async def test_money_is_written_by_the_templates_language(client):
     assert re.search(r"\(\d+,\d\d\xa0€\)", de["text"])
     # The subtotal too (the `money` filter), and English templates keep "€39.00".
     assert "Subtotal: €1,234.50" in gb["text"] and "Subtotal: 1.234,50\xa0€" in de["text"]
-    en = await render(client, template="abandoned_cart", user_id="ada")
+    en = await render_json(client, template="abandoned_cart", user_id="ada")
     assert "€39.00" in en["text"] and "€49.00" in en["text"]
 
 
 async def test_the_amp_feed_writes_prices_in_the_emails_language(client):
     prices = {}
     for template in ("lang_de", "lang_en_gb"):
-        doc = await render(client, template=template, user_id="ada")
+        doc = await render_json(client, template=template, user_id="ada")
         [src] = [s for s in AMP_LIST.findall(doc["amp"]) if "/v1/feeds/cart?" in s]
         parts = urlsplit(html.unescape(src))
         r = await client.get(f"{parts.path}?{parts.query}")
@@ -230,9 +227,9 @@ async def test_the_countdowns_end_is_in_the_readers_time_zone(
     if timezone == "Not/AZone":
         # Stored data the profiles API would refuse: read as UTC, never an error.
         await lang_app.state.services.stores.profiles.put("tz-bad", {"timezone": timezone})
-        doc = await render(client, template=template, user_id="tz-bad")
+        doc = await render_json(client, template=template, user_id="tz-bad")
     else:
-        doc = await render(client, template=template, user_id="tim", profile=profile)
+        doc = await render_json(client, template=template, user_id="tim", profile=profile)
     assert shown in doc["text"], doc["text"]
     assert shown in visible(doc["html"]) and shown in visible(doc["amp"])
 
@@ -242,7 +239,9 @@ async def test_the_countdowns_end_is_in_the_readers_time_zone(
 
 async def test_a_10000_character_first_name_is_cut_not_refused(client, lang_app):
     name = "Ada" * 3333 + "X"
-    doc = await render(client, template="welcome", user_id="long", profile={"first_name": name})
+    doc = await render_json(
+        client, template="welcome", user_id="long", profile={"first_name": name}
+    )
     assert {"field": "first_name", "reason": "too-long", "action": "truncated"} in doc["fallbacks"]
     assert name not in json.dumps(doc["fallbacks"])
     kept = name[:99] + "…"
@@ -255,13 +254,13 @@ async def test_a_10000_character_first_name_is_cut_not_refused(client, lang_app)
 async def test_a_too_long_url_is_dropped_and_a_stored_long_field_is_cut(client, lang_app):
     long_url = "https://shop.example.com/p/" + "a" * 3000
     profile = {"first_name": "Ada", "cart": [{"sku": "SKU-1", "qty": 1, "url": long_url}]}
-    doc = await render(client, template="abandoned_cart", user_id="long-url", profile=profile)
+    doc = await render_json(client, template="abandoned_cart", user_id="long-url", profile=profile)
     assert {"field": "cart[0].url", "reason": "too-long", "action": "dropped"} in doc["fallbacks"]
     assert "a" * 100 not in doc["html"] and "Brass desk lamp" in doc["text"]
     # Stored before the schema said so: the same cut.
     stored = {"first_name": "Grace" * 100, "email": "g@" + "x" * 300 + ".org"}
     await lang_app.state.services.stores.profiles.put("long-stored", stored)
-    doc = await render(client, template="welcome", user_id="long-stored")
+    doc = await render_json(client, template="welcome", user_id="long-stored")
     assert {"field": "first_name", "reason": "too-long", "action": "truncated"} in doc["fallbacks"]
     assert {"field": "email", "reason": "too-long", "action": "dropped"} in doc["fallbacks"]
     assert ("Grace" * 20)[:99] + "…" in doc["text"]
@@ -293,7 +292,7 @@ async def test_a_malformed_profile_is_still_422(client, body, field):
 async def test_a_vanished_product_is_left_out_and_the_subtotal_says_so(client):
     cart = [{"sku": "SKU-1", "qty": 1}, {"sku": "SKU-GONE", "title": "Old stool", "qty": 2}]
     profile = {"first_name": "Kim", "cart": cart}
-    doc = await render(client, template="abandoned_cart", user_id="kim", profile=profile)
+    doc = await render_json(client, template="abandoned_cart", user_id="kim", profile=profile)
     assert {"field": "cart", "sku": "SKU-GONE", "reason": "missing-product"} in doc["fallbacks"]
     for part in ("html", "amp", "text"):
         assert "Old stool" not in doc[part], part
@@ -302,10 +301,12 @@ async def test_a_vanished_product_is_left_out_and_the_subtotal_says_so(client):
     assert doc["subject"] == "Kim, your Brass desk lamp is waiting"
     # Two left: the count is said.
     cart2 = [{"sku": "SKU-1"}, {"sku": "SKU-GONE"}, {"sku": "SKU-2", "qty": 2}]
-    doc = await render(client, template="abandoned_cart", user_id="kim", profile={"cart": cart2})
+    doc = await render_json(
+        client, template="abandoned_cart", user_id="kim", profile={"cart": cart2}
+    )
     assert "Subtotal of the 2 items still available: €88.00" in doc["text"]
     # Nothing gone: a plain subtotal.
-    doc = await render(
+    doc = await render_json(
         client, template="abandoned_cart", user_id="kim", profile={"cart": cart2[::2]}
     )
     assert "Subtotal: €88.00" in doc["text"] and "missing-product" not in json.dumps(doc)
@@ -313,7 +314,7 @@ async def test_a_vanished_product_is_left_out_and_the_subtotal_says_so(client):
 
 async def test_a_cart_whose_products_are_all_gone_promises_no_cart(client):
     profile = {"first_name": "Kim", "cart": [{"sku": "SKU-GONE", "title": "Old stool"}]}
-    doc = await render(client, template="abandoned_cart", user_id="kim", profile=profile)
+    doc = await render_json(client, template="abandoned_cart", user_id="kim", profile=profile)
     assert {"field": "cart", "sku": "SKU-GONE", "reason": "missing-product"} in doc["fallbacks"]
     assert {"block": "cart", "reason": "missing-data:cart"} in doc["fallbacks"]
     assert doc["subject"] == "New pieces are waiting for you"
@@ -324,5 +325,7 @@ async def test_a_cart_whose_products_are_all_gone_promises_no_cart(client):
 
 async def test_a_cart_longer_than_shown_says_its_subtotal_is_of_the_lines_shown(client):
     cart = [{"sku": f"SKU-{i}", "qty": 1} for i in range(1, 9)]
-    doc = await render(client, template="abandoned_cart", user_id="big", profile={"cart": cart})
+    doc = await render_json(
+        client, template="abandoned_cart", user_id="big", profile={"cart": cart}
+    )
     assert "Subtotal of the 6 items above:" in doc["text"]

@@ -25,7 +25,7 @@ import httpx
 import orjson
 import pytest
 from starlette.applications import Starlette
-from support import AUTH, TOKENS, assert_error, feed_url, serve
+from support import AUTH, TOKENS, assert_error, feed_url, render_json, serve
 
 from app.app import create_app
 from app.render.headers import BadUnsubscribe, esp_unsubscribe
@@ -65,13 +65,6 @@ async def mime(client: httpx.AsyncClient, **body: Any) -> EmailMessage:
     message = email.message_from_bytes(r.content, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
     return message
-
-
-async def render(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
-    r = await client.post("/v1/render", json=body, headers=AUTH)
-    assert r.status_code == 200, r.text
-    doc: dict[str, Any] = r.json()
-    return doc
 
 
 def unsubscribe_url(message: EmailMessage) -> str:
@@ -125,7 +118,7 @@ async def test_the_mime_message_carries_the_deliverability_headers(client):
     [line] = [h for h in head.split("\r\n") if h.startswith("List-Unsubscribe:")]
     assert line.startswith("List-Unsubscribe: <https://") and "=?" not in line
     # The footer links there too, in every part.
-    doc = await render(client, template="welcome", user_id="ada", campaign="spring")
+    doc = await render_json(client, template="welcome", user_id="ada", campaign="spring")
     assert set(footer_links(doc).values()) == {doc["headers"]["List-Unsubscribe"][1:-1]}
 
 
@@ -133,13 +126,15 @@ async def test_every_render_has_its_own_message_id(client):
     ids = set()
     for _ in range(3):
         ids.add(str((await mime(client, template="welcome", user_id="ada"))["Message-ID"]))
-        ids.add((await render(client, template="welcome", user_id="ada"))["headers"]["Message-ID"])
+        ids.add(
+            (await render_json(client, template="welcome", user_id="ada"))["headers"]["Message-ID"]
+        )
     assert len(ids) == 6
     assert all(i.endswith(f"@{DOMAIN}>") for i in ids)
 
 
 async def test_the_json_and_batch_answers_give_the_mime_headers(client):
-    doc = await render(client, template="abandoned_cart", user_id="grace")
+    doc = await render_json(client, template="abandoned_cart", user_id="grace")
     headers = doc["headers"]
     assert set(headers) == {"Message-ID", "Date", "List-Unsubscribe", "List-Unsubscribe-Post"}
     message = await mime(client, template="abandoned_cart", user_id="grace")
@@ -215,14 +210,18 @@ async def test_a_post_unsubscribes_and_everything_respects_it(client, unsub_app)
 async def test_unsubscribing_leaves_the_email_not_the_shop(client, unsub_app):
     # Site events are kept as the tracking consent says; only email opens and clicks stop.
     path = path_of(
-        (await render(client, template="welcome", user_id="hedy"))["headers"]["List-Unsubscribe"][
-            1:-1
-        ]
+        (await render_json(client, template="welcome", user_id="hedy"))["headers"][
+            "List-Unsubscribe"
+        ][1:-1]
     )
     assert (await client.post(path, headers=ONE_CLICK)).status_code == 200
     events = [
-        {"event_id": "u-view", "user_id": "hedy", "type": "product_view",
-         "properties": {"sku": "SKU-1"}},
+        {
+            "event_id": "u-view",
+            "user_id": "hedy",
+            "type": "product_view",
+            "properties": {"sku": "SKU-1"},
+        },
         {"event_id": "u-open", "user_id": "hedy", "type": "email_open", "properties": {}},
     ]
     r = await client.post("/v1/events", json={"events": events}, headers=AUTH)
@@ -242,9 +241,9 @@ async def test_a_subscribed_readers_pixel_is_recorded(client, unsub_app):
 
 async def test_a_repeated_post_is_harmless(client, unsub_app):
     path = path_of(
-        (await render(client, template="welcome", user_id="hedy"))["headers"]["List-Unsubscribe"][
-            1:-1
-        ]
+        (await render_json(client, template="welcome", user_id="hedy"))["headers"][
+            "List-Unsubscribe"
+        ][1:-1]
     )
     metrics = unsub_app.state.services.metrics.unsubscribes
     store = unsub_app.state.services.stores.profiles
@@ -265,9 +264,9 @@ async def test_concurrent_writes_are_not_lost(client, unsub_app):
     # The opt-out goes through the store's compare-and-set: a profile PATCH racing it
     # keeps both changes.
     path = path_of(
-        (await render(client, template="welcome", user_id="grace"))["headers"]["List-Unsubscribe"][
-            1:-1
-        ]
+        (await render_json(client, template="welcome", user_id="grace"))["headers"][
+            "List-Unsubscribe"
+        ][1:-1]
     )
     patches = [
         client.patch("/v1/profiles/grace", json={"loyalty_points": n}, headers=AUTH)
@@ -383,7 +382,7 @@ async def test_an_inline_profile_that_unsubscribed_is_409(client):
 )
 async def test_a_renders_esp_unsubscribe_url_replaces_ours(client, tag, post):
     body = {"template": "welcome", "user_id": "ada", "unsubscribe_url": tag}
-    doc = await render(client, **body)
+    doc = await render_json(client, **body)
     assert doc["headers"]["List-Unsubscribe"] == f"<{tag}>"
     assert ("List-Unsubscribe-Post" in doc["headers"]) is post
     assert set(footer_links(doc).values()) == {tag}  # not wrapped in a click redirect
@@ -421,15 +420,15 @@ async def test_a_templates_esp_url_and_its_one_click_declaration(settings, modul
         )
     )
     async with serve(app) as client:
-        tag = await render(client, template="esp_tag", user_id="ada")
+        tag = await render_json(client, template="esp_tag", user_id="ada")
         assert tag["headers"]["List-Unsubscribe"] == "<{{{ pm:unsubscribe }}}>"
         assert "List-Unsubscribe-Post" not in tag["headers"]
         assert set(footer_links(tag).values()) == {"{{{ pm:unsubscribe }}}"}
-        esp = await render(client, template="esp_one_click", user_id="ada")
+        esp = await render_json(client, template="esp_one_click", user_id="ada")
         assert esp["headers"]["List-Unsubscribe"] == "<https://esp.example.net/one-click/u>"
         assert esp["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         # A render's own URL wins over the template's.
-        own = await render(
+        own = await render_json(
             client, template="esp_tag", user_id="ada", unsubscribe_url="%unsubscribe_url%"
         )
         assert set(footer_links(own).values()) == {"%unsubscribe_url%"}
@@ -438,7 +437,7 @@ async def test_a_templates_esp_url_and_its_one_click_declaration(settings, modul
 async def test_ours_is_one_click_only_over_https(settings):
     app = create_app(settings(KAIROS_PUBLIC_URL="http://127.0.0.1:8000"))
     async with serve(app) as client:
-        doc = await render(client, template="welcome", user_id="ada", formats=["text"])
+        doc = await render_json(client, template="welcome", user_id="ada", formats=["text"])
     assert doc["headers"]["List-Unsubscribe"].startswith("<http://127.0.0.1:8000/v1/unsubscribe/")
     assert "List-Unsubscribe-Post" not in doc["headers"]
     assert doc["headers"]["Message-ID"].endswith("@127.0.0.1>")  # the public URL's host
