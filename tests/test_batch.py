@@ -215,8 +215,9 @@ async def test_every_reader_is_answered_in_order_and_bad_lines_with_their_error(
         "code": "internal",
         "message": "this reader could not be rendered",
     }
-    # The stored profiles of a chunk are looked up together; inline ones not at all.
-    assert renders.lookups == [["ada", "alan"]]
+    # The stored profiles of a chunk are looked up together, those of readers sent
+    # inline too (an opt-out recorded here wins over an inline copy).
+    assert renders.lookups == [["ada", "grace", "boom", "alan"]]
 
 
 async def test_a_batch_is_rendered_in_chunks():

@@ -187,6 +187,13 @@ async def test_a_post_unsubscribes_and_everything_respects_it(client, unsub_app)
     ada, grace = (json.loads(line) for line in r.text.splitlines())
     assert ada["error"]["code"] == "unsubscribed" and "html" not in ada
     assert grace["html"] and "error" not in grace
+    # An ESP's inline copy of ada (which knows nothing of the opt-out) does not win.
+    inline = {"template": "welcome", "user_id": "ada", "profile": {"first_name": "Ada"}}
+    assert_error(await client.post("/v1/render", json=inline, headers=AUTH), 409, "unsubscribed")
+    r = await client.post("/v1/render/batch", content=orjson.dumps(inline) + b"\n", headers=NDJSON)
+    assert json.loads(r.text)["error"]["code"] == "unsubscribed"
+    other = {**inline, "user_id": "grace", "profile": {"first_name": "Grace"}}
+    assert (await client.post("/v1/render", json=other, headers=AUTH)).status_code == 200
 
     # Feeds serve their generic content, as for a reader who declined personalization.
     cart = await client.get(feed_url("cart", "ada"))

@@ -124,7 +124,9 @@ async def _render_chunk(
         except KairosError as exc:
             requests.append(exc)
         users.append(user_id)
-    stored = [r.user_id for r in requests if isinstance(r, RenderRequest) and r.profile is None]
+    # Every reader's stored profile: the profile itself, or, for a line carrying one,
+    # an opt-out recorded here (which wins over it).
+    stored = [r.user_id for r in requests if isinstance(r, RenderRequest)]
     lookups = dict(zip(stored, await asyncio.gather(*map(renderer.lookup, stored)), strict=True))
     answers = []
     for (number, _), req, user_id in zip(chunk, requests, users, strict=True):

@@ -21,7 +21,7 @@ from app.reader.formats import DEFAULT_LANGUAGE, timezone
 from app.render.compiler import Compiled
 from app.render.headers import Stamp, one_click, unsubscribe_headers
 from app.render.layout import Fragments, ReaderRender
-from app.render.result import FORMATS, RenderResult, TemplateBroken, Unsubscribed
+from app.render.result import FORMATS, UNSUBSCRIBED, RenderResult, TemplateBroken, Unsubscribed
 from app.render.sources import Block, When
 from app.render.variants import assign
 from app.stores.protocols import Profile
@@ -91,7 +91,7 @@ class Engine:
         source = compiled.source
         profile = profile or {}
         if not subscribed(profile):
-            raise Unsubscribed("this reader unsubscribed: there is nothing to send them")
+            raise Unsubscribed(UNSUBSCRIBED)
         personal = profile != {} and personalized(profile)
         segments = _segments(profile.get("segments"))
         variant = assign(source.variants, campaign or source.name, user_id)

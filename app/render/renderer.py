@@ -11,11 +11,12 @@ from app.fallbacks import Reason, reason_for
 from app.profiles.cache import CachedProfiles, Lookup
 from app.profiles.fit import Cut, fit
 from app.reader import ReaderData, personalized
+from app.reader.consent import subscribed
 from app.reader.formats import Formats
 from app.render.compiler import Compiled
 from app.render.engine import Engine
 from app.render.registry import TemplateRegistry
-from app.render.result import FORMATS, RenderResult
+from app.render.result import FORMATS, UNSUBSCRIBED, RenderResult, Unsubscribed
 from app.stores.protocols import Profile
 
 log = logging.getLogger("kairos.render")
@@ -88,7 +89,8 @@ class Renderer:
         """Render `template` (a name, or a template compiled from files in memory) for
         one reader; the profile comes from the request when given, else from `lookup`
         when given (see `lookup()`), else from the store within the time budget;
-        `unsubscribe`: the ESP's unsubscribe URL or merge tag (see `Engine.render`)."""
+        `unsubscribe`: the ESP's unsubscribe URL or merge tag (see `Engine.render`). A
+        reader who unsubscribed is `Unsubscribed`, whatever an inline profile says."""
         if isinstance(template, str):
             compiled, engine = self.templates.compiled(template), self.engine
         else:
@@ -101,6 +103,14 @@ class Renderer:
             profile, reason = lookup.profile, lookup.reason
             if profile is None and reason is None:
                 reason = Reason.MISSING_PROFILE
+        elif isinstance(template, str):
+            # An inline profile is the caller's copy of the reader: an opt-out recorded
+            # here (the one-click unsubscribe) still wins. Read within the time budget; a
+            # store that cannot answer in it leaves the inline profile to decide.
+            if lookup is None:
+                lookup = await self._profiles.get(user_id, self.budget_s)
+            if lookup.profile is not None and not subscribed(lookup.profile):
+                raise Unsubscribed(UNSUBSCRIBED)
         cuts: tuple[Cut, ...] = ()
         if profile is not None:
             # Too long fields cut before anything reads them (the engine reports them).

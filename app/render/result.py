@@ -29,6 +29,9 @@ class Unsubscribed(KairosError):
     status, code = 409, "unsubscribed"
 
 
+UNSUBSCRIBED = "this reader unsubscribed: there is nothing to send them"
+
+
 @dataclass
 class RenderResult:
     subject: str
