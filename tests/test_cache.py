@@ -85,6 +85,26 @@ async def test_missing_reader_is_cached_too():
     assert store.get_calls["nobody"] == 1
 
 
+async def test_the_embedded_store_is_read_at_once_and_fills_the_cache(caplog):
+    # A miss on the in-process store reads it directly (no flight, no timer): the same
+    # answers, the cache filled, writes still invalidating it, an unreadable value
+    # invalid for that reader only.
+    stores = embedded_stores()
+    assert getattr(stores.profiles, "immediate", False) is True
+    await stores.profiles.put("ada", ADA)
+    profiles, metrics = cached(stores)
+    assert await profiles.get("ada", 1.0) == Lookup(ADA, "store")
+    assert await profiles.get("ada", 1.0) == Lookup(ADA, "cache")
+    assert await profiles.get("nobody", 1.0) == Lookup(None, "store")
+    assert await profiles.get("nobody", 1.0) == Lookup(None, "cache")
+    assert cache_count(metrics, "miss") == 2 and cache_count(metrics, "hit") == 2
+    await profiles.put("ada", {"first_name": "Ada L."})
+    assert await profiles.get("ada", 1.0) == Lookup({"first_name": "Ada L."}, "store")
+    stores.profiles._profiles["listy"] = b"[1, 2]"  # JSON, but not a profile
+    assert await profiles.get("listy", 1.0) == Lookup(None, "none", INVALID)
+    assert "unreadable" in caplog.text and "listy" not in caplog.text
+
+
 async def test_zero_ttl_disables_the_fresh_cache():
     stores, store = embedded()
     await store.put("ada", ADA)

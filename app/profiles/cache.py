@@ -4,6 +4,10 @@ budget, and the change bus that keeps the caches of several servers in step.
 A reader's lookup never raises: a store that is down or slower than the budget yields the
 last value seen for that reader (stale), else no profile and the reason why, so the
 caller serves its fallback.
+
+Over 300 lines because the read cache, its single flight, the copies of this server's
+own writes and the change bus share one invalidation: apart, each would reach into the
+others' state.
 """
 
 from __future__ import annotations
@@ -80,6 +84,9 @@ class CachedProfiles:
         self._written_size = written_size
         self._retry_s = retry_s
         self._down_until = 0.0
+        # An in-process store answers a read at once (it never waits on I/O): a miss
+        # reads it directly rather than through a shared flight and a timer.
+        self._immediate = getattr(store, "immediate", False) is True
         self._hit = metrics.cache.labels("hit")
         self._miss = metrics.cache.labels("miss")
         self._stale_hit = metrics.cache.labels("stale")
@@ -106,6 +113,8 @@ class CachedProfiles:
         if self._down_until and time.monotonic() < self._down_until:
             # The store failed a moment ago: don't make every open wait to learn it again.
             return self._stale_or_none(user_id, STORE_DOWN)
+        if self._immediate:
+            return self._read_now(user_id)
         loop = asyncio.get_running_loop()
         flight = self._inflight.get(user_id)
         if flight is None:
@@ -130,6 +139,16 @@ class CachedProfiles:
             return Lookup(None, "none", INVALID)
         finally:
             timer.cancel()
+
+    def _read_now(self, user_id: str) -> Lookup:
+        """A miss on an in-process store (`immediate`): read at once, with no flight to
+        share and no timer (~40 µs less a read: every send of a campaign is a miss)."""
+        profile = self.store.get_now(user_id)  # type: ignore[attr-defined]
+        if profile is not None and type(profile) is not dict:
+            # Readable, but not a profile (as `_load`); never the reader's id in logs.
+            log.error("a stored profile is unreadable: a %s", type(profile).__name__)
+            return Lookup(None, "none", INVALID)
+        return self._fill(user_id, profile)
 
     async def now(self, user_id: str, budget_s: float) -> Lookup:
         """`get`, the profile completed by `live` (its segments as of now). Never
@@ -277,6 +296,10 @@ class CachedProfiles:
             # A write (or a clear) came while this load ran: what it read may be older
             # than the write, so it must not fill the cache.
             return Lookup(profile, "store")
+        return self._fill(user_id, profile)
+
+    def _fill(self, user_id: str, profile: Profile | None) -> Lookup:
+        """The cache filled with what the store just gave."""
         if profile is None:
             self._stale.pop(user_id, None)
         else:

@@ -23,11 +23,17 @@ NAME = "embedded"
 
 class MemoryProfiles:
     name = NAME
+    # Reads never wait (`get_now`): the profile cache reads it directly on a miss.
+    immediate = True
 
     def __init__(self) -> None:
         self._profiles: dict[str, bytes] = {}
 
     async def get(self, user_id: str) -> Profile | None:
+        return self.get_now(user_id)
+
+    def get_now(self, user_id: str) -> Profile | None:
+        """`get`, without an await (the store is this process's memory)."""
         raw = self._profiles.get(user_id)
         return None if raw is None else orjson.loads(raw)
 
