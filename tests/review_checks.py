@@ -14,13 +14,14 @@ from review_html import (
     Colour,
     Element,
     colour,
-    contrast,
-    hex_of,
     hidden,
     own_background,
     own_colour,
     parse,
 )
+
+from app.render.contrast import hex_colour as hex_of
+from app.render.contrast import ratio as contrast
 
 MIN_CONTRAST = 4.5  # WCAG 2.x AA for body text: the issue asks it of all text
 DEFAULT_TEXT: Colour = (0, 0, 0)

@@ -1,7 +1,8 @@
 """A small read-only DOM of an email's HTML (the standard library's parser), its inline
-styles, and WCAG 2.x colour contrast: what the review checks (tests/review_checks.py)
-read a render through. Emails carry their styles inline (MJML and the inliner put them
-there), so an element's colours are found on it and its ancestors, not in a cascade."""
+styles and their colours: what the review checks (tests/review_checks.py) read a render
+through (the WCAG contrast arithmetic is the app's, app/render/contrast.py). Emails
+carry their styles inline (MJML and the inliner put them there), so an element's colours
+are found on it and its ancestors, not in a cascade."""
 
 from __future__ import annotations
 
@@ -158,24 +159,3 @@ def hidden(element: Element) -> bool:
         ):
             return True
     return False
-
-
-def luminance(c: Colour) -> float:
-    """WCAG 2.x relative luminance of an sRGB colour."""
-
-    def channel(v: int) -> float:
-        s = v / 255
-        return s / 12.92 if s <= 0.04045 else ((s + 0.055) / 1.055) ** 2.4
-
-    r, g, b = (channel(v) for v in c)
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def contrast(fg: Colour, bg: Colour) -> float:
-    """WCAG 2.x contrast ratio, 1 to 21."""
-    a, b = sorted((luminance(fg), luminance(bg)), reverse=True)
-    return (a + 0.05) / (b + 0.05)
-
-
-def hex_of(c: Colour) -> str:
-    return "#{:02x}{:02x}{:02x}".format(*c)

@@ -32,8 +32,10 @@ from review_checks import (
     placeholder_problems,
     preheader_problems,
 )
-from review_html import colour, contrast, parse
+from review_html import colour, parse
 from review_mime import mime_header_problems, mime_structure_problems
+
+from app.render.contrast import ratio as contrast
 
 PREHEADER = "Your cart is waiting"
 FILLER = "\u034f\u00a0" * 10

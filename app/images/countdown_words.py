@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from types import MappingProxyType
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import (
@@ -23,6 +22,7 @@ from babel.dates import (
 from babel.units import get_unit_name
 
 from app.images.base import ParamError
+from app.reader.formats import zone_of
 
 UNIT_NAMES = ("duration-day", "duration-hour", "duration-minute", "duration-second")
 # "Ends {when}" and "This offer has ended" per language (CLDR has no such phrases);
@@ -79,14 +79,7 @@ def parse_locale(raw: Any) -> Locale | None:
 
 def parse_zone(raw: Any) -> tzinfo | None:
     """An IANA time zone ('Europe/Berlin'), or None."""
-    if not isinstance(raw, str) or not 1 <= len(raw) <= 64 or ".." in raw:
-        return None
-    if raw == "UTC":
-        return UTC
-    try:
-        return ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return None
+    return UTC if raw == "UTC" else zone_of(raw)
 
 
 def check_locale(name: str, raw: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -312,3 +313,8 @@ def inline_profile(doc: Any, *, render: bool = False) -> dict[str, Any]:
     except Unprocessable as exc:
         raise Unprocessable(f"profile.{exc.message}", field=f"profile.{exc.field}") from None
     return {**clean, "segments": segments[:100]}
+
+
+def updated_at() -> str:
+    """A profile's `updated_at` for a write now (UTC, whole seconds)."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

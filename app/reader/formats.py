@@ -43,14 +43,19 @@ def parse_language(tag: object) -> Locale:
         raise LanguageError(f"{tag!r} is not a language Babel knows") from None
 
 
-def timezone(name: object) -> tzinfo:
-    """The reader's time zone (profile `timezone`); UTC when absent or not an IANA name."""
+def zone_of(name: object) -> tzinfo | None:
+    """The IANA time zone `name` ('Europe/Berlin'), or None when it is not one."""
     if isinstance(name, str) and 0 < len(name) <= MAX_TIMEZONE:
         try:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError, OSError):  # 'Europe' is a directory
             pass
-    return UTC
+    return None
+
+
+def timezone(name: object) -> tzinfo:
+    """The reader's time zone (profile `timezone`); UTC when absent or not an IANA name."""
+    return zone_of(name) or UTC
 
 
 class Formats:

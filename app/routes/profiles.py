@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -18,6 +17,7 @@ from app.profiles.schema import (
     computed_part,
     merge_patch,
     shown,
+    updated_at,
     validate_profile,
     writable_part,
 )
@@ -62,7 +62,7 @@ def routes(services: Services) -> list[Route]:
         def replace(current: Profile | None) -> Profile:
             nonlocal existed
             existed = current is not None
-            return {**computed_part(current or {}), **clean, "updated_at": _now()}
+            return {**computed_part(current or {}), **clean, "updated_at": updated_at()}
 
         stored = await profiles.update(user_id, replace)
         # Profile conditions (tier, consent) may have moved its segments: the sweep
@@ -84,7 +84,7 @@ def routes(services: Services) -> list[Route]:
                 raise NotFound(f"no profile for user {user_id!r}", code="profile_not_found")
             merged = merge_patch(writable_part(current), patch)
             clean = validate_profile(merged)
-            return {**computed_part(current), **clean, "updated_at": _now()}
+            return {**computed_part(current), **clean, "updated_at": updated_at()}
 
         stored = await profiles.update(user_id, apply)
         services.segments.notice(user_id)
@@ -148,7 +148,3 @@ async def _json_body(request: Request) -> Any:
     if media_type not in ("application/json", "application/merge-patch+json"):
         raise UnsupportedMediaType("send the body as application/json")
     return parse_json(await request.body())
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -12,7 +12,6 @@ unsubscribes. A forged token is 403 (JSON for a POST, a page for a GET).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from types import MappingProxyType
 
 from markupsafe import escape
@@ -22,6 +21,7 @@ from starlette.routing import Route
 
 from app.events.privacy import ReaderHashes
 from app.links import UNSUBSCRIBE_PATH
+from app.profiles.schema import updated_at
 from app.reader import subscribed
 from app.responses import JSONResponse
 from app.services import Services
@@ -114,7 +114,7 @@ def routes(services: Services) -> list[Route]:
                 return None  # already out: nothing to write
             consent = current.get("consent")
             consent = dict(consent) if type(consent) is dict else {}
-            return {**current, "consent": {**consent, "email": False}, "updated_at": _now()}
+            return {**current, "consent": {**consent, "email": False}, "updated_at": updated_at()}
 
         await profiles.update(user_id, opt_out)
         if recorded:
@@ -145,7 +145,3 @@ def _grant(tokens: Tokens, token: str) -> Grant:
     if not grant.user_id or grant.resource != "email":
         raise BadToken("this unsubscribe link is not valid")
     return grant
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -166,10 +166,7 @@ def recorded(
             order = sorted(range(len(times)), key=times.__getitem__)
             columns = {name: [column[i] for i in order] for name, column in columns.items()}
             times = columns["t"]
-        window = types[kind][0]
-        # The events within the window, at most MAX_KEPT, and always the newest.
-        start = bisect_left(times, now_ms - window) if window else len(times) - 1
-        start = min(max(start, len(times) - MAX_KEPT), len(times) - 1)
+        start = _first_kept(times, len(times), types[kind][0], now_ms)
         out[kind] = {n: c[start:] for n, c in columns.items()} if start else columns
     return _carried(activity, {"v": needs.stamp, "e": out})
 
@@ -197,16 +194,21 @@ def _appended(
         column = old.get(name)
         if column is None or len(column) != len(times):
             return None
-    # As `recorded` trims: the window's events, at most MAX_KEPT, always the newest.
-    n = len(times) + 1
-    start = bisect_left(times, now_ms - window) if window else n - 1
-    start = min(max(start, n - MAX_KEPT), n - 1)
+    # (`times` and the new one: the newest cannot be before the window's start.)
+    start = _first_kept(times, len(times) + 1, window, now_ms)
     columns = {"t": [*times[start:], ms]}
     for name in names:
         columns[name] = [*old[name][start:], _prop(props.get(name))]
     out = {k: v for k, v in before.items() if k in types and k != kind}
     out[kind] = columns
     return out
+
+
+def _first_kept(times: list[int], n: int, window: int, now_ms: int) -> int:
+    """Where the `n` times kept of a type start (`times`: the first of them, ascending):
+    the events within `window` (0: the newest only), at most MAX_KEPT, always the newest."""
+    start = bisect_left(times, now_ms - window) if window else n - 1
+    return min(max(start, n - MAX_KEPT), n - 1)
 
 
 def _carried(activity: Mapping[str, Any] | None, result: dict[str, Any]) -> dict[str, Any]:
