@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from types import MappingProxyType
 from typing import Any
 
-from app.recs.signals import primary_segment
+from app.recs.signals import distinct_skus, primary_segment
 from app.recs.upstream import UpstreamModel
 from app.stores.protocols import Profile, RecsStore
 
@@ -117,14 +117,7 @@ def stored_picks(profile: Profile) -> dict[str, float]:
 
 def recent_views(profile: Profile) -> list[str]:
     """The skus the reader viewed lately, newest first (`VIEW_SEEDS` at most)."""
-    found: list[str] = []
-    for view in profile.get("recent_views") or []:
-        sku = view.get("sku") if isinstance(view, dict) else None
-        if isinstance(sku, str) and sku not in found:
-            found.append(sku)
-            if len(found) == VIEW_SEEDS:
-                break
-    return found
+    return distinct_skus(profile.get("recent_views"), VIEW_SEEDS)
 
 
 def seeds_of(profile: Profile, views: list[str]) -> dict[str, float]:

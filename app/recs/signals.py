@@ -86,12 +86,18 @@ def _skus(event: Event) -> list[str]:
     if event.type != "purchase":
         sku = props.get("sku")
         return [sku] if isinstance(sku, str) else []
+    return distinct_skus(props.get("items"), MAX_ORDER_ITEMS)
+
+
+def distinct_skus(rows: object, limit: int) -> list[str]:
+    """The skus of `rows` (objects with a `sku`: order items, recent views), in order,
+    each once, at most `limit`; anything else in them is passed over."""
     found: list[str] = []
-    for item in props.get("items") or []:
-        sku = item.get("sku") if isinstance(item, dict) else None
+    for row in rows if isinstance(rows, list) else ():
+        sku = row.get("sku") if isinstance(row, dict) else None
         if isinstance(sku, str) and sku not in found:
             found.append(sku)
-            if len(found) == MAX_ORDER_ITEMS:
+            if len(found) == limit:
                 break
     return found
 
