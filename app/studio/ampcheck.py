@@ -94,6 +94,11 @@ class AmpCheck:
         self._pool: ThreadPoolExecutor | None = None
         self._next_id = 0
 
+    @property
+    def running(self) -> bool:
+        """Whether a node process is up."""
+        return self._process is not None and self._process.popen.poll() is None
+
     def available(self) -> bool:
         """Whether node and the validator are installed."""
         return ampvalidate.available(self.folder)
@@ -148,7 +153,7 @@ class AmpCheck:
                 return answer
 
     def _running(self) -> _Process:
-        if self._process is not None and self._process.popen.poll() is None:
+        if self._process is not None and self.running:
             return self._process
         self._stop()
         package = self.folder / "node_modules" / "amphtml-validator"
