@@ -464,3 +464,34 @@ async def test_timings(client):
     timings = doc["diagnostics"]["timings"]
     assert set(timings) == {"compile_ms", "render_ms", "amp_ms"}
     assert timings["compile_ms"] > 0 and timings["render_ms"] > 0 and timings["amp_ms"] == 0
+
+
+async def test_a_broken_subject_names_the_template_json_line(client, sources):
+    doc = json.loads((sources[1] / "welcome" / "template.json").read_text())
+    doc["subject"] = "Hi {{ attributes.nickname.upper() }}"
+    text = json.dumps(doc, indent=2)
+    r = await client.post(
+        "/v1/preview",
+        json={"template": "welcome", "sample": "full", "files": {"template.json": text}},
+        headers=AUTH,
+    )
+    error = assert_error(r, 422, "template_broken")
+    line = text[: text.index('"subject"')].count("\n") + 1
+    assert error["file"] == "templates/welcome/template.json" and error["line"] == line
+    assert f"> {line} |" in error["snippet"] and "nickname" in error["snippet"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../secret.txt", "/etc/passwd", "blocks/../../etc/passwd", "blocks/hero/../../x.mjml"],
+)
+async def test_hostile_file_paths_are_refused_without_reading_anything(client, sources, path):
+    r = await client.post(
+        "/v1/preview",
+        json={"template": "welcome", "files": {path: "{{ 1 }"}},
+        headers=AUTH,
+    )
+    error = assert_error(r, 422, "template_broken")
+    assert "not a file of the template or of a block" in error["message"]
+    assert error["snippet"] == "" and "root:" not in r.text
+    assert str(sources[0].parent) not in r.text

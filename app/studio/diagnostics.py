@@ -73,8 +73,13 @@ class Sources:
             edited = self.files.get("template.json")
         if edited is not None:
             return edited
+        # A security boundary: a path named in a request is shown only from the folders.
+        found = Path(path).resolve()
+        roots = (self.blocks_dir.resolve(), self.templates_dir.resolve())
+        if not any(found.is_relative_to(root) for root in roots):
+            return None
         try:
-            return Path(path).read_text(encoding="utf-8")
+            return found.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
 
@@ -157,7 +162,7 @@ def render_broken(
     message = sources.public(error.message)
     ctx = _failed_context(error.__context__)
     if ctx is not None:
-        found = _culprit(compiled, envs, ctx)
+        found = _culprit(compiled, envs, ctx, sources)
         if found is not None:
             path, line = found
             return sources.broken(path, line, f"{sources.name(path)}:{line or ''}: {message}")
@@ -177,14 +182,15 @@ def _failed_context(error: BaseException | None) -> dict[str, Any] | None:
 
 
 def _culprit(
-    compiled: Compiled, envs: Environments, ctx: dict[str, Any]
+    compiled: Compiled, envs: Environments, ctx: dict[str, Any], sources: Sources
 ) -> tuple[Path, int | None] | None:
     source = compiled.source
     template_json = source.folder / "template.json"
-    for text in (source.subject, source.preheader):
-        line = _fails(envs.text, text, ctx)
-        if line is not None:
-            return template_json, None
+    for key, text in (("subject", source.subject), ("preheader", source.preheader)):
+        if _fails(envs.text, text, ctx) is not None:
+            saved = sources.text(template_json) or ""
+            at = saved.find(f'"{key}"')
+            return template_json, saved.count("\n", 0, at) + 1 if at >= 0 else None
     for i, (use, block) in enumerate(zip(source.blocks, compiled.blocks, strict=True)):
         mode = ctx["_mode"][i]
         parts: tuple[tuple[SandboxedEnvironment, Part | None], ...]
