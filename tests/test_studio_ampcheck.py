@@ -115,3 +115,15 @@ async def test_the_app_stops_the_validator_at_shutdown(settings, amp_validator_d
         assert r.json()["diagnostics"]["amp"]["status"] == "PASS"
         assert checker.running
     assert not checker.running
+
+
+async def test_a_validator_found_dead_mid_document_is_started_again(checker, monkeypatch):
+    """Dead, though it looked alive when asked: the document is sent again to a new one."""
+    assert (await checker.check(VALID)).status == "PASS"
+    assert checker._process is not None
+    popen = checker._process.popen
+    os.kill(popen.pid, signal.SIGKILL)
+    popen.wait()
+    monkeypatch.setattr(popen, "poll", lambda: None)
+    verdict = await checker.check(INVALID)
+    assert verdict.status == "FAIL" and checker.starts == 2

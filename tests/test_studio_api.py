@@ -23,6 +23,8 @@ from starlette.applications import Starlette
 from support import AUTH, assert_error, serve
 
 from app.app import create_app
+from app.studio.diagnostics import Sources
+from app.studio.preview import Previews
 
 PUBLIC_URL = "https://kairos.example.com"
 MARK = re.compile(r"<div (data-kairos-block=[^>]*)>")
@@ -371,6 +373,7 @@ async def test_an_annotated_preview_is_the_plain_one_plus_the_block_elements(cli
     ("path", "text", "line", "says"),
     [
         (HERO, "<mj-section>\n<mj-column>\n<mj-text>hi\n</mj-column>\n</mj-section>\n", 3, "MJML"),
+        (HERO, "<mj-section>\n<mj-column>\n<mj-text>hi</mj-text>\n", 2, "MJML"),
         (HERO, "<mj-section><mj-column>\n\n<mj-text>{{ x }</mj-text>\n", 3, "syntax"),
         (HERO, "<mj-section><mj-column><mj-text>\n{{ links.__class__ }}\n", 2, "sandbox"),
         (
@@ -390,7 +393,16 @@ async def test_an_annotated_preview_is_the_plain_one_plus_the_block_elements(cli
         ("blocks/hero/block.amp.html", "<div>\n{{ attributes.nickname.upper() }}\n</div>\n", 2, ""),
         ("blocks/hero/block.txt", "Hello\n\n{{ attributes.nickname.upper() }}\n", 3, ""),
     ],
-    ids=["mjml", "jinja-syntax", "sandbox", "missing-field", "sandbox-at-render", "amp", "text"],
+    ids=[
+        "mjml",
+        "mjml-left-open",
+        "jinja-syntax",
+        "sandbox",
+        "missing-field",
+        "sandbox-at-render",
+        "amp",
+        "text",
+    ],
 )
 async def test_a_broken_edit_is_422_with_file_line_and_snippet(
     client, sources, path, text, line, says
@@ -495,3 +507,34 @@ async def test_hostile_file_paths_are_refused_without_reading_anything(client, s
     assert "not a file of the template or of a block" in error["message"]
     assert error["snippet"] == "" and "root:" not in r.text
     assert str(sources[0].parent) not in r.text
+
+
+def test_only_files_of_the_two_folders_are_ever_read(sources, tmp_path):
+    blocks_dir, templates_dir = sources
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET")
+    named = Sources(blocks_dir, templates_dir)
+    assert named.text(secret) is None
+    assert named.text(blocks_dir / "hero" / ".." / ".." / ".." / secret.name) is None
+    assert (
+        named.text(blocks_dir / "hero" / "block.txt")
+        == (blocks_dir / "hero" / "block.txt").read_text()
+    )
+    assert named.name(secret) == "secret.txt"
+    assert (
+        named.name(templates_dir / "welcome" / "template.json") == "templates/welcome/template.json"
+    )
+
+
+async def test_what_a_preview_would_send_is_never_annotated(client, studio_app):
+    """The render a test send takes (app/studio/preview.py `Previewed.result`)."""
+    services = studio_app.state.services
+    previews = Previews(services.renderer, services.amp_check)
+    body = {"template": "welcome", "sample": "no_consent", "annotate": True}
+    marked = await previews.preview(body)
+    plain = await previews.preview({**body, "annotate": False})
+    assert marks(marked.html or "") and marks(marked.amp or "")
+    for part in ("html", "amp"):
+        sent = getattr(marked.result, part)
+        assert "kairos-slot" not in sent and "data-kairos-" not in sent
+        assert visible(sent).split() == visible(getattr(plain.result, part)).split()
