@@ -18,28 +18,47 @@ from app.render.environments import Environments
 from app.render.layout import Layout, Piece, Slot, piece
 from app.render.sources import Block
 
+# Marker pieces kept, per format: for templates of up to this many blocks.
+MAX_MARKED = 512
 SLOT = re.compile(r"<!--kairos-slot:(\d+):(\w+)-->(.*?)<!--/kairos-slot:\1-->", re.S)
 
 
-def annotated(compiled: Compiled, envs: Environments) -> Compiled:
-    """`compiled` with a marker before and after each block of its HTML and AMP."""
-    where = compiled.source.folder / "(studio)"
-    html_layout = _marked(compiled.html, envs.html, where)
-    amp_layout = None if compiled.amp is None else _marked(compiled.amp, envs.amp, where)
-    return replace(compiled, html=html_layout, amp=amp_layout)
+class Markers:
+    """The marker pieces of each block index, compiled once (a preview's annotations
+    then cost no Jinja compile) for the sandboxes `envs`."""
 
+    def __init__(self, envs: Environments) -> None:
+        self.envs = envs
+        self._pieces: dict[tuple[bool, int], tuple[Piece, Piece]] = {}
 
-def _marked(layout: Layout, env: SandboxedEnvironment, where: Path) -> Layout:
-    items: list[Piece | Slot] = []
-    for item in layout:
-        if isinstance(item, Slot):
-            i = item.index
-            items.append(piece(env, f"<!--kairos-slot:{i}:{{{{ _mode[{i}] }}}}-->", where))
-            items.append(item)
-            items.append(piece(env, f"<!--/kairos-slot:{i}-->", where))
-        else:
-            items.append(item)
-    return Layout(tuple(items))
+    def annotated(self, compiled: Compiled) -> Compiled:
+        """`compiled` with a marker before and after each block of its HTML and AMP."""
+        html_layout = self._marked(compiled.html, amp=False)
+        amp_layout = None if compiled.amp is None else self._marked(compiled.amp, amp=True)
+        return replace(compiled, html=html_layout, amp=amp_layout)
+
+    def _marked(self, layout: Layout, *, amp: bool) -> Layout:
+        items: list[Piece | Slot] = []
+        for item in layout:
+            if isinstance(item, Slot):
+                start, end = self._around(item.index, amp=amp)
+                items += [start, item, end]
+            else:
+                items.append(item)
+        return Layout(tuple(items))
+
+    def _around(self, i: int, *, amp: bool) -> tuple[Piece, Piece]:
+        found = self._pieces.get((amp, i))
+        if found is None:
+            env: SandboxedEnvironment = self.envs.amp if amp else self.envs.html
+            where = Path("(studio)")
+            found = (
+                piece(env, f"<!--kairos-slot:{i}:{{{{ _mode[{i}] }}}}-->", where),
+                piece(env, f"<!--/kairos-slot:{i}-->", where),
+            )
+            if len(self._pieces) < MAX_MARKED:
+                self._pieces[(amp, i)] = found
+        return found
 
 
 def clean(text: str) -> str:

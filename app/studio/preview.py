@@ -119,6 +119,7 @@ class Previews:
     def __init__(self, renderer: Renderer, amp_check: AmpCheck) -> None:
         self.renderer, self.amp_check = renderer, amp_check
         self.registry = renderer.templates
+        self.markers = annotate.Markers(self.registry.environments)
 
     async def preview(self, doc: Any, *, annotated: bool | None = None) -> Previewed:
         """The preview `doc` asks for (the body of `POST /v1/preview`); `annotated`
@@ -165,7 +166,7 @@ class Previews:
             compiled = gallery.forced_fallback(compiled)
         compiled = overrides.template(compiled)
         if flags["annotate"]:
-            compiled = annotate.annotated(compiled, self.registry.environments)
+            compiled = self.markers.annotated(compiled)
         compile_ms = _ms(started)
 
         lookup = None
