@@ -16,84 +16,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from app.errors import NotFound, Unprocessable
+from app.errors import NotFound
+from app.profiles.cache import Lookup
 from app.profiles.schema import inline_profile
 from app.render.compiler import Compiled
 from app.render.layout import Output
 from app.render.registry import compile_files
 from app.render.renderer import Renderer
-from app.render.request import CAMPAIGN, RenderRequest
 from app.render.result import RenderResult, TemplateBroken
 from app.render.sources import Part, SourceError, load_blocks
 from app.studio import annotate, diagnostics, gallery
 from app.studio.ampcheck import SKIPPED, AmpCheck
+from app.studio.ask import Ask
 from app.studio.diagnostics import Sources
-
-STUDIO_KEYS = ("sample", "files", "overrides", "block", "fallback", "annotate", "validate_amp")
-READERS = ("sample", "user_id", "profile")
-CONSENTS = ("personalization", "tracking", "email")
-# Who a preview of a sample or an inline profile is rendered for.
-PREVIEW_READER = "preview"
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Variant, primary segment and consents imposed on the reader for one preview."""
-
-    variant: str | None = None
-    segment: str | None = None
-    consent: Mapping[str, bool] | None = None
-
-    @classmethod
-    def parse(cls, doc: Any) -> Overrides:
-        if doc is None:
-            return cls()
-        if not isinstance(doc, dict) or set(doc) - {"variant", "segment", "consent"}:
-            raise Unprocessable(
-                "overrides: an object of variant, segment and consent", field="overrides"
-            )
-        variant, segment, consent = doc.get("variant"), doc.get("segment"), doc.get("consent")
-        for key, value in (("variant", variant), ("segment", segment)):
-            if value is not None and not (isinstance(value, str) and CAMPAIGN.fullmatch(value)):
-                raise Unprocessable(f"overrides.{key}: a name", field=f"overrides.{key}")
-        if consent is not None and (
-            not isinstance(consent, dict)
-            or set(consent) - set(CONSENTS)
-            or not all(isinstance(v, bool) for v in consent.values())
-        ):
-            raise Unprocessable(
-                f"overrides.consent: true or false for any of {list(CONSENTS)}",
-                field="overrides.consent",
-            )
-        return cls(variant, segment, consent)
-
-    def template(self, compiled: Compiled) -> Compiled:
-        """`compiled` drawing the overridden variant for every reader."""
-        if self.variant is None:
-            return compiled
-        if self.variant not in compiled.source.variants:
-            raise Unprocessable(
-                f"overrides.variant: {compiled.source.name!r} has variants "
-                f"{sorted(compiled.source.variants)}",
-                field="overrides.variant",
-            )
-        return replace(compiled, source=replace(compiled.source, variants={self.variant: 1}))
-
-    def profile(self, profile: dict[str, Any]) -> dict[str, Any]:
-        """A copy of `profile` in the overridden segment, with the overridden consents."""
-        changed = dict(profile)
-        if self.segment is not None:
-            found = changed.get("segments")
-            if isinstance(found, dict):
-                found = found.get("all")
-            others = [s for s in found or () if isinstance(s, str) and s != self.segment]
-            changed["segments"] = [self.segment, *others]
-        if self.consent:
-            changed["consent"] = {**(changed.get("consent") or {}), **self.consent}
-        return changed
-
-    def __bool__(self) -> bool:
-        return self.variant is not None or self.segment is not None or bool(self.consent)
 
 
 @dataclass(frozen=True)
@@ -125,63 +60,24 @@ class Previews:
         """The preview `doc` asks for (the body of `POST /v1/preview`); `annotated`
         overrides its `annotate` (False for what is sent). A designer's mistake is
         `TemplateBrokenAt`, with file, line and snippet."""
-        if not isinstance(doc, dict):
-            raise Unprocessable("the body must be a JSON object", code="invalid_body")
-        doc = dict(doc)
-        given = [key for key in READERS if key in doc]
-        if len(given) > 1:
-            raise Unprocessable(
-                f"{given[1]}: give one reader: sample, user_id or profile", field=given[1]
-            )
-        studio = {key: doc.pop(key) for key in STUDIO_KEYS if key in doc}
-        files = _files(studio.get("files"))
-        flags = {key: studio.get(key, False) for key in ("fallback", "annotate", "validate_amp")}
-        for key, value in flags.items():
-            if not isinstance(value, bool):
-                raise Unprocessable(f"{key}: true or false", field=key)
+        ask = Ask.parse(doc)
         if annotated is not None:
-            flags["annotate"] = annotated
-        overrides = Overrides.parse(studio.get("overrides"))
-        block, sample = studio.get("block"), studio.get("sample")
-        if sample is not None and not isinstance(sample, str):
-            raise Unprocessable("sample: a sample's name", field="sample")
-        template = doc.get("template")
-        if block is not None:
-            if not isinstance(block, str):
-                raise Unprocessable("block: a block name", field="block")
-            if sample is not None:
-                template, sample = gallery.split_sample(sample, template)
-        stored = "user_id" in doc
-        doc.setdefault("user_id", PREVIEW_READER)
-        if block is not None and template is None:
-            doc.pop("template", None)
-        req = RenderRequest(doc, template=template or block)
+            ask = replace(ask, annotate=annotated)
+        registry = self.registry
         sources = Sources(
-            self.registry.blocks_dir, self.registry.templates_dir, template or req.template, files
+            registry.blocks_dir, registry.templates_dir, ask.frame or ask.req.template, ask.files
         )
-
         started = time.perf_counter()
-        compiled = await self._compiled(req.template, block, template, files, sources)
-        if block is not None and flags["fallback"]:
+        compiled = await self._compiled(ask, sources)
+        if ask.block is not None and ask.fallback:
             compiled = gallery.forced_fallback(compiled)
-        compiled = overrides.template(compiled)
-        if flags["annotate"]:
+        compiled = ask.overrides.template(compiled)
+        if ask.annotate:
             compiled = self.markers.annotated(compiled)
         compile_ms = _ms(started)
 
-        lookup = None
-        if sample is not None:
-            samples = self.registry.samples(compiled)
-            if sample not in samples:
-                raise NotFound(f"template {compiled.source.name!r} has no sample {sample!r}")
-            req.profile = inline_profile(samples[sample])
-        elif stored:
-            lookup = await self.renderer.lookup(req.user_id)
-            if lookup.profile is not None:
-                req.profile = dict(lookup.profile)
-        if req.profile is not None and overrides:
-            req.profile = overrides.profile(req.profile)
-
+        req = ask.req
+        lookup = await self._reader(ask, compiled)
         started = time.perf_counter()
         try:
             result = await self.renderer.render(
@@ -194,63 +90,57 @@ class Previews:
                 unsubscribe=req.unsubscribe_url,
             )
         except TemplateBroken as exc:
-            raise diagnostics.render_broken(
-                exc, compiled, self.registry.environments, sources
-            ) from None
+            raise diagnostics.render_broken(exc, compiled, registry.environments, sources) from None
         render_ms = _ms(started)
-        if block is not None and flags["fallback"]:
+        if ask.block is not None and ask.fallback:
             for entry in result.fallbacks:
-                if entry.get("block") == block:
+                if entry.get("block") == ask.block:
                     entry["reason"] = "forced"
         fallbacks = diagnostics.fallback_files(result, compiled, sources)
         html, amp = result.html, result.amp
-        if flags["annotate"]:
+        if ask.annotate:
             reasons = [entry["reason"] for entry in fallbacks]
-            marked = [
+            html, amp = (
                 None
                 if text is None
                 else annotate.mark(text, compiled.blocks, reasons, sources.name, amp=is_amp)
-                for text, is_amp in ((html, False), (amp, True))
-            ]
-            html, amp = (None if text is None else annotate.clean(text) for text in (html, amp))
-            result = replace(
-                result,
-                html_output=None if html is None else Output([html]),
-                amp_output=None if amp is None else Output([amp]),
+                for text, is_amp in ((result.html, False), (result.amp, True))
             )
-            html, amp = marked
+            result = _clean(result)
         verdict = SKIPPED
-        if flags["validate_amp"] and result.amp is not None:
+        if ask.validate_amp and result.amp is not None:
             verdict = await self.amp_check.check(result.amp)
-        return Previewed(
-            result,
-            html,
-            amp,
-            {
-                "fallbacks": fallbacks,
-                "amp": verdict.body(),
-                "timings": {
-                    "compile_ms": compile_ms,
-                    "render_ms": render_ms,
-                    "amp_ms": round(verdict.ms, 2),
-                },
-            },
-        )
+        timings = {"compile_ms": compile_ms, "render_ms": render_ms, "amp_ms": round(verdict.ms, 2)}
+        diagnosed = {"fallbacks": fallbacks, "amp": verdict.body(), "timings": timings}
+        return Previewed(result, html, amp, diagnosed)
 
-    async def _compiled(
-        self,
-        name: str,
-        block: str | None,
-        template: str | None,
-        files: dict[str, str] | None,
-        sources: Sources,
-    ) -> Compiled:
+    async def _reader(self, ask: Ask, compiled: Compiled) -> Lookup | None:
+        """Sets the reader's profile on `ask.req` (a sample's, or a stored reader's when
+        found), with the overrides; a stored reader's lookup, for its fallback reason."""
+        req, lookup = ask.req, None
+        if ask.sample is not None:
+            samples = self.registry.samples(compiled)
+            if ask.sample not in samples:
+                raise NotFound(f"template {compiled.source.name!r} has no sample {ask.sample!r}")
+            req.profile = inline_profile(samples[ask.sample])
+        elif ask.stored:
+            lookup = await self.renderer.lookup(req.user_id)
+            if lookup.profile is not None:
+                req.profile = dict(lookup.profile)
+        if req.profile is not None and ask.overrides:
+            req.profile = ask.overrides.profile(req.profile)
+        return lookup
+
+    async def _compiled(self, ask: Ask, sources: Sources) -> Compiled:
+        """The template to render: the registry's, or compiled now from the edits (or
+        for a block alone), in a worker thread."""
+        name, files = ask.req.template, ask.files
         registry = self.registry
         try:
-            if block is not None:
+            if ask.block is not None:
                 edited = (files or {}).get("template.json")
                 name, frame = await asyncio.to_thread(
-                    gallery.template_json, registry, block, template, edited
+                    gallery.template_json, registry, ask.block, ask.frame, edited
                 )
                 files = {**(files or {}), "template.json": frame}
             if files is None:
@@ -275,12 +165,16 @@ class Previews:
         raise diagnostics.source_broken(error, sources, parts)
 
 
-def _files(files: Any) -> dict[str, str] | None:
-    if files is not None and not (
-        isinstance(files, dict) and all(isinstance(t, str) for t in files.values())
-    ):
-        raise Unprocessable("files: an object of file paths to their text", field="files")
-    return files
+def _clean(result: RenderResult) -> RenderResult:
+    """An annotated render without its markers: the email as it would be sent."""
+    html, amp = (
+        None if text is None else annotate.clean(text) for text in (result.html, result.amp)
+    )
+    return replace(
+        result,
+        html_output=None if html is None else Output([html]),
+        amp_output=None if amp is None else Output([amp]),
+    )
 
 
 def _mjml_parts(blocks_dir: Path, files: Mapping[str, str]) -> list[Part]:
