@@ -151,15 +151,29 @@ async def test_an_inline_profile(client):
 
 async def test_a_stored_reader_on_each_store(any_client):
     """Read through the reader layer as a real render reads it: their name, and their
-    segments evaluated now (the demo reader hedy is vip by the rules)."""
+    segments evaluated from their events (a purchase over 500 EUR: vip)."""
     body = {"first_name": "Quillon", "loyalty_points": 2600, "tier": "gold"}
     r = await any_client.put("/v1/profiles/studio-q", json=body, headers=AUTH)
     assert r.status_code in (200, 201), r.text
     doc = await preview(any_client, template="welcome", user_id="studio-q")
     assert "Quillon" in visible(doc["html"]) and "Quillon" in doc["text"]
-    stored = (await any_client.get("/v1/profiles/studio-q", headers=AUTH)).json()
-    doc = await preview(any_client, template="weekly_picks", user_id="studio-q")
-    assert doc["segments"] == stored["segments"]["all"]
+    picks = await preview(any_client, template="weekly_picks", user_id="studio-q", annotate=True)
+    assert picks["segments"] == [] and "loyalty" not in str(marks(picks["html"]))
+    purchase = {
+        "event_id": "studio-q-1",
+        "user_id": "studio-q",
+        "type": "purchase",
+        "properties": {
+            "items": [{"sku": "SKU-1", "qty": 1, "price": 600}],
+            "total": 600,
+            "currency": "EUR",
+        },
+    }
+    r = await any_client.post("/v1/events", json=purchase, headers=AUTH)
+    assert r.status_code == 202 and r.json()["accepted"] == 1, r.text
+    picks = await preview(any_client, template="weekly_picks", user_id="studio-q", annotate=True)
+    assert picks["segments"] == ["vip"]
+    assert "loyalty" in [m["data-kairos-block"] for m in marks(picks["html"])]
     missing = await preview(any_client, template="welcome", user_id="nobody-here")
     assert "Quillon" not in missing["html"]
     assert {"block": "loyalty", "reason": "missing-profile"} in missing["fallbacks"]
