@@ -28,6 +28,7 @@ from app.routes import (
     profiles,
     render,
     segments,
+    studio,
     unsubscribe,
 )
 from app.routes.guard import guarded
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             await services.reader.recommender.close()
             await services.stores.close()
             services.renderer.close()
+            await asyncio.to_thread(services.amp_check.close)
 
     api_keys = services.api_keys
     app = KairosApp(
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                 [
                     *profiles.routes(services),
                     *render.routes(services),
+                    *studio.routes(services),
                     *segments.routes(services),
                     *campaigns.routes(services),
                 ],

@@ -130,7 +130,9 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     error = body["error"]
     assert isinstance(error["code"], str) and error["code"]
     assert isinstance(error["message"], str) and error["message"]
-    assert set(error) <= {"code", "message", "field"}
+    # A designer's mistake is located too (app/studio/diagnostics.py).
+    located = {"file", "line", "snippet"} if error["code"] == "template_broken" else set()
+    assert set(error) <= {"code", "message", "field", *located}
     if code is not None:
         assert error["code"] == code, error
     return error

@@ -16,6 +16,7 @@ from app.openapi.schemas import (
 )
 from app.openapi.segment import segment_paths
 from app.openapi.segments import segments_paths
+from app.openapi.studio import studio_paths
 
 
 def paths() -> dict[str, Any]:
@@ -136,6 +137,7 @@ def paths() -> dict[str, Any]:
             }
         },
         **render_paths(),
+        **studio_paths(),
         "/c/{token}": {
             "get": {
                 "summary": "A reader's click: redirects to the signed target only",
