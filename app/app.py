@@ -34,6 +34,8 @@ from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
 from app.stores.bundle import Stores
+from app.studio import page as studio_page
+from app.studio.access import StudioAccess
 
 log = logging.getLogger("kairos")
 
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             services.renderer.close()
 
     api_keys = services.api_keys
+    studio = StudioAccess(settings, api_keys)
     app = KairosApp(
         [
             *opens.routes(services),
@@ -89,7 +92,9 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                     *segments.routes(services),
                     *campaigns.routes(services),
                 ],
+                studio,
             ),
+            *studio_page.routes(services, studio),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         # Every email open hits these.

@@ -16,6 +16,7 @@ from app.openapi.schemas import (
 )
 from app.openapi.segment import segment_paths
 from app.openapi.segments import segments_paths
+from app.openapi.studio import studio_paths
 
 
 def paths() -> dict[str, Any]:
@@ -259,4 +260,5 @@ def paths() -> dict[str, Any]:
         **segment_paths(),
         **segments_paths(),
         **campaign_paths(),
+        **studio_paths(),
     }
