@@ -212,7 +212,8 @@
     try {
       const doc = frame.contentDocument;
       if (doc && doc.documentElement) {
-        frame.style.height = Math.max(200, doc.documentElement.scrollHeight) + "px";
+        const height = Math.max(doc.documentElement.scrollHeight, doc.body ? doc.body.scrollHeight : 0);
+        frame.style.height = Math.max(200, height) + "px";
       }
     } catch (_) {
       // Not readable: keep the height of the style sheet.
