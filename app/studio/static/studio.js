@@ -208,16 +208,27 @@
     return "<!doctype html>\n" + doc.documentElement.outerHTML;
   }
 
+  // A frame as tall as its email (and again when its images come in), so the email
+  // scrolls with the page rather than inside a box.
   function fitHeight(frame) {
+    let doc;
     try {
-      const doc = frame.contentDocument;
-      if (doc && doc.documentElement) {
-        const height = Math.max(doc.documentElement.scrollHeight, doc.body ? doc.body.scrollHeight : 0);
-        frame.style.height = Math.max(200, height) + "px";
-      }
+      doc = frame.contentDocument;
     } catch (_) {
-      // Not readable: keep the height of the style sheet.
+      return;
     }
+    if (!doc || !doc.body) return;
+    const fit = () => {
+      const height = Math.max(doc.documentElement.scrollHeight, doc.body.scrollHeight);
+      // Emails measure in fractions of a pixel: a little slack keeps the scrollbar away,
+      // and changes within it are ignored (an email as tall as its window would grow).
+      const target = Math.max(200, Math.ceil(height) + 4);
+      if (Math.abs(target - (parseFloat(frame.style.height) || 0)) > 4) {
+        frame.style.height = target + "px";
+      }
+    };
+    fit();
+    if (window.ResizeObserver) new ResizeObserver(fit).observe(doc.body);
   }
 
   function setFrame(frame, html) {
