@@ -63,6 +63,9 @@
   }
 
   function errorOf(answer) {
+    if (answer.status === 401) {
+      return { code: "signed_out", message: "The studio session has ended: reload the page to sign in again." };
+    }
     const error = answer.doc && answer.doc.error;
     return error || { code: "http_" + answer.status, message: "the server answered " + answer.status };
   }
@@ -79,6 +82,7 @@
       if ($("sample").value) body.sample = $("sample").value;
     } else if (kind === "stored") {
       body.user_id = $("user-id").value.trim();
+      if (!body.user_id) return null; // nothing to show until an id is typed
     } else {
       const profile = parsedProfile();
       if (profile === null) return null;
@@ -478,7 +482,10 @@
   async function sendTest() {
     const result = $("send-result");
     const body = previewBody();
-    if (body === null) return;
+    if (body === null) {
+      result.textContent = "Choose a reader first.";
+      return;
+    }
     body.to = $("send-to").value.trim();
     result.textContent = "Sending…";
     const answer = await api("POST", "/v1/preview/send", body);
