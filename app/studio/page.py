@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -77,7 +77,9 @@ def routes(services: Services, access: StudioAccess) -> list[Route]:
     """The page's routes; none when the studio is off, so every path answers 404."""
     if not access.enabled:
         return []
-    pages = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
+    pages = Environment(
+        loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined
+    )
     assets = load_assets(HERE / "static")
     renderer = services.renderer
 
