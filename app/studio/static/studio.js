@@ -448,9 +448,12 @@
     // Without the events route (or before its hello), paint anyway.
     const early = setTimeout(firstPaint, 1500);
     events.addEventListener("hello", (event) => {
+      const previous = state.version;
       state.version = JSON.parse(event.data).version;
       clearTimeout(early);
       if (!state.started) firstPaint();
+      // Reconnected to a server that changed meanwhile (restarted): paint again.
+      else if (previous !== null && previous !== state.version) render();
       else if (state.painted && !state.running) root.dataset.renderedVersion = String(state.version);
       else render();
     });
