@@ -35,6 +35,8 @@ from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
 from app.stores.bundle import Stores
+from app.studio import page as studio_page
+from app.studio.access import StudioAccess
 
 log = logging.getLogger("kairos")
 
@@ -77,6 +79,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             await asyncio.to_thread(services.amp_check.close)
 
     api_keys = services.api_keys
+    access = StudioAccess(settings, api_keys)
     app = KairosApp(
         [
             *opens.routes(services),
@@ -92,7 +95,9 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                     *segments.routes(services),
                     *campaigns.routes(services),
                 ],
+                access,
             ),
+            *studio_page.routes(services, access),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         # Every email open hits these.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.openapi.campaigns import campaign_paths
+from app.openapi.designer import designer_paths
 from app.openapi.events import event_paths
 from app.openapi.render import render_paths
 from app.openapi.schemas import (
@@ -261,4 +262,5 @@ def paths() -> dict[str, Any]:
         **segment_paths(),
         **segments_paths(),
         **campaign_paths(),
+        **designer_paths(),
     }

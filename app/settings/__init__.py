@@ -75,6 +75,7 @@ class Settings:
     segments_sweep_s: int
     segments_stream_max: int
     reload_templates: bool
+    designer: bool
     catalog_assets_dir: Path | None
     image_cache_bytes: int
     image_workers: int

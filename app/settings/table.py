@@ -301,6 +301,14 @@ SETTINGS: tuple[Setting, ...] = (
         shown="on, except in production",
     ),
     Setting(
+        "KAIROS_DESIGNER", "designer", parse.boolean, _outside_production,
+        "The designer's studio at `/designer` (`on` / `off`). Off: every `/designer` path "
+        "answers 404. In development and test a browser on loopback needs no login; "
+        "otherwise the page asks for one of `KAIROS_API_KEYS` and keeps a signed session "
+        "cookie for 8 hours.",
+        shown="on, except in production",
+    ),
+    Setting(
         "KAIROS_CATALOG_ASSETS_DIR", "catalog_assets_dir", parse.folder, None,
         "Folder of local product images: a catalog product's `image` names a file in it "
         "(`lamp.jpg`), used by live product cards before its `image_url`.", shown="unset",
