@@ -34,6 +34,7 @@ from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
 from app.stores.bundle import Stores
+from app.studio import mail
 
 log = logging.getLogger("kairos")
 
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                 [
                     *profiles.routes(services),
                     *render.routes(services),
+                    *mail.routes(services),
                     *segments.routes(services),
                     *campaigns.routes(services),
                 ],

@@ -6,6 +6,7 @@ from typing import Any
 
 from app.openapi.campaigns import campaign_paths
 from app.openapi.events import event_paths
+from app.openapi.mail import mail_paths
 from app.openapi.render import render_paths
 from app.openapi.schemas import (
     bearer,
@@ -136,6 +137,7 @@ def paths() -> dict[str, Any]:
             }
         },
         **render_paths(),
+        **mail_paths(),
         "/c/{token}": {
             "get": {
                 "summary": "A reader's click: redirects to the signed target only",

@@ -19,7 +19,6 @@ from app.http import content_type
 from app.profiles.cache import Lookup
 from app.profiles.schema import inline_profile
 from app.render.batch import batch_answers, request_lines
-from app.render.compiler import Compiled
 from app.render.mime import mime_message
 from app.render.renderer import Renderer
 from app.render.request import RenderRequest
@@ -71,13 +70,11 @@ class Sending:
 
 def routes(services: Services) -> list[Route]:
     renderer = services.renderer
-    registry = renderer.templates
     sending = Sending(renderer, services.tracker)
 
-    async def run(req: RenderRequest, compiled: Compiled | None = None) -> RenderResult:
-        """`req` rendered, with `compiled` for its template when given (a preview)."""
+    async def run(req: RenderRequest) -> RenderResult:
         return await renderer.render(
-            req.template if compiled is None else compiled,
+            req.template,
             req.user_id,
             profile=req.profile,
             campaign=req.campaign,
@@ -140,28 +137,8 @@ def routes(services: Services) -> list[Route]:
         return JSONResponse({"templates": listing})
 
     async def preview(request: Request) -> Response:
-        """A render with one of the template's sample profiles (`sample`), and of its
-        unsaved edit when `files` holds the edited files' texts by path in the sources
-        (`template.json`, `blocks/<block>/<file>`): compiled for this answer only."""
-        doc = await _json_body(request)
-        if not isinstance(doc, dict):
-            raise Unprocessable("the body must be a JSON object", code="invalid_body")
-        sample = doc.pop("sample", None)
-        files = doc.pop("files", None)
-        doc.setdefault("user_id", "preview")
-        req = RenderRequest(doc)
-        if files is not None and not (
-            isinstance(files, dict) and all(isinstance(t, str) for t in files.values())
-        ):
-            raise Unprocessable("files: an object of file paths to their text", field="files")
-        template = req.template
-        compiled = None if files is None else await registry.compile_source(template, files)
-        if sample is not None:
-            samples = registry.samples(template if compiled is None else compiled)
-            if sample not in samples:
-                raise NotFound(f"template {template!r} has no sample {sample!r}")
-            req.profile = inline_profile(samples[sample])
-        return answer(request, await run(req, compiled))
+        """A render of a preview body (`render_preview`)."""
+        return answer(request, await render_preview(renderer, await _json_body(request)))
 
     return [
         Route("/v1/render", render, methods=["POST"]),
@@ -170,3 +147,37 @@ def routes(services: Services) -> list[Route]:
         Route("/v1/templates", templates, methods=["GET"]),
         Route("/v1/preview", preview, methods=["POST"]),
     ]
+
+
+async def render_preview(renderer: Renderer, doc: Any) -> RenderResult:
+    """The render a preview body asks for, as `POST /v1/preview` shows it and the
+    studio's "Send a test" sends it: with one of the template's sample profiles
+    (`sample`), and of its unsaved edit when `files` holds the edited files' texts by
+    path in the sources (`template.json`, `blocks/<block>/<file>`): compiled for this
+    render only."""
+    if not isinstance(doc, dict):
+        raise Unprocessable("the body must be a JSON object", code="invalid_body")
+    registry = renderer.templates
+    sample = doc.pop("sample", None)
+    files = doc.pop("files", None)
+    doc.setdefault("user_id", "preview")
+    req = RenderRequest(doc)
+    if files is not None and not (
+        isinstance(files, dict) and all(isinstance(t, str) for t in files.values())
+    ):
+        raise Unprocessable("files: an object of file paths to their text", field="files")
+    template = req.template
+    compiled = None if files is None else await registry.compile_source(template, files)
+    if sample is not None:
+        samples = registry.samples(template if compiled is None else compiled)
+        if sample not in samples:
+            raise NotFound(f"template {template!r} has no sample {sample!r}")
+        req.profile = inline_profile(samples[sample])
+    return await renderer.render(
+        template if compiled is None else compiled,
+        req.user_id,
+        profile=req.profile,
+        campaign=req.campaign,
+        formats=req.formats,
+        unsubscribe=req.unsubscribe_url,
+    )
