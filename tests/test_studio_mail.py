@@ -4,6 +4,7 @@ parsed back with the email package; the failures answer as the contract says."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
 import logging
@@ -43,9 +44,11 @@ class Inbox:
     def __init__(self) -> None:
         self.envelopes: list[Envelope] = []
         self.logins: list[str] = []
+        self.delay_s = 0.0  # a slow server's pause before it answers DATA
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay_s)
         with self._lock:
             self.envelopes.append(envelope)
         return "250 Message accepted for delivery"
@@ -283,6 +286,19 @@ async def test_more_than_the_limit_a_minute_is_429(client, inbox):
     assert len(inbox[0].envelopes) == TESTS_PER_MINUTE
     metrics = (await client.get("/metrics")).text
     assert 'kairos_studio_tests_sent_total{result="limited"} 1.0' in metrics
+
+
+async def test_a_slow_server_does_not_hold_up_other_requests(client, inbox):
+    handler, _ = inbox
+    handler.delay_s = 1.0
+    sending = asyncio.create_task(send(client, template="welcome", sample="full", to=TO))
+    await asyncio.sleep(0.2)  # the send is in its DATA, waiting for the server
+    health = await client.get("/healthz")
+    assert health.status_code == 200
+    assert not sending.done(), "the send should still be waiting for the slow server"
+    r = await sending
+    assert r.status_code == 200, r.text
+    assert len(handler.envelopes) == 1
 
 
 def test_a_server_that_never_answers_times_out():
