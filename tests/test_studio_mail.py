@@ -67,7 +67,7 @@ class Inbox:
 
     def messages(self) -> list[EmailMessage]:
         return [
-            email.message_from_bytes(e.original_content or b"", policy=default)  # type: ignore[misc]
+            email.message_from_bytes(e.original_content or b"", policy=default)
             for e in self.envelopes
         ]
 
