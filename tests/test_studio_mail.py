@@ -25,7 +25,7 @@ from support import API_KEY, AUTH, assert_error, free_port, serve
 from app.app import create_app
 from app.settings import PROJECT_ROOT
 from app.settings.smtp import smtp_url
-from app.studio.mail import TESTS_PER_MINUTE, Mailer, SmtpFailed
+from app.studio.mail import TESTS_PER_MINUTE, Mailer, RateLimit, SmtpFailed
 
 USER, PASSWORD = "designer", "p@ss:w0rd/secret"
 # As KAIROS_SMTP_URL carries them: percent-encoded.
@@ -312,3 +312,18 @@ def test_a_server_that_never_answers_times_out():
         message.set_content("x")
         with pytest.raises(SmtpFailed, match=r"did not answer within 0.3 s"):
             mailer.send(message, TO)
+
+
+def test_the_limit_frees_a_slot_a_window_after_each_send():
+    now = [0.0]
+    limit = RateLimit(2, 60.0, clock=lambda: now[0])
+    assert limit.take() == 0.0
+    now[0] = 1.0
+    assert limit.take() == 0.0
+    now[0] = 2.0
+    assert limit.take() == pytest.approx(58.0)  # until the first send is a minute old
+    now[0] = 60.0
+    assert limit.take() == 0.0
+    assert limit.take() == pytest.approx(1.0)  # the second still counts until 61 s
+    now[0] = 121.0
+    assert limit.take() == 0.0 and limit.take() == 0.0
