@@ -35,6 +35,7 @@ from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
 from app.stores.bundle import Stores
+from app.studio import mail
 from app.studio import page as studio_page
 from app.studio.access import StudioAccess
 
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                     *profiles.routes(services),
                     *render.routes(services),
                     *studio.routes(services),
+                    *mail.routes(services),
                     *segments.routes(services),
                     *campaigns.routes(services),
                 ],

@@ -7,6 +7,7 @@ from typing import Any
 from app.openapi.campaigns import campaign_paths
 from app.openapi.designer import designer_paths
 from app.openapi.events import event_paths
+from app.openapi.mail import mail_paths
 from app.openapi.render import render_paths
 from app.openapi.schemas import (
     bearer,
@@ -139,6 +140,7 @@ def paths() -> dict[str, Any]:
         },
         **render_paths(),
         **studio_paths(),
+        **mail_paths(),
         "/c/{token}": {
             "get": {
                 "summary": "A reader's click: redirects to the signed target only",

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.settings.devkey import development_key
+from app.settings.smtp import SmtpUrl
 from app.settings.table import PROJECT_ROOT, SETTINGS, Setting, describe
 from app.settings.values import MIN_API_KEY_LENGTH, MIN_SECRET_LENGTH, ConfigError, Secret
 
@@ -46,6 +47,7 @@ class Settings:
     redis_url: Secret | None
     public_url: str
     message_id_domain: str
+    smtp_url: SmtpUrl | None
     amp_senders: tuple[str, ...]
     budget_ms: int
     upstream_hosts: tuple[str, ...]

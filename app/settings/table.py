@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from app.settings import parse
 from app.settings.parse import Choice, Integer, Parser
+from app.settings.smtp import smtp_url
 from app.settings.values import MIN_API_KEY_LENGTH, MIN_SECRET_LENGTH
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -152,6 +153,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Domain of the `Message-ID` of rendered email (`<random@domain>`): your sending "
         "domain.",
         shown="the host of `KAIROS_PUBLIC_URL`",
+    ),
+    Setting(
+        "KAIROS_SMTP_URL", "smtp_url", smtp_url, None,
+        "SMTP server of the studio's \"Send a test\" (`POST /v1/preview/send`): "
+        "`smtp://host:port`, `smtp+starttls://…` or `smtps://…`, with `user:password@` "
+        "(percent-encoded) to log in and `?from=address` for the sender (default: "
+        "`studio@` the domain of `KAIROS_MESSAGE_ID_DOMAIN`). A secret: never logged. "
+        "Unset: tests are not sent (409).", shown="unset",
     ),
     # An allow-list set to nothing denies every sender: it must not fall back to `*`.
     Setting(
