@@ -56,6 +56,9 @@ class Settings:
     cache_ttl_s: float
     cache_size: int
     max_body_bytes: int
+    max_head_bytes: int
+    head_timeout_s: float
+    body_timeout_s: float
     events_max_body_bytes: int
     events_max_count: int
     event_max_bytes: int
