@@ -64,19 +64,26 @@ class KairosProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
         self._in_head = True  # until a request's headers are complete
-        self._deadline: asyncio.TimerHandle | None = None
         self._limits = DEFAULT
         self._read = 0  # the size of the read being parsed
         self._too_large = False
+        # What the client owes and since when ("head", "body", or "" while the app has
+        # the request), checked by one timer per connection: a timer per request would
+        # cost every email open more than the check.
+        self._owes, self._since = "head", 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # Read here, not in __init__: the lifespan has run once connections come.
         self._limits = self.app_state.get(STATE_KEY, DEFAULT)
-        self._arm(self._limits.head_timeout_s, "head")
+        self._since = self.loop.time()
+        self._timer = self.loop.call_later(self._limits.head_timeout_s, self._check)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -84,8 +91,8 @@ class KairosProtocol(HttpToolsProtocol):
             return
         self._read = len(data)
         in_head = self._in_head
-        if in_head and self._deadline is None:  # a keep-alive connection's next request
-            self._arm(self._limits.head_timeout_s, "head")
+        if in_head and not self._owes:  # a kept-alive connection's next request
+            self._owes, self._since = "head", self.loop.time()
         super().data_received(data)
         # Counted after the parser saw the bytes: what completed a head is not held
         # against it, and the parser holds at most one read beyond the limit.
@@ -103,12 +110,11 @@ class KairosProtocol(HttpToolsProtocol):
             self._too_large = True
             raise HeadTooLarge  # stops the parser, as a parser error (`send_400_response`)
         self._in_head, self._head_bytes = False, 0
-        self._arm(self._limits.body_timeout_s, "body")
+        self._owes, self._since = "body", self.loop.time()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
-        self._in_head = True
+        self._in_head, self._owes = True, ""
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -124,28 +130,27 @@ class KairosProtocol(HttpToolsProtocol):
 
     def _refuse_head(self) -> None:
         log.warning("request head over %d bytes: answered 431", self._limits.max_head_bytes)
-        self._disarm()
         if not self.transport.is_closing():
             self.transport.write(self._limits.answer())
             self.transport.close()
         self.parser = None  # type: ignore[assignment]  # nothing more is parsed
 
-    def _arm(self, seconds: float, part: str) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expire, part)
-
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _expire(self, part: str) -> None:
-        self._deadline = None
+    def _check(self) -> None:
+        """Close the connection if what the client owes is late; else look again when it
+        would be."""
+        self._timer = None
         if self.transport.is_closing():
             return
-        log.warning("request %s not complete in time: connection closed", part)
-        if self.cycle is not None and not self.cycle.response_complete:
-            # The app may be reading the body: it sees the client gone.
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
-        self.transport.close()
+        limits = self._limits
+        owes = self._owes
+        allowed = limits.head_timeout_s if owes != "body" else limits.body_timeout_s
+        late = self.loop.time() - self._since - allowed
+        if owes and late >= 0:
+            log.warning("request %s not complete in time: connection closed", owes)
+            if self.cycle is not None and not self.cycle.response_complete:
+                # The app may be reading the body: it sees the client gone.
+                self.cycle.disconnected = True
+                self.cycle.message_event.set()
+            self.transport.close()
+            return
+        self._timer = self.loop.call_later(-late if owes else allowed, self._check)
