@@ -190,6 +190,22 @@ def test_keep_alive_requests_each_get_their_own_head_deadline(server):
         assert read_all(sock).startswith(b"HTTP/1.1 200 ")
 
 
+def test_a_kept_alive_connections_next_head_has_its_deadline_too(server):
+    with connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        started = time.monotonic()
+        try:
+            for _ in range(30):
+                sock.sendall(b"X")
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        took = time.monotonic() - started + closed_within(sock, 5)
+    assert took < HEAD_TIMEOUT_MS / 1000 + 2.0
+
+
 def test_a_shutdown_is_not_held_up_by_a_body_that_never_arrives(tmp_path):
     server = start(tmp_path, "shutdown")
     try:
