@@ -11,6 +11,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -133,6 +134,10 @@ class Tokens:
                 return grant
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise BadToken("missing or oversized token")
+        if not _canonical(token):
+            # Base64 that decodes to the same bytes in other spellings (padding, unused
+            # bits of a last character): one grant, one token, one cache entry.
+            raise BadToken("malformed token")
         try:
             payload = self._serializer(purpose).loads(token)
         except BadData:
@@ -149,6 +154,26 @@ class Tokens:
             return self._serializers[purpose]
         except KeyError:
             raise ValueError(f"unknown token purpose {purpose!r}") from None
+
+
+# Base64url characters by value; a last character of a part must leave its unused low
+# bits zero, as an encoder writes it.
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+VALUES = MappingProxyType({c: i for i, c in enumerate(ALPHABET)})
+UNUSED_BITS = (0, None, 4, 2)  # by a part's length modulo 4 (1: never valid)
+
+
+def _canonical(token: str) -> bool:
+    """Whether `token` is spelled as Kairos signs: base64url parts without padding, each
+    ending in a character whose unused bits are zero."""
+    for part in token.split("."):
+        if not part:
+            return False
+        unused = UNUSED_BITS[len(part) % 4]
+        last = VALUES.get(part[-1])
+        if unused is None or last is None or last & ((1 << unused) - 1):
+            return False
+    return True
 
 
 def _hmac_states(key: bytes) -> tuple[Any, Any]:
