@@ -26,6 +26,7 @@ PURPOSES = ("feed", "image", "click", "pixel", "reader", "unsubscribe")
 # characters, app/targets.py) with its campaign and slot, base64-encoded; small enough
 # that a forged token is refused before any work.
 MAX_TOKEN_LENGTH = 4096
+MAX_TTL_S = 10 * 365 * 86_400  # the longest a grant may be signed for
 
 
 class BadToken(Forbidden):
@@ -106,6 +107,8 @@ class Tokens:
         if campaign:
             payload["c"] = campaign
         if ttl_s is not None:
+            if ttl_s > MAX_TTL_S:
+                raise ValueError(f"a token's ttl may be at most {MAX_TTL_S} seconds")
             payload["e"] = int(time.time()) + ttl_s
         if params:
             payload["p"] = params
