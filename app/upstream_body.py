@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from types import MappingProxyType
 
 import httpx
 
 ACCEPT_ENCODING = "identity"
 # zlib's window bits: gzip with its header, or a zlib (deflate) stream.
-WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+WBITS = MappingProxyType(
+    {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+)
 
 
 class TooLarge(Exception):

@@ -1,6 +1,9 @@
 """The profile document: known fields typed and size-capped, CRM extras under `attributes`.
 
 Strings are stored exactly as given (data, not markup) and escaped only on output.
+
+Over 300 lines because every field's check, limit and error is here, read top to bottom as
+the one description of what a stored profile may hold.
 """
 
 from __future__ import annotations
