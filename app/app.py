@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +18,8 @@ from app.demo import load_demo
 from app.errors import StoreUnavailable
 from app.logs import configure_logging
 from app.openapi import spec
+from app.protocol import STATE_KEY as PROTOCOL_STATE
+from app.protocol import Limits
 from app.responses import JSONResponse
 from app.routes import (
     campaigns,
@@ -54,8 +57,10 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_doc)
 
+    limits = Limits(settings.max_head_bytes, settings.head_timeout_s, settings.body_timeout_s)
+
     @contextlib.asynccontextmanager
-    async def lifespan(app: KairosApp) -> AsyncIterator[None]:
+    async def lifespan(app: KairosApp) -> AsyncIterator[dict[str, Any]]:
         await _start(services)
         stop = asyncio.Event()
         follower = asyncio.create_task(services.profiles.follow_changes(stop))
@@ -63,7 +68,8 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         sweeping = asyncio.create_task(services.sweep.run(stop))
         cooccurrence = asyncio.create_task(services.cooccurrence.run(stop))
         try:
-            yield
+            # The HTTP protocol (app/protocol.py) reads its limits from this state.
+            yield {PROTOCOL_STATE: limits}
         finally:
             stop.set()
             services.tracker.wake()

@@ -302,6 +302,7 @@ class KairosProcess:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"server-{name}.log"
         argv = [sys.executable, "-m", "uvicorn", "--factory", "app.app:factory"]
+        argv += ["--http", "app.protocol:KairosProtocol", "--loop", "uvloop"]
         argv += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(

@@ -216,6 +216,22 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest request body accepted; larger ones get 413.",
     ),
     Setting(
+        "KAIROS_MAX_HEAD_BYTES", "max_head_bytes", Integer(1024, 1024**2), "32768",
+        "Largest request line and headers together; a larger head gets 431 and the "
+        "connection is closed (under `kairos serve`, or uvicorn with `--http "
+        "app.protocol:KairosProtocol`).",
+    ),
+    Setting(
+        "KAIROS_HEAD_TIMEOUT_MS", "head_timeout_s", Integer(100, 600_000), "10000",
+        "Longest a client may take to send a request's line and headers; then the "
+        "connection is closed.", convert=_ms_to_s,
+    ),
+    Setting(
+        "KAIROS_BODY_TIMEOUT_MS", "body_timeout_s", Integer(100, 3_600_000), "60000",
+        "Longest a client may take to send a request's body after its headers; then the "
+        "connection is closed.", convert=_ms_to_s,
+    ),
+    Setting(
         "KAIROS_EVENTS_MAX_BODY_MB", "events_max_body_bytes", Integer(1, 256), "4",
         "Largest body of one events request (after gzip is undone); larger ones get 413 "
         "before anything is parsed.", convert=_mb_to_bytes,
