@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.errors import Conflict, KairosError, Unprocessable
+from app.errors import NO_STORE, Conflict, KairosError, Unprocessable
 from app.render.mime import mime
 from app.render.result import RenderResult
 from app.responses import JSONResponse
@@ -161,7 +161,7 @@ def routes(services: Services) -> list[Route]:
             return JSONResponse(
                 {"error": {"code": "rate_limited", "message": refusal}},
                 status_code=429,
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                headers={"Retry-After": str(max(1, math.ceil(wait))), **NO_STORE},
             )
         message = addressed(result, mailer.sender, to, settings.message_id_domain)
         started = time.perf_counter()
