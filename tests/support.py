@@ -33,8 +33,9 @@ from app.stores.redis.backend import RedisBackend
 from app.stores.redis.keys import CHANGES_CHANNEL
 from app.tokens import Grant, Tokens
 
-SECRET = "test-secret-key-0123456789-abcdefghijklmnop"  # >= 32 characters
-OLD_SECRET = "old-secret-key-0123456789-abcdefghijklmnopq"
+# Random-looking, >= 32 characters: production refuses a key of placeholder's words.
+SECRET = "Hq3Vn8Rx2Lk7Wp4Zt9Jc6Bm1Ns5Dy0Gf"
+OLD_SECRET = "Pw6Tz1Kd8Qm3Xr5Vb9Hn2Lc7Jf4Sg0Ya"
 API_KEY = "test-api-key-0123456789"
 BASE_URL = "http://kairos.test"
 FALLBACKS_DIR = PROJECT_ROOT / "fallbacks"

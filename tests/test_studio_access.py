@@ -233,7 +233,7 @@ async def test_forged_expired_and_foreign_cookies_are_401(settings, production_a
     good = session_cookie(on)
     payload, stamp, signature = good.split(".")
     foreign = settings(
-        **PRODUCTION, KAIROS_DESIGNER="on", KAIROS_SECRET_KEYS="another-secret-" + "k" * 32
+        **PRODUCTION, KAIROS_DESIGNER="on", KAIROS_SECRET_KEYS="Zt4Gq9Lm2Xv7Rc1Nb6Hw3Pk8Jd5Sy0Fa"
     )
     forged = [
         payload + "." + stamp + "." + signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB"),
@@ -265,7 +265,7 @@ async def test_a_session_from_an_old_signing_key_still_opens(settings, productio
     # Keys rotate as `new,old`: a session signed before the rotation stays good.
     old = session_cookie(settings(**PRODUCTION, KAIROS_DESIGNER="on"))
     rotated = production_app(
-        KAIROS_DESIGNER="on", KAIROS_SECRET_KEYS="a-new-secret-" + "n" * 32 + "," + SECRET
+        KAIROS_DESIGNER="on", KAIROS_SECRET_KEYS="Mx5Bn0Qw7Kt2Vr9Lc4Gz8Hd1Pj6Fs3Ya," + SECRET
     )
     async with browser(rotated, peer=REMOTE) as client:
         assert (

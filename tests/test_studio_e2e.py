@@ -331,7 +331,7 @@ def test_production_asks_for_a_key_then_opens(
         KAIROS_ENV="production",
         KAIROS_DESIGNER="on",
         KAIROS_AMP_SENDERS="*@news.example.com",
-        KAIROS_SECRET_KEYS="a-production-secret-" + "p" * 32,
+        KAIROS_SECRET_KEYS="Rk2Fw8Nz5Tq1Xm7Hb4Lv9Jc3Dp6Gs0Ea",
     )
     process = KairosProcess("studio-production", env, tmp_path)
     try:
