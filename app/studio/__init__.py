@@ -1,0 +1,1 @@
+"""The designer's studio: the /designer page, its previews and live reload."""
