@@ -378,7 +378,9 @@ MUSTACHE_DOC = """<!doctype html>
   ><p class="first">{{items.0.title}}</p
   ><p class="skus">{{#items}}{{#sku}}<i>{{.}}</i>{{/sku}}{{/items}}</p
   ><div class="raw">{{#items}}{{{title}}}{{/items}}</div
-  ><a class="js" href="javascript:window.kxPwned=3">x</a></template>
+  ><a class="js" href="javascript:window.kxPwned=3">x</a
+  ><script class="evil">window.kxPwned=6</script><iframe class="evil" src="/healthz"></iframe
+  ></template>
 </amp-list>
 <amp-list id="c" src="CART_FEED" items="missing.list" width="auto" height="40">
   <template type="amp-mustache"><p>{{title}}</p></template>
@@ -400,7 +402,8 @@ def test_the_mustache_subset(server: Server, browser: WebDriver) -> None:
         {
             "sku": "SKU-3",
             "qty": 2,
-            "title": '<b>Bold</b> table<img src=x onerror="window.kxPwned=4">',
+            "title": '<b>Bold</b> table<img src=x onerror="window.kxPwned=4">'
+            '<a href=" javascript:window.kxPwned=5">go</a>',
         },
         {"sku": "SKU-2", "qty": 1},
     ]
@@ -415,6 +418,7 @@ def test_the_mustache_subset(server: Server, browser: WebDriver) -> None:
     # A template named by id, items under "items", max-items, escaping, inverted sections.
     assert html["a"] == (
         '<p class="line">&lt;b&gt;Bold&lt;/b&gt; table&lt;img src=x onerror="window.kxPwned=4"&gt;'
+        '&lt;a href=" javascript:window.kxPwned=5"&gt;go&lt;/a&gt;'
         "|2|linknone</p>"
     )
     first, skus, raw, link = js(
@@ -426,8 +430,9 @@ def test_the_mustache_subset(server: Server, browser: WebDriver) -> None:
     assert first == cart[0]["title"]  # dotted names, with a list index
     assert skus == "<i>SKU-3</i><i>SKU-2</i>"  # {{.}}: the string itself
     # {{{raw}}} keeps formatting, drops what could run; URLs that run script are dropped.
-    assert raw == "<b>Bold</b> tableLinen cushion"
+    assert raw == '<b>Bold</b> table<a target="_blank">go</a>Linen cushion'
     assert link is False
+    assert js(browser, "return document.querySelectorAll('.evil').length;") == 0
     assert js(browser, "return window.kxPwned === undefined;")
     # No list where the items path finds none, nor from a template that does not parse.
     assert html["c"] is None and html["d"] is None

@@ -101,6 +101,11 @@
 
   // --- sanitizing: what a template renders never runs script ---
 
+  function unsafe(url) {
+    // Browsers ignore whitespace and control characters in a URL's scheme.
+    return UNSAFE_URL.test(url.replace(/[\s\u0000-\u001f]/g, ""));
+  }
+
   function inert(html) {
     const holder = document.createElement("template");
     holder.innerHTML = html;
@@ -116,8 +121,8 @@
         continue;
       }
       for (const attribute of [...element.attributes]) {
-        const keep = tag === "a" && attribute.name === "href" && !UNSAFE_URL.test(attribute.value.trim());
-        if (!keep) element.removeAttribute(attribute.name);
+        // A link's href stays; scrub() drops it when it would run script.
+        if (tag !== "a" || attribute.name !== "href") element.removeAttribute(attribute.name);
       }
       if (!FORMATTING.has(tag)) element.replaceWith(...element.childNodes);
       else if (tag === "a") element.setAttribute("target", "_blank");
@@ -133,8 +138,7 @@
       }
       for (const attribute of [...element.attributes]) {
         const name = attribute.name;
-        const url = URL_ATTRIBUTES.includes(name) &&
-          UNSAFE_URL.test(attribute.value.replace(/[\s\u0000-\u001f]/g, ""));
+        const url = URL_ATTRIBUTES.includes(name) && unsafe(attribute.value);
         if (url || (name.length > 2 && name.startsWith("on"))) element.removeAttribute(name);
       }
     }
