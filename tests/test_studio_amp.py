@@ -26,6 +26,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from support import API_KEY, AUTH, SECRET, feed_url, free_port, image_url, stop_process
 
@@ -390,6 +391,13 @@ MUSTACHE_DOC = """<!doctype html>
   <template type="amp-mustache">{{#items}}<p>{{title}}</p></template>
   <div fallback class="failed">Broken template</div>
 </amp-list>
+<amp-list id="e" src="CART_FEED" layout="fixed-height" height="30">
+  <template type="amp-mustache"><p>{{title}}</p></template>
+  <div overflow class="more">More</div>
+</amp-list>
+<amp-list id="f" src="CART_FEED" layout="responsive" width="600" height="60" max-items="0">
+  <template type="amp-mustache"><p>{{title}}</p></template>
+</amp-list>
 <amp-carousel type="slides" width="300" height="100" layout="fixed"
 ><div class="slide">One</div><div class="slide">Two</div></amp-carousel>
 <amp-accordion><section><h4>Head</h4><p class="panel">Panel</p></section></amp-accordion>
@@ -444,5 +452,18 @@ def test_the_mustache_subset(server: Server, browser: WebDriver) -> None:
     shown = js(browser, "return [...document.querySelectorAll('.slide, .panel')].map("
                "(e) => e.getBoundingClientRect().height > 0);")  # fmt: skip
     assert shown == [True, True, True]
+    # A responsive box keeps its aspect ratio at any width.
+    box = "const r = document.getElementById('f').getBoundingClientRect();"
+    width, height = js(browser, box + "return [r.width, r.height];")
+    assert width > 300 and abs(height - width / 10) < 1
+    # A list taller than its box shows its overflow, which opens it.
+    more = (
+        "const e = document.getElementById('e'); return [e.clientHeight, "
+        "getComputedStyle(e.querySelector('.more')).display !== 'none'];"
+    )
+    assert js(browser, more) == [30, True]
+    browser.find_element(By.CSS_SELECTOR, ".more").click()
+    height, shown = js(browser, more)
+    assert height > 60 and not shown
     assert json.loads(js(browser, "return JSON.stringify(document.querySelector('button')"
                          ".getAttribute('on'));")) == "tap:AMP.setState({x: 1})"  # fmt: skip

@@ -158,6 +158,24 @@
     }
   }
 
+  // The box AMP gives an element by its layout; the layout whose box has a set height.
+  function layOut(element) {
+    const width = element.getAttribute("width");
+    const height = element.getAttribute("height");
+    const layout = element.getAttribute("layout") || (height && width && width !== "auto" ?
+      "fixed" : height ? "fixed-height" : "container");
+    const box = {
+      "fixed": `display:inline-block;width:${width}px;height:${height}px`,
+      "fixed-height": `display:block;height:${height}px`,
+      "responsive": `display:block;aspect-ratio:${width}/${height}`,
+      "intrinsic": `display:block;max-width:${width}px;aspect-ratio:${width}/${height}`,
+      "fill": "display:block;position:absolute;top:0;right:0;bottom:0;left:0",
+      "nodisplay": "display:none",
+    }[layout] || "display:block";
+    element.style.cssText += ";" + box;
+    return ["fixed", "fixed-height", "fill"].includes(layout);
+  }
+
   function images(root) {
     for (const host of root.querySelectorAll("amp-img, amp-anim")) {
       if (host.querySelector(":scope > img")) continue;
@@ -166,24 +184,8 @@
         if (host.hasAttribute(name)) img.setAttribute(name, host.getAttribute(name));
       }
       if (pixel(img.getAttribute("src") || "")) img.removeAttribute("src");
-      const width = host.getAttribute("width");
-      const height = host.getAttribute("height");
-      const layout = host.getAttribute("layout") || (width && height ? "fixed" : "container");
-      if (layout === "fixed") {
-        host.style.cssText += `;display:inline-block;width:${width}px;height:${height}px`;
-        img.style.cssText = "display:block;width:100%;height:100%";
-      } else if (layout === "fixed-height") {
-        host.style.cssText += `;display:block;height:${height}px`;
-        img.style.cssText = "display:block;width:100%;height:100%";
-      } else if (layout === "fill") {
-        host.style.cssText += ";display:block;position:absolute;top:0;right:0;bottom:0;left:0";
-        img.style.cssText = "display:block;width:100%;height:100%";
-      } else {
-        // responsive, intrinsic: the width of the box, the height by the aspect ratio.
-        const cap = layout === "intrinsic" && width ? `;max-width:${width}px` : "";
-        host.style.cssText += `;display:block${cap}`;
-        img.style.cssText = "display:block;width:100%;height:auto";
-      }
+      const sized = layOut(host);
+      img.style.cssText = `display:block;width:100%;height:${sized ? "100%" : "auto"}`;
       const fit = host.getAttribute("object-fit");
       if (fit) img.style.objectFit = fit;
       host.append(img);
@@ -195,6 +197,7 @@
       element.style.display = "block";
     }
     for (const carousel of document.querySelectorAll("amp-carousel")) {
+      layOut(carousel);
       carousel.style.cssText += ";display:flex;overflow-x:auto";
       const slides = carousel.getAttribute("type") === "slides";
       for (const slide of carousel.children) slide.style.flex = slides ? "0 0 100%" : "0 0 auto";
@@ -251,7 +254,8 @@
   }
 
   async function load(list) {
-    list.style.cssText += ";display:block;position:relative;overflow:hidden";
+    layOut(list);
+    list.style.cssText += ";position:relative;overflow:hidden";
     show(part(list, "fallback"), false);
     show(part(list, "overflow"), false);
     show(part(list, "placeholder"), true);
