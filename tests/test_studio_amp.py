@@ -102,6 +102,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "KAIROS_PUBLIC_URL": base,
         "KAIROS_AMP_SENDERS": SENDER,
         "KAIROS_DEMO_DATA": "true",
+        # A busy test machine must not turn a live image into its fallback.
+        "KAIROS_BUDGET_MS": "10000",
         "KAIROS_LOG_LEVEL": "WARNING",
     }
     argv = [sys.executable, "-m", "uvicorn", "--factory", "tests.studio_amp_server:factory"]
@@ -379,6 +381,7 @@ MUSTACHE_DOC = """<!doctype html>
   ><p class="first">{{items.0.title}}</p
   ><p class="skus">{{#items}}{{#sku}}<i>{{.}}</i>{{/sku}}{{/items}}</p
   ><div class="raw">{{#items}}{{{title}}}{{/items}}</div
+  ><amp-img class="sized" src="/healthz" width="{{items.1.title}}" height="10" alt=""></amp-img
   ><a class="js" href="javascript:window.kxPwned=3">x</a
   ><script class="evil">window.kxPwned=6</script><iframe class="evil" src="/healthz"></iframe
   ></template>
@@ -413,7 +416,7 @@ def test_the_mustache_subset(server: Server, browser: WebDriver) -> None:
             "title": '<b>Bold</b> table<img src=x onerror="window.kxPwned=4">'
             '<a href=" javascript:window.kxPwned=5">go</a>',
         },
-        {"sku": "SKU-2", "qty": 1},
+        {"sku": "SKU-2", "qty": 1, "title": "12;margin-left:77px;x:"},
     ]
     put_profile(server, "mo", {"cart": cart, "consent": {"personalization": True}})
     doc = MUSTACHE_DOC.replace("CART_FEED", server.base + feed_url("cart", "mo"))
@@ -438,8 +441,11 @@ def test_the_mustache_subset(server: Server, browser: WebDriver) -> None:
     assert first == cart[0]["title"]  # dotted names, with a list index
     assert skus == "<i>SKU-3</i><i>SKU-2</i>"  # {{.}}: the string itself
     # {{{raw}}} keeps formatting, drops what could run; URLs that run script are dropped.
-    assert raw == '<b>Bold</b> table<a target="_blank">go</a>Linen cushion'
+    assert raw == '<b>Bold</b> table<a target="_blank">go</a>12;margin-left:77px;x:'
     assert link is False
+    # A size from data is a number or nothing: it cannot add CSS.
+    sized = "return getComputedStyle(document.querySelector('.sized')).marginLeft;"
+    assert js(browser, sized) == "0px"
     assert js(browser, "return document.querySelectorAll('.evil').length;") == 0
     assert js(browser, "return window.kxPwned === undefined;")
     # No list where the items path finds none, nor from a template that does not parse.

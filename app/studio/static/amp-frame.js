@@ -160,8 +160,13 @@
 
   // The box AMP gives an element by its layout; the layout whose box has a set height.
   function layOut(element) {
-    const width = element.getAttribute("width");
-    const height = element.getAttribute("height");
+    // Sizes go into CSS: numbers only (a rendered template may set them from data).
+    const size = (name) => {
+      const value = element.getAttribute(name);
+      return value && /^\d+(?:\.\d+)?$/.test(value) ? value : value === "auto" ? "auto" : "";
+    };
+    const width = size("width");
+    const height = size("height");
     const layout = element.getAttribute("layout") || (height && width && width !== "auto" ?
       "fixed" : height ? "fixed-height" : "container");
     const box = {
