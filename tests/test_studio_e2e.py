@@ -265,7 +265,8 @@ def test_the_amp_frame_shows_the_validators_pass(page: WebDriver):
         ),
         "the AMP frame's runtime",
     )
-    assert "Ada" in frame_text(page, "frame-amp")
+    # The frame of the template's first sample may still be up: wait for the reader's.
+    wait_for(page, lambda d: "Ada" in frame_text(d, "frame-amp"), "Ada in the AMP frame")
 
 
 def test_saving_a_block_repaints_breaking_it_shows_the_error_mending_it_clears_it(

@@ -167,3 +167,20 @@ async def test_openapi_documents_the_studio(studio):
     assert set(doc["paths"]["/designer"]) == {"get"}
     assert set(doc["paths"]["/designer/login"]) == {"post"}
     assert "404" in doc["paths"]["/designer"]["get"]["responses"]
+
+
+@pytest.mark.parametrize(
+    ("allowed", "sender"),
+    [
+        (("*@news.example.com",), "studio@news.example.com"),
+        (("deals@shop.example.com", "*@news.example.com"), "deals@shop.example.com"),
+        (("*",), "studio@kairos.invalid"),
+        ((), "studio@kairos.invalid"),
+    ],
+)
+def test_the_amp_frame_asks_as_a_sender_the_allow_list_accepts(allowed, sender):
+    from app.amp_cors import AmpCors
+    from app.studio.page import studio_sender
+
+    assert studio_sender(allowed) == sender
+    assert AmpCors(allowed).allows(sender) is bool(allowed)

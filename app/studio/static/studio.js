@@ -28,6 +28,7 @@
   }
 
   const csrf = document.querySelector('meta[name="kairos-csrf"]').content;
+  const ampSender = document.querySelector('meta[name="kairos-amp-sender"]').content;
   const root = document.documentElement;
   const state = {
     templates: new Map(),
@@ -207,6 +208,8 @@
     if (script) {
       const tag = doc.createElement("script");
       tag.src = script;
+      // A sender this server's AMP allow-list accepts, for the frame's feed requests.
+      tag.setAttribute("data-sender", ampSender);
       doc.head.append(tag);
     }
     return "<!doctype html>\n" + doc.documentElement.outerHTML;
