@@ -79,6 +79,19 @@ def closed_within(sock: socket.socket, seconds: float) -> float:
     return time.monotonic() - started
 
 
+def trickle(sock: socket.socket, byte: bytes) -> float:
+    """Send `byte` every 0.1 s for 4 s (or until the server closes the connection); how
+    long until it was closed."""
+    started = time.monotonic()
+    try:
+        for _ in range(40):
+            sock.sendall(byte)
+            time.sleep(0.1)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return time.monotonic() - started + closed_within(sock, 5)
+
+
 def rss_kb(server: KairosProcess) -> int:
     status = Path(f"/proc/{server.proc.pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
@@ -145,14 +158,7 @@ def test_a_50_mb_header_neither_grows_the_server_nor_gets_an_answer_but_431(serv
 def test_a_trickled_head_is_cut_at_the_deadline(server):
     with connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
-        started = time.monotonic()
-        try:
-            for _ in range(30):  # a byte every 0.1 s: never a whole head within 3 s
-                sock.sendall(b"X")
-                time.sleep(0.1)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        took = time.monotonic() - started + closed_within(sock, 5)
+        took = trickle(sock, b"X")
     assert HEAD_TIMEOUT_MS / 1000 - 0.1 < took < HEAD_TIMEOUT_MS / 1000 + 2.0
 
 
@@ -169,14 +175,7 @@ def test_a_trickled_body_is_cut_at_the_deadline(server):
             b"Authorization: Bearer test-write-key-0123456789\r\nContent-Length: 1000\r\n\r\n"
             b'{"events": ['
         )
-        started = time.monotonic()
-        try:
-            for _ in range(40):
-                sock.sendall(b" ")
-                time.sleep(0.1)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        took = time.monotonic() - started + closed_within(sock, 5)
+        took = trickle(sock, b" ")
     assert BODY_TIMEOUT_MS / 1000 - 0.1 < took < BODY_TIMEOUT_MS / 1000 + 2.0
 
 
@@ -195,14 +194,7 @@ def test_a_kept_alive_connections_next_head_has_its_deadline_too(server):
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert read_response(sock).startswith(b"HTTP/1.1 200 ")
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
-        started = time.monotonic()
-        try:
-            for _ in range(30):
-                sock.sendall(b"X")
-                time.sleep(0.1)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        took = time.monotonic() - started + closed_within(sock, 5)
+        took = trickle(sock, b"X")
     assert took < HEAD_TIMEOUT_MS / 1000 + 2.0
 
 
