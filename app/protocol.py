@@ -66,6 +66,7 @@ class KairosProtocol(HttpToolsProtocol):
         self._in_head = True  # until a request's headers are complete
         self._limits = DEFAULT
         self._read = 0  # the size of the read being parsed
+        self._heads = 0  # heads completed on this connection
         self._too_large = False
         # What the client owes and since when ("head", "body", or "" while the app has
         # the request), checked by one timer per connection: a timer per request would
@@ -90,13 +91,14 @@ class KairosProtocol(HttpToolsProtocol):
         if self.parser is None:  # refused: the connection is closing
             return
         self._read = len(data)
-        in_head = self._in_head
+        in_head, heads = self._in_head, self._heads
         if in_head and not self._owes:  # a kept-alive connection's next request
             self._owes, self._since = "head", self.loop.time()
         super().data_received(data)
-        # Counted after the parser saw the bytes: what completed a head is not held
-        # against it, and the parser holds at most one read beyond the limit.
-        if in_head and self._in_head and self.parser is not None:
+        # Counted after the parser saw the bytes, only when no head completed in them
+        # (a whole request, its body too, may come in one read): the parser holds at
+        # most one read beyond the limit.
+        if in_head and heads == self._heads and self.parser is not None:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_head_bytes:
                 self._refuse_head()
@@ -110,6 +112,7 @@ class KairosProtocol(HttpToolsProtocol):
             self._too_large = True
             raise HeadTooLarge  # stops the parser, as a parser error (`send_400_response`)
         self._in_head, self._head_bytes = False, 0
+        self._heads += 1
         self._owes, self._since = "body", self.loop.time()
         super().on_headers_complete()
 

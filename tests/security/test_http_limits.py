@@ -155,6 +155,23 @@ def test_a_50_mb_header_neither_grows_the_server_nor_gets_an_answer_but_431(serv
     assert rss_kb(server) - before < 8 * 1024  # KB: one read's worth, not the header
 
 
+@pytest.mark.parametrize("size", [40_000, 300_000])
+def test_a_large_body_in_the_same_read_as_its_head_is_not_a_large_head(server, size):
+    body = b'{"events": [' + b" " * (size - 14) + b"]}"
+    head = (
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Authorization: Bearer test-write-key-0123456789\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    for _ in range(3):  # as one write: mostly one read on loopback
+        with connect(server) as sock:
+            sock.sendall(head + body)
+            answer = read_all(sock)
+        assert answer.split(b" ", 2)[1] == b"202", answer[:200]
+            :200
+        ]
+
+
 def test_a_trickled_head_is_cut_at_the_deadline(server):
     with connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")
