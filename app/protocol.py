@@ -22,6 +22,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 log = logging.getLogger("kairos.http")
 
 STATE_KEY = "kairos.http_limits"
+# After a 431: how long and how much more of the client's head is read and dropped.
+LINGER_S = 2.0
+LINGER_BYTES = 1024 * 1024
 TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
     b"content-type: application/json\r\n"
@@ -66,6 +69,7 @@ class KairosProtocol(HttpToolsProtocol):
         self._in_head = True  # until a request's headers are complete
         self._limits = DEFAULT
         self._read = 0  # the size of the read being parsed
+        self._dropped = 0  # bytes read after a refusal
         self._heads = 0  # heads completed on this connection
         self._too_large = False
         # What the client owes and since when ("head", "body", or "" while the app has
@@ -88,7 +92,10 @@ class KairosProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.parser is None:  # refused: the connection is closing
+        if self.parser is None:  # refused: read and dropped until the connection closes
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES:
+                self.transport.close()
             return
         self._read = len(data)
         in_head, heads = self._in_head, self._heads
@@ -135,7 +142,16 @@ class KairosProtocol(HttpToolsProtocol):
         log.warning("request head over %d bytes: answered 431", self._limits.max_head_bytes)
         if not self.transport.is_closing():
             self.transport.write(self._limits.answer())
-            self.transport.close()
+            # A lingering close: closed at once with the client's bytes unread, the
+            # socket would be reset and the client could lose the 431 before reading it.
+            # So our side is shut and what still comes is dropped, for a bounded time
+            # and amount; the connection's timer closes it at the latest.
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            self._owes, self._since = "linger", self.loop.time()
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_later(LINGER_S, self._check)
         self.parser = None  # type: ignore[assignment]  # nothing more is parsed
 
     def _check(self) -> None:
@@ -146,10 +162,14 @@ class KairosProtocol(HttpToolsProtocol):
             return
         limits = self._limits
         owes = self._owes
-        allowed = limits.head_timeout_s if owes != "body" else limits.body_timeout_s
+        if owes == "body":
+            allowed = limits.body_timeout_s
+        else:
+            allowed = LINGER_S if owes == "linger" else limits.head_timeout_s
         late = self.loop.time() - self._since - allowed
         if owes and late >= 0:
-            log.warning("request %s not complete in time: connection closed", owes)
+            if owes != "linger":
+                log.warning("request %s not complete in time: connection closed", owes)
             if self.cycle is not None and not self.cycle.response_complete:
                 # The app may be reading the body: it sees the client gone.
                 self.cycle.disconnected = True
