@@ -34,6 +34,8 @@ from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
 from app.stores.bundle import Stores
+from app.studio import stream
+from app.studio.live import Live
 
 log = logging.getLogger("kairos")
 
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     settings = (settings or Settings.from_env()).with_development_key()
     services = build_services(settings, stores)
     openapi_doc = spec(settings.public_url)
+    live = Live(services.renderer.templates, services.segments, settings)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_doc)
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     @contextlib.asynccontextmanager
     async def lifespan(app: KairosApp) -> AsyncIterator[None]:
         await _start(services)
+        live.open()
         stop = asyncio.Event()
         follower = asyncio.create_task(services.profiles.follow_changes(stop))
         tracking = asyncio.create_task(services.tracker.run(stop))
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         try:
             yield
         finally:
+            await live.close()
             stop.set()
             services.tracker.wake()
             # The follower sees the flag within a second; cancel only as a last resort
@@ -90,6 +95,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                     *campaigns.routes(services),
                 ],
             ),
+            *stream.routes(live, settings),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         # Every email open hits these.
@@ -101,6 +107,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.live = live
     return app
 
 

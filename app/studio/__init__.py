@@ -1,0 +1,1 @@
+"""The designer's studio: the page, its live reload, previews and test sends."""
