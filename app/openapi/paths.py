@@ -16,6 +16,7 @@ from app.openapi.schemas import (
 )
 from app.openapi.segment import segment_paths
 from app.openapi.segments import segments_paths
+from app.openapi.studio import studio_paths
 
 
 def paths() -> dict[str, Any]:
@@ -258,5 +259,6 @@ def paths() -> dict[str, Any]:
         **event_paths(),
         **segment_paths(),
         **segments_paths(),
+        **studio_paths(),
         **campaign_paths(),
     }

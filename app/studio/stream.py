@@ -8,6 +8,7 @@ only (the page re-renders from it anyway), and at most MAX_STREAMS pages listen.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from types import MappingProxyType
 
 import orjson
 from starlette.requests import Request
@@ -23,7 +24,7 @@ MAX_STREAMS = 32
 KEEPALIVE_S = 15.0
 KEEPALIVE = b": keepalive\n\n"
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
-HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+HEADERS = MappingProxyType({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 class TooManyStreams(KairosError):
