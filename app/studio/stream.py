@@ -7,6 +7,9 @@ only (the page re-renders from it anyway), and at most MAX_STREAMS pages listen.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from types import MappingProxyType
 
@@ -19,6 +22,8 @@ from starlette.types import Receive, Scope, Send
 from app.errors import Forbidden, KairosError, NotFound
 from app.settings import Settings
 from app.studio.live import Live, studio_on
+
+log = logging.getLogger("kairos.studio")
 
 MAX_STREAMS = 32
 KEEPALIVE_S = 15.0
@@ -68,6 +73,12 @@ class EventStream(Response):
             stream = StreamingResponse(_events(live), media_type="text/event-stream")
             stream.headers.update(HEADERS)
             await stream(scope, receive, send)
+        except asyncio.CancelledError:
+            # The server stopping ends the streams still open after a wait (uvicorn's
+            # timeout_graceful_shutdown, set by `kairos serve`): the page reconnects.
+            log.info("a page's event stream ended by the server stopping")
+            with contextlib.suppress(Exception):  # the page may be gone too
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             live.streams -= 1
 
