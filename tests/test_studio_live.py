@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from support import API_KEY, AUTH, SECRET, KairosProcess, assert_error, serve
+from support import API_KEY, AUTH, SECRET, KairosProcess, assert_error, serve, unstamped
 
 from app.app import create_app
 from app.render import folder
@@ -350,3 +350,40 @@ async def test_a_page_slower_than_the_saves_gets_the_latest_change_only(settings
         data = orjson.loads(change.data)
         assert data["version"] == live.version and data["files"] == ["blocks/divider/block.mjml"]
         assert await live.next_change(3, 0.01) is None  # nothing newer: the wait times out
+
+
+async def test_a_recompile_reusing_unchanged_pieces_renders_as_a_fresh_compile(settings, sources):
+    """The pieces of unchanged blocks are reused by a recompile (app/render/memo.py):
+    what it renders is, byte for byte, what a compile from nothing renders."""
+    blocks, templates = sources
+    env = {
+        "KAIROS_BLOCKS_DIR": blocks,
+        "KAIROS_TEMPLATES_DIR": templates,
+        "KAIROS_PUBLIC_URL": "https://kairos.example.com",  # with the AMP part
+        "KAIROS_RELOAD_TEMPLATES": "true",
+    }
+    names = ("abandoned_cart", "weekly_picks", "welcome")
+    readers = [("ada", ADA), ("vip", {**ADA, "tier": "gold", "loyalty_points": 5000})]
+    hero = blocks / "hero" / "block.mjml"
+
+    async def answers(client: httpx.AsyncClient) -> list[Any]:
+        found = []
+        for name in names:
+            for user_id, profile in readers:
+                body = {"template": name, "user_id": user_id, "profile": profile}
+                r = await client.post("/v1/render", json=body, headers=AUTH)
+                assert r.status_code == 200, r.text
+                found.append(unstamped(r.json()))
+        return found
+
+    reusing = create_app(settings(**env))
+    async with serve(reusing) as client:
+        registry = reusing.state.services.renderer.templates
+        save(hero, hero.read_text().replace("</mj-section>", "</mj-section>" + DIVIDER_MARK, 1))
+        assert (await registry.refresh()).fresh == {"weekly_picks", "welcome"}
+        save(templates / "theme.css", (templates / "theme.css").read_text() + "\n")
+        assert len((await registry.refresh()).fresh) == 3
+        after = await answers(client)
+    assert "LIVEMARK divider" in after[2]["html"]
+    async with serve(create_app(settings(**env))) as client:
+        assert await answers(client) == after

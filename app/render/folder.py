@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 from app.render.compiler import Compiled, compile_template
 from app.render.environments import Environments
+from app.render.memo import NONE, Memo, Used, reusing
 from app.render.sources import Block, SourceError, TemplateSource, load_blocks, load_template
 
 
@@ -30,6 +31,8 @@ class TemplateSet:
     errors: tuple[SourceError, ...]
     inputs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     fresh: frozenset[str] = frozenset()
+    # What each template's compile made, for its next one (app/render/memo.py).
+    memos: Mapping[str, Used] = field(default_factory=lambda: MappingProxyType({}))
 
 
 NOTHING = TemplateSet("", MappingProxyType({}), MappingProxyType({}), ())
@@ -70,6 +73,7 @@ def compile_folder(
     broken: dict[str, SourceError] = {}
     inputs: dict[str, str] = {}
     fresh: set[str] = set()
+    memos: dict[str, Used] = {}
     try:
         blocks, broken_blocks = load_blocks(blocks_dir)
     except SourceError as exc:
@@ -85,13 +89,24 @@ def compile_folder(
             if last.inputs.get(name) == digest:
                 if name in last.compiled:
                     compiled[name] = replace(last.compiled[name], version=version)
+                    memos[name] = last.memos.get(name, NONE)
                     continue
                 if name in last.broken:
                     raise last.broken[name]
             fresh.add(name)
-            compiled[name] = compile_template(
-                source, blocks, envs, version=version, theme_css=css[0], amp_css=css[1], fold=fold
-            )
+            # (a template that breaks keeps its last memo, for when it is mended)
+            memos[name] = last.memos.get(name, NONE)
+            with reusing(Memo(memos[name])) as memo:
+                compiled[name] = compile_template(
+                    source,
+                    blocks,
+                    envs,
+                    version=version,
+                    theme_css=css[0],
+                    amp_css=css[1],
+                    fold=fold,
+                )
+            memos[name] = memo.used
         except SourceError as exc:
             broken[name] = exc
     reported = {str(e) for e in broken.values()}
@@ -103,6 +118,7 @@ def compile_folder(
         errors,
         MappingProxyType(inputs),
         frozenset(fresh),
+        MappingProxyType(memos),
     )
 
 
