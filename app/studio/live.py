@@ -34,7 +34,6 @@ log = logging.getLogger("kairos.studio")
 # most DEBOUNCE_MS, then applied together.
 DEBOUNCE_MS = 50
 STEP_MS = 10
-THEME_FILES = frozenset({"theme.css", "theme.amp.css"})
 # Lines shown on each side of an error's line.
 SNIPPET_AROUND = 2
 STOP_WAIT_S = 2.0
@@ -90,7 +89,7 @@ class Live:
         self._stop = stop = asyncio.Event()
         roots = (self.blocks_dir, self.templates_dir)
         watches = [self._watch(roots, stop, recursive=True)]
-        if not any(self.rules_file.is_relative_to(root) for root in roots):
+        if self._rules_apart():
             watches.append(self._watch((self.rules_file.parent,), stop, recursive=False))
         self._tasks = (
             *(asyncio.create_task(w) for w in watches),
@@ -137,6 +136,11 @@ class Live:
         except Exception:  # the registry's own check still picks the saves up
             log.exception("watching the templates' files failed: saves show within a second")
 
+    def _rules_apart(self) -> bool:
+        """Whether the rules file lies outside the blocks' and templates' folders."""
+        roots = (self.blocks_dir, self.templates_dir)
+        return not any(self.rules_file.is_relative_to(root) for root in roots)
+
     async def _apply(self) -> None:
         first = True
         while True:
@@ -160,8 +164,10 @@ class Live:
             self.segments.reload()
         before = self._announced
         after = await self.registry.refresh()
-        if not files and after.version == before.version:
-            return
+        if after.version == before.version and not (
+            self.rules_file in paths and self._rules_apart()
+        ):
+            return  # announced already: a save seen twice (its writes, batched apart)
         self._announced = after
         samples = {
             f.split("/")[1] for f in files if f.startswith("templates/") and "/samples/" in f
