@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -387,3 +388,23 @@ async def test_a_recompile_reusing_unchanged_pieces_renders_as_a_fresh_compile(s
     assert "LIVEMARK divider" in after[2]["html"]
     async with serve(create_app(settings(**env))) as client:
         assert await answers(client) == after
+
+
+async def test_saves_leave_no_garbage_behind(sources):
+    """A compile leaves reference cycles, and the app collects rarely (app/app.py): the
+    registry collects them after each recompile, so a thousand saves do not pile up."""
+    blocks, templates = sources
+    registry = TemplateRegistry(blocks, templates, reload=True)
+    registry.load()
+    divider = blocks / "divider" / "block.mjml"
+    gc.collect()
+    gc.disable()  # as if the app's collector never ran during the saves
+    try:
+        for n in range(10):
+            save(divider, divider.read_text() + f"<!-- save {n} -->\n")
+            assert (await registry.refresh()).fresh == {"weekly_picks"}
+        # Measured: none; without the registry's collection, 54 (and ~20 KB a save).
+        assert gc.collect() < 10
+    finally:
+        gc.enable()
+        registry.close()

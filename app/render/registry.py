@@ -14,6 +14,7 @@ one broken at start-up."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import threading
@@ -227,6 +228,10 @@ class TemplateRegistry:
                 if version != self._current.version:
                     log.info("template files changed: recompiling")
                     self._use(self._compile(version, self._current))
+                    # A compile leaves reference cycles (Jinja's templates), and the app
+                    # collects rarely (app/app.py): left alone, a few thousand saves' worth
+                    # would pile up (~20 KB each) before the first collection.
+                    gc.collect()
             except Exception:  # the last version goes on serving; the next check tries again
                 log.exception("recompiling the templates failed")
             return self._current
