@@ -2,10 +2,10 @@
 
 Version 2: the mail client sends `AMP-Email-Sender`; we echo it in
 `AMP-Email-Allow-Sender` when the sender is on the allow-list.
-Version 1 (deprecated, still sent by some clients): `Origin` plus the
-`__amp_source_origin` query parameter holding the sender; we answer with
+Version 1 (deprecated, still sent by some clients): `Origin` (the mail client's https
+origin) plus the `__amp_source_origin` query parameter holding the sender; we answer with
 `Access-Control-Allow-Origin`, `AMP-Access-Control-Allow-Source-Origin` and
-`Access-Control-Expose-Headers`.
+`Access-Control-Expose-Headers` (never credentials).
 A request with neither (curl, a test, a web page) gets no CORS headers: a browser will
 then refuse to hand the response to another origin, and the signed token still guards
 the data.
@@ -19,6 +19,9 @@ from collections.abc import Iterable, Mapping
 from app.errors import Forbidden
 
 SOURCE_ORIGIN_PARAM = "__amp_source_origin"
+# A mail client's web origin, as a browser serializes it: https, a host name, maybe a
+# port. Never `null` (a sandboxed frame, a file, a data: URL) or plain http.
+CLIENT_ORIGIN = re.compile(r"https://[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?")
 
 
 class SenderNotAllowed(Forbidden):
@@ -54,11 +57,12 @@ class AmpCors:
         source = query.get(SOURCE_ORIGIN_PARAM)
         if source is None:
             return []
-        if not origin or not self.allows(source):
+        if not origin or CLIENT_ORIGIN.fullmatch(origin) is None or not self.allows(source):
             raise SenderNotAllowed("this sender may not load Kairos content")
+        # No Access-Control-Allow-Credentials: AMP emails fetch without cookies, and the
+        # signed token in the URL is the grant.
         return [
             (b"access-control-allow-origin", origin.encode("latin-1")),
             (b"amp-access-control-allow-source-origin", source.encode("latin-1")),
             (b"access-control-expose-headers", b"AMP-Access-Control-Allow-Source-Origin"),
-            (b"access-control-allow-credentials", b"true"),
         ]

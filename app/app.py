@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +18,8 @@ from app.demo import load_demo
 from app.errors import StoreUnavailable
 from app.logs import configure_logging
 from app.openapi import spec
+from app.protocol import STATE_KEY as PROTOCOL_STATE
+from app.protocol import Limits
 from app.responses import JSONResponse
 from app.routes import (
     campaigns,
@@ -28,13 +31,16 @@ from app.routes import (
     profiles,
     render,
     segments,
+    studio,
     unsubscribe,
 )
 from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
 from app.stores.bundle import Stores
-from app.studio import stream
+from app.studio import mail, stream
+from app.studio import page as studio_page
+from app.studio.access import StudioAccess
 from app.studio.live import Live
 
 log = logging.getLogger("kairos")
@@ -53,8 +59,10 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_doc)
 
+    limits = Limits(settings.max_head_bytes, settings.head_timeout_s, settings.body_timeout_s)
+
     @contextlib.asynccontextmanager
-    async def lifespan(app: KairosApp) -> AsyncIterator[None]:
+    async def lifespan(app: KairosApp) -> AsyncIterator[dict[str, Any]]:
         await _start(services)
         live.open()
         stop = asyncio.Event()
@@ -63,7 +71,8 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         sweeping = asyncio.create_task(services.sweep.run(stop))
         cooccurrence = asyncio.create_task(services.cooccurrence.run(stop))
         try:
-            yield
+            # The HTTP protocol (app/protocol.py) reads its limits from this state.
+            yield {PROTOCOL_STATE: limits}
         finally:
             await live.close()
             stop.set()
@@ -78,8 +87,10 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             await services.reader.recommender.close()
             await services.stores.close()
             services.renderer.close()
+            await asyncio.to_thread(services.amp_check.close)
 
     api_keys = services.api_keys
+    access = StudioAccess(settings, api_keys)
     app = KairosApp(
         [
             *opens.routes(services),
@@ -91,11 +102,15 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                 [
                     *profiles.routes(services),
                     *render.routes(services),
+                    *studio.routes(services),
+                    *mail.routes(services),
                     *segments.routes(services),
                     *campaigns.routes(services),
                 ],
+                access,
             ),
-            *stream.routes(live, settings),
+            *studio_page.routes(services, access),
+            *stream.routes(live, access),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         # Every email open hits these.

@@ -43,6 +43,10 @@ class ApiKeys:
             )
         raise Unauthorized("invalid API key", code="invalid_api_key")
 
+    def valid(self, presented: str) -> bool:
+        """Whether `presented` is one of the API keys (the studio's login)."""
+        return bool(presented) and _among(presented.encode(), self._keys)
+
     def check_writer(self, presented: str | None) -> bool:
         """Whether `presented` is an API key (True) or a write key (False); 401 if it
         is neither."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -73,6 +75,7 @@ class CorruptData(Exception):
     """The store answered, but what it holds for one key cannot be read."""
 
 
+NO_STORE = MappingProxyType({"Cache-Control": "no-store"})
 _HTTP_CODES = MappingProxyType(
     {
         404: "not_found",
@@ -85,31 +88,33 @@ _HTTP_CODES = MappingProxyType(
 
 def error_response(exc: Exception, method: str, path: str) -> Response:
     """The one mapping from an exception a request ended with to its JSON answer; what
-    is not a typed error is logged with its traceback and answered 500 with no detail."""
+    is not a typed error is logged with its traceback and answered 500 with no detail.
+    No error answer is stored by a cache (`Cache-Control: no-store`): a shared cache
+    must not serve one reader's refusal to another, or keep serving a passing one.
+    `path` is as the logs may show it (`app.middleware.observe.loggable_path`)."""
     if isinstance(exc, KairosError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+        return _error(exc.body(), exc.status, headers)
     if isinstance(exc, HTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code
-        return JSONResponse(
-            {"error": {"code": code, "message": message}},
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
+        return _error({"error": {"code": code, "message": message}}, exc.status_code, exc.headers)
     if isinstance(exc, StoreUnavailable):
         log.warning("store unavailable on %s %s: %s", method, path, exc)
-        return JSONResponse(
+        return _error(
             {"error": {"code": "store_unavailable", "message": "the profile store is unavailable"}},
-            status_code=503,
-            headers={"Retry-After": "1"},
+            503,
+            {"Retry-After": "1"},
         )
     if isinstance(exc, CorruptData):
         log.error("unreadable stored data on %s %s: %s", method, path, exc)
-        return JSONResponse(
+        return _error(
             {"error": {"code": "invalid_stored_data", "message": "the stored data is unreadable"}},
-            status_code=500,
+            500,
         )
     log.error("unhandled error on %s %s", method, path, exc_info=exc)
-    body = {"error": {"code": "internal", "message": "internal error"}}
-    return JSONResponse(body, status_code=500)
+    return _error({"error": {"code": "internal", "message": "internal error"}}, 500)
+
+
+def _error(body: dict[str, Any], status: int, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers={**(headers or {}), **NO_STORE})

@@ -164,9 +164,16 @@ class Metrics:
             "Calls to the upstream recommendation model, by result",
             ["result"],
         )
+        self.studio_tests = Counter(
+            "kairos_studio_tests_sent",
+            "Tests sent from the designer's studio, by result (sent, failed: the SMTP "
+            "server refused or was unreachable, limited: over the per-minute limit)",
+            ["result"],
+        )
         self.registry.register(
             _Collector(
                 [
+                    self.studio_tests,
                     self.events,
                     self.segment_record_errors,
                     self.segment_sweeps,

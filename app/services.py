@@ -29,6 +29,7 @@ from app.segments.service import Segmenter, load_rules_file
 from app.segments.sweep import Sweep
 from app.settings import Settings
 from app.stores.bundle import Stores, build_stores
+from app.studio.ampcheck import AmpCheck
 from app.tokens import Tokens
 
 
@@ -54,6 +55,7 @@ class Services:
     segments: Segmenter
     sweep: Sweep
     cooccurrence: CoOccurrence
+    amp_check: AmpCheck
 
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
@@ -142,4 +144,5 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
             every_s=settings.segments_sweep_s,
         ),
         cooccurrence=cooccurrence,
+        amp_check=AmpCheck(settings.amp_validator_dir),
     )

@@ -11,6 +11,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ PURPOSES = ("feed", "image", "click", "pixel", "reader", "unsubscribe")
 # characters, app/targets.py) with its campaign and slot, base64-encoded; small enough
 # that a forged token is refused before any work.
 MAX_TOKEN_LENGTH = 4096
+MAX_TTL_S = 10 * 365 * 86_400  # the longest a grant may be signed for
 
 
 class BadToken(Forbidden):
@@ -105,6 +107,8 @@ class Tokens:
         if campaign:
             payload["c"] = campaign
         if ttl_s is not None:
+            if ttl_s > MAX_TTL_S:
+                raise ValueError(f"a token's ttl may be at most {MAX_TTL_S} seconds")
             payload["e"] = int(time.time()) + ttl_s
         if params:
             payload["p"] = params
@@ -133,6 +137,10 @@ class Tokens:
                 return grant
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise BadToken("missing or oversized token")
+        if not _canonical(token):
+            # Base64 that decodes to the same bytes in other spellings (padding, unused
+            # bits of a last character): one grant, one token, one cache entry.
+            raise BadToken("malformed token")
         try:
             payload = self._serializer(purpose).loads(token)
         except BadData:
@@ -149,6 +157,26 @@ class Tokens:
             return self._serializers[purpose]
         except KeyError:
             raise ValueError(f"unknown token purpose {purpose!r}") from None
+
+
+# Base64url characters by value; a last character of a part must leave its unused low
+# bits zero, as an encoder writes it.
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+VALUES = MappingProxyType({c: i for i, c in enumerate(ALPHABET)})
+UNUSED_BITS = (0, None, 4, 2)  # by a part's length modulo 4 (1: never valid)
+
+
+def _canonical(token: str) -> bool:
+    """Whether `token` is spelled as Kairos signs: base64url parts without padding, each
+    ending in a character whose unused bits are zero."""
+    for part in token.split("."):
+        if not part:
+            return False
+        unused = UNUSED_BITS[len(part) % 4]
+        last = VALUES.get(part[-1])
+        if unused is None or last is None or last & ((1 << unused) - 1):
+            return False
+    return True
 
 
 def _hmac_states(key: bytes) -> tuple[Any, Any]:

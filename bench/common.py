@@ -335,17 +335,18 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 def uvicorn_argv(app: str, *, factory: bool = False, app_dir: Path = ROOT) -> list[str]:
     """One uvicorn worker on 127.0.0.1 with uvloop and httptools, no access log (the
-    caller adds --port)."""
+    caller adds --port); Kairos's own app with its protocol, as `kairos serve` runs it."""
     argv = [sys.executable, "-m", "uvicorn"]
     if factory:
         argv.append("--factory")
+    http = "app.protocol:KairosProtocol" if app.startswith("app.app:") else "httptools"
     return [
         *argv,
         app,
         "--app-dir", str(app_dir),
         "--host", "127.0.0.1",
         "--loop", "uvloop",
-        "--http", "httptools",
+        "--http", http,
         "--workers", "1",
         "--no-access-log",
         "--log-level", "warning",

@@ -33,8 +33,9 @@ from app.stores.redis.backend import RedisBackend
 from app.stores.redis.keys import CHANGES_CHANNEL
 from app.tokens import Grant, Tokens
 
-SECRET = "test-secret-key-0123456789-abcdefghijklmnop"  # >= 32 characters
-OLD_SECRET = "old-secret-key-0123456789-abcdefghijklmnopq"
+# Random-looking, >= 32 characters: production refuses a key of placeholder's words.
+SECRET = "Hq3Vn8Rx2Lk7Wp4Zt9Jc6Bm1Ns5Dy0Gf"
+OLD_SECRET = "Pw6Tz1Kd8Qm3Xr5Vb9Hn2Lc7Jf4Sg0Ya"
 API_KEY = "test-api-key-0123456789"
 BASE_URL = "http://kairos.test"
 FALLBACKS_DIR = PROJECT_ROOT / "fallbacks"
@@ -130,7 +131,9 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     error = body["error"]
     assert isinstance(error["code"], str) and error["code"]
     assert isinstance(error["message"], str) and error["message"]
-    assert set(error) <= {"code", "message", "field"}
+    # A designer's mistake is located too (app/studio/diagnostics.py).
+    located = {"file", "line", "snippet"} if error["code"] == "template_broken" else set()
+    assert set(error) <= {"code", "message", "field", *located}
     if code is not None:
         assert error["code"] == code, error
     return error
@@ -300,6 +303,7 @@ class KairosProcess:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"server-{name}.log"
         argv = [sys.executable, "-m", "uvicorn", "--factory", "app.app:factory"]
+        argv += ["--http", "app.protocol:KairosProtocol", "--loop", "uvloop"]
         argv += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(

@@ -144,9 +144,12 @@ async def test_sign_subprocess_with_development_key_matches_the_server(tmp_path:
         (["--user", "{ada}"], "kairos: user_id must be"),
         (
             ["--user", "ada", "--ttl", "0"],
-            "kairos: configuration error: --ttl must be a positive number of seconds",
+            "kairos: configuration error: --ttl must be between 1 and 315360000 seconds",
         ),
-        (["--user", "ada", "--ttl", "-5"], "--ttl must be a positive number"),
+        (["--user", "ada", "--ttl", "-5"], "--ttl must be between 1 and"),
+        # Once a traceback: past what the token's JSON can hold.
+        (["--user", "ada", "--ttl", "99999999999999999999"], "--ttl must be between 1 and"),
+        (["--user", "ada", "--ttl", "315360001"], "--ttl must be between 1 and"),
     ],
 )
 def test_sign_errors(clean_environ, capsys, args: list[str], message: str):

@@ -641,3 +641,27 @@ def test_properties_and_traits_must_be_objects(
 ) -> None:
     error = rejected(message, call)
     assert (error.code, error.field) == ("invalid_field", field)
+
+
+def test_a_translated_time_is_checked_without_parsing_it_again() -> None:
+    """The translation's time carries its milliseconds; the native check takes them and
+    keeps the same text, as it would have from parsing it."""
+    from app.events.clock import Clock, parse_ms
+    from app.events.model import check_event
+
+    for clock in (None, Clock()):
+        message = {
+            **track("Product Viewed", {"sku": "SKU-1"}),
+            "timestamp": "2026-12-06T09:59:58.4+01:00",
+        }
+        native = translate(message, call="track", received_at=RECEIVED, clock=clock)
+        assert native["ts"] == "2026-12-06T08:59:58.400Z"
+        event = check_event(native, received_ms=parse_ms(RECEIVED_TS), max_bytes=None, clock=clock)
+        plain = check_event(
+            {**native, "ts": str(native["ts"])},
+            received_ms=parse_ms(RECEIVED_TS),
+            max_bytes=None,
+            clock=clock,
+        )
+        assert (event.ts_ms, event.ts, event.raw) == (plain.ts_ms, plain.ts, plain.raw)
+        assert event.ts_ms == parse_ms("2026-12-06T08:59:58.400Z")

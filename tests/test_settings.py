@@ -26,9 +26,11 @@ from app.settings import (
 from app.settings.parse import Integer
 from app.settings.table import Known
 
+# A random key as production wants one (the tests' SECRET says it is a test's).
+PRODUCTION_SECRET = "q7Lm2Vx9Rt4Kp8Nw3Zb6Hc1Jd5Fg0Ys2Ea"
 PRODUCTION_OK = {
     "KAIROS_ENV": "production",
-    "KAIROS_SECRET_KEYS": SECRET,
+    "KAIROS_SECRET_KEYS": PRODUCTION_SECRET,
     "KAIROS_API_KEYS": API_KEY,
     "KAIROS_PUBLIC_URL": "https://kairos.example.com",
     "KAIROS_AMP_SENDERS": "*@news.example.com",
@@ -52,7 +54,7 @@ def test_production_with_complete_config_starts():
     s = Settings.from_env(PRODUCTION_OK)
     assert s.production
     assert s.env == "production"
-    assert [k.reveal() for k in s.secret_keys] == [SECRET]
+    assert [k.reveal() for k in s.secret_keys] == [PRODUCTION_SECRET]
     assert s.generated_secret is False
     assert s.demo_data is False
     assert s.amp_senders == ("*@news.example.com",)
@@ -85,11 +87,11 @@ def test_production_refuses_short_secret_key():
 
 def test_production_refuses_short_second_key_and_names_it():
     with pytest.raises(ConfigError, match="entry 2 is 5 characters"):
-        Settings.from_env(production(KAIROS_SECRET_KEYS=f"{SECRET},short"))
+        Settings.from_env(production(KAIROS_SECRET_KEYS=f"{PRODUCTION_SECRET},short"))
 
 
 def test_production_accepts_key_of_exactly_minimum_length():
-    key = "k" * MIN_SECRET_LENGTH
+    key = (PRODUCTION_SECRET * 2)[:MIN_SECRET_LENGTH]
     assert Settings.from_env(production(KAIROS_SECRET_KEYS=key)).secret_keys == (Secret(key),)
 
 
@@ -413,6 +415,9 @@ INTEGERS = {
     "KAIROS_CACHE_TTL_MS": ("5000", 0, 86_400_000),
     "KAIROS_CACHE_SIZE": ("100000", 1, 10_000_000),
     "KAIROS_MAX_BODY_BYTES": ("1048576", 1024, 1024**3),
+    "KAIROS_MAX_HEAD_BYTES": ("32768", 1024, 1024**2),
+    "KAIROS_HEAD_TIMEOUT_MS": ("10000", 100, 600_000),
+    "KAIROS_BODY_TIMEOUT_MS": ("60000", 100, 3_600_000),
     "KAIROS_REDIS_TIMEOUT_MS": ("500", 1, 60_000),
     "KAIROS_REDIS_POOL_SIZE": ("64", 1, 10_000),
     "KAIROS_STORE_RETRY_MS": ("500", 0, 60_000),
@@ -495,7 +500,9 @@ def test_importing_the_app_and_reading_settings_write_nothing(tmp_path):
 def test_with_development_key_keeps_configured_keys(settings):
     s = settings()
     assert s.with_development_key() is s
-    assert Settings.from_env(PRODUCTION_OK).with_development_key().secret_keys == (Secret(SECRET),)
+    assert Settings.from_env(PRODUCTION_OK).with_development_key().secret_keys == (
+        Secret(PRODUCTION_SECRET),
+    )
 
 
 # --- secrets never show ------------------------------------------------------------------

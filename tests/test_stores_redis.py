@@ -258,7 +258,7 @@ async def test_pipelined_replies_in_order_errors_in_place_across_many_reads(redi
 
     from app.stores.redis.connection import RedisConnection
 
-    connection = RedisConnection(redis_url, pool_size=1)
+    connection = RedisConnection(redis_url, pool_size=1)  # keeps none aside
     try:
         big = "x" * 70_000  # past one 64 KB read
         commands = [("SET", f"kairos:test:{i}", big if i % 2 else str(i)) for i in range(40)]
@@ -269,6 +269,7 @@ async def test_pipelined_replies_in_order_errors_in_place_across_many_reads(redi
         assert replies[:40] == [(big if i % 2 else str(i)).encode() for i in range(40)]
         assert isinstance(replies[40], ResponseError)
         assert await connection.pipelined([("PING",), ("ECHO", "after")]) == [b"PONG", b"after"]
+        assert await connection.redis.ping()  # the one connection went back to the pool
     finally:
         await connection.close()
 
@@ -285,3 +286,31 @@ async def test_pipelined_times_out_and_the_connection_is_not_reused(redis_url):
         assert await connection.pipelined([("ECHO", "next")]) == [b"next"]
     finally:
         await connection.close()
+
+
+async def test_pipelined_keeps_its_connections_and_drops_one_the_server_closed(tmp_path):
+    """The pipelined path keeps its connections out of the pool between calls (one socket
+    serves call after call); one the server closed while it was kept (a restart) is not
+    used again: the next call succeeds on a new connection rather than failing."""
+    from support import RedisServer
+
+    from app.stores.redis.connection import RedisConnection
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    connection = RedisConnection(server.url, pool_size=16)
+    try:
+        ids = []
+        for _ in range(3):
+            ids += await connection.pipelined([("CLIENT", "ID"), ("ECHO", "x")])
+            # Between calls the connection is out of the pool, so the pool may open another.
+            assert await connection.redis.client_id() != ids[0]
+        assert ids[1::2] == [b"x"] * 3
+        assert len(set(ids[0::2])) == 1, "each call checked out a new connection"
+        server.stop()
+        server.start()
+        await asyncio.sleep(0.05)  # the loop sees the old socket's end
+        assert await connection.pipelined([("ECHO", "after")]) == [b"after"]
+    finally:
+        await connection.close()
+        server.stop()

@@ -32,7 +32,8 @@ def serve(args: argparse.Namespace) -> int:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        # httptools with a cap on request heads and deadlines for slow clients.
+        http="app.protocol:KairosProtocol",
         # Our own access log leaves out query strings, where tokens travel.
         access_log=False,
         proxy_headers=True,

@@ -12,7 +12,7 @@ from app.links import Links, LinkSigner
 from app.profiles.schema import check_user_id
 from app.settings import ConfigError, Settings
 from app.targets import UnsafeTarget, check_target
-from app.tokens import Tokens
+from app.tokens import MAX_TTL_S, Tokens
 
 
 def _links(settings: Settings, args: argparse.Namespace) -> Links:
@@ -24,8 +24,8 @@ def _links(settings: Settings, args: argparse.Namespace) -> Links:
 def sign_feed(args: argparse.Namespace) -> int:
     settings = load_settings()
     check_user_id(args.user)
-    if args.ttl is not None and args.ttl <= 0:
-        raise ConfigError("--ttl must be a positive number of seconds")
+    if args.ttl is not None and not 0 < args.ttl <= MAX_TTL_S:
+        raise ConfigError(f"--ttl must be between 1 and {MAX_TTL_S} seconds (ten years)")
     token = Tokens(settings.secret_keys).sign(
         "feed", args.user, args.name, campaign=args.campaign, ttl_s=args.ttl
     )

@@ -36,6 +36,22 @@ def format_ms(ts_ms: int) -> str:
     return f"{_second(seconds)}.{ms:03d}Z"
 
 
+class Stamp(str):
+    """A time in the kept form (`format_ms`) that carries its milliseconds (`ms`): a
+    translated Segment event's, so that checking it does not parse what was just
+    formatted. Equal to its text."""
+
+    ms: int
+
+
+def stamped(ts_ms: int, clock: Clock | None = None) -> Stamp:
+    """`ts_ms` formatted (by `clock` when given) as a `Stamp`; OverflowError as
+    `format_ms`."""
+    text = Stamp(format_ms(ts_ms) if clock is None else clock.format_ms(ts_ms))
+    text.ms = ts_ms
+    return text
+
+
 def _second(seconds: int) -> str:
     return (EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
 

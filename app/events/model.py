@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from app.events.clock import Clock, format_ms, parse_ms
+from app.events.clock import Clock, Stamp, format_ms, parse_ms
 from app.profiles.schema import CURRENCY, SKU, USER_ID
 
 TYPES = (
@@ -109,7 +109,8 @@ def check_event(
             "space and _ . : / -)",
             "type",
         )
-    ts_ms = _timestamp(doc.get("ts"), received_ms, clock)
+    given_ts = doc.get("ts")
+    ts_ms = _timestamp(given_ts, received_ms, clock)
     properties = doc.get("properties", {})
     if properties is None:
         properties = {}
@@ -126,7 +127,12 @@ def check_event(
         # Only when it names the reader: a user's history never keeps the anonymous ids
         # seen beside it, which an erasure of those ids could not find.
         kept["anonymous_id"] = anonymous_id
-    kept["ts"] = ts = format_ms(ts_ms) if clock is None else clock.format_ms(ts_ms)
+    ts: str
+    if type(given_ts) is Stamp:  # already in the kept form
+        ts = given_ts
+    else:
+        ts = format_ms(ts_ms) if clock is None else clock.format_ms(ts_ms)
+    kept["ts"] = ts
     kept["properties"] = properties
     return Event(event_id, kind, user_id, anonymous_id, ts_ms, ts, properties, _dumps(kept))
 
@@ -146,12 +152,15 @@ def anonymous_reader(anonymous_id: str) -> str:
 def _timestamp(value: Any, received_ms: int, clock: Clock | None) -> int:
     if value is None:
         return received_ms
-    if not isinstance(value, str) or len(value) > 40:
-        raise EventRejected("invalid_ts", "ts must be an ISO 8601 time", "ts")
-    try:
-        ts_ms = parse_ms(value) if clock is None else clock.parse_ms(value)
-    except (ValueError, OverflowError):  # an offset can move a time out of datetime's range
-        raise EventRejected("invalid_ts", "ts must be an ISO 8601 time", "ts") from None
+    if type(value) is Stamp:  # a Segment event's, translated here: parsed already
+        ts_ms = value.ms
+    else:
+        if not isinstance(value, str) or len(value) > 40:
+            raise EventRejected("invalid_ts", "ts must be an ISO 8601 time", "ts")
+        try:
+            ts_ms = parse_ms(value) if clock is None else clock.parse_ms(value)
+        except (ValueError, OverflowError):  # an offset can move a time out of range
+            raise EventRejected("invalid_ts", "ts must be an ISO 8601 time", "ts") from None
     if ts_ms < EARLIEST_MS:
         raise EventRejected("invalid_ts", "ts is before 2000", "ts")
     if ts_ms > received_ms + MAX_AHEAD_MS:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from app.events.clock import EPOCH, MILLISECOND, Clock, format_ms, parse_ms
+from app.events.clock import EPOCH, MILLISECOND, Clock, parse_ms, stamped
 
 CALLS = ("track", "identify", "page", "screen", "alias", "batch", "import")
 BATCHES = frozenset({"batch", "import"})
@@ -267,7 +267,7 @@ def _ts(message: Mapping[str, Any], received_ms: int, sent_at: Any, clock: Clock
         # negligible: the event's time on that clock is off by as much.
         when = received_ms - (sent - client)
     try:
-        return format_ms(when) if clock is None else clock.format_ms(when)
+        return stamped(when, clock)
     except OverflowError:
         raise _bad_time("sentAt", "is too far from the event's time") from None
 

@@ -26,6 +26,7 @@ from PIL import Image
 from app.fallbacks import Fallback, Reason
 from app.images.cache import SingleFlight
 from app.images.pool import Workers
+from app.upstream_body import ACCEPT_ENCODING, TooLarge, capped_body
 
 log = logging.getLogger("kairos.images")
 
@@ -155,7 +156,11 @@ class SourceImages:
                 follow_redirects=False,  # a redirect could leave the allowed hosts
                 timeout=FETCH_TIMEOUT_S,
                 trust_env=False,
-                headers={"User-Agent": "kairos-images", "Accept": "image/*"},
+                headers={
+                    "User-Agent": "kairos-images",
+                    "Accept": "image/*",
+                    "Accept-Encoding": ACCEPT_ENCODING,
+                },
                 limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
             )
         async with self._client.stream("GET", url) as response:
@@ -164,13 +169,10 @@ class SourceImages:
             declared = response.headers.get("content-length", "")
             if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
                 raise Fallback(Reason.UPSTREAM, f"{declared} bytes is over the cap")
-            chunks, total = [], 0
-            async for chunk in response.aiter_bytes():
-                total += len(chunk)
-                if total > self.max_bytes:  # counted after decompression: no gzip bombs
-                    raise Fallback(Reason.UPSTREAM, f"more than {self.max_bytes} bytes")
-                chunks.append(chunk)
-        return b"".join(chunks)
+            try:  # capped after decompression, inflated within the cap: no gzip bombs
+                return await capped_body(response, self.max_bytes)
+            except TooLarge as exc:
+                raise Fallback(Reason.UPSTREAM, str(exc)) from None
 
 
 def _stamp(path: Path, max_bytes: int) -> tuple[int, int]:

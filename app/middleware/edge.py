@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import error_response
 from app.middleware.body_limit import BodyLimit
-from app.middleware.observe import Observer
+from app.middleware.observe import Observer, loggable_path
 
 
 class Edge:
@@ -45,7 +45,7 @@ class Edge:
         except Exception as exc:
             if started:
                 raise  # too late for an error answer: the server closes the connection
-            response = error_response(exc, scope["method"], scope["path"])
+            response = error_response(exc, scope["method"], loggable_path(scope))
             await response(scope, receive, edge_send)
         finally:
             self.observer.record(scope, status, time.perf_counter() - start)

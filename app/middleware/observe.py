@@ -15,6 +15,9 @@ from app.metrics import Metrics
 FALLBACK_SCOPE_KEY = "kairos.fallback"
 
 log = logging.getLogger("kairos.access")
+# A path segment longer than this is not logged for a path no route matched: it may be a
+# token (ours are over 60 characters) or a reader's id.
+MAX_LOGGED_SEGMENT = 24
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -48,7 +51,7 @@ class Observer:
         if log.isEnabledFor(logging.INFO):
             # A token or a reader's id in the path is logged as its template: reader ids
             # never reach the logs (an erasure's audit names the reader by a hash only).
-            path = template if "{token}" in template or "{user_id}" in template else scope["path"]
+            path = loggable_path(scope, template)
             fallback = scope.get(FALLBACK_SCOPE_KEY)
             log.info(
                 "%s %s %d %.1fms%s",
@@ -64,3 +67,27 @@ class Observer:
             if route.matches(scope)[0] is not Match.NONE:
                 return route
         return None
+
+
+def loggable_path(scope: Scope, template: str | None = None) -> str:
+    """The request's path as the logs may show it: a route's template where the path
+    holds a token or a reader's id; for a path no route matched, its first two segments
+    only (a mistyped or truncated URL may still carry a token)."""
+    if template is None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+    if template == "unmatched":
+        kept = []
+        for part in scope["path"].split("/")[1:4]:
+            if len(part) > MAX_LOGGED_SEGMENT or not part.isascii():
+                break
+            kept.append(part)
+        return (
+            "/"
+            + "/".join(kept)
+            + ("/…" if scope["path"].count("/") > len(kept) else "")
+            + (" (unmatched)")
+        )
+    if "{token}" in template or "{user_id}" in template:
+        return template
+    return str(scope["path"])

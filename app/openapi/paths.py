@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from app.openapi.campaigns import campaign_paths
+from app.openapi.designer import designer_paths
 from app.openapi.events import event_paths
+from app.openapi.live import live_paths
+from app.openapi.mail import mail_paths
 from app.openapi.render import render_paths
 from app.openapi.schemas import (
     bearer,
@@ -137,6 +140,8 @@ def paths() -> dict[str, Any]:
             }
         },
         **render_paths(),
+        **studio_paths(),
+        **mail_paths(),
         "/c/{token}": {
             "get": {
                 "summary": "A reader's click: redirects to the signed target only",
@@ -259,6 +264,7 @@ def paths() -> dict[str, Any]:
         **event_paths(),
         **segment_paths(),
         **segments_paths(),
-        **studio_paths(),
+        **live_paths(),
         **campaign_paths(),
+        **designer_paths(),
     }

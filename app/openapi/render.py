@@ -1,5 +1,5 @@
-"""The send-time paths of /openapi.json: renders, the batch, templates, previews, and
-the one-click unsubscribe of the readers they are sent to."""
+"""The send-time paths of /openapi.json: renders, the batch, templates (previews:
+`app.openapi.studio`), and the one-click unsubscribe of the readers they are sent to."""
 
 from __future__ import annotations
 
@@ -104,21 +104,6 @@ def render_paths() -> dict[str, Any]:
                 "summary": "The templates, their blocks, variants and samples",
                 "security": bearer(),
                 "responses": {"200": json("templates"), "401": error("no API key")},
-            }
-        },
-        "/v1/preview": {
-            "post": {
-                "summary": "Render a template with one of its sample profiles",
-                "security": bearer(),
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"type": "object"}}},
-                },
-                "responses": {
-                    "200": json("the rendered email", render_result()),
-                    "404": error("unknown template or sample"),
-                    "422": error("invalid field or broken template"),
-                },
             }
         },
     }

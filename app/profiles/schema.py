@@ -1,6 +1,9 @@
 """The profile document: known fields typed and size-capped, CRM extras under `attributes`.
 
 Strings are stored exactly as given (data, not markup) and escaped only on output.
+
+Over 300 lines because every field's check, limit and error is here, read top to bottom as
+the one description of what a stored profile may hold.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ SKU = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")
 MAX_LIST = 100
 MAX_ATTRIBUTES = 100
 MAX_ATTRIBUTES_BYTES = 16 * 1024
+MAX_ATTRIBUTES_DEPTH = 8  # objects and lists within `attributes`
 # Computed by Kairos (the live part from events, `app/events/reduce.py`): never written
 # by the profiles API, and kept across a PUT.
 LIVE_FIELDS = frozenset(
@@ -185,9 +189,27 @@ def _attributes(field: str, value: Any) -> dict[str, Any]:
     for key in value:
         if not isinstance(key, str) or not 1 <= len(key) <= 64:
             raise _fail(field, "keys must be 1-64 characters")
+    if _deeper(value, MAX_ATTRIBUTES_DEPTH):
+        raise _fail(field, f"may nest objects and lists at most {MAX_ATTRIBUTES_DEPTH} deep")
     if len(orjson.dumps(value)) > MAX_ATTRIBUTES_BYTES:
         raise _fail(field, f"must be at most {MAX_ATTRIBUTES_BYTES} bytes as JSON")
     return value
+
+
+def _deeper(value: Any, limit: int) -> bool:
+    """Whether objects and lists nest in `value` more than `limit` deep (itself counting
+    one), without recursion: the value may come from a hostile client."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 CART_FIELDS: Mapping[str, Check] = MappingProxyType(

@@ -24,6 +24,7 @@ import orjson
 from app.metrics import Metrics
 from app.profiles.schema import SKU
 from app.settings import ConfigError
+from app.upstream_body import ACCEPT_ENCODING, TooLarge, capped_body
 
 log = logging.getLogger("kairos.recs")
 
@@ -95,7 +96,11 @@ class UpstreamModel:
                 follow_redirects=False,  # a redirect could leave the allowed hosts
                 timeout=self._timeout_s,
                 trust_env=False,
-                headers={"User-Agent": "kairos-recs", "Accept": "application/json"},
+                headers={
+                    "User-Agent": "kairos-recs",
+                    "Accept": "application/json",
+                    "Accept-Encoding": ACCEPT_ENCODING,
+                },
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             )
         headers = {"Content-Type": "application/json"}
@@ -104,13 +109,10 @@ class UpstreamModel:
         ) as response:
             if not 200 <= response.status_code < 300:
                 raise Invalid("status", f"HTTP {response.status_code}")
-            chunks, total = [], 0
-            async for chunk in response.aiter_bytes():
-                total += len(chunk)
-                if total > MAX_BYTES:
-                    raise Invalid("too_large", f"more than {MAX_BYTES} bytes")
-                chunks.append(chunk)
-        return b"".join(chunks)
+            try:
+                return await capped_body(response, MAX_BYTES)
+            except TooLarge as exc:
+                raise Invalid("too_large", str(exc)) from None
 
     def _fail(self, reason: str, detail: str) -> None:
         self._results[reason].inc()

@@ -123,6 +123,11 @@ async def _render_chunk(
             requests.append(RenderRequest(doc, template=template))
         except KairosError as exc:
             requests.append(exc)
+        except Exception:
+            # As for a render (`_answer`): the batch has started streaming, and the other
+            # lines must still be answered.
+            log.exception("batch line %d could not be read", chunk[len(requests)][0])
+            requests.append(LineFailed("this line could not be read", code="internal"))
         users.append(user_id)
     # Every reader's stored profile: the profile itself, or, for a line carrying one,
     # an opt-out recorded here (which wins over it).
@@ -132,6 +137,13 @@ async def _render_chunk(
     for (number, _), req, user_id in zip(chunk, requests, users, strict=True):
         answers.append(await _answer(number, req, user_id, lookups, renderer))
     return answers
+
+
+class LineFailed(KairosError):
+    """A batch line that failed for a reason of ours, not the client's: answered in its
+    place, the others going on."""
+
+    status, code = 500, "internal"
 
 
 async def _answer(

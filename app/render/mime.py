@@ -14,6 +14,11 @@ POLICY = SMTP.clone(refold_source="none")
 def mime_message(result: RenderResult) -> bytes:
     """RFC 5322 bytes with the render's headers; parts in the order mail clients expect
     (the last they can show wins): text/plain, text/x-amp-html, text/html."""
+    return mime(result).as_bytes()
+
+
+def mime(result: RenderResult) -> EmailMessage:
+    """The message of `mime_message`, for a sender to address before it goes."""
     message = EmailMessage(policy=POLICY)
     for name, value in result.headers.items():  # Message-ID, Date, List-Unsubscribe
         # As they are: folding would turn a long List-Unsubscribe into encoded words,
@@ -26,4 +31,4 @@ def mime_message(result: RenderResult) -> bytes:
         message.add_alternative(result.amp, subtype="x-amp-html", charset="utf-8")
     if result.html:
         message.add_alternative(result.html, subtype="html", charset="utf-8")
-    return message.as_bytes()
+    return message

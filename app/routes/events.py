@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.auth import presented_key
-from app.errors import Forbidden, UnsupportedMediaType, error_response
+from app.errors import NO_STORE, Forbidden, UnsupportedMediaType, error_response
 from app.events.intake import (
     WEBHOOK,
     SegmentBody,
@@ -101,7 +101,7 @@ def _nothing_valid(result: IngestResult, status: int) -> Response:
     }
     if status == 400:
         body["success"] = False
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
 
 
 class Cors:

@@ -1,5 +1,10 @@
 """Bearer API keys as a guard on a group of routes: every server-to-server route is
-wrapped once here, so no handler can forget the check."""
+wrapped once here, so no handler can forget the check.
+
+The designer's studio calls the same routes from its page with its session cookie
+instead of a key (app/studio/access.py): a request without an `Authorization` header
+but with a valid session passes for GET and HEAD, and for other methods only with the
+session's CSRF token."""
 
 from __future__ import annotations
 
@@ -10,20 +15,35 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.auth import ApiKeys
+from app.studio.access import StudioAccess
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def guarded(api_keys: ApiKeys, routes: Sequence[Route]) -> list[Route]:
-    """`routes` with each endpoint answering 401 unless the request carries a valid key."""
+def guarded(
+    api_keys: ApiKeys, routes: Sequence[Route], studio: StudioAccess | None = None
+) -> list[Route]:
+    """`routes` with each endpoint answering 401 unless the request carries a valid key
+    (or a studio session, when `studio` is given)."""
     return [
-        Route(route.path, _guard(api_keys, route.endpoint), methods=route.methods, name=route.name)
+        Route(
+            route.path,
+            _guard(api_keys, studio, route.endpoint),
+            methods=route.methods,
+            name=route.name,
+        )
         for route in routes
     ]
 
 
-def _guard(api_keys: ApiKeys, handler: Handler) -> Handler:
+def _guard(api_keys: ApiKeys, studio: StudioAccess | None, handler: Handler) -> Handler:
     async def checked(request: Request) -> Response:
+        # A key, when given, decides alone: a bad key is never rescued by a cookie.
+        if studio is not None and "authorization" not in request.headers:
+            session = studio.session(request)
+            if session is not None:
+                studio.authorize(request, session)
+                return await handler(request)
         api_keys.check(request)
         return await handler(request)
 

@@ -1,6 +1,6 @@
 """Send-time rendering for ESPs: `POST /v1/render`, `GET /v1/render/{template}`,
-`POST /v1/render/batch` (NDJSON streamed), and the designers' `GET /v1/templates` and
-`POST /v1/preview`.
+`POST /v1/render/batch` (NDJSON streamed), and the designers' `GET /v1/templates` (their
+previews: app/routes/studio.py).
 
 A render of a campaign for a tracked reader is a send: it is queued to be counted for
 the reader's variant (app/campaigns/tracking.py), never waited for. A preview is not."""
@@ -14,10 +14,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.campaigns.tracking import Tracker
-from app.errors import KairosError, NotFound, Unprocessable, UnsupportedMediaType
+from app.errors import KairosError, UnsupportedMediaType
 from app.http import content_type
 from app.profiles.cache import Lookup
-from app.profiles.schema import inline_profile
 from app.render.batch import batch_answers, request_lines
 from app.render.compiler import Compiled
 from app.render.mime import mime_message
@@ -71,7 +70,6 @@ class Sending:
 
 def routes(services: Services) -> list[Route]:
     renderer = services.renderer
-    registry = renderer.templates
     sending = Sending(renderer, services.tracker)
 
     async def run(req: RenderRequest, compiled: Compiled | None = None) -> RenderResult:
@@ -139,34 +137,9 @@ def routes(services: Services) -> list[Route]:
             )
         return JSONResponse({"templates": listing})
 
-    async def preview(request: Request) -> Response:
-        """A render with one of the template's sample profiles (`sample`), and of its
-        unsaved edit when `files` holds the edited files' texts by path in the sources
-        (`template.json`, `blocks/<block>/<file>`): compiled for this answer only."""
-        doc = await _json_body(request)
-        if not isinstance(doc, dict):
-            raise Unprocessable("the body must be a JSON object", code="invalid_body")
-        sample = doc.pop("sample", None)
-        files = doc.pop("files", None)
-        doc.setdefault("user_id", "preview")
-        req = RenderRequest(doc)
-        if files is not None and not (
-            isinstance(files, dict) and all(isinstance(t, str) for t in files.values())
-        ):
-            raise Unprocessable("files: an object of file paths to their text", field="files")
-        template = req.template
-        compiled = None if files is None else await registry.compile_source(template, files)
-        if sample is not None:
-            samples = registry.samples(template if compiled is None else compiled)
-            if sample not in samples:
-                raise NotFound(f"template {template!r} has no sample {sample!r}")
-            req.profile = inline_profile(samples[sample])
-        return answer(request, await run(req, compiled))
-
     return [
         Route("/v1/render", render, methods=["POST"]),
         Route("/v1/render/batch", batch, methods=["POST"]),
         Route("/v1/render/{template}", render_get, methods=["GET"]),
         Route("/v1/templates", templates, methods=["GET"]),
-        Route("/v1/preview", preview, methods=["POST"]),
     ]

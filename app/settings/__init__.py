@@ -14,8 +14,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.settings.devkey import development_key
+from app.settings.smtp import SmtpUrl
 from app.settings.table import PROJECT_ROOT, SETTINGS, Setting, describe
-from app.settings.values import MIN_API_KEY_LENGTH, MIN_SECRET_LENGTH, ConfigError, Secret
+from app.settings.values import (
+    MIN_API_KEY_LENGTH,
+    MIN_DISTINCT_CHARACTERS,
+    MIN_SECRET_LENGTH,
+    ConfigError,
+    Secret,
+)
 
 __all__ = [
     "ENV_VARS",
@@ -46,6 +53,7 @@ class Settings:
     redis_url: Secret | None
     public_url: str
     message_id_domain: str
+    smtp_url: SmtpUrl | None
     amp_senders: tuple[str, ...]
     budget_ms: int
     upstream_hosts: tuple[str, ...]
@@ -56,6 +64,9 @@ class Settings:
     cache_ttl_s: float
     cache_size: int
     max_body_bytes: int
+    max_head_bytes: int
+    head_timeout_s: float
+    body_timeout_s: float
     events_max_body_bytes: int
     events_max_count: int
     event_max_bytes: int
@@ -75,6 +86,7 @@ class Settings:
     segments_sweep_s: int
     segments_stream_max: int
     reload_templates: bool
+    designer: bool
     catalog_assets_dir: Path | None
     image_cache_bytes: int
     image_workers: int
@@ -133,8 +145,19 @@ def _check_production(settings: Settings, environ: Mapping[str, str]) -> None:
                 f"KAIROS_SECRET_KEYS entry {i + 1} is {len(key.reveal())} characters; "
                 f"production needs at least {MIN_SECRET_LENGTH}"
             )
+        weak = _weak(key.reveal())
+        if weak:
+            raise ConfigError(f"KAIROS_SECRET_KEYS entry {i + 1} {weak}: use random keys")
     if not settings.api_keys:
         raise ConfigError("KAIROS_API_KEYS is required in production")
+    secrets = {k.reveal() for k in settings.secret_keys}
+    for name, keys in (
+        ("KAIROS_API_KEYS", settings.api_keys),
+        ("KAIROS_WRITE_KEYS", settings.write_keys),
+    ):
+        if any(k.reveal() in secrets for k in keys):
+            # Whoever holds that key could sign tokens for any reader.
+            raise ConfigError(f"a {name} entry equals a signing key of KAIROS_SECRET_KEYS")
     short = [i + 1 for i, k in enumerate(settings.api_keys) if len(k.reveal()) < MIN_API_KEY_LENGTH]
     if short:
         raise ConfigError(
@@ -145,3 +168,25 @@ def _check_production(settings: Settings, environ: Mapping[str, str]) -> None:
     # Set, even to nothing (no sender allowed): production never assumes `*`.
     if "KAIROS_AMP_SENDERS" not in environ:
         raise ConfigError("KAIROS_AMP_SENDERS is required in production, e.g. '*@news.example.com'")
+    for sender in settings.amp_senders:
+        if "*" in sender.rpartition("@")[2] or "@" not in sender:
+            raise ConfigError(
+                f"KAIROS_AMP_SENDERS {sender!r} allows any domain: production names the "
+                "sending domains, e.g. '*@news.example.com'"
+            )
+
+
+# Words of the keys in examples and templates, never of a random one.
+PLACEHOLDERS = ("change", "secret", "example", "replace", "your-", "xxxx", "test", "demo")
+
+
+def _weak(key: str) -> str:
+    """Why `key` cannot be a production signing key ("" when it can): too few distinct
+    characters, or a placeholder's words."""
+    if len(set(key)) < MIN_DISTINCT_CHARACTERS:
+        return f"has only {len(set(key))} distinct characters"
+    lowered = key.lower()
+    for word in PLACEHOLDERS:
+        if word in lowered:
+            return f"contains {word!r}, a placeholder's word"
+    return ""

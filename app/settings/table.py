@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from app.settings import parse
 from app.settings.parse import Choice, Integer, Parser
+from app.settings.smtp import smtp_url
 from app.settings.values import MIN_API_KEY_LENGTH, MIN_SECRET_LENGTH
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -153,6 +154,14 @@ SETTINGS: tuple[Setting, ...] = (
         "domain.",
         shown="the host of `KAIROS_PUBLIC_URL`",
     ),
+    Setting(
+        "KAIROS_SMTP_URL", "smtp_url", smtp_url, None,
+        "SMTP server of the studio's \"Send a test\" (`POST /v1/preview/send`): "
+        "`smtp://host:port`, `smtp+starttls://…` or `smtps://…`, with `user:password@` "
+        "(percent-encoded) to log in and `?from=address` for the sender (default: "
+        "`studio@` the domain of `KAIROS_MESSAGE_ID_DOMAIN`). A secret: never logged. "
+        "Unset: tests are not sent (409).", shown="unset",
+    ),
     # An allow-list set to nothing denies every sender: it must not fall back to `*`.
     Setting(
         "KAIROS_AMP_SENDERS", "amp_senders", parse.senders, "*",
@@ -205,6 +214,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "KAIROS_MAX_BODY_BYTES", "max_body_bytes", Integer(1024, 1024**3), "1048576",
         "Largest request body accepted; larger ones get 413.",
+    ),
+    Setting(
+        "KAIROS_MAX_HEAD_BYTES", "max_head_bytes", Integer(1024, 1024**2), "32768",
+        "Largest request line and headers together; a larger head gets 431 and the "
+        "connection is closed (under `kairos serve`, or uvicorn with `--http "
+        "app.protocol:KairosProtocol`).",
+    ),
+    Setting(
+        "KAIROS_HEAD_TIMEOUT_MS", "head_timeout_s", Integer(100, 600_000), "10000",
+        "Longest a client may take to send a request's line and headers; then the "
+        "connection is closed.", convert=_ms_to_s,
+    ),
+    Setting(
+        "KAIROS_BODY_TIMEOUT_MS", "body_timeout_s", Integer(100, 3_600_000), "60000",
+        "Longest a client may take to send a request's body after its headers; then the "
+        "connection is closed.", convert=_ms_to_s,
     ),
     Setting(
         "KAIROS_EVENTS_MAX_BODY_MB", "events_max_body_bytes", Integer(1, 256), "4",
@@ -298,6 +323,14 @@ SETTINGS: tuple[Setting, ...] = (
         "KAIROS_RELOAD_TEMPLATES", "reload_templates", parse.boolean, _outside_production,
         "Recompile the templates when their files change (checked at most once a second, in "
         "the background: the last version serves until the new one is ready).",
+        shown="on, except in production",
+    ),
+    Setting(
+        "KAIROS_DESIGNER", "designer", parse.boolean, _outside_production,
+        "The designer's studio at `/designer` (`on` / `off`). Off: every `/designer` path "
+        "answers 404. In development and test a browser on loopback needs no login; "
+        "otherwise the page asks for one of `KAIROS_API_KEYS` and keeps a signed session "
+        "cookie for 8 hours.",
         shown="on, except in production",
     ),
     Setting(

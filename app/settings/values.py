@@ -4,6 +4,7 @@ from __future__ import annotations
 
 MIN_SECRET_LENGTH = 32
 MIN_API_KEY_LENGTH = 16
+MIN_DISTINCT_CHARACTERS = 10  # a random key of 32 characters has about 25
 
 
 class ConfigError(ValueError):

@@ -1,1 +1,2 @@
-"""The designer's studio: the page, its live reload, previews and test sends."""
+"""The designer's studio: the /designer page and its access rules, previews with
+diagnostics, live reload, test sends."""

@@ -40,8 +40,8 @@ STOP_WAIT_S = 2.0
 
 
 def studio_on(settings: Settings) -> bool:
-    """Whether the designer's studio is served (outside production)."""
-    return not settings.production
+    """Whether the designer's studio is served (`KAIROS_DESIGNER`)."""
+    return settings.designer
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,15 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from app.errors import Forbidden, KairosError, NotFound
-from app.settings import Settings
-from app.studio.live import Live, studio_on
+from app.errors import Forbidden, KairosError
+from app.studio.access import StudioAccess
+from app.studio.live import Live
 
 log = logging.getLogger("kairos.studio")
 
 MAX_STREAMS = 32
 KEEPALIVE_S = 15.0
 KEEPALIVE = b": keepalive\n\n"
-LOOPBACK = frozenset({"127.0.0.1", "::1"})
 HEADERS = MappingProxyType({"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
@@ -36,21 +35,15 @@ class TooManyStreams(KairosError):
     status, code = 503, "too_many_streams"
 
 
-def admit(request: Request, settings: Settings) -> None:
-    """Let the request into the studio, or raise: 404 when the studio is off; 403 but
-    from this machine, in development and test."""
-    if not studio_on(settings):
-        raise NotFound("not found")
-    client = request.client
-    if client is None or client.host not in LOOPBACK:
-        raise Forbidden("the designer's studio is open to this machine only", code="studio_login")
-
-
-def routes(live: Live, settings: Settings) -> list[Route]:
-    """The route of the studio's events."""
+def routes(live: Live, access: StudioAccess) -> list[Route]:
+    """The route of the studio's events; none when the studio is off (404). Open as the
+    page is: with the studio's session, or without a login where the page needs none."""
+    if not access.enabled:
+        return []
 
     async def events(request: Request) -> Response:
-        admit(request, settings)
+        if access.session(request) is None and not access.open_without_login(request):
+            raise Forbidden("sign in to the designer's studio first", code="studio_login")
         return EventStream(live)
 
     return [Route("/designer/events", events, methods=["GET"])]
