@@ -184,7 +184,12 @@ class Live:
         }
         seq = self.latest.seq + 1 if self.latest is not None else 1
         self._announce(Change(seq, after.version, orjson.dumps(change)))
-        log.info("saved: %s; recompiled: %s", ", ".join(files), change["templates"])
+        log.info(
+            "saved: %s; recompiled: %s; version %s",
+            ", ".join(files),
+            change["templates"],
+            after.version,
+        )
 
     def _announce(self, change: Change | None) -> None:
         if change is not None:
