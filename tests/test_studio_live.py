@@ -270,8 +270,20 @@ async def test_a_page_from_another_machine_is_refused(app):
         serve(app),
         httpx.AsyncClient(transport=transport, base_url="http://kairos.test") as client,
     ):
-        r = await client.get("/designer/events")
+        async with asyncio.timeout(5):  # (an open stream would never end)
+            r = await client.get("/designer/events")
         assert_error(r, 403, "studio_login")
+
+
+async def test_with_the_studio_off_there_are_no_events(settings):
+    app = create_app(settings(KAIROS_DESIGNER="off"))
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with (
+        serve(app),
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
+    ):
+        async with asyncio.timeout(5):  # (an open stream would never end)
+            assert_error(await client.get("/designer/events"), 404)
 
 
 # --- the registry: only what changed is compiled again ---------------------------------
