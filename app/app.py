@@ -38,9 +38,10 @@ from app.routes.guard import guarded
 from app.services import Services, build_services
 from app.settings import Settings
 from app.stores.bundle import Stores
-from app.studio import mail
+from app.studio import mail, stream
 from app.studio import page as studio_page
 from app.studio.access import StudioAccess
+from app.studio.live import Live
 
 log = logging.getLogger("kairos")
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     settings = (settings or Settings.from_env()).with_development_key()
     services = build_services(settings, stores)
     openapi_doc = spec(settings.public_url)
+    live = Live(services.renderer.templates, services.segments, settings)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_doc)
@@ -62,6 +64,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     @contextlib.asynccontextmanager
     async def lifespan(app: KairosApp) -> AsyncIterator[dict[str, Any]]:
         await _start(services)
+        live.open()
         stop = asyncio.Event()
         follower = asyncio.create_task(services.profiles.follow_changes(stop))
         tracking = asyncio.create_task(services.tracker.run(stop))
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             # The HTTP protocol (app/protocol.py) reads its limits from this state.
             yield {PROTOCOL_STATE: limits}
         finally:
+            await live.close()
             stop.set()
             services.tracker.wake()
             # The follower sees the flag within a second; cancel only as a last resort
@@ -106,6 +110,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                 access,
             ),
             *studio_page.routes(services, access),
+            *stream.routes(live, access),
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
         # Every email open hits these.
@@ -117,6 +122,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.live = live
     return app
 
 

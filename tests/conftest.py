@@ -177,8 +177,18 @@ def shared_compiles() -> Iterator[None]:
     done: dict[tuple[Any, ...], registry.TemplateSet] = {}
 
     def shared(
-        blocks_dir: Path, templates_dir: Path, envs: Any, *, version: str, fold: bool
+        blocks_dir: Path,
+        templates_dir: Path,
+        envs: Any,
+        *,
+        version: str,
+        fold: bool,
+        last: registry.TemplateSet = registry.NOTHING,
     ) -> registry.TemplateSet:
+        if last is not registry.NOTHING:  # a recompile: what it carries over is its own
+            return compile_folder(
+                blocks_dir, templates_dir, envs, version=version, fold=fold, last=last
+            )
         key = (blocks_dir, templates_dir, version, fold)
         found = done.get(key)
         if found is None:

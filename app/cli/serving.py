@@ -6,6 +6,9 @@ import argparse
 
 from app.cli.common import settings as load_settings
 from app.settings import ConfigError
+from app.studio.live import studio_on
+
+STUDIO_STREAMS_WAIT_S = 3
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -35,5 +38,8 @@ def serve(args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=True,
         log_level=settings.log_level.lower(),
+        # The studio's pages keep their event streams open: at shutdown, those still
+        # open after this long are ended (else the server would wait for the pages).
+        timeout_graceful_shutdown=STUDIO_STREAMS_WAIT_S if studio_on(settings) else None,
     )
     return 0

@@ -7,6 +7,7 @@ from typing import Any
 from app.openapi.campaigns import campaign_paths
 from app.openapi.designer import designer_paths
 from app.openapi.events import event_paths
+from app.openapi.live import live_paths
 from app.openapi.mail import mail_paths
 from app.openapi.render import render_paths
 from app.openapi.schemas import (
@@ -263,6 +264,7 @@ def paths() -> dict[str, Any]:
         **event_paths(),
         **segment_paths(),
         **segments_paths(),
+        **live_paths(),
         **campaign_paths(),
         **designer_paths(),
     }

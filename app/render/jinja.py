@@ -15,6 +15,7 @@ from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from app.reader import DisplayItem
+from app.render import memo
 from app.render.sources import Part, SourceError
 
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -116,7 +117,19 @@ def restore(compiled: str, tags: list[str]) -> tuple[str, set[int]]:
 def check_part(env: SandboxedEnvironment, part: Part) -> None:
     """Parse one designer's file: syntax errors and attempts to reach Python internals
     (any `_name` attribute, which the sandbox refuses at render time anyway) are reported
-    as `file:line: message` before anything is compiled."""
+    as `file:line: message` before anything is compiled. Within a compile that reuses
+    (`app/render/memo.py`), a text checked by the last compile of the template is not
+    checked again."""
+    found_memo = memo.current()
+    key = ("checked", id(env), str(part.path), part.text)
+    if found_memo is not None and found_memo.get(key):
+        return
+    _check(env, part)
+    if found_memo is not None:
+        found_memo.put(key, True)
+
+
+def _check(env: SandboxedEnvironment, part: Part) -> None:
     try:
         tree = env.parse(part.text)
         env.compile(tree)  # unknown filters and tests surface here, with their line

@@ -3,27 +3,31 @@ from memory, and templates compiled from files given in memory (a preview of an
 unsaved edit).
 
 With reload on, a request that finds the files unchecked for a second has them checked
-in the registry's worker thread, which recompiles them all when they changed: requests
-go on being answered with the last version compiled (never waiting for a compile, of
-their template or another) until the new one is swapped in whole. A template whose new
-files are broken then answers 422, like one broken at start-up."""
+in the registry's worker thread (or the designer's studio has them checked at once on a
+save, `refresh`), which recompiles what changed: requests go on being answered with the
+last version compiled (never waiting for a compile, of their template or another) until
+the new one is swapped in whole. Only a template whose inputs changed (its
+`template.json`, the files of the blocks it uses, the theme) is compiled again; the
+others are carried over. A template whose new files are broken then answers 422, like
+one broken at start-up."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from app.errors import NotFound
 from app.render.compiler import Compiled, compile_template
 from app.render.environments import Environments
+from app.render.folder import NOTHING, TemplateSet, compile_folder, fingerprint, read_theme
 from app.render.result import TemplateBroken
 from app.render.sources import (
     BLOCK_FILES,
@@ -43,59 +47,6 @@ log = logging.getLogger("kairos.render")
 RELOAD_CHECK_S = 1.0
 # Two: a preview compiles while the templates are recompiled. Never two recompiles.
 COMPILE_THREADS = 2
-
-
-@dataclass(frozen=True)
-class TemplateSet:
-    """Every template of one version of the files (`version`, their fingerprint):
-    compiled, or the error that keeps it from compiling (under "*": none can); and
-    every error found, those of blocks no template uses too."""
-
-    version: str
-    compiled: Mapping[str, Compiled]
-    broken: Mapping[str, SourceError]
-    errors: tuple[SourceError, ...]
-
-
-NOTHING = TemplateSet("", MappingProxyType({}), MappingProxyType({}), ())
-
-
-def fingerprint(*roots: Path) -> str:
-    """Changes whenever a file under `roots` is added, removed or modified."""
-    digest = hashlib.blake2b(digest_size=12)
-    for root in roots:
-        for path in sorted(root.rglob("*")):
-            if path.is_file():
-                stat = path.stat()
-                digest.update(f"{path}:{stat.st_mtime_ns}:{stat.st_size};".encode())
-    return digest.hexdigest()
-
-
-def compile_folder(
-    blocks_dir: Path, templates_dir: Path, envs: Environments, *, version: str, fold: bool
-) -> TemplateSet:
-    """Every template of the folders compiled: a pure function of the files (`version`
-    is their fingerprint). `fold` as for `compile_template`."""
-    compiled: dict[str, Compiled] = {}
-    broken: dict[str, SourceError] = {}
-    try:
-        blocks, broken_blocks = load_blocks(blocks_dir)
-    except SourceError as exc:
-        return TemplateSet(version, MappingProxyType({}), MappingProxyType({"*": exc}), (exc,))
-    css = _theme_css(templates_dir)
-    for folder in sorted(templates_dir.iterdir()):
-        if not (folder / "template.json").is_file():
-            continue
-        try:
-            source = load_template(folder, blocks, broken_blocks)
-            compiled[folder.name] = compile_template(
-                source, blocks, envs, version=version, theme_css=css[0], amp_css=css[1], fold=fold
-            )
-        except SourceError as exc:
-            broken[folder.name] = exc
-    reported = {str(e) for e in broken.values()}
-    errors = (*broken.values(), *(e for e in broken_blocks.values() if str(e) not in reported))
-    return TemplateSet(version, MappingProxyType(compiled), MappingProxyType(broken), errors)
 
 
 def compile_files(
@@ -141,7 +92,7 @@ def compile_files(
         doc = parse_json(folder / "template.json", template_json)
         source = parse_template(folder, doc, blocks, broken)
     digest = hashlib.blake2b(repr(sorted(files.items())).encode(), digest_size=12)
-    theme_css, amp_css = _theme_css(templates_dir)
+    theme_css, amp_css = read_theme(templates_dir)
     return compile_template(
         source,
         blocks,
@@ -172,8 +123,10 @@ class TemplateRegistry:
         self.reload, self.fold = reload, fold
         self._current = NOTHING  # swapped whole, by the worker thread too
         self._checked_at = 0.0
-        self._refresh: Future[None] | None = None
+        self._refresh: Future[TemplateSet] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        # One recompile at a time, whether a request's check or a watcher asked for it.
+        self._compiling = threading.Lock()
 
     @property
     def current(self) -> TemplateSet:
@@ -240,6 +193,11 @@ class TemplateRegistry:
                 f"template {name!r} does not compile: {self._public(exc)}"
             ) from None
 
+    async def refresh(self) -> TemplateSet:
+        """Check the files now and recompile what changed, in the worker threads (a
+        save the studio's watcher saw); the version then served."""
+        return await asyncio.wrap_future(self._executor().submit(self._recompile))
+
     def twin(self, *, fold: bool) -> TemplateRegistry:
         """A registry over the same files and environments, compiled now, not reloaded;
         `fold` as for the constructor."""
@@ -263,18 +221,29 @@ class TemplateRegistry:
         if self._refresh is None or self._refresh.done():
             self._refresh = self._executor().submit(self._recompile)
 
-    def _recompile(self) -> None:
-        try:
-            version = fingerprint(self.blocks_dir, self.templates_dir)
-            if version != self._current.version:
-                log.info("template files changed: recompiling")
-                self._use(self._compile(version))
-        except Exception:  # the last version goes on serving; the next check tries again
-            log.exception("recompiling the templates failed")
+    def _recompile(self) -> TemplateSet:
+        with self._compiling:
+            try:
+                version = fingerprint(self.blocks_dir, self.templates_dir)
+                if version != self._current.version:
+                    log.info("template files changed: recompiling")
+                    self._use(self._compile(version, self._current))
+                    # A compile leaves reference cycles (Jinja's templates), and the app
+                    # collects rarely (app/app.py): left alone, a few thousand saves' worth
+                    # would pile up (~20 KB each) before the first collection.
+                    gc.collect()
+            except Exception:  # the last version goes on serving; the next check tries again
+                log.exception("recompiling the templates failed")
+            return self._current
 
-    def _compile(self, version: str) -> TemplateSet:
+    def _compile(self, version: str, last: TemplateSet = NOTHING) -> TemplateSet:
         return compile_folder(
-            self.blocks_dir, self.templates_dir, self.environments, version=version, fold=self.fold
+            self.blocks_dir,
+            self.templates_dir,
+            self.environments,
+            version=version,
+            fold=self.fold,
+            last=last,
         )
 
     def _use(self, templates: TemplateSet) -> None:
@@ -286,12 +255,3 @@ class TemplateRegistry:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(COMPILE_THREADS, thread_name_prefix="kairos-compile")
         return self._pool
-
-
-def _theme_css(templates_dir: Path) -> tuple[str, str]:
-    """The theme's style sheets: for the HTML part, and for the AMP part."""
-    return _read(templates_dir / "theme.css"), _read(templates_dir / "theme.amp.css")
-
-
-def _read(path: Path) -> str:
-    return path.read_text(encoding="utf-8") if path.is_file() else ""

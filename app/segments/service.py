@@ -76,6 +76,8 @@ class Segmenter:
         self._check_every_s = check_every_s
         self._checked = time.monotonic()
         self._stamp = _stamp(path) if path is not None else None
+        # Why the file as saved does not load (the rules in use are the last good ones).
+        self.error: RulesError | None = None
         # Readers whose segments a read found changed since last recorded.
         self.noticed: set[str] = set()
 
@@ -83,22 +85,36 @@ class Segmenter:
         """The rules now: the file's, if it changed since it was last looked at."""
         if self._path is None:
             return self.rules
-        now = time.monotonic()
-        if now - self._checked < self._check_every_s:
-            return self.rules
-        self._checked = now
+        if time.monotonic() - self._checked >= self._check_every_s:
+            self.reload()
+        return self.rules
+
+    def reload(self) -> RulesError | None:
+        """Look at the rules file now (the designer's studio saw it saved) and load it
+        if it changed. What keeps the file from loading, while it does (logged once;
+        the last good rules stay), else None."""
+        if self._path is None:
+            return None
+        self._checked = time.monotonic()
         stamp = _stamp(self._path)
         if stamp == self._stamp:
-            return self.rules
+            return self.error
         self._stamp = stamp
         try:
-            rules = load_rules_file(self._path)
-        except ConfigError as exc:
-            log.error("segment rules not reloaded, the last good ones stay: %s", exc)
+            rules = load_rules(self._path.read_text(encoding="utf-8"), source=self._path.name)
+        except OSError as exc:  # (its strerror: never the path, which the studio shows)
+            self.error = RulesError(self._path.name, None, None, f"cannot read it: {exc.strerror}")
+        except UnicodeDecodeError:
+            self.error = RulesError(self._path.name, None, None, "is not UTF-8 text")
+        except RulesError as exc:
+            self.error = exc
         else:
             self.rules, self.needs, self.fast = rules, Needs.of(rules), compile_rules(rules)
+            self.error = None
             log.info("segment rules reloaded: %d segments", len(rules.segments))
-        return self.rules
+            return None
+        log.error("segment rules not reloaded, the last good ones stay: %s", self.error)
+        return self.error
 
     def stale(self, profile: Profile | None) -> bool:
         """Whether the profile's kept activity was kept for other rules (or none was kept

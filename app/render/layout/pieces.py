@@ -14,6 +14,7 @@ from jinja2 import Template
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
+from app.render import memo
 from app.render.layout import jinja_internals as jinja
 from app.render.layout.output import html_escape
 from app.render.sources import SourceError
@@ -130,7 +131,31 @@ def piece(
     its Jinja once, here, and printed escaped by the render's own escape, so the output
     is the same text, byte for byte. `bodies`: the compiled template's table of shared
     loop bodies, which this piece's are added to (without it, its loops are rendered as
-    they are)."""
+    they are). Within a compile that reuses (`app/render/memo.py`), a piece made by the
+    last compile of the template from the same text, at the same place, is reused."""
+    found_memo = memo.current()
+    key = None
+    if found_memo is not None:
+        shared_from = None if bodies is None else len(bodies)
+        key = ("piece", id(env), text, str(path), repr(params), shared_from)
+        made = found_memo.get(key)
+        if made is not None:
+            if bodies is not None:
+                bodies.extend(made.bodies)  # at the same numbers: `shared_from` is the same
+            return made  # type: ignore[no-any-return]
+    made = _piece(env, text, path, params, bodies)
+    if found_memo is not None:
+        found_memo.put(key, made)
+    return made
+
+
+def _piece(
+    env: SandboxedEnvironment,
+    text: str,
+    path: Path,
+    params: dict[str, Any] | None,
+    bodies: list[SharedBody] | None,
+) -> Piece:
     try:
         tree = env.parse(text)
         found = jinja.reads(tree)

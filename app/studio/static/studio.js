@@ -387,6 +387,9 @@
 
   function templateChosen() {
     const template = state.templates.get($("template").value) || {};
+    // A template that does not compile lists no samples nor variants: keep those chosen
+    // (a save that breaks it, then one that mends it, must not change the reader).
+    if (template.ok === false) return;
     fillSelect($("sample"), template.samples || [], false);
     fillSelect($("variant"), Object.keys(template.variants || {}), true);
   }
