@@ -43,6 +43,11 @@ class Limits:
     head_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
 
+    @property
+    def tick_s(self) -> float:
+        """How often a connection's deadlines are looked at."""
+        return min(self.head_timeout_s, self.body_timeout_s) / 4
+
     def answer(self) -> bytes:
         """The 431 answer, whole."""
         body = (
@@ -61,21 +66,23 @@ class HeadTooLarge(Exception):
 
 class KairosProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a cap on the request head and deadlines for the
-    head and the body (see the module's docstring)."""
+    head and the body (see the module's docstring).
+
+    Every email open comes through here, so a request pays two comparisons: the
+    deadlines are kept by one timer per connection that ticks and looks at what the
+    client owes (a head, a body, or nothing while the app has the request) and whether
+    that changed since the last tick; a head or body is late once it has been owed,
+    unchanged, for its timeout (give or take a tick)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_bytes = 0
-        self._in_head = True  # until a request's headers are complete
         self._limits = DEFAULT
+        self._head_bytes = 0  # of a head not complete after the reads so far
         self._read = 0  # the size of the read being parsed
         self._dropped = 0  # bytes read after a refusal
-        self._heads = 0  # heads completed on this connection
         self._too_large = False
-        # What the client owes and since when ("head", "body", or "" while the app has
-        # the request), checked by one timer per connection: a timer per request would
-        # cost every email open more than the check.
-        self._owes, self._since = "head", 0.0
+        self._owed: tuple[str, object] = ("head", None)  # what, and of which request
+        self._since = 0.0
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -83,7 +90,7 @@ class KairosProtocol(HttpToolsProtocol):
         # Read here, not in __init__: the lifespan has run once connections come.
         self._limits = self.app_state.get(STATE_KEY, DEFAULT)
         self._since = self.loop.time()
-        self._timer = self.loop.call_later(self._limits.head_timeout_s, self._check)
+        self._timer = self.loop.call_later(self._limits.tick_s, self._check)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
@@ -97,15 +104,16 @@ class KairosProtocol(HttpToolsProtocol):
             if self._dropped > LINGER_BYTES:
                 self.transport.close()
             return
+        cycle = self.cycle
+        in_head = cycle is None or not cycle.more_body
         self._read = len(data)
-        in_head, heads = self._in_head, self._heads
-        if in_head and not self._owes:  # a kept-alive connection's next request
-            self._owes, self._since = "head", self.loop.time()
         super().data_received(data)
-        # Counted after the parser saw the bytes, only when no head completed in them
-        # (a whole request, its body too, may come in one read): the parser holds at
-        # most one read beyond the limit.
-        if in_head and heads == self._heads and self.parser is not None:
+        # Counted after the parser saw the bytes, only when they began in a head and
+        # completed none (a whole request, its body too, may come in one read): the
+        # parser holds at most one read beyond the limit.
+        if self.cycle is not cycle:
+            self._head_bytes = 0
+        elif in_head and self.parser is not None:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_head_bytes:
                 self._refuse_head()
@@ -113,19 +121,11 @@ class KairosProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         # A head that arrived whole in one read was not counted: measured here, only
         # when that read was large enough to hold one over the limit.
-        if self._head_bytes + self._read > self._limits.max_head_bytes and (
-            self._head_size() > self._limits.max_head_bytes
-        ):
+        limit = self._limits.max_head_bytes
+        if self._head_bytes + self._read > limit and self._head_size() > limit:
             self._too_large = True
             raise HeadTooLarge  # stops the parser, as a parser error (`send_400_response`)
-        self._in_head, self._head_bytes = False, 0
-        self._heads += 1
-        self._owes, self._since = "body", self.loop.time()
         super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._in_head, self._owes = True, ""
-        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         if self._too_large:
@@ -145,35 +145,38 @@ class KairosProtocol(HttpToolsProtocol):
             # A lingering close: closed at once with the client's bytes unread, the
             # socket would be reset and the client could lose the 431 before reading it.
             # So our side is shut and what still comes is dropped, for a bounded time
-            # and amount; the connection's timer closes it at the latest.
+            # and amount.
             if self.transport.can_write_eof():
                 self.transport.write_eof()
-            self._owes, self._since = "linger", self.loop.time()
+            self._owed, self._since = ("linger", None), self.loop.time()
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = self.loop.call_later(LINGER_S, self._check)
         self.parser = None  # type: ignore[assignment]  # nothing more is parsed
 
     def _check(self) -> None:
-        """Close the connection if what the client owes is late; else look again when it
-        would be."""
+        """Close the connection if what the client owes has been owed too long."""
         self._timer = None
         if self.transport.is_closing():
             return
-        limits = self._limits
-        owes = self._owes
-        if owes == "body":
-            allowed = limits.body_timeout_s
+        now, limits, cycle = self.loop.time(), self._limits, self.cycle
+        if self._owed[0] == "linger":
+            owed, allowed = self._owed, LINGER_S
+        elif cycle is not None and cycle.more_body:
+            owed, allowed = ("body", cycle), limits.body_timeout_s
+        elif cycle is None or cycle.response_complete:
+            owed, allowed = ("head", cycle), limits.head_timeout_s
         else:
-            allowed = LINGER_S if owes == "linger" else limits.head_timeout_s
-        late = self.loop.time() - self._since - allowed
-        if owes and late >= 0:
-            if owes != "linger":
-                log.warning("request %s not complete in time: connection closed", owes)
-            if self.cycle is not None and not self.cycle.response_complete:
+            owed, allowed = ("", cycle), 0.0  # the app has the request
+        if owed != self._owed:
+            self._owed, self._since = owed, now
+        elif owed[0] and now - self._since >= allowed:
+            if owed[0] != "linger":
+                log.warning("request %s not complete in time: connection closed", owed[0])
+            if cycle is not None and not cycle.response_complete:
                 # The app may be reading the body: it sees the client gone.
-                self.cycle.disconnected = True
-                self.cycle.message_event.set()
+                cycle.disconnected = True
+                cycle.message_event.set()
             self.transport.close()
             return
-        self._timer = self.loop.call_later(-late if owes else allowed, self._check)
+        self._timer = self.loop.call_later(limits.tick_s, self._check)
