@@ -24,11 +24,6 @@ TEXT = DOC.read_text(encoding="utf-8")
 ENVS = Environments.build()
 IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
-# Built by the other parts of issue 14 at the same time as this page: checked like the
-# rest once they exist (then drop them from here).
-PENDING_ROUTES = frozenset({("GET", "/designer/events")})
-PENDING_SETTINGS: frozenset[str] = frozenset()
-
 
 def _section(title: str) -> str:
     return TEXT.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
@@ -88,7 +83,7 @@ def test_every_block_and_template_path_exists():
 def test_every_setting_named_exists():
     named = set(re.findall(r"\bKAIROS_[A-Z0-9_]+", TEXT))
     assert "KAIROS_SMTP_URL" in named
-    unknown = sorted(named - set(ENV_VARS) - PENDING_SETTINGS)
+    unknown = sorted(named - set(ENV_VARS))
     assert not unknown, f"docs/designers.md names settings the server does not read: {unknown}"
 
 
@@ -107,12 +102,12 @@ def test_every_route_named_exists(app):
     }
     named = _named_routes()
     assert ("POST", "/v1/preview/send") in named and ("POST", "/v1/preview") in named
-    unknown = sorted(named - served - PENDING_ROUTES)
+    unknown = sorted(named - served)
     assert not unknown, f"docs/designers.md names routes the server does not have: {unknown}"
     # The URLs of its curl examples too.
     paths = {route.path for route in app.routes if isinstance(route, Route)}
     for path in re.findall(r"http://127\.0\.0\.1:8000(/[^\s\"'`]*)", TEXT):
-        assert path in paths or ("GET", path) in PENDING_ROUTES, path
+        assert path in paths, path
 
 
 @pytest.mark.parametrize("command", sorted(set(re.findall(r"`kairos ([a-z]+)", TEXT))))
