@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from app.stores.redis.connection import RedisConnection, text, unavailable
+from app.stores.redis.connection import RedisConnection, text
 from app.stores.redis.events import suppression_key
 from app.stores.redis.keys import AUDIT_CAP, AUDIT_KEY, reader_keys
 
@@ -18,7 +18,7 @@ class RedisBackend:
         # One MULTI over every key of the reader and its slot's suppression set (they
         # share a hash slot, so this holds on Redis Cluster too): a reader is never left
         # half erased, nor erased without being suppressed.
-        with unavailable():
+        with self.connection.unavailable():
             async with self.connection.redis.pipeline(transaction=True) as pipe:
                 for key in reader_keys(user_id):
                     pipe.delete(key)
@@ -43,7 +43,7 @@ class RedisBackend:
 
     async def keys_of(self, user_id: str) -> list[str]:
         found = []
-        with unavailable():
+        with self.connection.unavailable():
             async for key in self.connection.redis.scan_iter(match=f"*{{{user_id}}}*", count=1000):
                 found.append(text(key))
         return sorted(found)

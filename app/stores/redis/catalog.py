@@ -9,7 +9,7 @@ import orjson
 
 from app.errors import CorruptData
 from app.stores.protocols import Product
-from app.stores.redis.connection import NAME, RedisConnection, loads, text, unavailable
+from app.stores.redis.connection import NAME, RedisConnection, loads, text
 from app.stores.redis.keys import CATALOG_KEY, POPULAR_KEY
 
 log = logging.getLogger("kairos.redis")
@@ -46,7 +46,7 @@ class RedisCatalog:
             # order, the same order as the embedded store.
             scores[product["sku"]] = -float(product.get("popularity", 0))
         if mapping:
-            with unavailable():
+            with self._connection.unavailable():
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.hset(CATALOG_KEY, mapping=mapping)  # type: ignore[arg-type]
                     pipe.zadd(POPULAR_KEY, scores)

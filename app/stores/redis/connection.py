@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import math
 import secrets
@@ -24,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
 from app.errors import CorruptData, StoreUnavailable
+from app.stores.redis.breaker import Breaker
 
 log = logging.getLogger("kairos.redis")
 
@@ -55,6 +57,7 @@ class RedisConnection:
         self.origin = secrets.token_hex(8)
         self._slot_tags: tuple[str, ...] = ()
         self._kept: list[Connection] = []  # checked out of the pool, idle, ready to send
+        self.breaker = Breaker()
         # A small pool keeps nothing aside: its other users must not wait on idle ones.
         self._keep = min(KEPT, pool_size // 8)
 
@@ -73,12 +76,41 @@ class RedisConnection:
         return self._slot_tags[slot_of(user_id)]
 
     async def call(self, awaitable: Awaitable[T]) -> T:
-        """The awaitable's result, a client error raised as `StoreUnavailable`."""
+        """The awaitable's result, a client error raised as `StoreUnavailable`; at once
+        while the breaker is open."""
         # try/except rather than `unavailable()`: this is on every open's path.
+        breaker = self.breaker
         try:
-            return await awaitable
-        except (RedisError, OSError) as exc:
+            breaker.admit()
+        except StoreUnavailable:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never awaited: say so to nobody
+            raise
+        try:
+            result = await awaitable
+        except ResponseError as exc:  # an answer: the server is there
+            breaker.succeeded()
             raise StoreUnavailable(f"redis: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            breaker.failed()
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        breaker.succeeded()
+        return result
+
+    @contextlib.contextmanager
+    def unavailable(self) -> Iterator[None]:
+        """Raise a client error inside the block as `StoreUnavailable` (for pipelines),
+        at once while the breaker is open; the block's outcome tells the breaker."""
+        self.breaker.admit()
+        try:
+            yield
+        except ResponseError as exc:
+            self.breaker.succeeded()
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        except (RedisError, OSError) as exc:
+            self.breaker.failed()
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        self.breaker.succeeded()
 
     def subscriber(self) -> Redis:
         """A client on a connection of its own, outside the pool: a subscription holds
@@ -97,7 +129,7 @@ class RedisConnection:
         Leaner than redis-py's pipeline, which costs ~15 µs of this process's CPU per
         command (argument encoding, a timer per reply); this is ~2 µs, and the events
         path runs two commands per reader."""
-        with unavailable():
+        with self.unavailable():
             connection = await self._checkout()
             try:
                 await connection.send_packed_command(
@@ -226,15 +258,6 @@ def _no_retry() -> Retry:
     # No retries inside the client: the caller's time budget decides what happens next
     # (stale cache or fallback), and a retry loop would only spend that budget.
     return Retry(NoBackoff(), 0)
-
-
-@contextlib.contextmanager
-def unavailable() -> Iterator[None]:
-    """Raise a client error inside the block as `StoreUnavailable` (for pipelines)."""
-    try:
-        yield
-    except (RedisError, OSError) as exc:
-        raise StoreUnavailable(f"redis: {exc}") from exc
 
 
 def text(raw: Any) -> str:

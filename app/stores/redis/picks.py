@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.stores.protocols import pick_field
-from app.stores.redis.connection import NAME, RedisConnection, text, unavailable
+from app.stores.redis.connection import NAME, RedisConnection, text
 from app.stores.redis.keys import PICKS_TTL_S, picks_key
 
 
@@ -21,7 +21,7 @@ class RedisPicks:
 
     async def remember_pick(self, user_id: str, campaign: str | None, slot: int, sku: str) -> str:
         key, field = picks_key(user_id), pick_field(campaign, slot)
-        with unavailable():
+        with self._connection.unavailable():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hsetnx(key, field, sku)
                 pipe.hget(key, field)

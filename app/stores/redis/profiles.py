@@ -9,7 +9,7 @@ from redis.exceptions import WatchError
 
 from app.errors import StoreUnavailable
 from app.stores.protocols import Profile, Updater
-from app.stores.redis.connection import NAME, RedisConnection, loads, loads_or_none, unavailable
+from app.stores.redis.connection import NAME, RedisConnection, loads, loads_or_none
 from app.stores.redis.keys import profile_key
 
 MAX_WATCH_RETRIES = 50
@@ -31,7 +31,7 @@ class RedisProfiles:
 
     async def put_many(self, profiles: Iterable[tuple[str, Profile]]) -> int:
         count = 0
-        with unavailable():
+        with self._connection.unavailable():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id, profile in profiles:
                     pipe.set(profile_key(user_id), orjson.dumps(profile))
@@ -41,7 +41,7 @@ class RedisProfiles:
 
     async def update(self, user_id: str, change: Updater) -> Profile | None:
         key = profile_key(user_id)
-        with unavailable():
+        with self._connection.unavailable():
             async with self._redis.pipeline(transaction=True) as pipe:
                 for _ in range(MAX_WATCH_RETRIES):
                     try:
