@@ -11,7 +11,9 @@ from collections.abc import Callable, Mapping
 from types import MethodType
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, nodes, pass_context
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from app.reader import DisplayItem
@@ -27,6 +29,15 @@ _ABSENT = object()
 Methods = Mapping[type, frozenset[str]]
 
 
+# What one template may build in one render, beyond which it is refused (SecurityError,
+# which the renderer answers as a template error): a string or list made by `*`, an
+# exponent, and the items of all the ranges it iterates.
+MAX_BUILT = 100_000
+MAX_EXPONENT = 100
+MAX_RANGED = 100_000
+SEQUENCES = (str, list, tuple)
+
+
 class Sandbox(ImmutableSandboxedEnvironment):
     """The sandbox, with fast paths for what templates use most: keys of plain dicts
     (reader data, params), whose items are data, never Python internals; and the methods
@@ -35,9 +46,26 @@ class Sandbox(ImmutableSandboxedEnvironment):
     than the call itself. Immutable: a template cannot change a list or dict (catalog
     products are shared by readers)."""
 
+    # Not `+`: intercepted, it would no longer fold with constant params at compile
+    # time (the layout's folding), and a join grows only as fast as what it joins.
+    intercepted_binops = frozenset({"*", "**"})
+
     def __init__(self, methods: Methods, **options: Any) -> None:
         super().__init__(**options)
         self.methods = dict(methods)  # its own: looked up at every attribute
+        self.globals["range"] = _budgeted_range
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        """`*` and `**` with what they may build bounded (`MAX_BUILT` items,
+        `MAX_EXPONENT`): `'B' * 20000000` rendered 20 MB."""
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, SEQUENCES) and isinstance(times, int):
+                    if len(seq) * times > MAX_BUILT:
+                        raise SecurityError(f"a repeated text or list over {MAX_BUILT} items")
+        elif isinstance(right, int | float) and abs(right) > MAX_EXPONENT:  # `**`
+            raise SecurityError(f"an exponent over {MAX_EXPONENT}")
+        return self.binop_table[operator](left, right)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         kind = type(obj)
@@ -60,6 +88,19 @@ class Sandbox(ImmutableSandboxedEnvironment):
                 kwargs.pop("_block_vars", None)
                 return obj(*args, **kwargs)
         return super().call(context, obj, *args, **kwargs)
+
+
+@pass_context
+def _budgeted_range(context: Context, *args: int) -> range:
+    """`range`, its items counted against the render's `MAX_RANGED` (nested ranges
+    multiply: a loop of ranges of 100,000 ran for seconds)."""
+    found = range(*args)
+    eval_ctx = context.eval_ctx
+    ranged = getattr(eval_ctx, "kairos_ranged", 0) + len(found)
+    if ranged > MAX_RANGED:
+        raise SecurityError(f"ranges of over {MAX_RANGED} items in one render")
+    eval_ctx.kairos_ranged = ranged  # type: ignore[attr-defined]
+    return found
 
 
 def environment(
@@ -140,6 +181,19 @@ def _check(env: SandboxedEnvironment, part: Part) -> None:
             raise SourceError(
                 part.path, f"filter {used.name!r} is Kairos's own, not for templates", used.lineno
             )
+    # Printed as they are, these show Python objects and their addresses, not data.
+    objects = {"self", "links", *env.globals}
+    for output in tree.find_all(nodes.Output):
+        for shown in output.nodes:
+            if isinstance(shown, nodes.Name) and shown.name in objects:
+                raise SourceError(
+                    part.path,
+                    f"sandbox: {{{{ {shown.name} }}}} prints an object, not a value",
+                    shown.lineno,
+                )
+    for used_name in tree.find_all(nodes.Name):
+        if used_name.name == "self":
+            raise SourceError(part.path, "sandbox: `self` is not for templates", used_name.lineno)
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         name = node.attr if isinstance(node, nodes.Getattr) else _const(getattr(node, "arg", None))
         if isinstance(name, str) and name.startswith("_"):
