@@ -6,7 +6,7 @@ from typing import Any
 
 from app import __version__
 from app.openapi.paths import paths
-from app.openapi.schemas import components
+from app.openapi.schemas import components, error
 from app.settings import SETTINGS, describe
 
 
@@ -18,6 +18,29 @@ def spec(public_url: str) -> dict[str, Any]:
         "servers": [{"url": public_url}],
         # The server's settings as documented (names, defaults, bounds), never their values.
         "x-kairos-settings": [describe(setting) for setting in SETTINGS],
-        "paths": paths(),
+        "paths": _with_common_errors(paths()),
         "components": components(),
     }
+
+
+METHODS = frozenset({"get", "put", "post", "patch", "delete", "head", "options"})
+
+
+def _with_common_errors(found: dict[str, Any]) -> dict[str, Any]:
+    """Every operation's answers, with those every such route gives in the same way (the
+    one error path of app/errors.py) added where its own entry does not say them: a
+    JSON body that is not JSON (400), too large (413) or not sent as JSON (415); a
+    reader id in the path that is not one (400)."""
+    for path, item in found.items():
+        for method, operation in item.items():
+            if method not in METHODS:
+                continue  # the path's own `parameters`
+            responses = operation.setdefault("responses", {})
+            body = operation.get("requestBody", {}).get("content", {})
+            if "application/json" in body:
+                responses.setdefault("400", error("the body is not JSON (`invalid_json`)"))
+                responses.setdefault("413", error("the body is over its cap"))
+                responses.setdefault("415", error("the body is not sent as application/json"))
+            if "{user_id}" in path:
+                responses.setdefault("400", error("not a reader id (`invalid_field`)"))
+    return found

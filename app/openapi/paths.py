@@ -14,6 +14,7 @@ from app.openapi.schemas import (
     bearer,
     error,
     json,
+    profile_answer_schema,
     profile_schema,
     user_id_param,
 )
@@ -203,7 +204,7 @@ def paths() -> dict[str, Any]:
                     }
                 ],
                 "responses": {
-                    "200": json("the profile", profile_schema()),
+                    "200": json("the profile", profile_answer_schema()),
                     "401": error("missing or invalid API key"),
                     "403": error("a write key (write_key_not_allowed): this call needs an API key"),
                     "404": error("no such profile"),
@@ -214,8 +215,8 @@ def paths() -> dict[str, Any]:
                 "security": bearer(),
                 "requestBody": profile_body,
                 "responses": {
-                    "200": json("replaced", profile_schema()),
-                    "201": json("created", profile_schema()),
+                    "200": json("replaced", profile_answer_schema()),
+                    "201": json("created", profile_answer_schema()),
                     "401": error("missing or invalid API key"),
                     "403": error("a write key (write_key_not_allowed): this call needs an API key"),
                     "413": error("body too large"),
@@ -229,7 +230,7 @@ def paths() -> dict[str, Any]:
                 "security": bearer(),
                 "requestBody": patch_body,
                 "responses": {
-                    "200": json("updated", profile_schema()),
+                    "200": json("updated", profile_answer_schema()),
                     "401": error("missing or invalid API key"),
                     "403": error("a write key (write_key_not_allowed): this call needs an API key"),
                     "404": error("no such profile"),

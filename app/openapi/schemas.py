@@ -14,6 +14,10 @@ def profile_schema() -> dict[str, Any]:
     return {"$ref": "#/components/schemas/Profile"}
 
 
+def profile_answer_schema() -> dict[str, Any]:
+    return {"$ref": "#/components/schemas/ProfileAnswer"}
+
+
 def bearer() -> list[dict[str, list[str]]]:
     return [{"bearer": []}]
 
@@ -43,7 +47,7 @@ def render_request() -> dict[str, Any]:
         "type": "object",
         "required": ["template", "user_id"],
         "properties": {
-            "template": {"type": "string"},
+            "template": {"type": "string", "minLength": 1},
             "user_id": {"type": "string"},
             "profile": {"$ref": "#/components/schemas/Profile"},
             "campaign": {"type": "string"},
@@ -98,6 +102,37 @@ def render_result() -> dict[str, Any]:
 
 
 def components() -> dict[str, Any]:
+    profile: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "first_name": {"type": "string", "maxLength": 100},
+            "last_name": {"type": "string", "maxLength": 100},
+            "email": {"type": "string", "maxLength": 254},
+            "locale": {"type": "string", "maxLength": 35},
+            "timezone": {"type": "string", "maxLength": 64},
+            "tier": {"type": "string", "maxLength": 32},
+            "loyalty_points": {"type": "integer", "minimum": 0},
+            "cart": {"type": "array", "maxItems": 100, "items": {"type": "object"}},
+            "recommendations": {
+                "type": "array",
+                "maxItems": 100,
+                "items": {"type": "object"},
+            },
+            "consent": {
+                "type": "object",
+                "properties": {
+                    "personalization": {"type": "boolean"},
+                    "tracking": {"type": "boolean"},
+                    "email": {
+                        "type": "boolean",
+                        "description": "false once the reader unsubscribed",
+                    },
+                },
+            },
+            "attributes": {"type": "object", "maxProperties": 100},
+        },
+        "additionalProperties": False,
+    }
     return {
         "securitySchemes": {
             "bearer": {
@@ -139,34 +174,30 @@ def components() -> dict[str, Any]:
                 "required": ["items"],
                 "properties": {"items": {"type": "array", "items": {"type": "object"}}},
             },
-            "Profile": {
+            "Profile": profile,
+            # What the profiles API answers: the document, and what Kairos keeps beside
+            # it (read-only: a write that sends these has them ignored or refused).
+            "ProfileAnswer": {
                 "type": "object",
                 "properties": {
-                    "first_name": {"type": "string", "maxLength": 100},
-                    "last_name": {"type": "string", "maxLength": 100},
-                    "email": {"type": "string", "maxLength": 254},
-                    "locale": {"type": "string", "maxLength": 35},
-                    "timezone": {"type": "string", "maxLength": 64},
-                    "tier": {"type": "string", "maxLength": 32},
-                    "loyalty_points": {"type": "integer", "minimum": 0},
-                    "cart": {"type": "array", "maxItems": 100, "items": {"type": "object"}},
-                    "recommendations": {
-                        "type": "array",
-                        "maxItems": 100,
-                        "items": {"type": "object"},
-                    },
-                    "consent": {
+                    **profile["properties"],
+                    "user_id": {"type": "string"},
+                    "anonymous_id": {"type": "string"},
+                    "updated_at": {"type": "string", "format": "date-time"},
+                    "segments": {
                         "type": "object",
                         "properties": {
-                            "personalization": {"type": "boolean"},
-                            "tracking": {"type": "boolean"},
-                            "email": {
-                                "type": "boolean",
-                                "description": "false once the reader unsubscribed",
-                            },
+                            "primary": {"type": ["string", "null"]},
+                            "all": {"type": "array", "items": {"type": "string"}},
                         },
                     },
-                    "attributes": {"type": "object", "maxProperties": 100},
+                    "counters": {"type": "object"},
+                    "first_seen": {"type": "string", "format": "date-time"},
+                    "last_seen": {"type": "string", "format": "date-time"},
+                    "recent_views": {"type": "array"},
+                    "purchases": {"type": "array"},
+                    "spend": {"type": "object"},
+                    "engagement": {"type": "object"},
                 },
                 "additionalProperties": False,
             },
