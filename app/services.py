@@ -30,6 +30,7 @@ from app.segments.sweep import Sweep
 from app.settings import Settings
 from app.stores.bundle import Stores, build_stores
 from app.studio.ampcheck import AmpCheck
+from app.studio.preview import Previews
 from app.tokens import Tokens
 
 
@@ -56,6 +57,7 @@ class Services:
     sweep: Sweep
     cooccurrence: CoOccurrence
     amp_check: AmpCheck
+    previews: Previews
 
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
@@ -115,6 +117,7 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
     cooccurrence = CoOccurrence(stores.recs, stores.catalog, metrics, cap=settings.recs_neighbours)
     if settings.recs_cooccurrence:
         ingest.watchers.append(cooccurrence.note)
+    amp_check = AmpCheck(settings.amp_validator_dir)
     return Services(
         settings=settings,
         stores=stores,
@@ -144,5 +147,7 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
             every_s=settings.segments_sweep_s,
         ),
         cooccurrence=cooccurrence,
-        amp_check=AmpCheck(settings.amp_validator_dir),
+        amp_check=amp_check,
+        # One for the studio's routes (previews, tests sent): its markers compiled once.
+        previews=Previews(renderer, amp_check),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.openapi.schemas import bearer, error, json, render_request, render_result
+from app.studio.gallery import PARTS
 
 BROKEN = (
     "a field is invalid (`invalid`, naming it), or the template does not compile or "
@@ -75,17 +76,7 @@ def block() -> dict[str, Any]:
             },
             "parts": {
                 "type": "array",
-                "items": {
-                    "enum": [
-                        "mjml",
-                        "amp",
-                        "text",
-                        "amp_css",
-                        "fallback",
-                        "fallback_amp",
-                        "fallback_text",
-                    ]
-                },
+                "items": {"enum": [part for _, part in PARTS]},
             },
             "has_fallback": {"type": "boolean"},
             "used_by": {"type": "array", "items": {"type": "string"}},

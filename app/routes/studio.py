@@ -16,11 +16,10 @@ from app.responses import JSONResponse
 from app.routes.profiles import _json_body
 from app.services import Services
 from app.studio import gallery
-from app.studio.preview import Previews
 
 
 def routes(services: Services) -> list[Route]:
-    previews = Previews(services.renderer, services.amp_check)
+    previews = services.previews
     registry = services.renderer.templates
 
     async def blocks(request: Request) -> Response:

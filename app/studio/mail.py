@@ -28,7 +28,6 @@ from app.responses import JSONResponse
 from app.routes.profiles import _json_body
 from app.services import Services
 from app.settings.smtp import SmtpUrl, valid_address
-from app.studio.preview import Previews
 
 log = logging.getLogger("kairos.studio")
 
@@ -133,7 +132,7 @@ def routes(services: Services) -> list[Route]:
         mailer = Mailer(url, url.sender or f"studio@{settings.message_id_domain}")
     limit = RateLimit(TESTS_PER_MINUTE, 60.0)
     sent = services.metrics.studio_tests
-    previews = Previews(services.renderer, services.amp_check)
+    previews = services.previews
 
     async def send(request: Request) -> Response:
         """`POST /v1/preview/send`: a preview body plus `to`."""

@@ -148,9 +148,6 @@ def studio_sender(allowed: tuple[str, ...]) -> str:
     pattern with its `*` spelled `studio` (`*@news.example.com`: studio@news.example.com);
     with none, one the server will refuse (the lists then show their fallbacks)."""
     for pattern in allowed:
-        sender = pattern.replace("*", "studio")
-        if pattern == "*":
-            return "studio@kairos.invalid"
-        if "@" in sender:
-            return sender
+        if pattern != "*" and "@" in pattern:
+            return pattern.replace("*", "studio")
     return "studio@kairos.invalid"
