@@ -1,5 +1,6 @@
-"""Shared fixtures: settings factory, apps and clients on the embedded store and on a real
-redis-server (one per session, flushed between tests)."""
+"""Shared fixtures: settings factory, apps and clients on the embedded store, on a real
+redis-server and on a real Redis Cluster (one of each per session, flushed between
+tests)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import redis
 from starlette.applications import Starlette
-from support import API_KEY, SECRET, RedisServer, serve
+from support import API_KEY, SECRET, RedisClusterServers, RedisServer, serve
 
 from app.app import create_app
 from app.settings import ENV_VARS, Settings
@@ -99,18 +100,48 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A real three-master Redis Cluster, started once a session (when a test asks)."""
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def on_cluster(request: pytest.FixtureRequest) -> bool:
+    """Whether this test runs on the Redis Cluster (its `backend` is "cluster")."""
+    return "backend" in request.fixturenames and request.getfixturevalue("backend") == CLUSTER
+
+
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
-    """The session redis-server's URL, with an empty database."""
-    with redis_server.client() as r:
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of the session's redis-server, or of its Redis Cluster for a test on the
+    cluster backend, with nothing stored."""
+    if on_cluster(request):
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        yield cluster.url
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    with server.client() as r:
         r.flushdb()
-    yield redis_server.url
+    yield server.url
 
 
 @pytest.fixture
-def redis_client(redis_url: str, redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A plain synchronous client, to look at what the app stored."""
-    with redis_server.client() as r:
+def redis_client(redis_url: str, request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """A synchronous client (a cluster client on the cluster), to look at what the app
+    stored."""
+    if on_cluster(request):
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        with cluster.client() as c:
+            yield cast(redis.Redis, c)  # the same commands, sent to each key's node
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    with server.client() as r:
         yield r
 
 
@@ -126,8 +157,25 @@ async def redis_app_client(redis_app: Starlette) -> AsyncIterator[httpx.AsyncCli
         yield c
 
 
-@pytest.fixture(params=["embedded", "redis"])
+CLUSTER = "cluster"
+# The suites that also run on a real Redis Cluster: the store contracts, events and
+# segments (what scale-out must keep). Others run on the embedded store and one Redis.
+CLUSTER_SUITES = ("test_stores_", "test_events_", "test_segments_")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marks = metafunc.definition.iter_markers("parametrize")
+    chosen = any("backend" in str(mark.args[0]) for mark in marks)  # a test's own choice
+    if "backend" in metafunc.fixturenames and not chosen:
+        names = ["embedded", "redis"]
+        if metafunc.module.__name__.rpartition(".")[2].startswith(CLUSTER_SUITES):
+            names.append(CLUSTER)
+        metafunc.parametrize("backend", names, indirect=True)
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
+    """"embedded", "redis" (one redis-server) or "cluster" (a Redis Cluster)."""
     return str(request.param)
 
 

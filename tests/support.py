@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -41,6 +42,7 @@ BASE_URL = "http://kairos.test"
 FALLBACKS_DIR = PROJECT_ROOT / "fallbacks"
 FEED_NAMES = ("profile", "cart", "recommendations")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 TOKENS = Tokens((Secret(SECRET),))
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -246,7 +248,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 10.0, extra: Iterable[str] = ()) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [
@@ -263,6 +265,7 @@ class RedisServer:
                 str(self.directory),
                 "--daemonize",
                 "no",
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -292,6 +295,68 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port)
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10,000) is free too."""
+    for _ in range(200):
+        port = random.randrange(20_000, 40_000)
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+class RedisClusterServers:
+    """A real Redis Cluster on 127.0.0.1: `masters` redis-server processes with cluster
+    mode on, their slots assigned by `redis-cli --cluster create`, no replicas."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        self.nodes = [
+            RedisServer(directory / f"node{i}", port=_cluster_port()) for i in range(masters)
+        ]
+
+    @property
+    def url(self) -> str:
+        """The URL Kairos takes: the cluster scheme and one node (it finds the rest)."""
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self, timeout: float = 20.0) -> None:
+        for node in self.nodes:
+            node.start(extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"))
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *addresses, "--cluster-replicas", "0"]
+            + ["--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+        # Every node must know every slot's owner before a client is pointed at it.
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            with node.client() as client:
+                while client.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the Redis Cluster did not come up in time")
+                    time.sleep(0.05)
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            with node.client() as client:
+                client.flushall()
+
+    def client(self) -> redis.RedisCluster:
+        return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 class KairosProcess:

@@ -178,7 +178,7 @@ def kairos(
 ) -> Opener:
     """`async with kairos(**env) as k:` the app on this test's backend (a flushed real
     redis-server, or the embedded store) with a write key and the demo catalog."""
-    redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
+    redis_url = request.getfixturevalue("redis_url") if backend != "embedded" else None
 
     @contextlib.asynccontextmanager
     async def open_app(**env: Any) -> AsyncIterator[Kairos]:
@@ -1094,12 +1094,14 @@ async def make_erasable_reader(k: Kairos) -> None:
     assert profile is not None and profile["counters"]["add_to_cart"] == 1
 
 
-async def test_erasure_removes_every_trace_and_suppresses(k: Kairos, backend: str) -> None:
+async def test_erasure_removes_every_trace_and_suppresses(
+    k: Kairos, backend: str, request: pytest.FixtureRequest
+) -> None:
     await make_erasable_reader(k)
-    if backend == "redis":
-        with redis.Redis.from_url(k.app.state.services.settings.redis_url.reveal()) as client:
-            _, before = leftovers(client, [ERASED_USER, ERASED_ANON])
-            assert before, "the reader is stored before erasure"
+    if backend != "embedded":
+        client = request.getfixturevalue("redis_client")
+        _, before = leftovers(client, [ERASED_USER, ERASED_ANON])
+        assert before, "the reader is stored before erasure"
 
     r = await k.client.delete(f"/v1/profiles/{ERASED_USER}", headers=AUTH)
     assert r.status_code == 204, r.text
@@ -1111,9 +1113,9 @@ async def test_erasure_removes_every_trace_and_suppresses(k: Kairos, backend: st
         assert await k.stores.backend.keys_of(reader) == []
         assert await k.app.state.services.erasure.leftovers(reader) == []
 
-    if backend == "redis":
-        with redis.Redis.from_url(k.app.state.services.settings.redis_url.reveal()) as client:
-            scanned, found = leftovers(client, [ERASED_USER, ERASED_ANON])
+    if backend != "embedded":
+        client = request.getfixturevalue("redis_client")
+        scanned, found = leftovers(client, [ERASED_USER, ERASED_ANON])
         assert scanned >= 5, "the demo data and the audit log are there"
         assert found == []
 
@@ -1136,9 +1138,9 @@ async def test_erasure_removes_every_trace_and_suppresses(k: Kairos, backend: st
     assert counts(body) == (1, 0, 0, [(1, "suppressed")])
     assert await k.profile(ERASED_USER) is None
     # A profile write by API key is the caller's own business; events are not.
-    if backend == "redis":
-        with redis.Redis.from_url(k.app.state.services.settings.redis_url.reveal()) as client:
-            assert leftovers(client, [ERASED_USER, ERASED_ANON])[1] == []
+    if backend != "embedded":
+        client = request.getfixturevalue("redis_client")
+        assert leftovers(client, [ERASED_USER, ERASED_ANON])[1] == []
 
     # Lifting the suppression of one id lets its events in again, and only its own.
     r = await k.client.delete(f"/v1/suppressions/{ERASED_USER}", headers=AUTH)

@@ -39,7 +39,7 @@ on_redis = pytest.mark.parametrize("backend", ["redis"])
 def open_app(
     backend: str, settings: Callable[..., Settings], request: pytest.FixtureRequest
 ) -> Open:
-    redis_url = request.getfixturevalue("redis_url") if backend == "redis" else None
+    redis_url = request.getfixturevalue("redis_url") if backend != "embedded" else None
 
     @contextlib.asynccontextmanager
     async def running(**env: Any) -> AsyncIterator[httpx.AsyncClient]:

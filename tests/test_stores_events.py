@@ -125,7 +125,7 @@ StoresFactory = Callable[[Retention], Stores]
 @pytest.fixture
 async def retained(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[StoresFactory]:
     """`retained(Retention(...))` -> this backend's stores, keeping event data that long."""
-    url = request.getfixturevalue("redis_url") if backend == "redis" else None
+    url = request.getfixturevalue("redis_url") if backend != "embedded" else None
     made: list[Stores] = []
 
     def make(retention: Retention) -> Stores:

@@ -92,8 +92,11 @@ def senders(var: str, raw: str) -> tuple[str, ...]:
 
 def redis_url(var: str, raw: str) -> Secret:
     # The message does not repeat the URL: it may hold a password.
-    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"{var} must start with redis://, rediss:// or unix://")
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
+        raise ConfigError(
+            f"{var} must start with redis://, rediss://, unix:// or, for a Redis Cluster, "
+            "redis+cluster:// or rediss+cluster://"
+        )
     return Secret(raw)
 
 

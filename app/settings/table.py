@@ -141,7 +141,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "REDIS_URL", "redis_url", parse.redis_url, None,
-        "`redis://`, `rediss://` or `unix://` URL of the profile store.",
+        "`redis://`, `rediss://` or `unix://` URL of the profile store; "
+        "`redis+cluster://` (or `rediss+cluster://`) and one node for a Redis Cluster.",
         shown="unset: embedded store",
     ),
     Setting(

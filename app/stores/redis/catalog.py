@@ -47,7 +47,11 @@ class RedisCatalog:
             scores[product["sku"]] = -float(product.get("popularity", 0))
         if mapping:
             with self._connection.unavailable():
-                async with self._redis.pipeline(transaction=True) as pipe:
+                # The two keys are in different slots: no MULTI on a cluster, where a
+                # product may be listed a moment before its popularity is (harmless:
+                # lists read the popularity, then the products).
+                atomic = not self._connection.cluster
+                async with self._redis.pipeline(transaction=atomic) as pipe:
                     pipe.hset(CATALOG_KEY, mapping=mapping)  # type: ignore[arg-type]
                     pipe.zadd(POPULAR_KEY, scores)
                     await pipe.execute()

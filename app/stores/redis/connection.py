@@ -1,5 +1,13 @@
 """The one connection pool the Redis stores share, and how Redis errors and values are
-read: a client error is `StoreUnavailable`, a value that is not JSON `CorruptData`."""
+read: a client error is `StoreUnavailable`, a value that is not JSON `CorruptData`.
+
+A `redis+cluster://` (or `rediss+cluster://`) URL names one node of a Redis Cluster:
+the client learns the rest from it and sends each command to the node owning its key's
+slot. The key layout (`keys.py`) keeps what must change together in one slot.
+
+Over 300 lines because the lean pipelining (hiredis replies read straight off the
+socket, connections kept aside) and the cluster path standing in for it must change
+together."""
 
 from __future__ import annotations
 
@@ -11,12 +19,16 @@ import math
 import secrets
 from binascii import crc_hqx
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from hiredis import pack_command
 from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -35,24 +47,44 @@ T = TypeVar("T")
 # checkout and return through redis-py's blocking pool costs ~30 µs of this process's CPU
 # (a lock, a condition, observability events), three or four times a request of events.
 KEPT = 8
+# URL schemes of a Redis Cluster, and the plain scheme the client is given for each.
+CLUSTER_SCHEMES = MappingProxyType({"redis+cluster": "redis", "rediss+cluster": "rediss"})
 
 
 class RedisConnection:
-    """A blocking pool of `pool_size` connections and the client over it."""
+    """A blocking pool of `pool_size` connections and the client over it; on a Redis
+    Cluster, the cluster client with up to `pool_size` connections to each node."""
 
     def __init__(self, url: str, *, timeout_s: float = 0.5, pool_size: int = 64) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self._pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=pool_size,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=30,
-            retry=_no_retry(),
-        )
-        self.redis = Redis(connection_pool=self._pool, retry=_no_retry())
+        plain = cluster_node_url(url)
+        self.cluster = plain is not None
+        self._pool: BlockingConnectionPool | None = None
+        if plain is not None:
+            client = RedisCluster.from_url(
+                plain,
+                max_connections=pool_size,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                health_check_interval=30,
+                # One retry, at once: it is what lets a command find a slot's new owner
+                # after a failover (the client refreshes its map of the slots first).
+                retry=Retry(NoBackoff(), 1),
+            )
+            # The cluster client answers the same commands the stores send.
+            self.redis = cast(Redis, client)
+        else:
+            self._pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=pool_size,
+                timeout=timeout_s,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                health_check_interval=30,
+                retry=_no_retry(),
+            )
+            self.redis = Redis(connection_pool=self._pool, retry=_no_retry())
         # Names this process's announcements on the change channel (`bus.announcement`).
         self.origin = secrets.token_hex(8)
         self._slot_tags: tuple[str, ...] = ()
@@ -112,15 +144,21 @@ class RedisConnection:
             raise StoreUnavailable(f"redis: {exc}") from exc
         self.breaker.succeeded()
 
-    def subscriber(self) -> Redis:
-        """A client on a connection of its own, outside the pool: a subscription holds
-        its connection for good, and must not starve the requests of a small pool."""
-        return Redis.from_url(
+    def subscriber(self) -> tuple[PubSub, Redis | None]:
+        """A subscription on a connection of its own, outside the pool (a subscription
+        holds its connection for good, and must not starve the requests of a small
+        pool), and the client to close after it (none on a cluster: the cluster
+        client's own subscription takes a connection to one node, and every node of a
+        cluster hears every publication)."""
+        if self.cluster:
+            return self.redis.pubsub(ignore_subscribe_messages=True), None
+        client = Redis.from_url(
             self.url,
             socket_timeout=self.timeout_s,
             socket_connect_timeout=self.timeout_s,
             retry=_no_retry(),
         )
+        return client.pubsub(ignore_subscribe_messages=True), client
 
     async def pipelined(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Replies to `commands` sent in one write (an error reply comes back as its
@@ -129,6 +167,9 @@ class RedisConnection:
         Leaner than redis-py's pipeline, which costs ~15 µs of this process's CPU per
         command (argument encoding, a timer per reply); this is ~2 µs, and the events
         path runs two commands per reader."""
+        pool = self._pool
+        if pool is None:
+            return await self._cluster_pipelined(commands)
         with self.unavailable():
             connection = await self._checkout()
             try:
@@ -141,24 +182,42 @@ class RedisConnection:
             except BaseException:
                 # Replies may be left on the socket: it must not serve anyone else.
                 await connection.disconnect(nowait=True)
-                await self._pool.release(connection)
+                await pool.release(connection)
                 raise
             if len(self._kept) < self._keep:
                 self._kept.append(connection)
             else:
-                await self._pool.release(connection)
+                await pool.release(connection)
+        return replies
+
+    async def _cluster_pipelined(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """`pipelined` on a cluster: the commands sent to their slots' nodes (one write
+        to each node), the replies in the commands' order."""
+        with self.unavailable():
+            pipe = self.redis.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            async with asyncio.timeout(self.timeout_s):
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            # A node that could not be reached, rather than a command's own error.
+            if isinstance(reply, RedisError) and not isinstance(reply, ResponseError):
+                self.breaker.failed()
+                raise StoreUnavailable(f"redis: {reply}")
         return replies
 
     async def _checkout(self) -> Connection:
         """A kept connection that is still sound, else one from the pool (which checks
         and reconnects it); the pool's own health check runs on send."""
+        pool = self._pool
+        assert pool is not None  # (a cluster sends through `_cluster_pipelined`)
         kept = self._kept
         while kept:
             connection = kept.pop()
             if _sound(connection):
                 return connection
-            await self._pool.release(connection)
-        fresh: Connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+            await pool.release(connection)
+        fresh: Connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         return fresh
 
     async def follow(
@@ -166,8 +225,7 @@ class RedisConnection:
     ) -> AsyncIterator[bytes]:
         """The messages published on `channel`, until `stop` is set, on a connection of
         its own (`subscriber`); `opening` first, once subscribed, when given."""
-        client = self.subscriber()
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub, client = self.subscriber()
         try:
             await self.call(pubsub.subscribe(channel))
             if opening is not None:
@@ -181,18 +239,20 @@ class RedisConnection:
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()
-            with contextlib.suppress(RedisError, OSError):
-                await client.aclose()
+            if client is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
 
     async def ping(self) -> None:
         await self.call(self.redis.ping())
 
     async def close(self) -> None:
         kept, self._kept = self._kept, []
-        for connection in kept:
-            await self._pool.release(connection)
         await self.redis.aclose()
-        await self._pool.disconnect()
+        if self._pool is not None:
+            for connection in kept:
+                await self._pool.release(connection)
+            await self._pool.disconnect()
 
 
 async def _replies(connection: Connection, n: int) -> list[Any]:
@@ -245,6 +305,14 @@ def _sound(connection: Connection) -> bool:
         and not stream.at_eof()
         and stream.exception() is None
     )
+
+
+def cluster_node_url(url: str) -> str | None:
+    """The node URL a Redis Cluster URL names, with the plain scheme the client takes;
+    None for a URL of a single server."""
+    parts = urlsplit(url)
+    plain = CLUSTER_SCHEMES.get(parts.scheme)
+    return None if plain is None else urlunsplit(parts._replace(scheme=plain))
 
 
 def slot_of(tag: str) -> int:
