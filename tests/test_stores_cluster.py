@@ -7,6 +7,7 @@ cluster see each other's writes, erasures and segment changes within 100 ms.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 import uuid
@@ -18,6 +19,7 @@ import pytest
 import redis
 from support import AUTH, KairosProcess, RedisClusterServers, feed_url, process_env
 
+from app.errors import StoreUnavailable
 from app.settings.parse import redis_url as parse_redis_url
 from app.settings.values import ConfigError
 from app.stores.bundle import redis_stores
@@ -201,3 +203,55 @@ def test_the_servers_all_listen_on_the_cluster(
             [(_, subscribers)] = client.pubsub_numsub("kairos:changes")
             total += int(subscribers)
     assert total >= len(servers)
+
+
+async def test_a_read_cut_short_leaves_no_reply_for_the_next_reader(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    """A cluster pipeline cut short by the timeout while every node is paused (its
+    replies still to come), then 1,000 reads: each gets its own key's value, never a
+    reply meant for another (the redis-py cancellation bug class)."""
+    redis_cluster.flush()
+    keys = [f"kairos:{{cut-{i}}}:profile" for i in range(200)]
+    with redis_cluster.client() as client:
+        for key in keys:
+            client.set(key, key)
+    stores = redis_stores(redis_cluster.url, timeout_s=0.3)
+    connection = stores.backend.connection
+    try:
+        await connection.ping()  # (the map of slots read)
+        for round_ in range(3):
+            for node in redis_cluster.nodes:
+                with node.client() as client:
+                    client.execute_command("CLIENT", "PAUSE", 500, "ALL")
+            with pytest.raises(StoreUnavailable):
+                await connection.pipelined([("GET", key) for key in keys[round_::3]])
+            await asyncio.sleep(0.5)  # the pause over: the late replies arrive, unread
+            connection.breaker.succeeded()  # (the timeouts opened it)
+            reads = [keys[(i * 7) % len(keys)] for i in range(1000)]
+            for start in range(0, len(reads), 100):  # 100 at once, half of them pipelined
+                chunk = reads[start : start + 100]
+                answers = await asyncio.gather(
+                    *[connection.pipelined([("GET", key)]) for key in chunk[:50]],
+                    *[connection.call(connection.redis.get(key)) for key in chunk[50:]],
+                )
+                got = [a[0] if isinstance(a, list) else a for a in answers]
+                assert got == [key.encode() for key in chunk]
+    finally:
+        await stores.close()
+
+
+async def test_a_burst_over_the_pool_waits_its_turn(redis_cluster: RedisClusterServers) -> None:
+    """More requests at once than connections allowed to a node wait for one (as the
+    pool of one server makes them), rather than fail: the cluster client alone would
+    refuse them at once."""
+    redis_cluster.flush()
+    stores = redis_stores(redis_cluster.url, timeout_s=2.0, pool_size=4)
+    users = [f"burst-{i}" for i in range(300)]
+    try:
+        await stores.profiles.put_many((user, {"first_name": user}) for user in users)
+        found = await asyncio.gather(*[stores.profiles.get(user) for user in users])
+        assert [p["first_name"] if p else None for p in found] == users
+        await asyncio.gather(*[stores.picks.remember_pick(u, "c", 0, "S") for u in users])
+    finally:
+        await stores.close()

@@ -18,7 +18,7 @@ class RedisBackend:
         # One MULTI over every key of the reader and its slot's suppression set (they
         # share a hash slot, so this holds on Redis Cluster too): a reader is never left
         # half erased, nor erased without being suppressed.
-        with self.connection.unavailable():
+        async with self.connection.unavailable():
             async with self.connection.redis.pipeline(transaction=True) as pipe:
                 for key in reader_keys(user_id):
                     pipe.delete(key)
@@ -43,7 +43,7 @@ class RedisBackend:
 
     async def keys_of(self, user_id: str) -> list[str]:
         found = []
-        with self.connection.unavailable():
+        async with self.connection.unavailable():
             async for key in self.connection.redis.scan_iter(match=f"*{{{user_id}}}*", count=1000):
                 found.append(text(key))
         return sorted(found)

@@ -34,7 +34,7 @@ class RedisCampaigns:
             cell.setdefault((mark.tally, mark.variant), set()).add(mark.user_id)
         for campaign in weights:
             cells.setdefault(campaign, {})
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for campaign, sets in cells.items():
                     variants = {variant for _, variant in sets}
@@ -58,7 +58,7 @@ class RedisCampaigns:
                 await pipe.execute()
 
     async def campaign(self, campaign: str) -> CampaignData | None:
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.get(campaign_key(campaign, "weights"))
                 pipe.smembers(campaign_key(campaign, "variants"))
@@ -69,7 +69,7 @@ class RedisCampaigns:
         if not isinstance(weights, dict) or not all(isinstance(w, int) for w in weights.values()):
             raise CorruptData(f"campaign {campaign!r}: its weights are not a JSON object")
         names = [*weights, *sorted({text(v) for v in counted} - set(weights))]
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for variant in names:
                     for tally in Tally:
@@ -79,7 +79,7 @@ class RedisCampaigns:
         return CampaignData(weights, counts)
 
     async def forget(self, user_id: str) -> None:
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             campaigns = [text(c) for c in await self._redis.zrange(CAMPAIGNS_KEY, 0, -1)]
             if not campaigns:
                 return

@@ -46,7 +46,7 @@ class RedisCatalog:
             # order, the same order as the embedded store.
             scores[product["sku"]] = -float(product.get("popularity", 0))
         if mapping:
-            with self._connection.unavailable():
+            async with self._connection.unavailable():
                 # The two keys are in different slots: no MULTI on a cluster, where a
                 # product may be listed a moment before its popularity is (harmless:
                 # lists read the popularity, then the products).

@@ -18,7 +18,7 @@ import logging
 import math
 import secrets
 from binascii import crc_hqx
-from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -61,6 +61,7 @@ class RedisConnection:
         plain = cluster_node_url(url)
         self.cluster = plain is not None
         self._pool: BlockingConnectionPool | None = None
+        self._turns: Turns | None = None  # (a pool of one server waits by itself)
         if plain is not None:
             client = RedisCluster.from_url(
                 plain,
@@ -74,6 +75,7 @@ class RedisConnection:
             )
             # The cluster client answers the same commands the stores send.
             self.redis = cast(Redis, client)
+            self._turns = Turns(pool_size, timeout_s)
         else:
             self._pool = BlockingConnectionPool.from_url(
                 url,
@@ -107,9 +109,10 @@ class RedisConnection:
             self._slot_tags = tuple(t or "" for t in tags)
         return self._slot_tags[slot_of(user_id)]
 
-    async def call(self, awaitable: Awaitable[T]) -> T:
+    async def call(self, awaitable: Awaitable[T], *, waits: bool = False) -> T:
         """The awaitable's result, a client error raised as `StoreUnavailable`; at once
-        while the breaker is open."""
+        while the breaker is open. `waits`: a call that waits on purpose (a subscription
+        reading its next message) takes no turn from the requests."""
         # try/except rather than `unavailable()`: this is on every open's path.
         breaker = self.breaker
         try:
@@ -118,8 +121,13 @@ class RedisConnection:
             if inspect.iscoroutine(awaitable):
                 awaitable.close()  # never awaited: say so to nobody
             raise
+        turns = None if waits else self._turns
         try:
-            result = await awaitable
+            if turns is None:
+                result = await awaitable
+            else:
+                async with turns:
+                    result = await awaitable
         except ResponseError as exc:  # an answer: the server is there
             breaker.succeeded()
             raise StoreUnavailable(f"redis: {exc}") from exc
@@ -129,19 +137,21 @@ class RedisConnection:
         breaker.succeeded()
         return result
 
-    @contextlib.contextmanager
-    def unavailable(self) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def unavailable(self) -> AsyncIterator[None]:
         """Raise a client error inside the block as `StoreUnavailable` (for pipelines),
-        at once while the breaker is open; the block's outcome tells the breaker."""
+        at once while the breaker is open; the block's outcome tells the breaker. On a
+        cluster the block waits its turn among `pool_size` (`Turns`)."""
         self.breaker.admit()
-        try:
-            yield
-        except ResponseError as exc:
-            self.breaker.succeeded()
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        except (RedisError, OSError) as exc:
-            self.breaker.failed()
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        async with self._turns or contextlib.nullcontext():
+            try:
+                yield
+            except ResponseError as exc:
+                self.breaker.succeeded()
+                raise StoreUnavailable(f"redis: {exc}") from exc
+            except (RedisError, OSError) as exc:
+                self.breaker.failed()
+                raise StoreUnavailable(f"redis: {exc}") from exc
         self.breaker.succeeded()
 
     def subscriber(self) -> tuple[PubSub, Redis | None]:
@@ -170,7 +180,7 @@ class RedisConnection:
         pool = self._pool
         if pool is None:
             return await self._cluster_pipelined(commands)
-        with self.unavailable():
+        async with self.unavailable():
             connection = await self._checkout()
             try:
                 await connection.send_packed_command(
@@ -193,7 +203,7 @@ class RedisConnection:
     async def _cluster_pipelined(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """`pipelined` on a cluster: the commands sent to their slots' nodes (one write
         to each node), the replies in the commands' order."""
-        with self.unavailable():
+        async with self.unavailable():
             pipe = self.redis.pipeline(transaction=False)
             for command in commands:
                 pipe.execute_command(*command)
@@ -227,13 +237,13 @@ class RedisConnection:
         its own (`subscriber`); `opening` first, once subscribed, when given."""
         pubsub, client = self.subscriber()
         try:
-            await self.call(pubsub.subscribe(channel))
+            await self.call(pubsub.subscribe(channel), waits=True)
             if opening is not None:
                 yield opening
             while not stop.is_set():
                 # A bounded wait: idle channels are normal and must not look like errors,
                 # and the stop flag is seen within a second.
-                message = await self.call(pubsub.get_message(timeout=1.0))
+                message = await self.call(pubsub.get_message(timeout=1.0), waits=True)
                 if message is not None and message["type"] == "message":
                     yield bytes(message["data"])
         finally:
@@ -253,6 +263,28 @@ class RedisConnection:
             for connection in kept:
                 await self._pool.release(connection)
             await self._pool.disconnect()
+
+
+class Turns:
+    """At most `size` blocks at once, a block waiting at most `timeout_s` for its turn.
+
+    The cluster client opens up to `max_connections` to each node and then fails at once
+    (`MaxConnectionsError`), where the pool of one server waits for a free connection:
+    a burst of requests on a cluster waits here, as it would on one server."""
+
+    def __init__(self, size: int, timeout_s: float) -> None:
+        self._free = asyncio.Semaphore(size)
+        self._timeout_s = timeout_s
+
+    async def __aenter__(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._free.acquire()
+        except TimeoutError:
+            raise StoreUnavailable("redis: no connection free in time") from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._free.release()
 
 
 async def _replies(connection: Connection, n: int) -> list[Any]:

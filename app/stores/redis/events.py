@@ -225,14 +225,14 @@ class RedisEvents:
         return to if before is None else text(before)
 
     async def relink(self, user_ids: Iterable[str], to: str) -> None:
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id in user_ids:
                     pipe.set(alias_key(user_id), to, xx=True)
                 await pipe.execute()
 
     async def resolve(self, user_ids: Sequence[str]) -> dict[str, str]:
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id in user_ids:
                     pipe.get(alias_key(user_id))
@@ -244,7 +244,7 @@ class RedisEvents:
         return frozenset(text(m) for m in members)
 
     async def dump(self, user_id: str) -> ReaderDump:
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.get(profile_key(user_id))
                 pipe.zrange(history_key(user_id), 0, -1, withscores=True)
@@ -263,7 +263,7 @@ class RedisEvents:
     async def add_history(self, user_id: str, entries: Sequence[tuple[int, bytes]]) -> None:
         retention, key = self.retention, history_key(user_id)
         floor = int(time.time() * 1000) - retention.history_s * 1000
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             async with self._redis.pipeline(transaction=False) as pipe:
                 # In slices: one command never holds Redis for long, whatever the size.
                 for start in range(0, len(entries), HISTORY_SLICE):

@@ -21,7 +21,7 @@ class RedisPicks:
 
     async def remember_pick(self, user_id: str, campaign: str | None, slot: int, sku: str) -> str:
         key, field = picks_key(user_id), pick_field(campaign, slot)
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hsetnx(key, field, sku)
                 pipe.hget(key, field)

@@ -31,7 +31,7 @@ class RedisProfiles:
 
     async def put_many(self, profiles: Iterable[tuple[str, Profile]]) -> int:
         count = 0
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user_id, profile in profiles:
                     pipe.set(profile_key(user_id), orjson.dumps(profile))
@@ -41,7 +41,7 @@ class RedisProfiles:
 
     async def update(self, user_id: str, change: Updater) -> Profile | None:
         key = profile_key(user_id)
-        with self._connection.unavailable():
+        async with self._connection.unavailable():
             async with self._redis.pipeline(transaction=True) as pipe:
                 for _ in range(MAX_WATCH_RETRIES):
                     try:
