@@ -276,7 +276,8 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "KAIROS_REDIS_POOL_SIZE", "redis_pool_size", Integer(1, 10_000), "64",
-        "Redis connections per worker.",
+        "Redis connections per worker (on a Redis Cluster: to each node, with at most this many "
+        "calls in flight at once; more wait their turn up to `KAIROS_REDIS_TIMEOUT_MS`).",
     ),
     Setting(
         "KAIROS_STORE_RETRY_MS", "store_retry_ms", Integer(0, 60_000), "500",
