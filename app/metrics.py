@@ -12,8 +12,15 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Gauge
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from app.stores.protocols import Circuit
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -93,6 +100,32 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         for metric in self._metrics:
             yield metric.collect()
+
+
+class _CircuitCollector:
+    """The circuit breaker in front of Redis, read when Prometheus scrapes."""
+
+    def __init__(self, circuit: Circuit) -> None:
+        self._circuit = circuit
+
+    def collect(self) -> Iterator[Metric]:
+        circuit = self._circuit
+        yield GaugeMetricFamily(
+            "kairos_redis_breaker_open",
+            "1 while the circuit breaker in front of Redis is open or half open (Redis "
+            "calls fail at once but for one probe), 0 when closed",
+            value=0 if circuit.state == "closed" else 1,
+        )
+        yield CounterMetricFamily(
+            "kairos_redis_breaker_refused",
+            "Redis calls the open circuit breaker failed at once",
+            value=circuit.refused,
+        )
+        yield CounterMetricFamily(
+            "kairos_redis_breaker_opened",
+            "Times the circuit breaker in front of Redis opened",
+            value=circuit.opened,
+        )
 
 
 class Metrics:
@@ -197,6 +230,10 @@ class Metrics:
         self.store_up = Gauge(
             "kairos_store_up", "1 when the last store check succeeded", registry=self.registry
         )
+
+    def watch_circuit(self, circuit: Circuit) -> None:
+        """Expose the breaker in front of the store's server (Redis only)."""
+        self.registry.register(_CircuitCollector(circuit))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

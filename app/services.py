@@ -64,6 +64,8 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
     """`stores` overrides the backend chosen by the settings."""
     metrics = Metrics()
     stores = stores or build_stores(settings)
+    if stores.backend.circuit is not None:
+        metrics.watch_circuit(stores.backend.circuit)
     tokens = Tokens(settings.secret_keys)
     profiles = CachedProfiles(
         stores.profiles,

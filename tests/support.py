@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
@@ -362,7 +363,9 @@ class RedisClusterServers:
 class KairosProcess:
     """`uvicorn --factory app.app:factory` in a process of its own, on a free port."""
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log_dir: Path, args: Iterable[str] = ()
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -372,7 +375,7 @@ class KairosProcess:
         argv += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [*argv, "--no-access-log"],
+                [*argv, "--no-access-log", *args],
                 cwd=PROJECT_ROOT,
                 env=env,
                 stdout=out,
@@ -390,8 +393,54 @@ class KairosProcess:
             assert time.monotonic() < deadline, f"server {self.name} did not become ready"
             time.sleep(0.05)
 
+    def wait_alive(self, deadline: float) -> None:
+        """Until `/healthz` answers 200 (the server listens; its store may be down)."""
+        while True:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"server {self.name} did not start"
+            time.sleep(0.05)
+
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+class BlackHole:
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers (a host
+    that went silent), counting the connections it accepted. Its own thread: it works
+    beside sync and async tests alike. Use as `with BlackHole(port) as hole:`."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.accepted = port, 0
+        self._listener = socket.create_server(("127.0.0.1", port))
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> BlackHole:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # shutdown() wakes the accept() blocked in the thread; close() alone may not.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(timeout=5)
+        for held in self._held:
+            held.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                held, _ = self._listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(held)
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

@@ -39,7 +39,10 @@ async def test_readyz_embedded(client):
 async def test_readyz_redis(redis_app_client):
     r = await redis_app_client.get("/readyz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ready", "store": {"backend": "redis", "ok": True}}
+    assert r.json() == {
+        "status": "ready",
+        "store": {"backend": "redis", "ok": True, "breaker": "closed"},
+    }
 
 
 async def test_readyz_redis_unreachable(settings):
@@ -48,7 +51,10 @@ async def test_readyz_redis_unreachable(settings):
         r = await client.get("/readyz")
         assert r.status_code == 503
         assert r.headers["retry-after"] == "1"
-        assert r.json() == {"status": "unavailable", "store": {"backend": "redis", "ok": False}}
+        body = r.json()
+        # Refused connections count as failures: the breaker may have opened already.
+        assert body["store"].pop("breaker") in ("closed", "open")
+        assert body == {"status": "unavailable", "store": {"backend": "redis", "ok": False}}
         assert (await client.get("/healthz")).status_code == 200  # alive, though not ready
         text = (await client.get("/metrics")).text
         assert value(samples(text), "kairos_store_up") == 0

@@ -42,6 +42,11 @@ def paths() -> dict[str, Any]:
         "/readyz": {
             "get": {
                 "summary": "Readiness with store status",
+                "description": (
+                    "`store`: the backend, whether it answered, and on Redis the state "
+                    "of the circuit breaker in front of it (`breaker`: closed, open, "
+                    "half-open)."
+                ),
                 "responses": {"200": json("ready"), "503": json("store unreachable")},
             }
         },

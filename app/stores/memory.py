@@ -161,6 +161,10 @@ class MemoryBackend:
     async def keys_of(self, user_id: str) -> list[str]:
         return [f"{user_id}:{name}" for store in self._holders for name in store.holds(user_id)]
 
+    @property
+    def circuit(self) -> None:
+        return None
+
     async def ping(self) -> None:
         return None
 

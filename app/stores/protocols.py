@@ -286,8 +286,25 @@ class EventStore(Erasable, Protocol):
         ...
 
 
+class Circuit(Protocol):
+    """The circuit breaker in front of a backend's server (`app/stores/redis/breaker.py`)."""
+
+    refused: int
+    opened: int
+
+    @property
+    def state(self) -> str:
+        """One of "closed", "open" or "half-open"."""
+        ...
+
+
 class Backend(Protocol):
     """What spans the stores of one backend: its health, its end, and erasure."""
+
+    @property
+    def circuit(self) -> Circuit | None:
+        """The breaker in front of the server; None without one (embedded)."""
+        ...
 
     async def erase(self, user_id: str, suppress: Sequence[str] = ()) -> bool:
         """Remove the reader from every store holding reader data (profile, picks, event

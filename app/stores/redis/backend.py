@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from app.stores.redis.breaker import Breaker
 from app.stores.redis.connection import RedisConnection, text
 from app.stores.redis.events import suppression_key
 from app.stores.redis.keys import AUDIT_CAP, AUDIT_KEY, reader_keys
@@ -47,6 +48,10 @@ class RedisBackend:
             async for key in self.connection.redis.scan_iter(match=f"*{{{user_id}}}*", count=1000):
                 found.append(text(key))
         return sorted(found)
+
+    @property
+    def circuit(self) -> Breaker:
+        return self.connection.breaker
 
     async def ping(self) -> None:
         await self.connection.ping()

@@ -5,7 +5,9 @@ After `threshold` failures in a row (a timeout, a refused or reset connection: n
 error reply, which is an answer), the breaker opens for `open_s`; then it lets one call
 through (half open). That call's success closes it; its failure opens it again for twice
 as long, up to `max_open_s`. A black-holed Redis thus costs a probe now and then, not a
-connection per request (a pool of 64 had opened 539 in 20 s)."""
+connection per request (a pool of 64 had opened 539 in 20 s).
+
+Its `state` and the calls it `refused` are read by `/readyz` and `/metrics`."""
 
 from __future__ import annotations
 
@@ -36,19 +38,37 @@ class Breaker:
         self._opened_for = 0.0
         self._probing = False
         self.opened = 0  # how many times it opened (for tests and metrics)
+        self.refused = 0  # calls failed at once while open
+
+    @property
+    def state(self) -> str:
+        """Closed; open (calls fail at once); half-open (its one probe may go, or is
+        out): "closed", "open", "half-open"."""
+        if not self._open_until:
+            return "closed"
+        return "half-open" if self._probing or self._clock() >= self._open_until else "open"
 
     @property
     def is_open(self) -> bool:
         return bool(self._open_until)
 
-    def admit(self) -> None:
+    def admit(self) -> bool:
         """Let a call through, or raise `StoreUnavailable` while the breaker is open (or
-        while its one probe is out)."""
+        while its one probe is out). True when the call is that probe: it must end in
+        `succeeded`, `failed` or `abandoned`."""
         if not self._open_until:  # closed: the hot path
-            return
+            return False
         if self._probing or self._clock() < self._open_until:
+            self.refused += 1
             raise StoreUnavailable("redis: not answering (circuit open); retrying shortly")
         self._probing = True
+        return True
+
+    def abandoned(self) -> None:
+        """The probe ended with no verdict on Redis: its caller cancelled it (a request's
+        budget is often shorter than Redis's timeout). The next call may probe; else the
+        breaker would refuse every call for good."""
+        self._probing = False
 
     def succeeded(self) -> None:
         if self._failures or self._open_until:

@@ -116,7 +116,7 @@ class RedisConnection:
         # try/except rather than `unavailable()`: this is on every open's path.
         breaker = self.breaker
         try:
-            breaker.admit()
+            probe = breaker.admit()
         except StoreUnavailable:
             if inspect.iscoroutine(awaitable):
                 awaitable.close()  # never awaited: say so to nobody
@@ -134,6 +134,10 @@ class RedisConnection:
         except (RedisError, OSError) as exc:
             breaker.failed()
             raise StoreUnavailable(f"redis: {exc}") from exc
+        except BaseException:  # cancelled by the caller: no verdict
+            if probe:
+                breaker.abandoned()
+            raise
         breaker.succeeded()
         return result
 
@@ -142,16 +146,23 @@ class RedisConnection:
         """Raise a client error inside the block as `StoreUnavailable` (for pipelines),
         at once while the breaker is open; the block's outcome tells the breaker. On a
         cluster the block waits its turn among `pool_size` (`Turns`)."""
-        self.breaker.admit()
-        async with self._turns or contextlib.nullcontext():
-            try:
-                yield
-            except ResponseError as exc:
-                self.breaker.succeeded()
-                raise StoreUnavailable(f"redis: {exc}") from exc
-            except (RedisError, OSError) as exc:
-                self.breaker.failed()
-                raise StoreUnavailable(f"redis: {exc}") from exc
+        probe = self.breaker.admit()
+        try:
+            async with self._turns or contextlib.nullcontext():
+                try:
+                    yield
+                except ResponseError as exc:
+                    self.breaker.succeeded()
+                    raise StoreUnavailable(f"redis: {exc}") from exc
+                except (RedisError, OSError) as exc:
+                    self.breaker.failed()
+                    raise StoreUnavailable(f"redis: {exc}") from exc
+        except BaseException:
+            # Cancelled by the caller, in the block or waiting its turn: no verdict on
+            # Redis. (After a verdict above, the probe is settled: this changes nothing.)
+            if probe:
+                self.breaker.abandoned()
+            raise
         self.breaker.succeeded()
 
     def subscriber(self) -> tuple[PubSub, Redis | None]:
