@@ -26,6 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support import (
     AUTH,
+    TOKENS,
     BlackHole,
     KairosProcess,
     RedisServer,
@@ -39,7 +40,7 @@ from support import (
 
 from app.errors import StoreUnavailable
 from app.stores.redis.connection import RedisConnection
-from app.stores.redis.keys import CATALOG_KEY
+from app.stores.redis.keys import CATALOG_KEY, CHANGES_CHANNEL
 
 WRITE_KEY = "test-write-key-faults-0123456789"
 WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
@@ -47,6 +48,7 @@ TIMEOUT_MS = 200  # KAIROS_REDIS_TIMEOUT_MS
 BUDGET_MS = 100  # KAIROS_BUDGET_MS: shorter, so open-time calls are cut mid-flight
 SLACK_S = 0.4  # a shared 2-CPU machine: what a request may take beyond its bound
 READERS = tuple(f"fault-{i}" for i in range(6))
+SHOP = "https://shop.example.com/"
 PRODUCT = {
     "sku": "SKU-F1",
     "title": "Desk lamp",
@@ -100,7 +102,7 @@ class Traffic:
     """Threads that loop over feeds, product images and events (one event a request)
     against `base` until the block ends, keeping every outcome."""
 
-    KINDS = ("feed", "image", "events")
+    KINDS = ("feed", "image", "events", "click", "pixel")
 
     def __init__(self, base: str, threads: int = 3) -> None:
         self.base = base
@@ -123,10 +125,10 @@ class Traffic:
 
     def _run(self, n: int) -> None:
         rng = random.Random(n)
-        with httpx.Client(base_url=self.base, timeout=10) as client:
+        with httpx.Client(base_url=self.base, timeout=10, follow_redirects=False) as client:
             i = n
             while not self._stop.is_set():
-                kind, user = self.KINDS[i % 3], rng.choice(READERS)
+                kind, user = self.KINDS[i % len(self.KINDS)], rng.choice(READERS)
                 i += 1
                 started = time.monotonic()
                 try:
@@ -135,6 +137,12 @@ class Traffic:
                         r = client.get(feed_url(feed, user))
                     elif kind == "image":
                         r = client.get(image_url("product", user, slot=0))
+                    elif kind == "click":
+                        # Slot 0's remembered product, else the signed page.
+                        token = TOKENS.sign("click", user, SHOP, params={"slot": 0})
+                        r = client.get(f"/c/{token}")
+                    elif kind == "pixel":
+                        r = client.get(f"/v1/px/{TOKENS.sign('pixel', user, 'open')}.gif")
                     else:
                         r = client.post("/v1/events", json=event(user), headers=WRITE)
                     status: int | None = r.status_code
@@ -172,6 +180,16 @@ def wait_until_ready(server: KairosProcess, within_s: float) -> float:
         time.sleep(0.05)
 
 
+def wait_until_following(server: RedisServer, within_s: float) -> None:
+    """Until a Kairos process listens on the change channel again (other servers'
+    writes reach its cache only through it)."""
+    deadline = time.monotonic() + within_s
+    with server.client() as direct:
+        while direct.pubsub_numsub(CHANGES_CHANNEL)[0][1] < 1:
+            assert time.monotonic() < deadline, "the change follower did not come back"
+            time.sleep(0.05)
+
+
 def assert_ingest_refused(r: httpx.Response) -> None:
     """503 with the JSON error and a Retry-After a client can act on."""
     assert_error(r, 503, "store_unavailable")
@@ -180,10 +198,11 @@ def assert_ingest_refused(r: httpx.Response) -> None:
 
 
 def assert_open_time_held(traffic: Traffic) -> None:
-    """Every feed and image answered 200 (data or fallback), none a 5xx or no answer."""
-    for kind in ("feed", "image"):
+    """Every feed, image and pixel answered 200 (data or fallback), every click its
+    redirect: none a 5xx or no answer."""
+    for kind, status in (("feed", 200), ("image", 200), ("pixel", 200), ("click", 302)):
         statuses = sorted({o.status or 0 for o in traffic.of(kind)})
-        assert statuses == [200], (kind, statuses)
+        assert statuses == [status], (kind, statuses)
 
 
 @pytest.fixture
@@ -233,6 +252,7 @@ def test_redis_down_at_start_up_then_up(tmp_path: Path, servers: list[Any]) -> N
         redis_server.start()
         servers.append(redis_server)
         wait_until_ready(kairos, within_s=6.0)  # the breaker's longest open time, and more
+        wait_until_following(redis_server, within_s=3.0)
         r = client.post("/v1/events", json={"events": sent}, headers=WRITE)
         assert r.status_code == 202, r.text
         assert r.json()["accepted"] == 3
@@ -280,6 +300,7 @@ def test_redis_killed_mid_traffic_then_restarted(tmp_path: Path, servers: list[A
     after = traffic.of("events", since=recovered - 0.4)
     assert after and all(o.status == 202 for o in after), [o.status for o in after]
     assert took < 6.0, f"ready {took:.2f}s after Redis restarted at {restarted:.2f}"
+    wait_until_following(redis_server, within_s=3.0)
 
 
 # --- black-holed -----------------------------------------------------------------------------
@@ -296,7 +317,7 @@ def test_redis_black_holed_then_replaced(tmp_path: Path, servers: list[Any]) -> 
         seed(kairos.base)
         with Traffic(kairos.base) as warm:
             time.sleep(0.3)  # the readers' profiles seen once: stale copies for the outage
-        assert {o.status for o in warm.outcomes} == {200, 202}
+        assert {o.status for o in warm.outcomes} == {200, 202, 302}
     finally:
         redis_server.stop()
 
@@ -308,12 +329,13 @@ def test_redis_black_holed_then_replaced(tmp_path: Path, servers: list[Any]) -> 
         accepted = hole.accepted
 
     assert_open_time_held(traffic)
-    for kind, bound_s in (("feed", BUDGET_MS), ("image", BUDGET_MS), ("events", TIMEOUT_MS)):
+    bounds = (("feed", BUDGET_MS), ("image", BUDGET_MS), ("click", BUDGET_MS), ("pixel", 0))
+    for kind, bound_ms in (*bounds, ("events", TIMEOUT_MS)):
         elapsed = [o.elapsed for o in traffic.of(kind)]
         assert len(elapsed) > 10, (kind, len(elapsed))
         # Each ends within its bound (the data budget, or Redis's timeout for a write).
-        assert max(elapsed) < bound_s / 1000 + SLACK_S, (kind, max(elapsed))
-        assert statistics.median(elapsed) < bound_s / 1000 + 0.05, (kind, elapsed)
+        assert max(elapsed) < bound_ms / 1000 + SLACK_S, (kind, max(elapsed))
+        assert statistics.median(elapsed) < bound_ms / 1000 + 0.05, (kind, elapsed)
     events = traffic.of("events")
     for outcome in events:
         assert outcome.response is not None
@@ -347,6 +369,7 @@ def test_redis_black_holed_then_replaced(tmp_path: Path, servers: list[Any]) -> 
     assert after and all(o.status == 202 for o in after), [o.status for o in after]
     assert_open_time_held(traffic)
     assert metrics_of(kairos.base)["kairos_redis_breaker_open"] == 0
+    wait_until_following(replacement, within_s=3.0)
 
 
 # --- cancelled mid-flight --------------------------------------------------------------------
