@@ -216,6 +216,22 @@ def servers(tmp_path: Path) -> Iterator[list[Any]]:
             server.stop()
 
 
+# What needs the store and says so: 503 with Retry-After, never a 500.
+STORE_CALLS = (
+    ("PUT", "/v1/profiles/late-redis", {"first_name": "Ada"}),
+    ("PATCH", "/v1/profiles/late-redis", {"first_name": "Ada"}),
+    ("GET", "/v1/profiles/late-redis", None),
+    ("DELETE", "/v1/profiles/late-redis", None),
+    ("GET", "/v1/segments", None),
+    ("GET", "/v1/campaigns/spring/stats", None),
+    (
+        "POST",
+        "/segment/v1/batch",
+        {"batch": [{"type": "track", "event": "X", "userId": "u", "messageId": "m"}]},
+    ),
+)
+
+
 # --- down at start-up ---------------------------------------------------------------------
 
 
@@ -248,6 +264,12 @@ def test_redis_down_at_start_up_then_up(tmp_path: Path, servers: list[Any]) -> N
         sent = [event(user) for _ in range(3)]
         r = client.post("/v1/events", json={"events": sent}, headers=WRITE)
         assert_ingest_refused(r)
+        for method, path, body in STORE_CALLS:
+            r = client.request(method, path, json=body, headers=AUTH)
+            assert_ingest_refused(r)
+        # A render at send time has its blocks' fallbacks for the reader's data.
+        r = client.post("/v1/render", json={"template": "welcome", "user_id": user}, headers=AUTH)
+        assert r.status_code == 200, r.text
 
         redis_server.start()
         servers.append(redis_server)
