@@ -9,7 +9,7 @@ import asyncio
 import time
 
 import pytest
-from support import RedisServer, free_port
+from support import BlackHole, RedisServer, free_port
 
 from app.errors import StoreUnavailable
 from app.stores.redis.breaker import Breaker
@@ -58,35 +58,11 @@ def test_the_breaker_opens_after_failures_in_a_row_and_probes_with_one_call():
     assert breaker.opened == 3
 
 
-class BlackHole:
-    """A TCP listener that accepts connections and never answers."""
-
-    def __init__(self, port: int) -> None:
-        self.port, self.accepted = port, 0
-        self._server: asyncio.Server | None = None
-        self._held: list[asyncio.StreamWriter] = []
-
-    async def __aenter__(self) -> BlackHole:
-        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.accepted += 1
-            self._held.append(writer)
-
-        self._server = await asyncio.start_server(hold, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._held:
-            writer.close()
-        await self._server.wait_closed()
-
-
 async def test_a_black_holed_redis_costs_a_few_connections_and_no_waits(tmp_path):
     port = free_port()
     connection = RedisConnection(f"redis://127.0.0.1:{port}/0", timeout_s=0.2, pool_size=64)
     try:
-        async with BlackHole(port) as hole:
+        with BlackHole(port) as hole:
             durations, failed = [], 0
             ended = time.monotonic() + 3.0
             while time.monotonic() < ended:
