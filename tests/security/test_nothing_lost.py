@@ -186,6 +186,35 @@ def test_sigterm_during_mixed_load_finishes_in_flight_requests_and_loses_nothing
     assert sum(opens.values()) > 5
 
 
+def test_opens_still_queued_at_sigterm_are_recorded_before_exit(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """A pixel is answered at once and its open recorded in the background: opens
+    queued behind a slow write when the signal comes are recorded before the exit."""
+    kairos = start(
+        tmp_path, redis_server.url, "sigterm-opens", "--timeout-graceful-shutdown", str(GRACEFUL_S)
+    )
+    user = "opener"
+    try:
+        with httpx.Client(base_url=kairos.base, timeout=5) as client:
+            with redis_server.client() as direct:
+                # The first open's write waits on Redis; the others queue behind it.
+                direct.execute_command("CLIENT", "PAUSE", 400, "WRITE")
+            paused = time.monotonic()
+            for n in range(30):
+                token = TOKENS.sign("pixel", user, "open", campaign=f"queued-{n}")
+                assert client.get(f"/v1/px/{token}.gif").status_code == 200
+        assert time.monotonic() - paused < 0.3, "the pixels were not answered at once"
+        kairos.proc.send_signal(signal.SIGTERM)
+        code = kairos.proc.wait(timeout=GRACEFUL_S + 5)
+    finally:
+        if kairos.proc.poll() is None:
+            kairos.stop()
+    assert code == -signal.SIGTERM, kairos.log.read_text()
+    with redis_server.client() as direct:
+        assert counters(direct, user).get("email_open") == 30
+
+
 # --- retries: exactly once ----------------------------------------------------------------------
 
 
