@@ -72,7 +72,7 @@ def start(tmp: Path, redis_url: str, name: str) -> KairosProcess:
 
 def seed(base: str) -> None:
     """Readers with a profile and a recommendation (product images read picks and the
-    catalog: calls the request's budget cuts), and that product in the catalog."""
+    catalog: calls the request's budget cuts; `seed_catalog` puts the product there)."""
     with httpx.Client(base_url=base, timeout=5) as client:
         for user in READERS:
             doc = {"first_name": "Ada", "recommendations": [{"sku": PRODUCT["sku"]}]}
@@ -91,7 +91,7 @@ def event(user: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # feed, image, events
+    kind: str  # one of Traffic.KINDS
     started: float  # time.monotonic()
     elapsed: float
     status: int | None  # None: no answer at all (a transport error)
@@ -99,8 +99,9 @@ class Outcome:
 
 
 class Traffic:
-    """Threads that loop over feeds, product images and events (one event a request)
-    against `base` until the block ends, keeping every outcome."""
+    """Threads that loop over feeds, product images, events (one a request), clicks on
+    a recommendation slot and open pixels against `base` until the block ends, keeping
+    every outcome."""
 
     KINDS = ("feed", "image", "events", "click", "pixel")
 
