@@ -49,9 +49,10 @@ calls to the recommendation model by result (from /metrics, summed over the work
 each route's count, p50, p99 and statuses, then the targets: `5xx` (answers >= 500
 other than ingest's 503 + Retry-After; target 0), `failed` (no answer: connection
 errors, a 10 s timeout; target 0), `lost events` (target 0), `open-time p99` (feeds
-and images: target KAIROS_BUDGET_MS + 50 ms), each PASS or FAIL. `--json` prints the figures as one JSON document on stdout (the text goes
-to stderr). Exit status: 0 when the bench ran (whatever the figures), 1 when something
-broke, 130 on Ctrl-C. Every process it starts is stopped on the way out.
+and images: target KAIROS_BUDGET_MS + 50 ms), each PASS or FAIL. `--json` prints the
+figures as one JSON document on stdout (the text goes to stderr). Exit status: 0 when
+the bench ran (whatever the figures), 1 when something broke, 130 on Ctrl-C. Every
+process it starts is stopped on the way out.
 
 Over 300 lines because it is one bench: its load, its faults and its report read
 together.

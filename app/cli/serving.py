@@ -7,11 +7,17 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.cli.common import settings as load_settings
 from app.settings import ConfigError
 from app.studio.live import studio_on
+
+if TYPE_CHECKING:
+    from socket import socket
+
+    from uvicorn import Config
+    from uvicorn.supervisors import Multiprocess
 
 STUDIO_STREAMS_WAIT_S = 3
 METRICS_DIR_VAR = "KAIROS_METRICS_DIR"
@@ -54,7 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_workers(config: Any) -> None:
+def _run_workers(config: Config) -> None:
     """uvicorn's workers, sharing a fresh private metrics folder (mode 0700) that is
     removed when they are done: a scrape of any worker answers for all of them."""
     folder = Path(tempfile.mkdtemp(prefix="kairos-metrics-"))
@@ -69,7 +75,7 @@ def _run_workers(config: Any) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _supervisor(config: Any, sock: Any, folder: Path) -> Any:
+def _supervisor(config: Config, sock: socket, folder: Path) -> Multiprocess:
     from uvicorn.supervisors import Multiprocess
 
     from app.metrics_shared import mark_dead
