@@ -291,6 +291,7 @@ class Tally:
     retried: int = 0
     fallbacks: Counter[str] = field(default_factory=Counter)  # by reason
     accepted: dict[str, tuple[str, ...]] = field(default_factory=dict)  # user -> ids
+    events_sent: int = 0  # events requests sent (retries not counted)
     unanswered: int = 0  # events requests never answered 202 (503 until the drain's end)
 
     def record(self, route: str, seconds: float, answer: Answer | None) -> None:
@@ -369,6 +370,7 @@ class Load:
             raw = _post("/v1/render", orjson.dumps(body), API_KEY)
         else:
             body_bytes, ids = _events(reader.user, self.nonce, number)
+            self.tally.events_sent += 1
             raw = _post("/v1/events", body_bytes, WRITE_KEY)
         answer = await self._send(connection, route, raw)
         if route == "events":
@@ -611,6 +613,7 @@ def _figures(phase: Phase, budget_ms: int) -> dict[str, Any]:
         "fallbacks": dict(tally.fallbacks.most_common()),
         "upstream_calls": phase.upstream,
         "events_retried": tally.retried,
+        "events_requests_sent": tally.events_sent,
         "events_requests_accepted": len(tally.accepted),
         "events_requests_unanswered": tally.unanswered,
         "server_errors": tally.server_errors,
@@ -629,6 +632,8 @@ def _report(out: TextIO, figures: dict[str, Any]) -> None:
     print(f"\n{figures['phase']}: {figures['requests_per_s']:.0f} requests/s over "
           f"{figures['seconds']:.0f} s; fallbacks served by reason: {fallbacks}; "
           f"{figures['events_retried']} events requests retried after 503", file=out)  # fmt: skip
+    print(f"  events requests answered 202: {figures['events_requests_accepted']} of "
+          f"{figures['events_requests_sent']}", file=out)  # fmt: skip
     calls = " ".join(f"{k}:{v}" for k, v in sorted(figures["upstream_calls"].items())) or "none"
     print(f"  recommendation model calls (/metrics, every worker) by result: {calls}", file=out)
     print(f"  {'route':<8} {'count':>7} {'p50 ms':>8} {'p99 ms':>8}  statuses", file=out)
