@@ -107,7 +107,6 @@ WRITE_KEY = "kairos-bench-write-key-0123456789"
 CAMPAIGN = "load"
 PRODUCTS = 40
 READERS = 500
-EVENTS_PER_REQUEST = 5
 MIX = (("feed", 30), ("image", 25), ("pixel", 15), ("click", 10), ("events", 15), ("render", 5))
 OPEN_TIME = ("feed", "image")
 FEEDS = ("cart", "recommendations", "profile")
@@ -290,7 +289,8 @@ class Tally:
     failed: int = 0
     retried: int = 0
     fallbacks: Counter[str] = field(default_factory=Counter)  # by reason
-    accepted: dict[str, tuple[str, ...]] = field(default_factory=dict)  # user -> ids
+    # An events request answered 202: its first id -> (its reader, its ids).
+    accepted: dict[str, tuple[str, ...]] = field(default_factory=dict)
     events_sent: int = 0  # events requests sent (retries not counted)
     unanswered: int = 0  # events requests never answered 202 (503 until the drain's end)
 
