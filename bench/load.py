@@ -2,8 +2,7 @@
 `kairos serve --workers 2` on a real Redis, first healthy, then with Redis killed, with
 Redis black-holed and with a hanging upstream.
 
-    .venv/bin/python bench/load.py                  # 20 s per phase
-    .venv/bin/python bench/load.py --short          # 4 s per phase: what CI runs
+    .venv/bin/python bench/load.py --short          # 4 s per phase (the default): CI
     .venv/bin/python bench/load.py --long           # 120 s per phase, on demand
     .venv/bin/python bench/load.py --duration 30 --rate 300 --json
 
@@ -116,7 +115,7 @@ PHASES = ("baseline", "redis-kill", "blackhole", "upstream")
 MARGIN_MS = 50.0
 REQUEST_TIMEOUT_S = 10.0
 DRAIN_S = 15.0
-SHORT_S, DEFAULT_S, LONG_S = 4.0, 20.0, 120.0
+SHORT_S, LONG_S = 4.0, 120.0
 WARM_S = 2.0
 
 
@@ -702,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events and open-time p99 per phase.",
     )
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                        help=f"length of each phase (default {DEFAULT_S:.0f})")  # fmt: skip
+                        help=f"length of each phase (default {SHORT_S:.0f})")  # fmt: skip
     parser.add_argument("--short", action="store_true",
                         help=f"{SHORT_S:.0f} s per phase: what CI runs")  # fmt: skip
     parser.add_argument("--long", action="store_true",
@@ -719,7 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.short and args.long:
         parser.error("--short or --long, not both")
     if args.duration is None:
-        args.duration = SHORT_S if args.short else LONG_S if args.long else DEFAULT_S
+        args.duration = LONG_S if args.long else SHORT_S
     if args.duration < 2 or args.rate < 1 or args.connections < 1:
         parser.error("--duration must be at least 2, --rate and --connections at least 1")
     return run_main(bench, args)
