@@ -37,11 +37,11 @@ The phases:
                 (connections accepted, nothing answered, open ones silent)
     upstream    the recommendation model hangs (reads the request, never answers)
 
-An events request answered 503 with Retry-After (ingest's answer when it cannot store) is
-retried with the same ids after that delay, as the SDKs do, until answered 202 or a
-drain of 15 s after the phase. Then every event of a request answered 202 is looked up
-in Redis (the reader's seen ids, written with its profile by one script): lost =
-answered 202 but not there.
+An events request answered 503 with Retry-After (ingest's answer when it cannot store),
+or 429 with Retry-After (over a rate limit), is retried with the same ids after that
+delay, as the SDKs do, until answered 202 or a drain of 15 s after the phase. Then
+every event of a request answered 202 is looked up in Redis (the reader's seen ids,
+written with its profile by one script): lost = answered 202 but not there.
 
 Prints, per phase, answers/s (retries included), the fallbacks served by reason, the
 calls to the recommendation model by result (from /metrics, summed over the workers),
@@ -291,7 +291,7 @@ class Tally:
     # An events request answered 202: its first id -> (its reader, its ids).
     accepted: dict[str, tuple[str, ...]] = field(default_factory=dict)
     events_sent: int = 0  # events requests sent (retries not counted)
-    unanswered: int = 0  # events requests never answered 202 (503 until the drain's end)
+    unanswered: int = 0  # events requests never answered 202 (503/429 until the drain's end)
 
     def record(self, route: str, seconds: float, answer: Answer | None) -> None:
         if answer is None:
@@ -308,7 +308,8 @@ class Tally:
 
 
 class Load:
-    """The open-loop load of one phase; events answered 503 retried in the background."""
+    """The open-loop load of one phase; events answered 503 or 429 retried in the
+    background."""
 
     def __init__(
         self, port: int, readers: Sequence[Reader], rate: float, connections: int, nonce: str
@@ -387,8 +388,7 @@ class Load:
     def _settle(self, user: str, ids: tuple[str, ...], raw: bytes, answer: Answer | None) -> None:
         if answer is not None and answer.status == 202:
             self.tally.accepted[ids[0]] = (user, *ids)
-        elif answer is not None and answer.status == 503 and b"retry-after" in answer.headers:
-            delay = float(answer.headers[b"retry-after"])
+        elif (delay := _retry_after(answer)) is not None:
             task = asyncio.create_task(self._retry(user, ids, raw, delay))
             self.retries.add(task)
             task.add_done_callback(self.retries.discard)
@@ -405,15 +405,25 @@ class Load:
                 if answer is not None and answer.status == 202:
                     self.tally.accepted[ids[0]] = (user, *ids)
                     return
-                if answer is None or answer.status != 503:
+                next_delay = _retry_after(answer)
+                if next_delay is None:
                     self.tally.unanswered += 1
                     return
-                delay = float(answer.headers.get(b"retry-after", b"1"))
+                delay = next_delay
         except asyncio.CancelledError:
             self.tally.unanswered += 1
             raise
         finally:
             connection.close()
+
+
+def _retry_after(answer: Answer | None) -> float | None:
+    """The delay after which an answer asks to be retried: 503 (not stored) or 429 (over a
+    rate limit) with Retry-After in seconds; None for any other answer."""
+    if answer is None or answer.status not in (429, 503):
+        return None
+    value = answer.headers.get(b"retry-after", b"")
+    return float(value) if value.isascii() and value.isdigit() else None
 
 
 def lost_events(redis_port: int, accepted: dict[str, tuple[str, ...]]) -> int:
@@ -630,7 +640,8 @@ def _report(out: TextIO, figures: dict[str, Any]) -> None:
     fallbacks = " ".join(f"{k}:{v}" for k, v in figures["fallbacks"].items()) or "none"
     print(f"\n{figures['phase']}: {figures['requests_per_s']:.0f} requests/s over "
           f"{figures['seconds']:.0f} s; fallbacks served by reason: {fallbacks}; "
-          f"{figures['events_retried']} events requests retried after 503", file=out)  # fmt: skip
+          f"{figures['events_retried']} events requests retried (503, 429)",
+          file=out)  # fmt: skip
     print(f"  events requests answered 202: {figures['events_requests_accepted']} of "
           f"{figures['events_requests_sent']}", file=out)  # fmt: skip
     calls = " ".join(f"{k}:{v}" for k, v in sorted(figures["upstream_calls"].items())) or "none"
