@@ -62,7 +62,7 @@ class Services:
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
     """`stores` overrides the backend chosen by the settings."""
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_dir)
     stores = stores or build_stores(settings)
     tokens = Tokens(settings.secret_keys)
     profiles = CachedProfiles(

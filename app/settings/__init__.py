@@ -96,6 +96,7 @@ class Settings:
     host: str
     port: int
     workers: int
+    metrics_dir: Path | None
     client_api_key: Secret | None
     amp_validator_dir: Path
     # Not a variable: set by `with_development_key` when it supplied `secret_keys`.

@@ -379,6 +379,14 @@ SETTINGS: tuple[Setting, ...] = (
         "`REDIS_URL`.",
     ),
     Setting(
+        "KAIROS_METRICS_DIR", "metrics_dir", parse.folder, None,
+        "Folder where each worker process writes its metrics so that `GET /metrics` on any "
+        "of them answers for all (Prometheus multiprocess files). `kairos serve --workers N` "
+        "sets it to a private folder of its own, made at start and removed at exit; set it "
+        "only when another supervisor runs the workers, to an empty folder each start.",
+        shown="unset (one process: its own numbers)",
+    ),
+    Setting(
         "KAIROS_API_KEY", "client_api_key", parse.secret, None,
         "The key `kairos import profiles FILE --server URL` sends: one of the server's "
         "`KAIROS_API_KEYS`.", shown="unset",
