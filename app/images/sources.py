@@ -145,7 +145,8 @@ class SourceImages:
             source = await self._workers.run(decode, data, self._max_pixels)
         except Fallback as exc:
             failure = str(exc)
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, OSError) as exc:
+            # InvalidURL (a control character, an over-long URL) is no HTTPError.
             failure = f"{type(exc).__name__}: {exc}"
         else:
             self._remote[url] = source

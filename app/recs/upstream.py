@@ -63,6 +63,10 @@ class UpstreamModel:
             raise ConfigError(
                 f"KAIROS_RECS_URL: its host {host!r} must be in KAIROS_UPSTREAM_HOSTS"
             )
+        try:
+            httpx.URL(url)  # what the settings' check lets through, httpx may not send
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"KAIROS_RECS_URL: {exc}") from None
         self.url = url
         self._reach = Reach(hosts, private_hosts)
         self._timeout_s = timeout_s

@@ -461,3 +461,18 @@ async def test_an_upstream_that_never_answers_gets_the_fallback_in_budget(settin
         up.route("/hang.png", hang=True)
         r = await product_open(settings, up, "/hang.png")
     assert_fallback_image(r, PRODUCT, "budget")
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/a\x00b.png", "/a\x7fb.png", "/" + "a" * 70_000 + ".png"],
+    ids=["a NUL", "a DEL", "70,000 characters"],
+)
+async def test_an_image_url_the_http_client_cannot_send_gets_the_fallback_card(
+    settings, caplog, path
+):
+    async with Upstream() as up:
+        r = await product_open(settings, up, path)
+        assert sum(up.requests.values()) == 0
+    assert_fallback_image(r, PRODUCT, "upstream")
+    assert "Traceback" not in caplog.text

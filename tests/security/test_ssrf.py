@@ -402,6 +402,7 @@ async def test_the_models_redirect_is_never_followed(settings, connects):
         "ftp://127.0.0.1/rank",
         "http://127.0.0.1/rank",  # not on the allow-list
         "http://169.254.169.254/latest/meta-data/",
+        f"http://{NAME}/rank\x7f",  # allowed, but no HTTP client could send it
     ],
 )
 def test_a_model_url_that_is_not_allowed_stops_the_start(settings, url):
