@@ -476,3 +476,42 @@ async def test_an_image_url_the_http_client_cannot_send_gets_the_fallback_card(
         assert sum(up.requests.values()) == 0
     assert_fallback_image(r, PRODUCT, "upstream")
     assert "Traceback" not in caplog.text
+
+
+# --- local assets: the designers' and the catalog's ------------------------------------------
+
+LOCAL = {
+    "a PNG declaring 50,000 x 50,000": ("bomb.png", png_declaring(50_000, 50_000), "invalid-data"),
+    "a PNG just over the pixel limit": ("zeros.png", png_of_zeros(4097, 4096), "invalid-data"),
+    "a link out of the folder": ("link.png", None, "invalid-params"),
+}
+
+
+@pytest.mark.parametrize(("name", "body", "reason"), LOCAL.values(), ids=LOCAL)
+async def test_a_hostile_banner_background_gets_the_fallback(
+    settings, sources_copy, tmp_path, name, body, reason
+):
+    blocks, _ = sources_copy(templates=False)
+    if body is None:  # a blue PNG outside the blocks, linked from inside
+        (tmp_path / "outside.png").write_bytes(saved("PNG", BLUE, size=600))
+        (blocks / name).symlink_to(tmp_path / "outside.png")
+    else:
+        (blocks / name).write_bytes(body)
+    app = create_app(settings(KAIROS_BLOCKS_DIR=blocks, KAIROS_BUDGET_MS=BUDGET_MS))
+    async with serve(app) as client:
+        await client.get(image_url(BANNER, "ada", width=0))  # the fallback, warmed
+        r = await timed_open(client, image_url(BANNER, "ada", background=f"blocks/{name}"))
+    assert_fallback_image(r, BANNER, reason)
+
+
+async def test_a_catalog_image_linked_out_of_its_folder_is_not_drawn(settings, tmp_path):
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (tmp_path / "outside.png").write_bytes(saved("PNG", BLUE, size=300))
+    (assets / "lamp.png").symlink_to(tmp_path / "outside.png")
+    app = create_app(settings(KAIROS_CATALOG_ASSETS_DIR=assets, KAIROS_BUDGET_MS=BUDGET_MS))
+    async with serve(app) as client:
+        await _with_product(client, app, "uma", image="lamp.png")
+        r = await timed_open(client, image_url(PRODUCT, "uma"))
+    assert "x-kairos-fallback" not in r.headers  # the placeholder card, drawn
+    assert centre_of_image_area(Image.open(io.BytesIO(r.content))) != BLUE
