@@ -79,7 +79,11 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
     upstream = None
     if settings.recs_url is not None:
         upstream = UpstreamModel(
-            settings.recs_url, settings.upstream_hosts, metrics, timeout_s=settings.recs_timeout_s
+            settings.recs_url,
+            settings.upstream_hosts,
+            metrics,
+            timeout_s=settings.recs_timeout_s,
+            private_hosts=settings.upstream_private_hosts,
         )
     reader = ReaderData(catalog, recommender=Recommender(stores.recs, upstream))
     picks = Picks(stores.picks, reader, settings.budget_s)

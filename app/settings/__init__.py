@@ -57,6 +57,7 @@ class Settings:
     amp_senders: tuple[str, ...]
     budget_ms: int
     upstream_hosts: tuple[str, ...]
+    upstream_private_hosts: tuple[str, ...]
     recs_cooccurrence: bool
     recs_neighbours: int
     recs_url: str | None

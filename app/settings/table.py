@@ -181,6 +181,14 @@ SETTINGS: tuple[Setting, ...] = (
         shown="none",
     ),
     Setting(
+        "KAIROS_UPSTREAM_PRIVATE_HOSTS", "upstream_private_hosts", parse.hosts, "",
+        "Hosts of `KAIROS_UPSTREAM_HOSTS` that may resolve to addresses off the public "
+        "internet (an internal recommendation model). Any other name is refused when it "
+        "resolves to a loopback, private, link-local or other non-public address, checked "
+        "as each connection is made; an entry written as an IP address is reached as written.",
+        shown="none",
+    ),
+    Setting(
         "KAIROS_RECS_COOCCURRENCE", "recs_cooccurrence", parse.boolean, "true",
         "Count which products readers view, cart and buy together (and what each primary "
         "segment views and buys), from every event ingested, for recommendations.",
