@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
         tracking = asyncio.create_task(services.tracker.run(stop))
         sweeping = asyncio.create_task(services.sweep.run(stop))
         cooccurrence = asyncio.create_task(services.cooccurrence.run(stop))
+        sharing = asyncio.create_task(services.metrics.share(stop))
         try:
             # The HTTP protocol (app/protocol.py) reads its limits from this state.
             yield {PROTOCOL_STATE: limits}
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             services.tracker.wake()
             # The follower sees the flag within a second; cancel only as a last resort
             # (a cancel can be lost inside redis-py's subscribe on Python 3.11).
-            tasks = {follower, tracking, sweeping, cooccurrence}
+            tasks = {follower, tracking, sweeping, cooccurrence, sharing}
             done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_WAIT_S)
             for task in pending:
                 task.cancel()
@@ -88,6 +89,8 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
             await services.stores.close()
             services.renderer.close()
             await asyncio.to_thread(services.amp_check.close)
+            # Last: what shutting down counted is in this worker's final numbers.
+            services.metrics.close()
 
     api_keys = services.api_keys
     access = StudioAccess(settings, api_keys)

@@ -37,7 +37,9 @@ class KairosApp:
         lifespan: Lifespan[KairosApp] | None = None,
     ) -> None:
         self.state = State()
-        self.router = Router(list(routes), lifespan=lifespan)
+        # No redirect to the path without its trailing slash: it answered a path that
+        # names nothing ("/v1/profiles/..%2f") 307 to a URL made from the Host header.
+        self.router = Router(list(routes), lifespan=lifespan, redirect_slashes=False)
         self._open_time = tuple(open_time)
         # Where the open-time paths start ("/v1/feeds/"): other paths skip their match.
         self._open_prefixes = tuple(r.path.split("{", 1)[0] for r in self._open_time)

@@ -3,15 +3,20 @@
 Counters and histograms on the request path are plain numbers, updated without locks
 (the server is one event loop per process) and turned into metric families only when
 Prometheus scrapes: prometheus-client's own locked children cost more than a whole
-cached feed answer.
+cached feed answer. With a directory shared by the workers of one server
+(`KAIROS_METRICS_DIR`), the same numbers are also copied there and a scrape answers for
+every worker (`app/metrics_shared.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -20,9 +25,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from app.metrics_readings import Reading, circuit_readings
+from app.metrics_shared import Entry, SharedFiles, bucket_label
 from app.stores.protocols import Circuit
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# How often a worker copies its numbers to the shared directory: a scrape on another
+# worker sees them at most this late.
+SHARE_EVERY_S = 1.0
 
 
 class CounterChild:
@@ -67,6 +77,11 @@ class Counter:
             family.add_metric(list(values), child.value)
         return family
 
+    def entries(self) -> Iterator[Entry]:
+        names, sample = tuple(self.labelnames), f"{self.name}_total"
+        for values, child in list(self.children.items()):
+            yield "counter", sample, names, values, child.value
+
 
 class Histogram:
     def __init__(
@@ -88,13 +103,45 @@ class Histogram:
             cumulative, buckets = 0, []
             for bound, count in zip((*self.buckets, float("inf")), child.counts, strict=True):
                 cumulative += count
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+                buckets.append((bucket_label(bound), cumulative))
             family.add_metric(list(values), buckets, child.sum)
         return family
 
+    def entries(self) -> Iterator[Entry]:
+        # Buckets as counts of their own (not cumulative): the merge adds them up.
+        names = tuple(self.labelnames)
+        bucket_names, bucket, total = (*names, "le"), f"{self.name}_bucket", f"{self.name}_sum"
+        les = tuple(bucket_label(bound) for bound in (*self.buckets, float("inf")))
+        for values, child in list(self.children.items()):
+            for le, count in zip(les, child.counts, strict=True):
+                yield "histogram", bucket, bucket_names, (*values, le), count
+            yield "histogram", total, names, values, child.sum
+
+
+class Gauge:
+    """An unlabelled gauge; `mode` is how the workers' values combine (prometheus-client's
+    multiprocess modes: `livesum`, `livemax`, ...; `live` ones forget a dead worker)."""
+
+    def __init__(self, name: str, documentation: str, mode: str) -> None:
+        self.name, self.documentation, self.mode = name, documentation, mode
+        self.value = 0.0
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+    def collect(self) -> Metric:
+        return GaugeMetricFamily(self.name, self.documentation, value=self.value)
+
+    def entries(self) -> Iterator[Entry]:
+        yield f"gauge_{self.mode}", self.name, (), (), self.value
+
+
+# What the server exposes, one family each.
+Exposed = Counter | Histogram | Gauge | Reading
+
 
 class _Collector:
-    def __init__(self, metrics: Sequence[Counter | Histogram]) -> None:
+    def __init__(self, metrics: Sequence[Exposed]) -> None:
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
@@ -102,39 +149,14 @@ class _Collector:
             yield metric.collect()
 
 
-class _CircuitCollector:
-    """The circuit breaker in front of Redis, read when Prometheus scrapes."""
-
-    def __init__(self, circuit: Circuit) -> None:
-        self._circuit = circuit
-
-    def collect(self) -> Iterator[Metric]:
-        circuit = self._circuit
-        yield GaugeMetricFamily(
-            "kairos_redis_breaker_open",
-            "1 while the circuit breaker in front of Redis is open or half open (Redis "
-            "calls fail at once but for one probe), 0 when closed",
-            value=0 if circuit.state == "closed" else 1,
-        )
-        yield CounterMetricFamily(
-            "kairos_redis_breaker_refused",
-            "Redis calls the open circuit breaker failed at once",
-            value=circuit.refused,
-        )
-        yield CounterMetricFamily(
-            "kairos_redis_breaker_opened",
-            "Times the circuit breaker in front of Redis opened",
-            value=circuit.opened,
-        )
-
-
 class Metrics:
     """The server's counters and histograms."""
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
+    def __init__(self, shared_dir: Path | None = None, circuit: Circuit | None = None) -> None:
+        """`shared_dir`: the directory the workers of one server share (else this
+        process's numbers alone). `circuit`: the breaker in front of Redis, if any."""
         self.requests = Counter(
             "kairos_requests", "HTTP requests answered", ["route", "method", "status"]
         )
@@ -203,37 +225,66 @@ class Metrics:
             "server refused or was unreachable, limited: over the per-minute limit)",
             ["result"],
         )
-        self.registry.register(
-            _Collector(
-                [
-                    self.studio_tests,
-                    self.events,
-                    self.segment_record_errors,
-                    self.segment_sweeps,
-                    self.recs_lost,
-                    self.recs_upstream,
-                    self.warm_readers,
-                    self.merges,
-                    self.erasures,
-                    self.unsubscribes,
-                    self.tracking_lost,
-                    self.requests,
-                    self.latency,
-                    self.cache,
-                    self.fallbacks,
-                    self.store_errors,
-                    self.image_renders,
-                    self.image_cache,
-                ]
-            )
-        )
         self.store_up = Gauge(
-            "kairos_store_up", "1 when the last store check succeeded", registry=self.registry
+            "kairos_store_up",
+            "1 when the last store check succeeded (workers: 1 when that of one live "
+            "worker did; they share one store)",
+            mode="livemax",
         )
-
-    def watch_circuit(self, circuit: Circuit) -> None:
-        """Expose the breaker in front of the store's server (Redis only)."""
-        self.registry.register(_CircuitCollector(circuit))
+        self.workers = Gauge(
+            "kairos_workers", "Worker processes serving (workers: the live ones)", mode="livesum"
+        )
+        self.workers.set(1)
+        self._all: tuple[Exposed, ...] = (
+            self.studio_tests,
+            self.events,
+            self.segment_record_errors,
+            self.segment_sweeps,
+            self.recs_lost,
+            self.recs_upstream,
+            self.warm_readers,
+            self.merges,
+            self.erasures,
+            self.unsubscribes,
+            self.tracking_lost,
+            self.requests,
+            self.latency,
+            self.cache,
+            self.fallbacks,
+            self.store_errors,
+            self.image_renders,
+            self.image_cache,
+            self.store_up,
+            self.workers,
+            *(() if circuit is None else circuit_readings(circuit)),
+        )
+        self._shared = None if shared_dir is None else SharedFiles(shared_dir)
+        if self._shared is None:
+            self.registry = CollectorRegistry(auto_describe=False)
+            self.registry.register(_Collector(self._all))
+        else:
+            self.registry = self._shared.registry
 
     def render(self) -> bytes:
+        """The exposition: this process's numbers, or with a shared directory the sum
+        over every worker (this one's copied first, so they are current)."""
+        if self._shared is not None:
+            self._shared.write(self._all)
         return generate_latest(self.registry)
+
+    async def share(self, stop: asyncio.Event) -> None:
+        """With a shared directory: copy this worker's numbers there at once, then every
+        second until `stop` is set, and once more then."""
+        if self._shared is None:
+            return
+        self._shared.write(self._all)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SHARE_EVERY_S)
+            self._shared.write(self._all)
+
+    def close(self) -> None:
+        """The last copy of this worker's numbers (at shutdown), its files closed."""
+        if self._shared is not None:
+            self._shared.write(self._all)
+            self._shared.close()

@@ -33,6 +33,17 @@ TOO_LARGE = (
     b"content-length: %d\r\n\r\n%s"
 )
 
+# A request the parser cannot read (a NUL or raw non-ASCII byte in its target, a broken
+# request line): the JSON error every other answer has, not uvicorn's plain text.
+MALFORMED = (
+    b"HTTP/1.1 400 Bad Request\r\n"
+    b"content-type: application/json\r\n"
+    b"cache-control: no-store\r\n"
+    b"connection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
+MALFORMED_BODY = b'{"error":{"code":"bad_request","message":"not a valid HTTP/1.1 request"}}'
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -131,7 +142,8 @@ class KairosProtocol(HttpToolsProtocol):
         if self._too_large:
             self._refuse_head()
         else:
-            super().send_400_response(msg)
+            self.transport.write(MALFORMED % (len(MALFORMED_BODY), MALFORMED_BODY))
+            self.transport.close()
 
     def _head_size(self) -> int:
         """The request line's target and the headers, as parsed (names, values and their

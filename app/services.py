@@ -62,10 +62,8 @@ class Services:
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
     """`stores` overrides the backend chosen by the settings."""
-    metrics = Metrics()
     stores = stores or build_stores(settings)
-    if stores.backend.circuit is not None:
-        metrics.watch_circuit(stores.backend.circuit)
+    metrics = Metrics(settings.metrics_dir, stores.backend.circuit)
     tokens = Tokens(settings.secret_keys)
     profiles = CachedProfiles(
         stores.profiles,
@@ -81,7 +79,11 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
     upstream = None
     if settings.recs_url is not None:
         upstream = UpstreamModel(
-            settings.recs_url, settings.upstream_hosts, metrics, timeout_s=settings.recs_timeout_s
+            settings.recs_url,
+            settings.upstream_hosts,
+            metrics,
+            timeout_s=settings.recs_timeout_s,
+            private_hosts=settings.upstream_private_hosts,
         )
     reader = ReaderData(catalog, recommender=Recommender(stores.recs, upstream))
     picks = Picks(stores.picks, reader, settings.budget_s)

@@ -57,7 +57,12 @@ class LiveImages:
             raise ConfigError("Pillow was built without FreeType: live images cannot draw text")
         assets = Assets(settings.blocks_dir, settings.fallbacks_dir, settings.catalog_assets_dir)
         self.workers = Workers(settings.image_workers)
-        self.sources = SourceImages(self.workers, settings.upstream_hosts, settings.image_max_bytes)
+        self.sources = SourceImages(
+            self.workers,
+            settings.upstream_hosts,
+            settings.image_max_bytes,
+            private_hosts=settings.upstream_private_hosts,
+        )
         self.fonts = Fonts(assets)
         deps = ImageDeps(self.fonts, assets, self.sources, profiles, catalog, picks)
         self.kinds: dict[str, ImageKind] = {name: kind(deps) for name, kind in KINDS.items()}

@@ -1,6 +1,7 @@
 """Source images (backgrounds, product photos): local files, or fetched with httpx from
-the hosts in KAIROS_UPSTREAM_HOSTS only, with a size cap, inside the request's budget,
-decoded in the worker pool under a pixel limit, and cached.
+the hosts in KAIROS_UPSTREAM_HOSTS only (their addresses checked as each connection is
+made: app/upstream_client.py), with a size cap, inside the request's budget, decoded in
+the worker pool under a pixel limit, and cached.
 
 Only PNG, JPEG, GIF and WebP are decoded (Pillow's other decoders are never reached),
 and an image with more pixels than `MAX_SOURCE_PIXELS` is refused from its header,
@@ -27,6 +28,7 @@ from app.fallbacks import Fallback, Reason
 from app.images.cache import SingleFlight
 from app.images.pool import Workers
 from app.upstream_body import ACCEPT_ENCODING, TooLarge, capped_body
+from app.upstream_client import Reach, upstream_client
 
 log = logging.getLogger("kairos.images")
 
@@ -72,10 +74,12 @@ class SourceImages:
         upstream_hosts: Sequence[str],
         max_bytes: int,
         *,
+        private_hosts: Sequence[str] = (),
         max_pixels: int = MAX_SOURCE_PIXELS,
     ) -> None:
         self._workers = workers
         self._hosts = frozenset(h.lower() for h in upstream_hosts)
+        self._reach = Reach(upstream_hosts, private_hosts)
         self.max_bytes = max_bytes
         self._max_pixels = max_pixels
         self._client: httpx.AsyncClient | None = None
@@ -141,7 +145,8 @@ class SourceImages:
             source = await self._workers.run(decode, data, self._max_pixels)
         except Fallback as exc:
             failure = str(exc)
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, OSError) as exc:
+            # InvalidURL (a control character, an over-long URL) is no HTTPError.
             failure = f"{type(exc).__name__}: {exc}"
         else:
             self._remote[url] = source
@@ -152,16 +157,15 @@ class SourceImages:
 
     async def _download(self, url: str) -> bytes:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                follow_redirects=False,  # a redirect could leave the allowed hosts
+            self._client = upstream_client(
+                self._reach,
                 timeout=FETCH_TIMEOUT_S,
-                trust_env=False,
                 headers={
                     "User-Agent": "kairos-images",
                     "Accept": "image/*",
                     "Accept-Encoding": ACCEPT_ENCODING,
                 },
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+                max_connections=32,
             )
         async with self._client.stream("GET", url) as response:
             if response.status_code != 200:

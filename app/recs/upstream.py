@@ -25,6 +25,7 @@ from app.metrics import Metrics
 from app.profiles.schema import SKU
 from app.settings import ConfigError
 from app.upstream_body import ACCEPT_ENCODING, TooLarge, capped_body
+from app.upstream_client import Reach, upstream_client
 
 log = logging.getLogger("kairos.recs")
 
@@ -47,7 +48,13 @@ class UpstreamModel:
     """One client for the model's URL, made on first use and closed with the app."""
 
     def __init__(
-        self, url: str, hosts: Sequence[str], metrics: Metrics, *, timeout_s: float
+        self,
+        url: str,
+        hosts: Sequence[str],
+        metrics: Metrics,
+        *,
+        timeout_s: float,
+        private_hosts: Sequence[str] = (),
     ) -> None:
         host = (urlsplit(url).hostname or "").lower()
         port = urlsplit(url).port
@@ -56,9 +63,25 @@ class UpstreamModel:
             raise ConfigError(
                 f"KAIROS_RECS_URL: its host {host!r} must be in KAIROS_UPSTREAM_HOSTS"
             )
+        try:
+            httpx.URL(url)  # what the settings' check lets through, httpx may not send
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"KAIROS_RECS_URL: {exc}") from None
         self.url = url
+        self._reach = Reach(hosts, private_hosts)
         self._timeout_s = timeout_s
-        self._client: httpx.AsyncClient | None = None
+        # Made now, not on first use: its TLS set-up (tens of ms) would eat the first
+        # reader's whole `KAIROS_RECS_TIMEOUT_MS`.
+        self._client: httpx.AsyncClient | None = upstream_client(
+            self._reach,
+            timeout=timeout_s,
+            headers={
+                "User-Agent": "kairos-recs",
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
+            max_connections=64,
+        )
         self._results = {r: metrics.recs_upstream.labels(r) for r in RESULTS}
 
     async def ask(self, context: dict[str, Any], deadline: float) -> dict[str, float]:
@@ -92,17 +115,7 @@ class UpstreamModel:
 
     async def _post(self, context: dict[str, Any]) -> bytes:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                follow_redirects=False,  # a redirect could leave the allowed hosts
-                timeout=self._timeout_s,
-                trust_env=False,
-                headers={
-                    "User-Agent": "kairos-recs",
-                    "Accept": "application/json",
-                    "Accept-Encoding": ACCEPT_ENCODING,
-                },
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            )
+            raise Invalid("unavailable", "closed")
         headers = {"Content-Type": "application/json"}
         async with self._client.stream(
             "POST", self.url, content=orjson.dumps(context), headers=headers

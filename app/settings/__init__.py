@@ -57,6 +57,7 @@ class Settings:
     amp_senders: tuple[str, ...]
     budget_ms: int
     upstream_hosts: tuple[str, ...]
+    upstream_private_hosts: tuple[str, ...]
     recs_cooccurrence: bool
     recs_neighbours: int
     recs_url: str | None
@@ -96,6 +97,7 @@ class Settings:
     host: str
     port: int
     workers: int
+    metrics_dir: Path | None
     client_api_key: Secret | None
     amp_validator_dir: Path
     # Not a variable: set by `with_development_key` when it supplied `secret_keys`.

@@ -181,6 +181,14 @@ SETTINGS: tuple[Setting, ...] = (
         shown="none",
     ),
     Setting(
+        "KAIROS_UPSTREAM_PRIVATE_HOSTS", "upstream_private_hosts", parse.hosts, "",
+        "Hosts of `KAIROS_UPSTREAM_HOSTS` that may resolve to addresses off the public "
+        "internet (an internal recommendation model). Any other name is refused when it "
+        "resolves to a loopback, private, link-local or other non-public address, checked "
+        "as each connection is made; an entry written as an IP address is reached as written.",
+        shown="none",
+    ),
+    Setting(
         "KAIROS_RECS_COOCCURRENCE", "recs_cooccurrence", parse.boolean, "true",
         "Count which products readers view, cart and buy together (and what each primary "
         "segment views and buys), from every event ingested, for recommendations.",
@@ -377,6 +385,14 @@ SETTINGS: tuple[Setting, ...] = (
         "WEB_CONCURRENCY", "workers", Integer(1, 1024), "1",
         "Worker processes of `kairos serve` (`--workers` overrides it); more than one needs "
         "`REDIS_URL`.",
+    ),
+    Setting(
+        "KAIROS_METRICS_DIR", "metrics_dir", parse.folder, None,
+        "Folder where each worker process writes its metrics so that `GET /metrics` on any "
+        "of them answers for all (Prometheus multiprocess files). `kairos serve --workers N` "
+        "sets it to a private folder of its own, made at start and removed at exit; set it "
+        "only when another supervisor runs the workers, to an empty folder each start.",
+        shown="unset (one process: its own numbers)",
     ),
     Setting(
         "KAIROS_API_KEY", "client_api_key", parse.secret, None,

@@ -39,6 +39,8 @@ from support import (
 )
 
 from app.errors import StoreUnavailable
+from app.metrics import Metrics
+from app.stores.redis.breaker import Breaker
 from app.stores.redis.connection import RedisConnection
 from app.stores.redis.keys import CATALOG_KEY, CHANGES_CHANNEL
 
@@ -157,7 +159,11 @@ class Traffic:
 
 def metrics_of(base: str) -> dict[str, float]:
     """The samples of /metrics without labels, by name."""
-    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return samples_of(httpx.get(f"{base}/metrics", timeout=5).text)
+
+
+def samples_of(exposition: bytes | str) -> dict[str, float]:
+    text = exposition.decode() if isinstance(exposition, bytes) else exposition
     return {
         s.name: s.value
         for family in text_string_to_metric_families(text)
@@ -393,6 +399,31 @@ def test_redis_black_holed_then_replaced(tmp_path: Path, servers: list[Any]) -> 
     assert_open_time_held(traffic)
     assert metrics_of(kairos.base)["kairos_redis_breaker_open"] == 0
     wait_until_following(replacement, within_s=3.0)
+
+
+def test_the_breaker_is_reported_by_workers_sharing_their_numbers(tmp_path: Path) -> None:
+    """With `kairos serve --workers N` every worker copies its numbers to a shared
+    folder and a scrape merges them: the breaker's are among them."""
+    now = [100.0]
+    breaker = Breaker(threshold=1, open_s=0.5, clock=lambda: now[0])
+    metrics = Metrics(tmp_path, breaker)
+    try:
+        assert samples_of(metrics.render())["kairos_redis_breaker_open"] == 0
+        breaker.admit()
+        breaker.failed()
+        for _ in range(3):
+            with pytest.raises(StoreUnavailable):
+                breaker.admit()
+        seen = samples_of(metrics.render())
+        assert seen["kairos_redis_breaker_open"] == 1
+        assert seen["kairos_redis_breaker_refused_total"] == 3
+        assert seen["kairos_redis_breaker_opened_total"] == 1
+        now[0] += 0.5
+        assert breaker.admit()  # the probe
+        breaker.succeeded()
+        assert samples_of(metrics.render())["kairos_redis_breaker_open"] == 0
+    finally:
+        metrics.close()
 
 
 # --- cancelled mid-flight --------------------------------------------------------------------
