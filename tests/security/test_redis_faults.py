@@ -325,7 +325,8 @@ def test_redis_killed_mid_traffic_then_restarted(tmp_path: Path, servers: list[A
     for outcome in refused:
         assert outcome.response is not None
         assert_ingest_refused(outcome.response)
-    assert all(o.status == 202 for o in traffic.of("events", until=killed - 0.05))
+    # (A request sent just before the kill may reach Redis after it.)
+    assert all(o.status == 202 for o in traffic.of("events", until=killed - 0.25))
     after = traffic.of("events", since=recovered - 0.4)
     assert after and all(o.status == 202 for o in after), [o.status for o in after]
     assert took < 6.0, f"ready {took:.2f}s after Redis restarted at {restarted:.2f}"
