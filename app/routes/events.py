@@ -1,6 +1,7 @@
 """Events in: `POST /v1/events` (native) and the Segment HTTP Tracking API under
 `/segment` (`/segment/v1/batch`, `/segment/v1/track`, ...), both taking write keys, both
-answering CORS preflight so a site's pages can post them."""
+answering CORS preflight so a site's pages can post them. Each request counts once
+against its key's rate limit (`app/ratelimit.py`, family `events`), a batch as one."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from app.events.intake import (
 from app.events.outcome import IngestResult
 from app.events.segment import CALLS
 from app.http import content_type, parse_json
+from app.ratelimit import EVENTS, stamp
 from app.responses import JSONResponse
 from app.services import Services
 
@@ -46,12 +48,14 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 def routes(services: Services) -> list[Route]:
     settings = services.settings
-    keys, ingest = services.api_keys, services.ingest
+    keys, ingest, limits = services.api_keys, services.ingest, services.limits
     limit, max_count = settings.events_max_body_bytes, settings.events_max_count
     cors = Cors(settings.event_origins)
 
     async def native(request: Request) -> Response:
-        trusted = keys.check_writer(presented_key(request))
+        presented = presented_key(request)
+        trusted = keys.check_writer(presented)
+        fields = await limits.take(EVENTS, (presented or "").encode())
         media_type = content_type(request.headers)
         if media_type != "application/json":
             raise UnsupportedMediaType("send the events as application/json")
@@ -60,25 +64,30 @@ def routes(services: Services) -> list[Route]:
         check_count(docs, max_count)
         result = await ingest.ingest(docs, trusted=trusted, body_bytes=len(body))
         if docs and len(result.rejected) == len(docs):
-            return _nothing_valid(result, 422)
-        return JSONResponse(result.body(), status_code=202)
+            return stamp(_nothing_valid(result, 422), fields)
+        return stamp(JSONResponse(result.body(), status_code=202), fields)
 
     def segment(call: str) -> Handler:
         async def handler(request: Request) -> Response:
             presented = presented_key(request)
-            # A key in the header is checked before the body costs anything to read.
-            trusted = keys.check_writer(presented) if presented is not None else None
+            # A key in the header is checked (and counted) before the body costs
+            # anything to read.
+            trusted, fields = None, None
+            if presented is not None:
+                trusted = keys.check_writer(presented)
+                fields = await limits.take(EVENTS, presented.encode())
             # analytics.js posts text/plain (no preflight); the SDKs application/json.
             body = SegmentBody(call, parse_json(await read_body(request, limit)))
             if trusted is None:
                 trusted = keys.check_writer(body.write_key)
+                fields = await limits.take(EVENTS, (body.write_key or "").encode())
             check_count(body.messages, max_count)
             docs = body.translated(ingest.clock)
             result = await ingest.ingest(docs, dialect="segment", trusted=trusted)
             if docs and len(result.rejected) == len(docs):
-                return _nothing_valid(result, 400)
+                return stamp(_nothing_valid(result, 400), fields)
             # The SDKs retry anything but 200: an accepted request must be 200 here.
-            return JSONResponse({"success": True, **result.body()})
+            return stamp(JSONResponse({"success": True, **result.body()}), fields)
 
         handler.__name__ = f"segment_{call}"  # the route's name in metrics and logs
         return handler
