@@ -21,7 +21,7 @@ from types import MappingProxyType
 
 from starlette.responses import Response
 
-from app.errors import StoreUnavailable, TooManyRequests
+from app.errors import KairosError, StoreUnavailable, TooManyRequests
 from app.metrics import Metrics
 from app.settings import Secret, Settings
 from app.stores.protocols import RateStore
@@ -73,8 +73,7 @@ class Policy:
             "RateLimit-Policy": f"{self.per_s};w=1",
         }
         message = (
-            f"this key is over its limit of {self.per_s} requests a second here; "
-            f"retry in {retry} s"
+            f"this key is over its limit of {self.per_s} requests a second here; retry in {retry} s"
         )
         return TooManyRequests(message, MappingProxyType(headers))
 
@@ -129,6 +128,13 @@ def stamp(response: Response, fields: RawHeaders | None) -> Response:
     if fields:
         response.raw_headers.extend(fields)
     return response
+
+
+def attach(error: KairosError, fields: RawHeaders | None) -> None:
+    """Give an error raised after its request was counted the fields of that count."""
+    if fields:
+        named = {name.decode(): value.decode() for name, value in fields}
+        error.headers = {**(error.headers or {}), **named}
 
 
 def _seconds(us: int) -> int:

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.auth import presented_key
-from app.errors import NO_STORE, Forbidden, UnsupportedMediaType, error_response
+from app.errors import NO_STORE, Forbidden, KairosError, UnsupportedMediaType, error_response
 from app.events.intake import (
     WEBHOOK,
     SegmentBody,
@@ -25,7 +25,7 @@ from app.events.intake import (
 from app.events.outcome import IngestResult
 from app.events.segment import CALLS
 from app.http import content_type, parse_json
-from app.ratelimit import EVENTS, stamp
+from app.ratelimit import EVENTS, attach, stamp
 from app.responses import JSONResponse
 from app.services import Services
 
@@ -56,13 +56,17 @@ def routes(services: Services) -> list[Route]:
         presented = presented_key(request)
         trusted = keys.check_writer(presented)
         fields = await limits.take(EVENTS, (presented or "").encode())
-        media_type = content_type(request.headers)
-        if media_type != "application/json":
-            raise UnsupportedMediaType("send the events as application/json")
-        body = await read_body(request, limit)
-        docs = native_events(parse_json(body))
-        check_count(docs, max_count)
-        result = await ingest.ingest(docs, trusted=trusted, body_bytes=len(body))
+        try:
+            media_type = content_type(request.headers)
+            if media_type != "application/json":
+                raise UnsupportedMediaType("send the events as application/json")
+            body = await read_body(request, limit)
+            docs = native_events(parse_json(body))
+            check_count(docs, max_count)
+            result = await ingest.ingest(docs, trusted=trusted, body_bytes=len(body))
+        except KairosError as exc:
+            attach(exc, fields)
+            raise
         if docs and len(result.rejected) == len(docs):
             return stamp(_nothing_valid(result, 422), fields)
         return stamp(JSONResponse(result.body(), status_code=202), fields)
@@ -76,14 +80,18 @@ def routes(services: Services) -> list[Route]:
             if presented is not None:
                 trusted = keys.check_writer(presented)
                 fields = await limits.take(EVENTS, presented.encode())
-            # analytics.js posts text/plain (no preflight); the SDKs application/json.
-            body = SegmentBody(call, parse_json(await read_body(request, limit)))
-            if trusted is None:
-                trusted = keys.check_writer(body.write_key)
-                fields = await limits.take(EVENTS, (body.write_key or "").encode())
-            check_count(body.messages, max_count)
-            docs = body.translated(ingest.clock)
-            result = await ingest.ingest(docs, dialect="segment", trusted=trusted)
+            try:
+                # analytics.js posts text/plain (no preflight); the SDKs application/json.
+                body = SegmentBody(call, parse_json(await read_body(request, limit)))
+                if trusted is None:
+                    trusted = keys.check_writer(body.write_key)
+                    fields = await limits.take(EVENTS, (body.write_key or "").encode())
+                check_count(body.messages, max_count)
+                docs = body.translated(ingest.clock)
+                result = await ingest.ingest(docs, dialect="segment", trusted=trusted)
+            except KairosError as exc:
+                attach(exc, fields)
+                raise
             if docs and len(result.rejected) == len(docs):
                 return stamp(_nothing_valid(result, 400), fields)
             # The SDKs retry anything but 200: an accepted request must be 200 here.

@@ -19,7 +19,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.auth import ApiKeys, bearer
-from app.ratelimit import API, RateLimits, stamp
+from app.errors import KairosError
+from app.ratelimit import API, RateLimits, attach, stamp
 from app.studio.access import StudioAccess
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -59,7 +60,12 @@ def _guard(
         if limits is None:
             return await handler(request)
         fields = await limits.take(API, bearer(request) or b"")
-        return stamp(await handler(request), fields)
+        try:
+            response = await handler(request)
+        except KairosError as exc:
+            attach(exc, fields)
+            raise
+        return stamp(response, fields)
 
     checked.__name__ = checked.__qualname__ = getattr(handler, "__name__", "endpoint")
     return checked
