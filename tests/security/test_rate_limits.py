@@ -11,6 +11,7 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -516,3 +517,46 @@ def test_two_processes_on_one_redis_share_one_budget(
         assert_refused(r, limit)
     # refused by both servers: each sees the other's requests
     assert {answers[limit].url.port, answers[limit + 1].url.port} == {a.port, b.port}
+
+
+# --- the OpenAPI description says which operations are limited ------------------------
+
+PATH_VALUES = {"user_id": "ada", "template": "welcome", "campaign": "spring"}
+DOCUMENTED_FIELDS = {
+    "Retry-After",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+}
+
+
+async def test_429_is_documented_on_exactly_the_operations_that_answer_it(settings: Any):
+    app = create_app(settings(KAIROS_RATE_API=1, KAIROS_RATE_EVENTS=1))
+    doc = (await _openapi(app))["paths"]
+    checked = 0
+    async with serve(app) as c:
+        # Both of the key's budgets spent: a limited route answers 429 before anything else.
+        await c.get("/v1/templates", headers=AUTH)
+        await c.post("/v1/events", json={"events": []}, headers=AUTH)
+        for route in app.router.routes:
+            path = getattr(route, "path", "")
+            if path == "/designer/events":
+                continue  # a stream of server-sent events: it never ends by itself
+            for method in sorted(getattr(route, "methods", ()) - {"HEAD", "OPTIONS"}):
+                url = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES.get(m[1], "x"), path)
+                body = {} if method in ("POST", "PUT", "PATCH") else None
+                r = await c.request(method, url, json=body, headers=AUTH)
+                documented = doc[path][method.lower()]["responses"]
+                assert (r.status_code == 429) == ("429" in documented), (method, path, r.text)
+                if r.status_code == 429:
+                    assert r.headers["ratelimit-policy"] == "1;w=1"
+                    assert set(documented["429"]["headers"]) == DOCUMENTED_FIELDS
+                checked += 1
+    assert checked > 30
+
+
+async def _openapi(app: Starlette) -> dict[str, Any]:
+    async with serve(app) as c:
+        doc: dict[str, Any] = (await c.get("/openapi.json")).json()
+    return doc
