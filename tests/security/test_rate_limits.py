@@ -411,6 +411,26 @@ async def test_buckets_expire_once_full_again(
     assert redis_client.keys("kairos:rate:*") == []
 
 
+async def test_a_stale_bucket_gives_a_full_burst_never_more(
+    settings: Any, redis_url: str, redis_client: redis.Redis
+):
+    app = create_app(settings(REDIS_URL=redis_url, KAIROS_RATE_API=3))
+    # A bucket whose time is long past (written by hand, without its expiry): the
+    # script holds it at now, as the embedded store does.
+    seconds, micros = redis_client.time()
+    name = app.state.services.limits.bucket("api", api_key().encode())
+    redis_client.set(name, (seconds - 60) * US + micros)
+    async with serve(app) as c:
+        for remaining in (2, 1, 0):
+            assert fields(await c.get("/v1/segments", headers=AUTH)) == allowed(3, remaining)
+        assert_refused(await c.get("/v1/segments", headers=AUTH), 3)
+        # Kept to the microsecond: whole digits, a second ahead of Redis's clock.
+        raw = redis_client.get(name)
+        seconds, micros = redis_client.time()
+        assert raw is not None and raw.isdigit(), raw
+        assert 0 < int(raw) - (seconds * US + micros) <= US
+
+
 async def test_a_flushed_script_cache_is_reloaded(
     settings: Any, redis_url: str, redis_client: redis.Redis
 ):

@@ -11,8 +11,8 @@ from app.errors import StoreUnavailable
 from app.stores.redis.connection import NAME, RedisConnection
 
 # KEYS[1]: the bucket; ARGV: interval and capacity (µs). The same steps as
-# app/stores/memory_rates.py. Times go through `%.0f`: Lua's own number-to-text keeps
-# 14 digits, and a time in µs has 16.
+# app/stores/memory_rates.py. (A time in µs, ~2^51, is exact in Lua's doubles, and Redis
+# writes a number argument with all its digits.)
 TAKE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -21,8 +21,7 @@ local arrival = tonumber(redis.call('GET', KEYS[1])) or now
 if arrival < now then arrival = now end
 local ahead = arrival + interval - now
 if ahead > capacity then return {0, arrival - now} end
-redis.call('SET', KEYS[1], string.format('%.0f', arrival + interval), 'PX',
-  math.ceil(ahead / 1000))
+redis.call('SET', KEYS[1], arrival + interval, 'PX', math.ceil(ahead / 1000))
 return {1, ahead}
 """
 SHA = hashlib.sha1(TAKE.encode(), usedforsecurity=False).hexdigest()
