@@ -58,8 +58,8 @@ class Policy:
         remaining = (self.capacity_us - ahead_us) // self.interval_us
         return [
             *self._fixed,
-            (b"ratelimit-remaining", str(remaining).encode()),
-            (b"ratelimit-reset", str(_seconds(ahead_us)).encode()),
+            (b"ratelimit-remaining", b"%d" % remaining),
+            (b"ratelimit-reset", b"%d" % _seconds(ahead_us)),
         ]
 
     def refused(self, ahead_us: int) -> TooManyRequests:
