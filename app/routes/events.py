@@ -44,6 +44,7 @@ SEGMENT_CALLS = MappingProxyType(
 SEGMENT_PATHS = tuple(f"{SEGMENT_PREFIX}/v1/{name}" for name in SEGMENT_CALLS)
 PATHS = (NATIVE_PATH, *SEGMENT_PATHS)
 Handler = Callable[[Request], Awaitable[Response]]
+EXPOSED = "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy"
 
 
 def routes(services: Services) -> list[Route]:
@@ -150,6 +151,8 @@ class Cors:
                 response = error_response(exc, request.method, request.url.path)
             if allowed is not None:
                 response.headers["Access-Control-Allow-Origin"] = allowed
+                # A page's script may read how long to wait, and what is left.
+                response.headers["Access-Control-Expose-Headers"] = EXPOSED
                 if allowed != "*":
                     response.headers["Vary"] = "Origin"
             return response

@@ -192,6 +192,18 @@ async def test_a_write_key_gets_its_limit_then_429_on_each_dialect(
     assert_refused(await client.post(path, json=body, headers=headers), 2)
 
 
+async def test_a_page_s_script_may_read_the_fields_of_events_answers(
+    client: httpx.AsyncClient,
+):
+    page = {**WRITE, "Origin": "https://shop.example.com"}
+    for status in (202, 202, 429):
+        r = await client.post("/v1/events", json={"events": []}, headers=page)
+        assert r.status_code == status
+        assert r.headers["access-control-allow-origin"] == "*"
+        exposed = {h.strip().lower() for h in r.headers["access-control-expose-headers"].split(",")}
+        assert exposed == {"retry-after", *FIELDS}
+
+
 async def test_the_dialects_share_the_write_key_s_budget(client: httpx.AsyncClient):
     for post in (native, segment_body):
         path, body, headers = post(1)
