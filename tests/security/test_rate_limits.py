@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis
 from starlette.applications import Starlette
@@ -34,6 +35,7 @@ from support import (
 )
 
 from app.app import create_app
+from app.cli import main
 from app.ratelimit import US
 from app.stores.bundle import embedded_stores
 from app.stores.memory_rates import MemoryRates
@@ -592,3 +594,32 @@ async def _openapi(app: Starlette) -> dict[str, Any]:
     async with serve(app) as c:
         doc: dict[str, Any] = (await c.get("/openapi.json")).json()
     return doc
+
+
+def test_kairos_import_through_a_limited_server_waits_and_loses_nothing(
+    two_servers: tuple[KairosProcess, KairosProcess],
+    redis_client: redis.Redis,
+    clean_environ: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+):
+    a, _ = two_servers  # 4 API requests and 3 events requests a second per key
+    monkeypatch.setenv("KAIROS_API_KEY", api_key())
+    profiles = tmp_path / "profiles.jsonl"
+    rows = [{"user_id": f"rl{i}", "loyalty_points": i} for i in range(10)]
+    profiles.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    started = time.monotonic()
+    assert main(["import", "profiles", str(profiles), "--server", a.base]) == 0
+    # 10 at 4 a second: the first 4 at once, then one every 250 ms, 429s waited out.
+    assert time.monotonic() - started > 1.0
+    assert "imported 10, rejected 0" in capsys.readouterr().out
+    assert orjson.loads(redis_client.get("kairos:{rl9}:profile"))["loyalty_points"] == 9
+
+    for _ in range(3):  # the key's events budget spent
+        httpx.post(f"{a.base}/v1/events", json={"events": []}, headers=AUTH)
+    events = tmp_path / "events.jsonl"
+    event = {"event_id": "rl-cli-1", "user_id": "rl1", "type": "page_view", "url": "/"}
+    events.write_bytes(orjson.dumps(event) + b"\n")
+    assert main(["import", "events", str(events), "--server", a.base]) == 0
+    assert capsys.readouterr().out.startswith("accepted 1, duplicates 0")
