@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
                     *campaigns.routes(services),
                 ],
                 access,
+                services.limits,
             ),
             *studio_page.routes(services, access),
             *stream.routes(live, access),

@@ -20,6 +20,8 @@ class KairosError(Exception):
 
     status = 400
     code = "bad_request"
+    # Headers of the answer besides the body's (a 429's Retry-After and RateLimit-*).
+    headers: Mapping[str, str] | None = None
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
         super().__init__(message)
@@ -67,6 +69,14 @@ class Unprocessable(KairosError):
     status, code = 422, "invalid"
 
 
+class TooManyRequests(KairosError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, headers: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
 class StoreUnavailable(Exception):
     """The profile store cannot answer; callers serve cached or fallback content."""
 
@@ -93,7 +103,7 @@ def error_response(exc: Exception, method: str, path: str) -> Response:
     must not serve one reader's refusal to another, or keep serving a passing one.
     `path` is as the logs may show it (`app.middleware.observe.loggable_path`)."""
     if isinstance(exc, KairosError):
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else exc.headers
         return _error(exc.body(), exc.status, headers)
     if isinstance(exc, HTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")

@@ -225,6 +225,18 @@ class Metrics:
             "server refused or was unreachable, limited: over the per-minute limit)",
             ["result"],
         )
+        self.rate_limited = Counter(
+            "kairos_rate_limited",
+            "Requests answered 429 by a key's rate limit, by family of routes (api: the "
+            "server-to-server routes; events: both events dialects)",
+            ["family"],
+        )
+        self.rate_limit_fail_open = Counter(
+            "kairos_rate_limit_fail_open",
+            "Requests let through without a rate limit check because its store did not "
+            "answer (Redis down or its circuit open), by family of routes",
+            ["family"],
+        )
         self.store_up = Gauge(
             "kairos_store_up",
             "1 when the last store check succeeded (workers: 1 when that of one live "
@@ -236,6 +248,8 @@ class Metrics:
         )
         self.workers.set(1)
         self._all: tuple[Exposed, ...] = (
+            self.rate_limited,
+            self.rate_limit_fail_open,
             self.studio_tests,
             self.events,
             self.segment_record_errors,

@@ -17,6 +17,7 @@ from app.links import LinkSigner
 from app.metrics import Metrics
 from app.picks import Picks
 from app.profiles.cache import CachedProfiles
+from app.ratelimit import RateLimits
 from app.reader import ReaderData
 from app.reader.catalog import Catalog
 from app.recs.cooccurrence import CoOccurrence
@@ -58,6 +59,7 @@ class Services:
     cooccurrence: CoOccurrence
     amp_check: AmpCheck
     previews: Previews
+    limits: RateLimits
 
 
 def build_services(settings: Settings, stores: Stores | None = None) -> Services:
@@ -154,4 +156,5 @@ def build_services(settings: Settings, stores: Stores | None = None) -> Services
         amp_check=amp_check,
         # One for the studio's routes (previews, tests sent): its markers compiled once.
         previews=Previews(renderer, amp_check),
+        limits=RateLimits(settings, stores.rates, metrics),
     )

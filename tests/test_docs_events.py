@@ -32,6 +32,7 @@ LIMIT_SETTINGS = (
     "dedupe_window_s",
     "history_events",
     "history_days",
+    "rate_events",
 )
 
 

@@ -1046,6 +1046,8 @@ def leftovers(sync_client: redis.Redis, needles: list[str]) -> tuple[int, list[s
         scanned += 1
         kind = client.type(key).decode()
         values: list[bytes]
+        if kind == "none":
+            continue  # expired since SCAN listed it (a rate limit bucket lives ~1 s)
         if kind == "string":
             values = [client.get(key) or b""]
         elif kind == "set":

@@ -197,6 +197,7 @@ BAD_IDS[-1] = "a" * 129
 TAGGED = re.compile(
     r"kairos:\{~?[A-Za-z0-9_.:-]{1,128}\}:[a-z]+|kairos:suppressed:\{\d+\}"
     r"|kairos:(catalog|popular|audit:erasures)"
+    r"|kairos:rate:(api|events):[0-9a-f]{32}"  # a key's rate limit bucket, while it lives
 )
 
 

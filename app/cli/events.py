@@ -143,8 +143,8 @@ def _client(server: str, api_key: Secret) -> httpx.AsyncClient:
 
 
 async def _post(client: httpx.AsyncClient, server: str, docs: list[Any]) -> dict[str, Any]:
-    """The server's answer to one batch. A 503 or a lost answer is retried: the server
-    dedupes, so a retried event is applied once."""
+    """The server's answer to one batch. A 503, a 429 (the key over its rate limit) or a
+    lost answer is retried: the server dedupes, so a retried event is applied once."""
     body, headers = orjson.dumps({"events": docs}), {"Content-Type": "application/json"}
     for attempt in range(RETRIES):
         wait = min(0.25 * 2**attempt, 8.0)
@@ -158,12 +158,14 @@ async def _post(client: httpx.AsyncClient, server: str, docs: list[Any]) -> dict
         if response.status_code in (202, 422):  # 422: nothing valid, each entry says why
             answer: dict[str, Any] = response.json()
             return answer
-        if response.status_code != 503:
+        if response.status_code not in (429, 503):
             raise KairosError(f"{server} answered {response.status_code}: {response.text[:300]}")
         after = response.headers.get("Retry-After", "")
         numeric = after.isascii() and after.isdigit()
         await asyncio.sleep(min(float(after), 30.0) if numeric else wait)
-    raise StoreUnavailable(f"{server} still answered 503 after {RETRIES} attempts")
+    raise StoreUnavailable(
+        f"{server} still answered {response.status_code} after {RETRIES} attempts"
+    )
 
 
 def _doc(line: bytes) -> Any:

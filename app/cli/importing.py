@@ -19,6 +19,7 @@ from app.stores.bundle import Stores, redis_stores
 
 BATCH = 1000
 MAX_REPORTED_ERRORS = 20
+RATE_LIMITED_TRIES = 20  # a 429 answered with Retry-After, then tried again
 
 
 def import_(args: argparse.Namespace) -> int:
@@ -98,7 +99,14 @@ async def _import_http(kind: str, path: Path, server: str, api_key: Secret | Non
         nonlocal imported
         try:
             async with limit:
-                response = await client.put(f"/v1/profiles/{user_id}", json=profile)
+                for _ in range(RATE_LIMITED_TRIES):
+                    response = await client.put(f"/v1/profiles/{user_id}", json=profile)
+                    if response.status_code != 429:
+                        break
+                    # The key is over its rate limit (KAIROS_RATE_API): wait as told.
+                    after = response.headers.get("Retry-After", "")
+                    numeric = after.isascii() and after.isdigit()
+                    await asyncio.sleep(min(int(after), 30) if numeric else 1)
         except httpx.HTTPError as exc:
             errors.append(f"{user_id}: {type(exc).__name__}: {exc}")
         else:

@@ -6,7 +6,7 @@ from typing import Any
 
 from app import __version__
 from app.openapi.paths import paths
-from app.openapi.schemas import components, error
+from app.openapi.schemas import components, error, rate_limited
 from app.settings import SETTINGS, describe
 
 
@@ -30,7 +30,8 @@ def _with_common_errors(found: dict[str, Any]) -> dict[str, Any]:
     """Every operation's answers, with those every such route gives in the same way (the
     one error path of app/errors.py) added where its own entry does not say them: a
     JSON body that is not JSON (400), too large (413) or not sent as JSON (415); a
-    reader id in the path that is not one (400)."""
+    reader id in the path that is not one (400); a key over its rate limit (429, on
+    every operation that takes a key: app/ratelimit.py)."""
     for path, item in found.items():
         for method, operation in item.items():
             if method not in METHODS:
@@ -43,4 +44,8 @@ def _with_common_errors(found: dict[str, Any]) -> dict[str, Any]:
                 responses.setdefault("415", error("the body is not sent as application/json"))
             if "{user_id}" in path:
                 responses.setdefault("400", error("not a reader id (`invalid_field`)"))
+            if operation.get("security"):
+                limited = rate_limited()
+                # An operation's own 429 (the studio's tests a minute) gets the fields too.
+                responses.setdefault("429", limited)["headers"] = limited["headers"]
     return found

@@ -44,7 +44,10 @@ def mail_paths() -> dict[str, Any]:
                         "unsubscribed (`unsubscribed`)"
                     ),
                     "422": error("a bad address (`invalid_address`), field or template"),
-                    "429": error("more than 10 tests a minute (`rate_limited`): see Retry-After"),
+                    "429": error(
+                        "more than 10 tests a minute, or the key over its rate limit "
+                        "(`rate_limited`): see Retry-After"
+                    ),
                     "502": error("the SMTP server is unreachable or refused (`smtp_failed`)"),
                 },
             }

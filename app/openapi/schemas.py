@@ -26,6 +26,26 @@ def error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": error_schema()}}}
 
 
+def rate_limited() -> dict[str, Any]:
+    """The 429 of a key over its rate limit, with its fields (draft-ietf-httpapi-
+    ratelimit-headers-06; a counted answer of the operation carries the RateLimit-* too)."""
+    whole = {"type": "integer", "minimum": 0}
+    headers = {
+        "Retry-After": ("seconds to wait before the next request fits", {**whole, "minimum": 1}),
+        "RateLimit-Limit": ("requests a second this key may make to these routes", whole),
+        "RateLimit-Remaining": ("requests left now: 0", whole),
+        "RateLimit-Reset": ("seconds until the key's full quota is back", whole),
+        "RateLimit-Policy": ("the quota and its window, `N;w=1`", {"type": "string"}),
+    }
+    return {
+        **error("this key is over its rate limit (`rate_limited`): retry after `Retry-After`"),
+        "headers": {
+            name: {"description": text, "schema": schema}
+            for name, (text, schema) in headers.items()
+        },
+    }
+
+
 def json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "description": description,

@@ -1,6 +1,7 @@
 """Events in: `POST /v1/events` (native) and the Segment HTTP Tracking API under
 `/segment` (`/segment/v1/batch`, `/segment/v1/track`, ...), both taking write keys, both
-answering CORS preflight so a site's pages can post them."""
+answering CORS preflight so a site's pages can post them. Each request counts once
+against its key's rate limit (`app/ratelimit.py`, family `events`), a batch as one."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.auth import presented_key
-from app.errors import NO_STORE, Forbidden, UnsupportedMediaType, error_response
+from app.errors import NO_STORE, Forbidden, KairosError, UnsupportedMediaType, error_response
 from app.events.intake import (
     WEBHOOK,
     SegmentBody,
@@ -24,6 +25,7 @@ from app.events.intake import (
 from app.events.outcome import IngestResult
 from app.events.segment import CALLS
 from app.http import content_type, parse_json
+from app.ratelimit import EVENTS, attach, stamp
 from app.responses import JSONResponse
 from app.services import Services
 
@@ -42,43 +44,59 @@ SEGMENT_CALLS = MappingProxyType(
 SEGMENT_PATHS = tuple(f"{SEGMENT_PREFIX}/v1/{name}" for name in SEGMENT_CALLS)
 PATHS = (NATIVE_PATH, *SEGMENT_PATHS)
 Handler = Callable[[Request], Awaitable[Response]]
+EXPOSED = "Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy"
 
 
 def routes(services: Services) -> list[Route]:
     settings = services.settings
-    keys, ingest = services.api_keys, services.ingest
+    keys, ingest, limits = services.api_keys, services.ingest, services.limits
     limit, max_count = settings.events_max_body_bytes, settings.events_max_count
     cors = Cors(settings.event_origins)
 
     async def native(request: Request) -> Response:
-        trusted = keys.check_writer(presented_key(request))
-        media_type = content_type(request.headers)
-        if media_type != "application/json":
-            raise UnsupportedMediaType("send the events as application/json")
-        body = await read_body(request, limit)
-        docs = native_events(parse_json(body))
-        check_count(docs, max_count)
-        result = await ingest.ingest(docs, trusted=trusted, body_bytes=len(body))
+        presented = presented_key(request)
+        trusted = keys.check_writer(presented)
+        fields = await limits.take(EVENTS, (presented or "").encode())
+        try:
+            media_type = content_type(request.headers)
+            if media_type != "application/json":
+                raise UnsupportedMediaType("send the events as application/json")
+            body = await read_body(request, limit)
+            docs = native_events(parse_json(body))
+            check_count(docs, max_count)
+            result = await ingest.ingest(docs, trusted=trusted, body_bytes=len(body))
+        except KairosError as exc:
+            attach(exc, fields)
+            raise
         if docs and len(result.rejected) == len(docs):
-            return _nothing_valid(result, 422)
-        return JSONResponse(result.body(), status_code=202)
+            return stamp(_nothing_valid(result, 422), fields)
+        return stamp(JSONResponse(result.body(), status_code=202), fields)
 
     def segment(call: str) -> Handler:
         async def handler(request: Request) -> Response:
             presented = presented_key(request)
-            # A key in the header is checked before the body costs anything to read.
-            trusted = keys.check_writer(presented) if presented is not None else None
-            # analytics.js posts text/plain (no preflight); the SDKs application/json.
-            body = SegmentBody(call, parse_json(await read_body(request, limit)))
-            if trusted is None:
-                trusted = keys.check_writer(body.write_key)
-            check_count(body.messages, max_count)
-            docs = body.translated(ingest.clock)
-            result = await ingest.ingest(docs, dialect="segment", trusted=trusted)
+            # A key in the header is checked (and counted) before the body costs
+            # anything to read.
+            trusted, fields = None, None
+            if presented is not None:
+                trusted = keys.check_writer(presented)
+                fields = await limits.take(EVENTS, presented.encode())
+            try:
+                # analytics.js posts text/plain (no preflight); the SDKs application/json.
+                body = SegmentBody(call, parse_json(await read_body(request, limit)))
+                if trusted is None:
+                    trusted = keys.check_writer(body.write_key)
+                    fields = await limits.take(EVENTS, (body.write_key or "").encode())
+                check_count(body.messages, max_count)
+                docs = body.translated(ingest.clock)
+                result = await ingest.ingest(docs, dialect="segment", trusted=trusted)
+            except KairosError as exc:
+                attach(exc, fields)
+                raise
             if docs and len(result.rejected) == len(docs):
-                return _nothing_valid(result, 400)
+                return stamp(_nothing_valid(result, 400), fields)
             # The SDKs retry anything but 200: an accepted request must be 200 here.
-            return JSONResponse({"success": True, **result.body()})
+            return stamp(JSONResponse({"success": True, **result.body()}), fields)
 
         handler.__name__ = f"segment_{call}"  # the route's name in metrics and logs
         return handler
@@ -133,6 +151,8 @@ class Cors:
                 response = error_response(exc, request.method, request.url.path)
             if allowed is not None:
                 response.headers["Access-Control-Allow-Origin"] = allowed
+                # A page's script may read how long to wait, and what is left.
+                response.headers["Access-Control-Expose-Headers"] = EXPOSED
                 if allowed != "*":
                     response.headers["Vary"] = "Origin"
             return response

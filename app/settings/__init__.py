@@ -76,6 +76,8 @@ class Settings:
     history_events: int
     history_days: int
     event_origins: tuple[str, ...]
+    rate_api: int
+    rate_events: int
     redis_timeout_ms: int
     redis_pool_size: int
     store_retry_ms: int

@@ -279,6 +279,20 @@ SETTINGS: tuple[Setting, ...] = (
         "events from the browser (CORS); `*` allows any.",
     ),
     Setting(
+        "KAIROS_RATE_API", "rate_api", Integer(0, 1_000_000), "10000",
+        "Requests a second each API key may make to the server-to-server routes "
+        "(render, render batch, profiles, previews, segments, campaigns), all together, "
+        "with bursts of as many at once; over it, 429 with `Retry-After`. Shared by every "
+        "process on one `REDIS_URL`. `0`: no limit.",
+    ),
+    Setting(
+        "KAIROS_RATE_EVENTS", "rate_events", Integer(0, 1_000_000), "20000",
+        "Requests a second each write key (or API key) may post to the events routes, "
+        "both dialects together (a batch counts once), with bursts of as many at once; "
+        "over it, 429 with `Retry-After`. Shared by every process on one `REDIS_URL`. "
+        "`0`: no limit.",
+    ),
+    Setting(
         "KAIROS_REDIS_TIMEOUT_MS", "redis_timeout_ms", Integer(1, 60_000), "500",
         "Redis connect, socket and pool wait timeout.",
     ),

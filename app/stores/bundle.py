@@ -8,6 +8,7 @@ from app.settings import Settings
 from app.stores import memory
 from app.stores.memory_campaigns import MemoryCampaigns
 from app.stores.memory_events import MemoryEvents
+from app.stores.memory_rates import MemoryRates
 from app.stores.memory_recs import MemoryRecs
 from app.stores.memory_segments import MemorySegments
 from app.stores.protocols import (
@@ -18,6 +19,7 @@ from app.stores.protocols import (
     EventStore,
     PickStore,
     ProfileStore,
+    RateStore,
     RecsStore,
     Retention,
     SegmentStore,
@@ -31,6 +33,7 @@ from app.stores.redis.connection import RedisConnection
 from app.stores.redis.events import RedisEvents
 from app.stores.redis.picks import RedisPicks
 from app.stores.redis.profiles import RedisProfiles
+from app.stores.redis.rates import RedisRates
 from app.stores.redis.recs import RedisRecs
 from app.stores.redis.segments import RedisSegments
 
@@ -51,6 +54,7 @@ class Stores:
     segments: SegmentStore
     campaigns: CampaignStore
     recs: RecsStore
+    rates: RateStore
 
     async def erase(self, user_id: str, suppress: tuple[str, ...] = ()) -> bool:
         """Remove the reader from every store holding reader data (profile, picks, event
@@ -84,6 +88,7 @@ def embedded_stores(
         segments=MemorySegments(segments_cap),
         campaigns=MemoryCampaigns(),
         recs=MemoryRecs(),
+        rates=MemoryRates(),
     )
 
 
@@ -108,6 +113,7 @@ def redis_stores(
         segments=RedisSegments(connection, segments_cap),
         campaigns=RedisCampaigns(connection),
         recs=RedisRecs(connection),
+        rates=RedisRates(connection),
     )
 
 

@@ -394,6 +394,19 @@ class SegmentChange:
     due_ms: int | None
 
 
+class RateStore(Protocol):
+    """Rate limit buckets (GCRA: one theoretical arrival time per bucket), shared by
+    every process on the backend. It holds keyed hashes of keys, nothing of readers."""
+
+    name: str
+
+    async def take(self, bucket: str, interval_us: int, capacity_us: int) -> tuple[bool, int]:
+        """Count one request on `bucket`, whose requests are `interval_us` apart when
+        sustained and may run `capacity_us` ahead of now: (True, how far ahead the
+        bucket now runs, µs) if it fits, else (False, how far ahead it runs) uncounted."""
+        ...
+
+
 class SegmentStore(Erasable, Protocol):
     """Who is in which segment: each reader's recorded segments, the members per
     segment, the stream of entries and exits, and the due-time index the sweep reads."""

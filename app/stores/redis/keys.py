@@ -106,3 +106,11 @@ def campaign_key(campaign: str, part: str) -> str:
     template's order), `variants` (a set: the variants counted), or `TALLY:VARIANT` (a
     set: the readers counted). Every one expires CAMPAIGN_TTL_S after its last write."""
     return f"kairos:{{campaign/{campaign}}}:{part}"
+
+
+def rate_key(family: str, key_hash: str) -> str:
+    """A string: the theoretical arrival time (µs, Redis's clock) of the next request of
+    one key on one family of routes (`app/ratelimit.py`), expiring once it is past.
+    Named by a keyed hash of the API or write key, never the key (KEYS and MONITOR show
+    names), and without a `{tag}`: one key a call, no slot to share."""
+    return f"kairos:rate:{family}:{key_hash}"
