@@ -74,7 +74,7 @@ def segment_path(call: str) -> dict[str, Any]:
                     answer_schema(segment=True),
                 ),
                 "400": {
-                    **nothing_valid("400", segment=True),
+                    **nothing_valid("400", segment=True, or_error=True),
                     "description": "no message is valid (`no_valid_events`, with the "
                     "counts and each `rejected` entry); or the body is not JSON, not an "
                     "object, or its `batch` not a list (an Error alone)",
