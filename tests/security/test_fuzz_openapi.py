@@ -1,0 +1,244 @@
+"""Every operation of /openapi.json fuzzed by schemathesis through the real app: cases
+generated from the description the server serves (its examples, its boundaries, random
+values, valid and invalid), each security scheme with its key, and a valid signed token
+(or a real template or reader) in about half the cases that take one, so the fuzzer
+gets past the signature to the work behind it. Every answer: no 5xx, a status, content
+type and headers the operation documents, a body its schema allows, and a request the
+description forbids refused.
+
+On the embedded store for every operation, and on a real redis-server for those that
+store or read what was stored. Bounded and seeded: the same cases on every run."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import hypothesis
+import pytest
+import schemathesis
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from starlette.applications import Starlette
+from support import API_KEY, TOKENS, RedisServer, serve
+
+from app.app import create_app
+from app.openapi import spec
+
+SEED = 15
+PUBLIC_URL = "https://kairos.example.com"
+WRITE_KEY = "test-write-key-0123456789"
+# The demo readers (one declined tracking, one personalization too) and one unknown.
+READERS = ("ada", "grace", "alan", "hedy", "nobody")
+TEMPLATES = ("welcome", "abandoned_cart", "weekly_picks")
+CAMPAIGN = "spring"
+IMAGE_PARAMS = {"countdown": {"deadline": "2030-12-24T23:59:59Z"}, "product": {"slot": 0}}
+# What is stored or read back from the store: fuzzed on Redis too.
+STORED = r"^/v1/(profiles|events|suppressions|erasures|segments|campaigns|feeds|render)|^/segment/"
+BATCH = "POST /v1/render/batch"
+
+
+def ndjson_lines_conform(ctx: Any, response: Any, case: Any) -> bool | None:
+    """A batch's 200 body, which no JSON schema check reads (NDJSON): a line per input
+    line, in order, each a render (`subject`) or its own error (`code`, `message`)."""
+    if case.operation.label != BATCH or response.status_code != 200:
+        return None
+    lines = [json.loads(line) for line in response.content.splitlines() if line.strip()]
+    assert [line.get("line") for line in lines] == list(range(1, len(lines) + 1)), lines
+    for line in lines:
+        error = line.get("error")
+        if error is None:
+            assert isinstance(line.get("subject"), str), line
+        else:
+            assert isinstance(error.get("code"), str) and isinstance(error.get("message"), str)
+    return True
+
+
+CHECKS = (
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ndjson_lines_conform,
+)
+# The batch answers 200 once it starts streaming, and a line the description forbids
+# gets its own error line (checked by ndjson_lines_conform), not a 4xx for the request.
+NOT_FOR = {BATCH: (negative_data_rejection,)}
+
+
+def _feed(case: Any, user: str) -> None:
+    feed = case.path_parameters.get("feed")
+    if isinstance(feed, str):
+        case.query = {**case.query, "t": TOKENS.sign("feed", user, feed, campaign=CAMPAIGN)}
+
+
+def _image(case: Any, user: str) -> None:
+    image = case.path_parameters.get("image")
+    if isinstance(image, str):
+        params = IMAGE_PARAMS.get(image)
+        token = TOKENS.sign("image", user, image, campaign=CAMPAIGN, params=params)
+        case.query = {**case.query, "t": token}
+
+
+def _click(case: Any, user: str) -> None:
+    target = f"https://shop.example.com/{user}"
+    case.path_parameters = {"token": TOKENS.sign("click", "", target, campaign=CAMPAIGN)}
+    case.query = {**case.query, "r": TOKENS.sign("reader", user, "", campaign=CAMPAIGN)}
+
+
+def _pixel(case: Any, user: str) -> None:
+    token = TOKENS.sign("pixel", user, "open", campaign=CAMPAIGN, variant="A")
+    case.path_parameters = {"token": token}
+
+
+def _unsubscribe(case: Any, user: str) -> None:
+    case.path_parameters = {"token": TOKENS.sign("unsubscribe", user, "email")}
+
+
+def _template_in_path(case: Any, user: str) -> None:
+    case.path_parameters = {"template": TEMPLATES[len(user) % len(TEMPLATES)]}
+    case.query = {**case.query, "user_id": user}
+
+
+def _template_in_body(case: Any, user: str) -> None:
+    if isinstance(case.body, dict):
+        template = TEMPLATES[len(user) % len(TEMPLATES)]
+        case.body = {**case.body, "template": template, "user_id": user}
+
+
+def _reader_in_path(case: Any, user: str) -> None:
+    case.path_parameters = {**case.path_parameters, "user_id": user}
+
+
+# How a case is made valid past its signature (or names a real template or reader).
+GRANTS: dict[str, Callable[[Any, str], None]] = {
+    "GET /v1/feeds/{feed}": _feed,
+    "GET /v1/img/{image}.{format}": _image,
+    "GET /c/{token}": _click,
+    "GET /v1/px/{token}.gif": _pixel,
+    "GET /v1/unsubscribe/{token}": _unsubscribe,
+    "POST /v1/unsubscribe/{token}": _unsubscribe,
+    "GET /v1/render/{template}": _template_in_path,
+    "POST /v1/render": _template_in_body,
+    "POST /v1/preview": _template_in_body,
+    "GET /v1/profiles/{user_id}": _reader_in_path,
+    "PATCH /v1/profiles/{user_id}": _reader_in_path,
+    "DELETE /v1/profiles/{user_id}": _reader_in_path,
+}
+
+
+def _granted(case: Any, user: str) -> Any:
+    GRANTS[case.operation.label](case, user)
+    return case
+
+
+def _encoded(case: Any) -> dict[str, Any]:
+    """The body gzipped when the case says it is: schemathesis sends a generated
+    `Content-Encoding` header as it is, but not the body it names."""
+    encodings = [v for k, v in (case.headers or {}).items() if k.lower() == "content-encoding"]
+    if not encodings or encodings[0] not in ("gzip", "x-gzip"):
+        return {}
+    sent = case.as_transport_kwargs()
+    body = json.dumps(sent["json"]) if "json" in sent else sent.get("data")
+    if body is None:
+        return {}
+    return {"data": gzip.compress(body.encode() if isinstance(body, str) else body)}
+
+
+def fuzz(case: Any, app: Starlette) -> None:
+    excluded = list(NOT_FOR.get(case.operation.label, ()))
+    case.call_and_validate(app=app, checks=list(CHECKS), excluded_checks=excluded, **_encoded(case))
+
+
+# Each security scheme with its key: schemathesis sends them, and leaves them out or
+# spoils them in the cases that test refusals.
+KEYS = {
+    "bearer": {"bearer": API_KEY},
+    "writeKey": {"bearer": WRITE_KEY},
+    "writeKeyBasic": {"username": WRITE_KEY, "password": ""},
+}
+# The document `GET /openapi.json` serves (test_the_fuzzed_description_is_the_served_one
+# keeps the two equal), loaded at collection so that each operation is a test of its own.
+CONFIG = schemathesis.Config.from_dict({"seed": SEED, "auth": {"openapi": KEYS}})
+schema = schemathesis.openapi.from_dict(spec(PUBLIC_URL), config=CONFIG)
+
+
+@schemathesis.serializer("application/x-ndjson")
+def ndjson(context: Any, value: Any) -> bytes:
+    """A batch's body: the generated render request as its one line."""
+    return json.dumps(value).encode() + b"\n"
+
+
+@schema.hook
+def flatmap_case(context: Any, case: Any) -> Any:
+    if case.operation.label not in GRANTS:
+        return st.just(case)
+    return st.one_of(st.just(case), st.sampled_from(READERS).map(lambda u: _granted(case, u)))
+
+
+@pytest.fixture(scope="module")
+def embedded_app(module_settings: Any) -> Iterator[Starlette]:
+    """The demo app on the embedded store; schemathesis starts its lifespan at its first
+    request, and it is stopped here."""
+    try:
+        yield create_app(module_settings(KAIROS_PUBLIC_URL=PUBLIC_URL, KAIROS_WRITE_KEYS=WRITE_KEY))
+    finally:
+        asgi.shutdown_lifespans()
+
+
+@pytest.fixture(scope="module")
+def redis_app(module_settings: Any, redis_server: RedisServer) -> Iterator[Starlette]:
+    """The demo app on the session's redis-server, emptied first."""
+    with redis_server.client() as r:
+        r.flushdb()
+    settings = module_settings(
+        KAIROS_PUBLIC_URL=PUBLIC_URL,
+        KAIROS_WRITE_KEYS=WRITE_KEY,
+        REDIS_URL=redis_server.url,
+        KAIROS_DEMO_DATA="true",
+    )
+    try:
+        yield create_app(settings)
+    finally:
+        asgi.shutdown_lifespans()
+
+
+BOUNDED = hypothesis.settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow, hypothesis.HealthCheck.filter_too_much],
+)
+
+
+@schema.parametrize()
+@BOUNDED
+def test_every_operation_answers_as_described(case: Any, embedded_app: Starlette) -> None:
+    fuzz(case, embedded_app)
+
+
+@schema.include(path_regex=STORED).parametrize()
+@BOUNDED
+def test_every_stored_operation_answers_as_described_on_redis(
+    case: Any, redis_app: Starlette
+) -> None:
+    fuzz(case, redis_app)
+
+
+async def test_the_fuzzed_description_is_the_served_one(settings: Any) -> None:
+    async with serve(create_app(settings(KAIROS_PUBLIC_URL=PUBLIC_URL))) as client:
+        served = (await client.get("/openapi.json")).json()
+    assert served == spec(PUBLIC_URL)
