@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.profiles.schema import USER_ID
+from app.render.request import CAMPAIGN
+
 
 def error_schema() -> dict[str, Any]:
     return {"$ref": "#/components/schemas/Error"}
@@ -33,12 +36,20 @@ def json(description: str, schema: dict[str, Any] | None = None) -> dict[str, An
     }
 
 
+def reader_id() -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{USER_ID.pattern}$"}
+
+
+def campaign_id() -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{CAMPAIGN.pattern}$"}
+
+
 def user_id_param() -> dict[str, Any]:
     return {
         "name": "user_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+        "schema": reader_id(),
     }
 
 
@@ -48,10 +59,14 @@ def render_request() -> dict[str, Any]:
         "required": ["template", "user_id"],
         "properties": {
             "template": {"type": "string", "minLength": 1},
-            "user_id": {"type": "string"},
+            "user_id": reader_id(),
             "profile": {"$ref": "#/components/schemas/Profile"},
-            "campaign": {"type": "string"},
-            "formats": {"type": "array", "items": {"enum": ["html", "amp", "text"]}},
+            "campaign": campaign_id(),
+            "formats": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"enum": ["html", "amp", "text"]},
+            },
             "unsubscribe_url": {
                 "type": "string",
                 "description": "the ESP's unsubscribe URL (absolute http(s)) or merge tag "

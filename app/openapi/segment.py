@@ -6,24 +6,29 @@ from __future__ import annotations
 from typing import Any
 
 from app.events.intake import WEBHOOK
+from app.events.model import MAX_EVENT_ID
 from app.events.segment import BATCHES, CALLS
 from app.openapi.events import answer_schema, common_errors, gzip_header, nothing_valid, preflight
 from app.openapi.schemas import bearer, json
+from app.profiles.schema import USER_ID
 from app.routes.events import SEGMENT_CALLS, SEGMENT_PREFIX
 
 
 def segment_message() -> dict[str, Any]:
     ids = {"type": ["string", "number"]}
+    # A number is read as its text, so the pattern (for texts) is the reader id's.
+    reader = {**ids, "pattern": f"^{USER_ID.pattern}$"}
     time = {"type": "string", "format": "date-time"}
     return {
         "type": "object",
         "required": ["messageId"],
         "properties": {
             "type": {"enum": [c for c in CALLS if c not in BATCHES]},
-            "messageId": ids,
-            "userId": ids,
-            "anonymousId": ids,
-            "previousId": ids,
+            # A number is read as its text; a text is the event id (the same bounds).
+            "messageId": {**ids, "minLength": 1, "maxLength": MAX_EVENT_ID},
+            "userId": reader,
+            "anonymousId": reader,
+            "previousId": reader,
             "event": {"type": "string"},
             "name": {"type": "string"},
             "properties": {"type": "object"},
@@ -57,6 +62,8 @@ def segment_path(call: str) -> dict[str, Any]:
         if call == WEBHOOK
         else f"For Segment and RudderStack SDKs: set their host to `{{server}}{SEGMENT_PREFIX}`."
     )
+    if call not in CALLS and call != WEBHOOK:
+        where += f" Kairos takes no {call} calls: each is `rejected` (`unsupported_call`)."
     return {
         "post": {
             "summary": f"Segment HTTP Tracking API: {call}",
