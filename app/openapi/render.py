@@ -13,6 +13,7 @@ from app.openapi.schemas import (
     reader_id,
     render_request,
     render_result,
+    unsubscribe_url,
 )
 
 
@@ -57,7 +58,7 @@ def render_paths() -> dict[str, Any]:
                     },
                     {"name": "user_id", "in": "query", "required": True, "schema": reader_id()},
                     {"name": "campaign", "in": "query", "schema": campaign_id()},
-                    {"name": "unsubscribe_url", "in": "query", "schema": {"type": "string"}},
+                    {"name": "unsubscribe_url", "in": "query", "schema": unsubscribe_url()},
                     {
                         "name": "formats",
                         "in": "query",

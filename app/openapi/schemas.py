@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.profiles.schema import USER_ID
+from app.render.headers import DELIMITER, MAX_MERGE_TAG, MAX_URL, TAG
 from app.render.request import CAMPAIGN
 
 
@@ -44,6 +45,19 @@ def campaign_id() -> dict[str, Any]:
     return {"type": "string", "pattern": f"^{CAMPAIGN.pattern}$"}
 
 
+def unsubscribe_url() -> dict[str, Any]:
+    """An absolute http(s) URL, or a merge tag: printable ASCII with one of its
+    delimiters (app/render/headers.py checks more: a URL safe to follow)."""
+    tag = TAG.pattern.removesuffix("+")
+    return {
+        "type": "string",
+        "anyOf": [
+            {"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://.", "maxLength": MAX_URL},
+            {"pattern": f"^{tag}*{DELIMITER.pattern}{tag}*$", "maxLength": MAX_MERGE_TAG},
+        ],
+    }
+
+
 def user_id_param() -> dict[str, Any]:
     return {
         "name": "user_id",
@@ -57,18 +71,20 @@ def render_request() -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["template", "user_id"],
+        "description": "`profile`, `campaign` and `unsubscribe_url` may be null: as if absent",
         "properties": {
             "template": {"type": "string", "minLength": 1},
             "user_id": reader_id(),
-            "profile": {"$ref": "#/components/schemas/Profile"},
-            "campaign": campaign_id(),
+            "profile": {"anyOf": [{"$ref": "#/components/schemas/Profile"}, {"type": "null"}]},
+            "campaign": {**campaign_id(), "type": ["string", "null"]},
             "formats": {
                 "type": "array",
                 "minItems": 1,
                 "items": {"enum": ["html", "amp", "text"]},
             },
             "unsubscribe_url": {
-                "type": "string",
+                **unsubscribe_url(),
+                "type": ["string", "null"],
                 "description": "the ESP's unsubscribe URL (absolute http(s)) or merge tag "
                 "(`*|UNSUB|*`) for this reader: the footer link and List-Unsubscribe use "
                 "it instead of Kairos's signed one-click URL",
