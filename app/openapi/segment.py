@@ -14,30 +14,39 @@ from app.profiles.schema import USER_ID
 from app.routes.events import SEGMENT_CALLS, SEGMENT_PREFIX
 
 
-def segment_message() -> dict[str, Any]:
-    ids = {"type": ["string", "number"]}
+def segment_message(typed: bool = True) -> dict[str, Any]:
+    """One message; `typed`: its `type` names the call (in a batch, at the webhook), else
+    the path does and `type` is ignored. A null field is as if absent."""
+    ids = {"type": ["string", "number", "null"]}
     # A number is read as its text, so the pattern (for texts) is the reader id's.
     reader = {**ids, "pattern": f"^{USER_ID.pattern}$"}
-    time = {"type": "string", "format": "date-time"}
+    time = {"type": ["string", "null"], "format": "date-time"}
+    text = {"type": ["string", "null"]}
+    obj = {"type": ["object", "null"]}
+    kind = {"enum": [c for c in CALLS if c not in BATCHES]} if typed else {}
     return {
         "type": "object",
         "required": ["messageId"],
         "properties": {
-            "type": {"enum": [c for c in CALLS if c not in BATCHES]},
+            "type": kind,
             # A number is read as its text; a text is the event id (the same bounds).
-            "messageId": {**ids, "minLength": 1, "maxLength": MAX_EVENT_ID},
+            "messageId": {
+                "type": ["string", "number"],
+                "minLength": 1,
+                "maxLength": MAX_EVENT_ID,
+            },
             "userId": reader,
             "anonymousId": reader,
             "previousId": reader,
-            "event": {"type": "string"},
-            "name": {"type": "string"},
-            "properties": {"type": "object"},
-            "traits": {"type": "object"},
-            "context": {"type": "object"},
+            "event": text,
+            "name": text,
+            "properties": obj,
+            "traits": obj,
+            "context": {"description": "the client's metadata, read when an object"},
             "timestamp": time,
             "originalTimestamp": time,
             "sentAt": time,
-            "writeKey": {"type": "string"},
+            "writeKey": text,
         },
     }
 
@@ -48,14 +57,14 @@ def segment_batch() -> dict[str, Any]:
         "required": ["batch"],
         "properties": {
             "batch": {"type": "array", "items": segment_message()},
-            "sentAt": {"type": "string", "format": "date-time"},
-            "writeKey": {"type": "string"},
+            "sentAt": {"type": ["string", "null"], "format": "date-time"},
+            "writeKey": {"type": ["string", "null"]},
         },
     }
 
 
 def segment_path(call: str) -> dict[str, Any]:
-    body = segment_batch() if call in BATCHES else segment_message()
+    body = segment_batch() if call in BATCHES else segment_message(typed=call == WEBHOOK)
     where = (
         "For a Segment or RudderStack webhook destination: give it this URL; each message "
         "is read by its own `type`."
