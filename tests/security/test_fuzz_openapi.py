@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 import hypothesis
+import jsonschema_rs
 import pytest
 import schemathesis
 from hypothesis import strategies as st
@@ -309,3 +310,51 @@ async def test_the_fuzzed_description_is_the_served_one(settings: Any) -> None:
     async with serve(create_app(settings(KAIROS_PUBLIC_URL=PUBLIC_URL))) as client:
         served = (await client.get("/openapi.json")).json()
     assert served == spec(PUBLIC_URL)
+
+
+# What the fuzzer found, replayed as it found it: each answer now as described, and the
+# body allowed by the description exactly when the server takes it (None: the body is
+# not what is wrong).
+FOUND = (
+    # Content-Encoding: gzip on a body that is not: 400 an Error alone, which the schema
+    # of a Segment call's 400 forbade (it asked for the counts too).
+    ("/segment/v1/track", {"Content-Encoding": "gzip"}, {"messageId": "f1"}, 400, None),
+    # A field the call ignores, of the wrong type: accepted, which the schema forbade.
+    ("/segment/v1/identify", {}, {"messageId": "f2", "userId": "ada", "event": False}, 400, False),
+    ("/segment/v1/page", {}, {"messageId": "f3", "userId": "ada", "traits": []}, 400, False),
+    # An empty messageId: refused, which the schema allowed.
+    ("/segment/v1/track", {}, {"messageId": "", "userId": "ada", "event": "Signed Up"}, 400, False),
+    # A null profile, campaign or unsubscribe URL: read as absent, which the schema forbade.
+    ("/v1/render", {}, {"template": "welcome", "user_id": "ada", "profile": None}, 200, True),
+    ("/v1/render", {}, {"template": "welcome", "user_id": "ada", "campaign": None}, 200, True),
+    # An empty user_id or unsubscribe URL: refused, which the schema allowed.
+    ("/v1/render", {}, {"template": "welcome", "user_id": ""}, 422, False),
+    (
+        "/v1/render",
+        {},
+        {"template": "welcome", "user_id": "ada", "unsubscribe_url": ""},
+        422,
+        False,
+    ),
+)
+
+
+@pytest.mark.parametrize(("path", "headers", "body", "status", "allowed"), FOUND)
+def test_what_the_fuzzer_found_is_answered_as_described(
+    embedded_app: Starlette,
+    path: str,
+    headers: dict[str, str],
+    body: Any,
+    status: int,
+    allowed: bool | None,
+) -> None:
+    operation = schema[path]["POST"]
+    sent = {"Authorization": f"Bearer {API_KEY}", **headers}
+    case = operation.Case(headers=sent, body=body, media_type="application/json")
+    response = case.call(app=embedded_app)
+    assert response.status_code == status, response.text
+    case.validate_response(response, checks=list(CHECKS))
+    if allowed is not None:
+        described = operation.definition.raw["requestBody"]["content"]["application/json"]
+        document = {**described["schema"], "components": schema.raw_schema["components"]}
+        assert jsonschema_rs.Draft202012Validator(document).is_valid(body) == allowed
