@@ -3,7 +3,8 @@
 Pure functions, no I/O. `messages` splits a request body to `/v1/{call}` into its
 messages; `translate` turns one message into the native shape, mapping the e-commerce v2
 and email specs' events and correcting the client's clock as Segment does. Checking the
-result is the native validator's job, so values are passed on rather than judged here.
+result is the native validator's job, so values are passed on rather than judged here
+(but for fields of the wrong type that a call would otherwise ignore: `TYPED`).
 Spec: https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/
 
 Over 300 lines because the calls, the event names and their field mappings are one table
@@ -290,6 +291,16 @@ def messages(call: str, body: Any) -> tuple[list[Any], str | None]:
     return batch, write_key
 
 
+# Fields a call may not read, refused all the same when not of their type (null: absent;
+# `context`, the client's metadata, is read only when it is an object).
+TYPED: tuple[tuple[str, type, str], ...] = (
+    ("event", str, "a string"),
+    ("name", str, "a string"),
+    ("properties", dict, "an object"),
+    ("traits", dict, "an object"),
+)
+
+
 def translate(
     message: Any,
     *,
@@ -319,6 +330,10 @@ def translate(
     received_ms = received_at if isinstance(received_at, int) else _ms(received_at, "receivedAt")
     ts = _ts(message, received_ms, sent_at, clock)
     native_type, properties = CALLED[kind](message)
+    for field, kinds, what in TYPED:  # after the call's own checks, which say more
+        value = message.get(field)
+        if value is not None and not isinstance(value, kinds):
+            raise SegmentError(f"`{field}` must be {what}", field=field)
     event_id = message["messageId"]
     return {
         "event_id": event_id if type(event_id) is str else _ident(event_id),

@@ -141,13 +141,16 @@ def answer_schema(*, segment: bool = False) -> dict[str, Any]:
     return schema
 
 
-def nothing_valid(status: str, *, segment: bool = False) -> dict[str, Any]:
+def nothing_valid(status: str, *, segment: bool = False, or_error: bool = False) -> dict[str, Any]:
+    """No event was valid: an Error with the counts. `or_error`: the same status also
+    answers an Error alone (a body that is not events at all)."""
+    counted = {"allOf": [error_schema(), answer_schema(segment=segment)]}
     return {
         "description": f"{status}: no event in the request is valid (`no_valid_events`), "
         "with each one's `rejected` entry",
         "content": {
             "application/json": {
-                "schema": {"allOf": [error_schema(), answer_schema(segment=segment)]}
+                "schema": {"anyOf": [counted, error_schema()]} if or_error else counted
             }
         },
     }

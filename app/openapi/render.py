@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.openapi.schemas import bearer, error, json, render_request, render_result
+from app.openapi.schemas import (
+    bearer,
+    campaign_id,
+    error,
+    json,
+    reader_id,
+    render_request,
+    render_result,
+    unsubscribe_url,
+)
 
 
 def render_paths() -> dict[str, Any]:
+    one = "(html|amp|text)"
     return {
         "/v1/render": {
             "post": {
@@ -46,18 +56,13 @@ def render_paths() -> dict[str, Any]:
                         "required": True,
                         "schema": {"type": "string"},
                     },
-                    {
-                        "name": "user_id",
-                        "in": "query",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                    {"name": "campaign", "in": "query", "schema": {"type": "string"}},
-                    {"name": "unsubscribe_url", "in": "query", "schema": {"type": "string"}},
+                    {"name": "user_id", "in": "query", "required": True, "schema": reader_id()},
+                    {"name": "campaign", "in": "query", "schema": campaign_id()},
+                    {"name": "unsubscribe_url", "in": "query", "schema": unsubscribe_url()},
                     {
                         "name": "formats",
                         "in": "query",
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", "pattern": f"^{one}(,{one})*$"},
                         "description": "comma list of html, amp, text",
                     },
                 ],

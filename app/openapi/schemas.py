@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.profiles.schema import USER_ID
+from app.render.headers import DELIMITER, MAX_MERGE_TAG, MAX_URL, TAG
+from app.render.request import CAMPAIGN
+
 
 def error_schema() -> dict[str, Any]:
     return {"$ref": "#/components/schemas/Error"}
@@ -53,12 +57,33 @@ def json(description: str, schema: dict[str, Any] | None = None) -> dict[str, An
     }
 
 
+def reader_id() -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{USER_ID.pattern}$"}
+
+
+def campaign_id() -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{CAMPAIGN.pattern}$"}
+
+
+def unsubscribe_url() -> dict[str, Any]:
+    """An absolute http(s) URL, or a merge tag: printable ASCII with one of its
+    delimiters (app/render/headers.py checks more: a URL safe to follow)."""
+    tag = TAG.pattern.removesuffix("+")
+    return {
+        "type": "string",
+        "anyOf": [
+            {"pattern": "^[Hh][Tt][Tt][Pp][Ss]?://.", "maxLength": MAX_URL},
+            {"pattern": f"^{tag}*{DELIMITER.pattern}{tag}*$", "maxLength": MAX_MERGE_TAG},
+        ],
+    }
+
+
 def user_id_param() -> dict[str, Any]:
     return {
         "name": "user_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+        "schema": reader_id(),
     }
 
 
@@ -66,14 +91,20 @@ def render_request() -> dict[str, Any]:
     return {
         "type": "object",
         "required": ["template", "user_id"],
+        "description": "`profile`, `campaign` and `unsubscribe_url` may be null: as if absent",
         "properties": {
             "template": {"type": "string", "minLength": 1},
-            "user_id": {"type": "string"},
-            "profile": {"$ref": "#/components/schemas/Profile"},
-            "campaign": {"type": "string"},
-            "formats": {"type": "array", "items": {"enum": ["html", "amp", "text"]}},
+            "user_id": reader_id(),
+            "profile": {"anyOf": [{"$ref": "#/components/schemas/Profile"}, {"type": "null"}]},
+            "campaign": {**campaign_id(), "type": ["string", "null"]},
+            "formats": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"enum": ["html", "amp", "text"]},
+            },
             "unsubscribe_url": {
-                "type": "string",
+                **unsubscribe_url(),
+                "type": ["string", "null"],
                 "description": "the ESP's unsubscribe URL (absolute http(s)) or merge tag "
                 "(`*|UNSUB|*`) for this reader: the footer link and List-Unsubscribe use "
                 "it instead of Kairos's signed one-click URL",
