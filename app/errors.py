@@ -81,6 +81,11 @@ class StoreUnavailable(Exception):
     """The profile store cannot answer; callers serve cached or fallback content."""
 
 
+class CircuitOpen(StoreUnavailable):
+    """The store was not even asked: its circuit breaker is open (the breaker logged
+    the opening once; each refusal need not be logged again)."""
+
+
 class CorruptData(Exception):
     """The store answered, but what it holds for one key cannot be read."""
 
@@ -110,7 +115,10 @@ def error_response(exc: Exception, method: str, path: str) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else code
         return _error({"error": {"code": code, "message": message}}, exc.status_code, exc.headers)
     if isinstance(exc, StoreUnavailable):
-        log.warning("store unavailable on %s %s: %s", method, path, exc)
+        # During an outage every request would log this: refusals by the open circuit,
+        # said once when it opened, only at debug level.
+        level = logging.DEBUG if isinstance(exc, CircuitOpen) else logging.WARNING
+        log.log(level, "store unavailable on %s %s: %s", method, path, exc)
         return _error(
             {"error": {"code": "store_unavailable", "message": "the profile store is unavailable"}},
             503,

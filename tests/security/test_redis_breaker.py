@@ -6,12 +6,13 @@ are opened instead of one a request, and service comes back once Redis does."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
 from support import BlackHole, RedisServer, free_port
 
-from app.errors import StoreUnavailable
+from app.errors import StoreUnavailable, error_response
 from app.stores.redis.breaker import Breaker
 from app.stores.redis.connection import RedisConnection
 
@@ -101,3 +102,25 @@ async def test_a_black_holed_redis_costs_a_few_connections_and_no_waits(tmp_path
             server.stop()
     finally:
         await connection.close()
+
+
+def test_refusals_by_the_open_circuit_are_not_logged_one_by_one(caplog):
+    """An outage at thousands of requests a second must not write a line per request:
+    the opening is logged once, each refusal only at debug level; a store error that
+    did reach Redis is still a warning."""
+    breaker = Breaker(clock=lambda: 0.0)
+    caplog.set_level(logging.DEBUG)
+    for _ in range(breaker.threshold):
+        breaker.admit()
+        breaker.failed()
+    opened = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(opened) == 1 and "circuit open" in opened[0].getMessage()
+    caplog.clear()
+    for _ in range(50):
+        with pytest.raises(StoreUnavailable) as refused:
+            breaker.admit()
+        error_response(refused.value, "GET", "/v1/profiles/{user_id}")
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG] * 50
+    caplog.clear()
+    error_response(StoreUnavailable("redis: timeout"), "GET", "/v1/profiles/{user_id}")
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]

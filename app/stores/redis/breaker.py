@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from app.errors import StoreUnavailable
+from app.errors import CircuitOpen
 
 log = logging.getLogger("kairos.redis")
 
@@ -60,7 +60,7 @@ class Breaker:
             return False
         if self._probing or self._clock() < self._open_until:
             self.refused += 1
-            raise StoreUnavailable("redis: not answering (circuit open); retrying shortly")
+            raise CircuitOpen("redis: not answering (circuit open); retrying shortly")
         self._probing = True
         return True
 
