@@ -552,3 +552,14 @@ async def test_what_a_preview_would_send_is_never_annotated(client, studio_app):
         sent = getattr(marked.result, part)
         assert "kairos-slot" not in sent and "data-kairos-" not in sent
         assert visible(sent).split() == visible(getattr(plain.result, part)).split()
+
+
+@pytest.mark.parametrize(
+    "reader",
+    [{"sample": []}, {"sample": {}}, {"sample": 3}, {"user_id": []}, {"profile": "ada"}],
+)
+async def test_a_reader_of_the_wrong_type_is_a_400_not_a_crash(client, reader):
+    """(Once `"sample": []` answered 500: an unhashable value in a membership test.)"""
+    r = await client.post("/v1/preview", json={"template": "welcome", **reader}, headers=AUTH)
+    assert r.status_code in (400, 422), r.text
+    assert r.json()["error"]["code"] and "Traceback" not in r.text
