@@ -6,8 +6,9 @@ the error line of that reader in a batch).
   it is built): a loop doubling a string 40 times stops at the first text over the
   limit. The filters and methods that pad or repeat text are app/render/growth.py's.
 - One format of one render (HTML, AMP, text) is at most `MAX_OUTPUT` characters: what
-  a template with loops yields is counted as it is yielded, a buffer (a macro's, a
-  `{% set %}` block's) before it is joined, and the whole format once rendered.
+  a template with loops yields is counted as it is yielded, what loops print into a
+  buffer (a macro's, a `{% set %}` block's) as they print it (for the whole render),
+  a buffer before it is joined, and the whole format once rendered.
 - Loops and calls (macros, recursion) stop once the render has run `MAX_RENDER_S`
   and then half as much again of its own CPU time (`expired`).
 
@@ -42,8 +43,9 @@ MAX_ITEMS = 100_000
 SMALL_LOOP = 64
 CHUNK = 32
 SIZED = frozenset({list, tuple, dict, str, range})
-# Where a render keeps its clock (`started`): the render's context (`Context.parent`).
-DEADLINE = "_deadline"
+# Where a render keeps its clock (`started`) and what its loops printed into buffers:
+# the render's context (`Context.parent`).
+DEADLINE, PRINTED_KEY = "_deadline", "_printed"
 # A width or precision of a million or more in a format (`%09999999d`, `{:>9999999}`).
 WIDE_FORMAT = re.compile(r"%[-#0 +]*(\d{7,}|\*|\d*\.(\d{7,}|\*))|\{[^{}]*:[^{}]*\d{7,}[^{}]*\}")
 _now = time.monotonic
@@ -169,12 +171,26 @@ def repeated_size(seq: Any, times: int) -> None:
 
 
 def concat(pieces: Iterable[str]) -> str:
-    """Jinja's join of a template's or a buffer's pieces, refused over `MAX_OUTPUT`
-    before the joined text is built (the pieces may be one text many times)."""
-    parts = pieces if type(pieces) is list else list(pieces)
-    if sum(map(len, parts)) > MAX_OUTPUT:
+    """Jinja's join of a buffer's pieces (a list: a macro's, a `{% set %}` block's) or of
+    what a template yields, refused over `MAX_OUTPUT` before the joined text is built
+    (the pieces may be one text many times)."""
+    if type(pieces) is not list:
+        return streamed(pieces)
+    if sum(map(len, pieces)) > MAX_OUTPUT:
         raise too_much_output()
-    return "".join(parts)
+    return "".join(pieces)
+
+
+@pass_context
+def printed(context: Context, value: Any) -> Any:
+    """What a loop prints into a buffer, counted for the whole render: a buffer is
+    joined only at its end, and a loop may print a new large text at every item."""
+    parent = context.parent
+    size = parent.get(PRINTED_KEY, 0) + (len(value) if isinstance(value, str) else 0)
+    if size > MAX_OUTPUT:
+        raise too_much_output()
+    parent[PRINTED_KEY] = size
+    return value
 
 
 def streamed(pieces: Iterable[str]) -> str:
@@ -204,8 +220,9 @@ def too_much_output() -> SecurityError:
 
 # Filters of Kairos's own (a designer's template cannot name a filter starting with "_"),
 # which `instrument` calls in a template's code.
-LOOPED, JOINED, MOD = "_kairos_looped", "_kairos_joined", "_kairos_mod"
+LOOPED, JOINED, MOD, PRINTED = "_kairos_looped", "_kairos_joined", "_kairos_mod", "_kairos_printed"
 REPEATS = (nodes.For, nodes.Macro, nodes.CallBlock)
+BUFFERED = (nodes.Macro, nodes.CallBlock, nodes.AssignBlock, nodes.FilterBlock)
 
 
 def instrument(tree: nodes.Template, eval_ctx: nodes.EvalContext) -> None:
@@ -216,6 +233,10 @@ def instrument(tree: nodes.Template, eval_ctx: nodes.EvalContext) -> None:
     for loop in tree.find_all(nodes.For):
         if not _is(loop.iter, LOOPED):
             loop.iter = nodes.Filter(loop.iter, LOOPED, [], [], None, None, lineno=loop.lineno)
+    for buffer in tree.find_all(BUFFERED):
+        for loop in buffer.find_all(nodes.For):
+            for output in loop.find_all(nodes.Output):
+                output.nodes = [_printed(node) for node in output.nodes]
     _Joins(eval_ctx).visit(tree)
     tree.set_environment(eval_ctx.environment)
 
@@ -223,6 +244,12 @@ def instrument(tree: nodes.Template, eval_ctx: nodes.EvalContext) -> None:
 def repeats(tree: nodes.Template) -> bool:
     """Whether `tree` has loops or macros: what it yields is then `streamed`."""
     return any(True for _ in tree.find_all(REPEATS))
+
+
+def _printed(node: nodes.Expr) -> nodes.Expr:
+    if isinstance(node, nodes.TemplateData) or _is(node, PRINTED):
+        return node
+    return nodes.Filter(node, PRINTED, [], [], None, None, lineno=node.lineno)
 
 
 def _is(node: nodes.Node, name: str) -> bool:
@@ -270,5 +297,5 @@ class _Joins(NodeTransformer):
 
 # What `instrument` calls, as filters of every sandbox.
 FILTERS: Mapping[str, Callable[..., Any]] = MappingProxyType(
-    {LOOPED: looped, JOINED: joined, MOD: mod}
+    {LOOPED: looped, JOINED: joined, MOD: mod, PRINTED: printed}
 )

@@ -219,7 +219,7 @@ def _fails(env: Any, text: str, ctx: dict[str, Any]) -> int | None:
     """None when `text` renders in `ctx`; else the line that failed (0: unknown). As a
     render of its own: its own time and output (app/render/bounds.py)."""
     try:
-        env.from_string(text).render({**ctx, bounds.DEADLINE: None})
+        env.from_string(text).render({**ctx, bounds.DEADLINE: None, bounds.PRINTED_KEY: 0})
         return None
     except Exception:  # noqa: BLE001 - whatever the designer's Jinja raised
         return _template_line(sys.exc_info()[2])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,27 @@ async def test_a_render_over_the_output_cap_is_refused(client, expression):
     assert "5000000 characters" in error["message"]
 
 
+GIGABYTE = {
+    "in the template": BIG + "{% for i in range(10000) %}{{ big }}{% endfor %}",
+    "in a macro": BIG + "{% macro f() %}{% for i in range(10000) %}{{ big }}{% endfor %}"
+    "{% endmacro %}{{ f() | length }}",
+    "in a block set": BIG + "{% set out %}{% for i in range(10000) %}{{ big }}{% endfor %}"
+    "{% endset %}{{ out | length }}",
+}
+
+
+@pytest.mark.parametrize("expression", GIGABYTE.values(), ids=GIGABYTE.keys())
+async def test_a_loop_printing_a_gigabyte_stops_in_bounded_memory(client, expression):
+    tracemalloc.start()
+    try:
+        r, took = await preview(client, expression)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.status_code == 422 and "5000000 characters" in r.text
+    assert took < 5.0 and peak < 64_000_000, peak
+
+
 async def test_output_just_under_the_cap_renders(client):
     r, _ = await preview(client, BIG + "{% for i in range(45) %}{{ big }}{% endfor %}")
     assert r.status_code == 200, r.text[:300]
@@ -184,6 +206,10 @@ SLOW = {
     "a loop over a long filtered sequence": (
         "{% for a in ('x' * 90000) | list | map('upper') %}"
         "{% for b in 'x' * 600 %}{{ '' }}{% endfor %}{% endfor %}"
+    ),
+    "a long loop with a costly body": (
+        "{% set big = 'x' * 100000 %}{% for a in 'x' * 100000 %}"
+        "{{ (big ~ big ~ big ~ big) | replace('x', 'yz') | length }}{% endfor %}"
     ),
     "exponential recursion": (
         "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(40) }}"
