@@ -157,6 +157,7 @@ OUTPUT = {
     "recursion printing 6 MB": BIG
     + "{% macro f(n) %}{{ big }}{% if n %}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(60) }}",
     "60 prints of 100 KB each, without a loop": BIG + "{{ big }}" * 60,
+    "the same in the reader's own part": BIG + "{{ first_name }}" + "{{ big }}" * 60,
 }
 
 
@@ -259,16 +260,25 @@ ECHO = {
 }
 
 
+# Without a loop: 60 prints of about 100 KB, in the reader's own part and in the part
+# shared by readers (each counted when its format is put together).
+WIDE = {
+    "wide": "{{ attributes.text * 6 }}" * 60,
+    "shared": "{% set big = 'x' * 100000 %}" + "{{ big }}" * 60,
+}
+
+
 @pytest.fixture
 async def echo_client(settings, sources_copy):
     blocks, templates = sources_copy()
-    (blocks / "echo").mkdir()
-    for name, text in ECHO.items():
-        (blocks / "echo" / name).write_text(text)
-    (templates / "echo_t").mkdir()
-    template = {"subject": "Echo", "links": {"home": "https://shop.example.com/"}}
-    template["blocks"] = ["header", "echo", "footer"]
-    (templates / "echo_t" / "template.json").write_text(json.dumps(template))
+    for block, mjml in {"echo": ECHO["block.mjml"], **WIDE}.items():
+        (blocks / block).mkdir()
+        for name, text in {**ECHO, "block.mjml": mjml}.items():
+            (blocks / block / name).write_text(text)
+        (templates / f"{block}_t").mkdir()
+        template = {"subject": "Echo", "links": {"home": "https://shop.example.com/"}}
+        template["blocks"] = ["header", block, "footer"]
+        (templates / f"{block}_t" / "template.json").write_text(json.dumps(template))
     app = create_app(settings(KAIROS_BLOCKS_DIR=blocks, KAIROS_TEMPLATES_DIR=templates))
     async with serve(app) as c:
         yield c
@@ -298,3 +308,12 @@ async def test_a_reader_whose_render_is_too_large_fails_its_line_alone(echo_clie
     one = await echo_client.post("/v1/render", json=reader("huge", 90_000), headers=AUTH)
     assert_error(one, 422, "template_error")
     assert len(one.content) < 10_000
+
+
+@pytest.mark.parametrize("template", ["wide_t", "shared_t"])
+async def test_a_render_over_the_cap_without_loops_is_refused(echo_client, template):
+    body = {**reader("ada", 1), "template": template}
+    body["profile"]["attributes"]["text"] = "y" * 16_000
+    r = await echo_client.post("/v1/render", json=body, headers=AUTH)
+    assert_error(r, 422, "template_error")
+    assert "5000000 characters" in r.text and len(r.content) < 10_000

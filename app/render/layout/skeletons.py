@@ -10,7 +10,6 @@ from typing import Any
 
 from app.caching import Bounded
 from app.links import Links, Spec
-from app.render import bounds
 from app.render.fill_links import SENTINEL, FillLinks
 from app.render.layout.output import Static
 from app.render.layout.pieces import Layout, Piece, Slot
@@ -49,12 +48,10 @@ class Skeleton:
     # The parts as runs of text and URLs (and whether a run holds URLs), each followed
     # by a hole (or None at the end).
     runs: tuple[tuple[tuple[Static | int, ...], bool, Hole | None], ...] = ()
-    chars: int = 0  # of its text (URLs left out), for the bound on a render's output
+    chars: int = 0  # of its text (URLs left out): a render's output is bounded (bounds.py)
 
     def __post_init__(self) -> None:
         chars = sum(len(part.text) for part in self.parts if type(part) is Static)
-        if chars > bounds.MAX_OUTPUT:
-            raise bounds.too_much_output()
         object.__setattr__(self, "chars", chars)
         runs: list[tuple[tuple[Static | int, ...], bool, Hole | None]] = []
         run: list[Static | int] = []
