@@ -55,7 +55,9 @@ def _inflated(inflate: Any, chunk: bytes, room: int) -> list[bytes]:
     out = []
     data = chunk
     try:
-        while data and not inflate.eof:
+        while data:
+            if inflate.eof:
+                raise _trailing()
             piece = inflate.decompress(data, max(room, 0) + 1)
             out.append(piece)
             room -= len(piece)
@@ -64,7 +66,15 @@ def _inflated(inflate: Any, chunk: bytes, room: int) -> list[bytes]:
             data = inflate.unconsumed_tail
     except zlib.error:
         raise BadRequest("the body is not valid gzip", code="invalid_gzip") from None
+    if inflate.unused_data:
+        raise _trailing()
     return out
+
+
+def _trailing() -> BadRequest:
+    # Bytes after the gzip member were silently dropped: a second member (concatenated
+    # gzip) would have lost its events, and its size was never checked.
+    return BadRequest("the body must be one gzip member; bytes follow its end", code="invalid_gzip")
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

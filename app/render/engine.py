@@ -18,6 +18,7 @@ from app.metrics import Metrics
 from app.profiles.fit import Cut
 from app.reader import personalized, subscribed, tracked
 from app.reader.formats import DEFAULT_LANGUAGE, timezone
+from app.render import bounds
 from app.render.compiler import Compiled
 from app.render.headers import Stamp, one_click, unsubscribe_headers
 from app.render.layout import Fragments, ReaderRender
@@ -118,6 +119,7 @@ class Engine:
         missing = data.get("cart_missing", ()) if personal else ()
         # Missing fields stay undefined, so `{{ first_name | default("there") }}` works.
         ctx: dict[str, Any] = dict(self.globals)
+        ctx[bounds.DEADLINE] = bounds.started()  # one clock for all its pieces
         for key in ("first_name", "last_name", "tier", "loyalty_points"):
             if profile.get(key) is not None:
                 ctx[key] = profile[key]

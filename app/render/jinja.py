@@ -17,7 +17,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from app.reader import DisplayItem
-from app.render import memo
+from app.render import bounds, growth, memo
 from app.render.sources import Part, SourceError
 
 JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
@@ -31,8 +31,9 @@ Methods = Mapping[type, frozenset[str]]
 
 # What one template may build in one render, beyond which it is refused (SecurityError,
 # which the renderer answers as a template error): a string or list made by `*`, an
-# exponent, and the items of all the ranges it iterates.
-MAX_BUILT = 100_000
+# exponent, and the items of all the ranges it iterates; texts, output and time in
+# app/render/bounds.py.
+MAX_BUILT = bounds.MAX_ITEMS
 MAX_EXPONENT = 100
 MAX_RANGED = 100_000
 SEQUENCES = (str, list, tuple)
@@ -46,26 +47,56 @@ class Sandbox(ImmutableSandboxedEnvironment):
     than the call itself. Immutable: a template cannot change a list or dict (catalog
     products are shared by readers)."""
 
-    # Not `+`: intercepted, it would no longer fold with constant params at compile
-    # time (the layout's folding), and a join grows only as fast as what it joins.
+    # Not `+` or `%`: intercepted, they would no longer fold with constant params at
+    # compile time (the layout's folding); app/render/bounds.py checks them instead.
     intercepted_binops = frozenset({"*", "**"})
+    # How compiled templates join their buffers (macros, `{% set %}` blocks) and what
+    # `Template.render` yields: bounded.
+    concat = staticmethod(bounds.concat)
 
     def __init__(self, methods: Methods, **options: Any) -> None:
         super().__init__(**options)
         self.methods = dict(methods)  # its own: looked up at every attribute
         self.globals["range"] = _budgeted_range
+        self.globals["lipsum"] = growth.lipsum
+
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        bounds.instrument(source, nodes.EvalContext(self))
+        return super()._generate(source, name, filename, defer_init)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        """`*` and `**` with what they may build bounded (`MAX_BUILT` items,
-        `MAX_EXPONENT`): `'B' * 20000000` rendered 20 MB."""
+        """`*` and `**` with what they may build bounded (`MAX_BUILT` items and
+        `bounds.MAX_TEXT` characters, `MAX_EXPONENT`): `'B' * 20000000` rendered 20 MB."""
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, SEQUENCES) and isinstance(times, int):
-                    if len(seq) * times > MAX_BUILT:
-                        raise SecurityError(f"a repeated text or list over {MAX_BUILT} items")
+                    bounds.repeated_size(seq, times)
         elif isinstance(right, int | float) and abs(right) > MAX_EXPONENT:  # `**`
             raise SecurityError(f"an exponent over {MAX_EXPONENT}")
         return self.binop_table[operator](left, right)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """`text.format` and `format_map` as the sandbox wraps them, refused when they
+        would pad to over `bounds.MAX_TEXT` characters."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        text = value.__self__
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            values = [*args, *kwargs.values()]
+            if args and isinstance(args[0], dict):  # format_map's mapping
+                values += args[0].values()
+            bounds.check_format(text, values)
+            return wrapped(*args, **kwargs)
+
+        return checked
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         kind = type(obj)
@@ -87,6 +118,9 @@ class Sandbox(ImmutableSandboxedEnvironment):
                 kwargs.pop("_loop_vars", None)
                 kwargs.pop("_block_vars", None)
                 return obj(*args, **kwargs)
+        # Macros and recursion come here: the render's time is checked at each call.
+        bounds.tick(context)
+        args = growth.checked_call(obj, args, kwargs)
         return super().call(context, obj, *args, **kwargs)
 
 
@@ -115,6 +149,8 @@ def environment(
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters.update(growth.FILTERS)
+    env.filters.update(bounds.FILTERS)
     env.filters.update(filters)
     return env
 
@@ -173,14 +209,15 @@ def check_part(env: SandboxedEnvironment, part: Part) -> None:
 def _check(env: SandboxedEnvironment, part: Part) -> None:
     try:
         tree = env.parse(part.text)
+        # Before compiling, which adds filters of Kairos's own (app/render/bounds.py).
+        own = [used for used in tree.find_all(nodes.Filter) if used.name.startswith("_")]
         env.compile(tree)  # unknown filters and tests surface here, with their line
     except TemplateSyntaxError as exc:
         raise SourceError(part.path, f"template syntax error: {exc.message}", exc.lineno) from None
-    for used in tree.find_all(nodes.Filter):
-        if used.name.startswith("_"):
-            raise SourceError(
-                part.path, f"filter {used.name!r} is Kairos's own, not for templates", used.lineno
-            )
+    for used in own:
+        raise SourceError(
+            part.path, f"filter {used.name!r} is Kairos's own, not for templates", used.lineno
+        )
     # Printed as they are, these show Python objects and their addresses, not data.
     objects = {"self", "links", *env.globals}
     for output in tree.find_all(nodes.Output):

@@ -7,7 +7,9 @@ no script). It sets `consent.email` to false in the reader's profile through the
 store's compare-and-set, so a concurrent write is not lost and every cache hears of it
 as of any profile write; a repeated POST changes nothing and answers the same. `GET`
 only shows a page whose button POSTs: link scanners fetch URLs, so a GET never
-unsubscribes. A forged token is 403 (JSON for a POST, a page for a GET).
+unsubscribes. A forged token is 403 (JSON for a POST, a page for a GET). The link has
+no expiry, and one signed with an expiry is honoured past it: an opt-out is never
+refused for its age.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import mjml
 from jinja2.sandbox import SandboxedEnvironment
 
 from app.errors import KairosError
+from app.render import bounds
 from app.render.compiler import Compiled
 from app.render.environments import Environments
 from app.render.jinja import protect
@@ -165,7 +166,8 @@ def render_broken(
         found = _culprit(compiled, envs, ctx, sources)
         if found is not None:
             path, line = found
-            return sources.broken(path, line, f"{sources.name(path)}:{line or ''}: {message}")
+            where = f"{sources.name(path)}:{line}" if line else sources.name(path)
+            return sources.broken(path, line, f"{where}: {message}")
     template_json = compiled.source.folder / "template.json"
     return sources.broken(template_json, None, message)
 
@@ -214,9 +216,10 @@ def _culprit(
 
 
 def _fails(env: Any, text: str, ctx: dict[str, Any]) -> int | None:
-    """None when `text` renders in `ctx`; else the line that failed (0: unknown)."""
+    """None when `text` renders in `ctx`; else the line that failed (0: unknown). As a
+    render of its own: its own time and output (app/render/bounds.py)."""
     try:
-        env.from_string(text).render(ctx)
+        env.from_string(text).render({**ctx, bounds.DEADLINE: None, bounds.PRINTED_KEY: 0})
         return None
     except Exception:  # noqa: BLE001 - whatever the designer's Jinja raised
         return _template_line(sys.exc_info()[2])

@@ -27,6 +27,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from app.render import bounds
+
 Tree = nodes.Template
 Escape = Callable[[Any], str]
 RenderIn = Callable[[Context], str]
@@ -38,8 +40,11 @@ _ABSENT = object()
 
 
 def compile_tree(env: SandboxedEnvironment, tree: Tree, escape: Escape) -> Template:
-    """`tree` compiled, its autoescape calling `escape` instead of markupsafe's."""
+    """`tree` compiled, its autoescape calling `escape` instead of markupsafe's; what it
+    yields is joined within the bounds of app/render/bounds.py."""
+    repeats = bounds.repeats(tree)
     template = env.from_string(tree)
+    template.kairos_join = bounds.streamed if repeats else "".join  # type: ignore[attr-defined]
     # The compiled template's module namespace: its autoescape calls `escape` there.
     template.root_render_func.__globals__["escape"] = escape
     return template
@@ -54,12 +59,13 @@ def render_function(template: Template) -> RenderIn:
     """What renders `template` in a context another template of its environment may have
     used before: what that one set at top level is forgotten first."""
     root, env = template.root_render_func, template.environment
+    join = getattr(template, "kairos_join", "".join)
 
     def render_in(context: Context) -> str:
         context.vars.clear()
         context.exported_vars.clear()
         try:
-            return "".join(root(context))
+            return join(root(context))
         except Exception:
             _reraise(env)
 

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from app.caching import Bounded
 from app.links import Links
 from app.reader import DisplayItem
+from app.render import bounds
 from app.render.fill_links import FillLinks
 from app.render.layout.output import Output, Static, markup
 from app.render.layout.pieces import Layout, SharedBody
@@ -48,7 +49,10 @@ class ReaderRender:
         """`layout` (a format of the template) for this reader."""
         fragments, ctx = self._fragments, self._ctx
         if not fragments.share:
-            return Output(list(fragments.each_piece(layout, ctx)))
+            pieces = list(fragments.each_piece(layout, ctx))
+            if sum(map(len, pieces)) > bounds.MAX_OUTPUT:
+                raise bounds.too_much_output()
+            return Output(pieces)  # type: ignore[arg-type]
         skeleton = fragments.skeleton(layout, ctx, self._keys)
         links = self._links
         if skeleton.unsafe:
@@ -63,6 +67,7 @@ class ReaderRender:
         params = ctx["_params"]
         contexts = self._contexts
         out: list[Static | str] = []
+        size = skeleton.chars  # and each hole's below: URLs are bounded by their own rules
         for run, linked, hole in skeleton.runs:
             if linked:
                 out += [p if type(p) is Static else urls[p] for p in run]
@@ -74,14 +79,18 @@ class ReaderRender:
                 ctx["params"] = params[hole.index]
             piece = hole.piece
             if not piece.reusable:
-                out.append(piece.render(ctx))
-                continue
-            # One context per environment and render, shared by its pieces.
-            env = piece.template.environment
-            context = contexts.get(env)
-            if context is None:
-                context = contexts[env] = piece.context(ctx)
-            out.append(piece.render_in(context))
+                text = piece.render(ctx)
+            else:
+                # One context per environment and render, shared by its pieces.
+                env = piece.template.environment
+                context = contexts.get(env)
+                if context is None:
+                    context = contexts[env] = piece.context(ctx)
+                text = piece.render_in(context)
+            size += len(text)
+            out.append(text)
+        if size > bounds.MAX_OUTPUT:
+            raise bounds.too_much_output()
         return Output(out)
 
 

@@ -48,8 +48,11 @@ class Skeleton:
     # The parts as runs of text and URLs (and whether a run holds URLs), each followed
     # by a hole (or None at the end).
     runs: tuple[tuple[tuple[Static | int, ...], bool, Hole | None], ...] = ()
+    chars: int = 0  # of its text (URLs left out): a render's output is bounded (bounds.py)
 
     def __post_init__(self) -> None:
+        chars = sum(len(part.text) for part in self.parts if type(part) is Static)
+        object.__setattr__(self, "chars", chars)
         runs: list[tuple[tuple[Static | int, ...], bool, Hole | None]] = []
         run: list[Static | int] = []
         for part in (*self.parts, None):
