@@ -111,6 +111,17 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         cluster.stop()
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to pause, stop and start."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def on_cluster(request: pytest.FixtureRequest) -> bool:
     """Whether this test runs on the Redis Cluster (its `backend` is "cluster")."""
     return "backend" in request.fixturenames and request.getfixturevalue("backend") == CLUSTER

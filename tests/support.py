@@ -231,6 +231,16 @@ async def _wake_follower(app: Starlette, exit_task: asyncio.Future[Any]) -> None
         await client.publish(CHANGES_CHANNEL, WAKE_UP)
 
 
+@contextlib.asynccontextmanager
+async def listening(handle: Any) -> AsyncIterator[int]:
+    """A local TCP server whose connections `handle(reader, writer)` answers: its port."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from support import listening
 from test_events_api import Kairos, ev
 from test_events_api import kairos as kairos  # the fixture, used by name
 from test_recs import feed, settle, views
@@ -63,12 +64,8 @@ class FakeModel:
 @pytest.fixture
 async def model() -> AsyncIterator[FakeModel]:
     fake = FakeModel()
-    server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
-    fake.port = server.sockets[0].getsockname()[1]
-    try:
+    async with listening(fake.handle) as fake.port:
         yield fake
-    finally:
-        server.close()
 
 
 def upstream_env(model: FakeModel) -> dict[str, str]:

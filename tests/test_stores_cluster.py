@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from support import AUTH, KairosProcess, RedisClusterServers, feed_url, process_env
+from support import AUTH, KairosProcess, RedisClusterServers, process_env
+from test_events_processes import first_name
 
 from app.errors import StoreUnavailable
 from app.settings.parse import redis_url as parse_redis_url
@@ -116,15 +117,6 @@ def seen_within(checks: list[Callable[[], bool]]) -> float:
         took = time.monotonic() - start
         assert took < BOUND_S, f"{len(left)} servers still not showing it after {took:.3f}s"
     return time.monotonic() - start
-
-
-def first_name(client: httpx.Client, base: str, user: str) -> str | None:
-    r = client.get(base + feed_url("profile", user))
-    assert r.status_code == 200, r.text
-    if "x-kairos-fallback" in r.headers:
-        return None
-    name: str | None = r.json()["items"][0]["first_name"]
-    return name
 
 
 def segments(client: httpx.Client, base: str, user: str) -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from support import Upstream, fallback_image, image_url, serve
+from support import Upstream, fallback_image, image_url, listening, serve
 from test_images import _with_product, centre_of_image_area
 
 from app.app import create_app
@@ -437,12 +437,8 @@ class Trickle:
 @contextlib.asynccontextmanager
 async def trickling(**options: Any) -> AsyncIterator[Trickle]:
     upstream = Trickle(**options)
-    server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
-    upstream.port = server.sockets[0].getsockname()[1]
-    try:
+    async with listening(upstream.handle) as upstream.port:
         yield upstream
-    finally:
-        server.close()
 
 
 FETCH_LIMIT_S = 1.0

@@ -13,14 +13,12 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 from support import (
     TOKENS,
     KairosProcess,
@@ -45,17 +43,6 @@ def start(tmp: Path, redis_url: str, name: str, *args: str, **extra: str) -> Kai
     server = KairosProcess(name, env, tmp, args)
     server.wait_ready(time.monotonic() + 20)
     return server
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own (it is paused, stopped and restarted)."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def applied(direct: Any, user: str) -> set[str]:
@@ -129,11 +116,11 @@ class Load:
 
 
 def test_sigterm_during_mixed_load_finishes_in_flight_requests_and_loses_nothing(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, own_redis: RedisServer
 ) -> None:
     kairos = start(
         tmp_path,
-        redis_server.url,
+        own_redis.url,
         "sigterm",
         "--timeout-graceful-shutdown",
         str(GRACEFUL_S),
@@ -150,7 +137,7 @@ def test_sigterm_during_mixed_load_finishes_in_flight_requests_and_loses_nothing
             assert time.monotonic() < deadline, Counter((s.status, s.error) for s in load.sent)
             time.sleep(0.02)
         time.sleep(0.2)
-        with redis_server.client() as direct:
+        with own_redis.client() as direct:
             # Writes held for 300 ms (Redis lifts a pause on its 10 Hz cron: up to 400;
             # well within the timeout): the events requests of this moment are in the
             # server, waiting on Redis, when the signal comes.
@@ -186,7 +173,7 @@ def test_sigterm_during_mixed_load_finishes_in_flight_requests_and_loses_nothing
 
     accepted = {i for s in load.sent if s.kind == "events" and s.status == 202 for i in s.ids}
     opens = Counter(s.user for s in load.sent if s.kind == "open" and s.status == 200)
-    with redis_server.client() as direct:
+    with own_redis.client() as direct:
         stored = {i for user in USERS for i in applied(direct, user) if i.startswith("k-")}
         # Every event answered 202 is applied, and none whose request went unanswered
         # (the server never cut a request it was handling): equal.
@@ -199,13 +186,13 @@ def test_sigterm_during_mixed_load_finishes_in_flight_requests_and_loses_nothing
 
 
 def test_opens_still_queued_at_sigterm_are_recorded_before_exit(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, own_redis: RedisServer
 ) -> None:
     """A pixel is answered at once and its open recorded in the background: opens
     queued behind a slow write when the signal comes are recorded before the exit."""
     kairos = start(
         tmp_path,
-        redis_server.url,
+        own_redis.url,
         "sigterm-opens",
         "--timeout-graceful-shutdown",
         str(GRACEFUL_S),
@@ -214,7 +201,7 @@ def test_opens_still_queued_at_sigterm_are_recorded_before_exit(
     user = "opener"
     try:
         with httpx.Client(base_url=kairos.base, timeout=5) as client:
-            with redis_server.client() as direct:
+            with own_redis.client() as direct:
                 # The first open's write waits on Redis; the others queue behind it.
                 direct.execute_command("CLIENT", "PAUSE", 400, "WRITE")
             paused = time.monotonic()
@@ -228,7 +215,7 @@ def test_opens_still_queued_at_sigterm_are_recorded_before_exit(
         if kairos.proc.poll() is None:
             kairos.stop()
     assert code == -signal.SIGTERM, kairos.log.read_text()
-    with redis_server.client() as direct:
+    with own_redis.client() as direct:
         assert counters(direct, user).get("email_open") == 30
 
 
@@ -271,9 +258,9 @@ def assert_once(direct: Any, user: str, ids: set[str]) -> None:
 
 
 def test_a_client_retrying_after_503_gets_each_event_applied_once(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, own_redis: RedisServer
 ) -> None:
-    kairos = start(tmp_path, redis_server.url, "retry-503", KAIROS_REDIS_TIMEOUT_MS="200")
+    kairos = start(tmp_path, own_redis.url, "retry-503", KAIROS_REDIS_TIMEOUT_MS="200")
     user = "retrying"
     try:
         with httpx.Client(base_url=kairos.base, timeout=10) as client:
@@ -282,12 +269,12 @@ def test_a_client_retrying_after_503_gets_each_event_applied_once(
 
             # Redis down, then back (its data kept by a snapshot): the retry counts what
             # was applied before as duplicates.
-            with redis_server.client() as direct:
+            with own_redis.client() as direct:
                 direct.save()
-            redis_server.stop()
+            own_redis.stop()
             again = [page_view(user, f"r-{i}") for i in range(3, 9)]
             assert_error(post(client, again), 503, "store_unavailable")
-            restart = threading.Timer(0.5, redis_server.start)
+            restart = threading.Timer(0.5, own_redis.start)
             restart.start()
             try:
                 body = retry_until_accepted(client, again)
@@ -298,7 +285,7 @@ def test_a_client_retrying_after_503_gets_each_event_applied_once(
             # Writes held past Redis's timeout: 503, though the write may land once the
             # hold ends. The retry then finds its ids: applied once either way.
             late = [page_view(user, f"r-{i}") for i in range(9, 13)]
-            with redis_server.client() as direct:
+            with own_redis.client() as direct:
                 direct.execute_command("CLIENT", "PAUSE", 500, "WRITE")
                 assert_error(post(client, late), 503, "store_unavailable")
                 time.sleep(0.6)
@@ -326,14 +313,14 @@ def raw_post(port: int, events: list[dict[str, Any]]) -> socket.socket:
 
 
 def test_a_client_retrying_after_its_connection_dropped_gets_each_event_applied_once(
-    tmp_path: Path, redis_server: RedisServer
+    tmp_path: Path, own_redis: RedisServer
 ) -> None:
     # No rate limit to take from Redis first: the server reads the body at once, then
     # waits on Redis for the write. (With one, a client that leaves while the server
     # waits for the limit leaves before its body is read: nothing applied, nothing lost.)
     kairos = start(
         tmp_path,
-        redis_server.url,
+        own_redis.url,
         "retry-dropped",
         KAIROS_REDIS_TIMEOUT_MS=str(HOLD_TIMEOUT_MS),
         KAIROS_RATE_EVENTS="0",
@@ -341,7 +328,7 @@ def test_a_client_retrying_after_its_connection_dropped_gets_each_event_applied_
     user = "dropped"
     events = [page_view(user, f"d-{i}") for i in range(6)]
     try:
-        with redis_server.client() as direct:
+        with own_redis.client() as direct:
             # The server holds the request (its write waits on Redis) when the client
             # gives up and closes: the write still lands, its answer to nobody.
             direct.execute_command("CLIENT", "PAUSE", 300, "WRITE")

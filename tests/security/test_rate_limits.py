@@ -454,17 +454,6 @@ async def test_a_flushed_script_cache_is_reloaded(
         assert fields(await c.get("/v1/segments", headers=AUTH)) == allowed(3, 1)
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of the test's own, to stop and start."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 async def test_redis_down_fails_open_and_is_counted(settings: Any, own_redis: RedisServer):
     app = create_app(
         settings(

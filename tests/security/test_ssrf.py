@@ -34,7 +34,7 @@ import httpcore
 import httpx
 import orjson
 import pytest
-from support import Upstream, feed_url, image_url, serve
+from support import Upstream, feed_url, image_url, listening, serve
 from test_images import _with_product, assert_fallback, centre_of_image_area, decode, png
 
 from app.app import create_app
@@ -339,13 +339,8 @@ def ranking(status: str = "200 OK", extra: str = "") -> bytes:
 @contextlib.asynccontextmanager
 async def model_server(answer: bytes) -> AsyncIterator[Model]:
     model = Model(answer)
-    server = await asyncio.start_server(model.handle, "127.0.0.1", 0)
-    model.port = server.sockets[0].getsockname()[1]
-    try:
+    async with listening(model.handle) as model.port:
         yield model
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def recs_results(settings: Any, url: str, **env: Any) -> Counter[str]:
