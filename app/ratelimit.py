@@ -16,11 +16,11 @@ Answers carry the fields of draft-ietf-httpapi-ratelimit-headers-06: `RateLimit-
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from types import MappingProxyType
 
 from starlette.responses import Response
 
+from app.caching import Bounded
 from app.errors import KairosError, StoreUnavailable, TooManyRequests
 from app.metrics import Metrics
 from app.settings import Secret, Settings
@@ -32,8 +32,8 @@ EVENTS = "events"
 FAMILIES = (API, EVENTS)
 US = 1_000_000
 HASH_CONTEXT = b"kairos rate limit buckets\x00"
-# Buckets named per (family, key) are remembered; keys reach here only once they passed
-# authentication, so this bounds nothing real, only a misuse.
+# Bucket names remembered per (family, key); keys reach here only once authenticated, so
+# the bound is against misuse, not real traffic.
 NAMES_KEPT = 4096
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -85,8 +85,11 @@ class RateLimits:
         self._store = store
         per_s = {API: settings.rate_api, EVENTS: settings.rate_events}
         self._policies = {f: Policy(f, per_s[f]) if per_s[f] else None for f in FAMILIES}
-        self._hash_key = _hash_key(settings.secret_keys)
-        self._names: dict[tuple[str, bytes], str] = {}
+        # From the signing key every process shares, so all of them name a key's bucket
+        # alike; a rotation renames the buckets, which only restarts them.
+        keys = settings.secret_keys
+        self._hash_key = keys[0].derived(HASH_CONTEXT) if keys else Secret("").derived(HASH_CONTEXT)
+        self._names: Bounded[tuple[str, bytes], str] = Bounded(NAMES_KEPT)
         self._limited = {f: metrics.rate_limited.labels(f) for f in FAMILIES}
         self._failed_open = {f: metrics.rate_limit_fail_open.labels(f) for f in FAMILIES}
 
@@ -118,8 +121,7 @@ class RateLimits:
         if name is None:
             digest = hashlib.blake2b(key, key=self._hash_key, digest_size=16).hexdigest()
             name = rate_key(family, digest)
-            if len(self._names) < NAMES_KEPT:
-                self._names[(family, key)] = name
+            self._names.put((family, key), name)
         return name
 
 
@@ -141,9 +143,3 @@ def _seconds(us: int) -> int:
     """Whole seconds, rounded up: a client waiting that long is never early."""
     return max(1, -(-us // US))
 
-
-def _hash_key(secrets: Sequence[Secret]) -> bytes:
-    # Derived from the signing key every process shares, so all of them name a key's
-    # bucket alike; a rotation renames the buckets, which only restarts them.
-    secret = secrets[0].reveal().encode() if secrets else b""
-    return hashlib.blake2b(HASH_CONTEXT + secret, digest_size=32).digest()

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from support import API_KEY, AUTH, SECRET, KairosProcess, assert_error, serve, unstamped
+from support import AUTH, KairosProcess, assert_error, serve, unstamped
+from test_cli import subprocess_env
 
 from app.app import create_app
 from app.render import folder, memo
@@ -44,19 +45,14 @@ def sources(sources_copy: Any) -> tuple[Path, Path]:
 @pytest.fixture
 def server(tmp_path: Path, sources: tuple[Path, Path]) -> Iterator[KairosProcess]:
     blocks, templates = sources
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "KAIROS_ENV": "test",
-        "KAIROS_SECRET_KEYS": SECRET,
-        "KAIROS_API_KEYS": API_KEY,
-        "KAIROS_DEV_SECRET_FILE": str(tmp_path / "dev-secret"),
-        "KAIROS_DEMO_DATA": "false",
-        "KAIROS_LOG_LEVEL": "WARNING",
-        "KAIROS_BLOCKS_DIR": str(blocks),
-        "KAIROS_TEMPLATES_DIR": str(templates),
-        "KAIROS_SEGMENTS_FILE": str(templates / "segments.toml"),
-    }
+    env = subprocess_env(
+        tmp_path,
+        KAIROS_DEMO_DATA="false",
+        KAIROS_LOG_LEVEL="WARNING",
+        KAIROS_BLOCKS_DIR=str(blocks),
+        KAIROS_TEMPLATES_DIR=str(templates),
+        KAIROS_SEGMENTS_FILE=str(templates / "segments.toml"),
+    )
     process = KairosProcess("studio", env, tmp_path)
     try:
         process.wait_ready(time.monotonic() + 60)

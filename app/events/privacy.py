@@ -31,10 +31,7 @@ class ReaderHashes:
     def __init__(self, keys: Sequence[Secret]) -> None:
         # Keyed BLAKE2b is a MAC in one C call (HMAC-SHA256 is two hashes and Python
         # around them): every event's reader is hashed. Its key is at most 64 bytes.
-        self._keys = tuple(
-            hashlib.blake2b(HASH_CONTEXT + k.reveal().encode(), digest_size=32).digest()
-            for k in keys
-        )
+        self._keys = tuple(k.derived(HASH_CONTEXT) for k in keys)
         # A reader's events come in runs (a session): its hashes are asked again soon.
         self._known: Bounded[str, tuple[str, ...]] = Bounded(KNOWN_READERS)
 

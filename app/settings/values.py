@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 MIN_SECRET_LENGTH = 32
 MIN_API_KEY_LENGTH = 16
 MIN_DISTINCT_CHARACTERS = 10  # a random key of 32 characters has about 25
@@ -21,6 +23,11 @@ class Secret:
 
     def reveal(self) -> str:
         return self._value
+
+    def derived(self, context: bytes) -> bytes:
+        """A 32-byte key for one use (`context`), derived from this secret: the key of
+        keyed BLAKE2b hashes (a MAC in one C call), so no two uses share a key."""
+        return hashlib.blake2b(context + self._value.encode(), digest_size=32).digest()
 
     def __repr__(self) -> str:
         return "Secret('**********')"
