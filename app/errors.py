@@ -69,6 +69,13 @@ class Unprocessable(KairosError):
     status, code = 422, "invalid"
 
 
+class Busy(KairosError):
+    """Not started in time behind the work already waiting: nothing was done; retry."""
+
+    status, code = 503, "busy"
+    headers = MappingProxyType({"Retry-After": "1"})
+
+
 class TooManyRequests(KairosError):
     status, code = 429, "rate_limited"
 

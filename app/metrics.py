@@ -187,6 +187,12 @@ class Metrics:
             "write (copy), read first (read), or a copy the store refused (refused)",
             ["result"],
         )
+        self.events_turns = Counter(
+            "kairos_events_turns",
+            "Events requests that found KAIROS_EVENTS_IN_FLIGHT taken: waited (their turn "
+            "came), busy (not within KAIROS_EVENTS_WAIT_MS: answered 503)",
+            ["result"],
+        )
         self.merges = Counter("kairos_identity_merges", "Readers merged into a user", [])
         self.erasures = Counter("kairos_erasures", "Erasure requests carried out", [])
         self.unsubscribes = Counter(
@@ -257,6 +263,7 @@ class Metrics:
             self.recs_lost,
             self.recs_upstream,
             self.warm_readers,
+            self.events_turns,
             self.merges,
             self.erasures,
             self.unsubscribes,

@@ -33,6 +33,8 @@ LIMIT_SETTINGS = (
     "history_events",
     "history_days",
     "rate_events",
+    "events_in_flight",
+    "events_wait_s",
 )
 
 

@@ -162,7 +162,10 @@ def common_errors() -> dict[str, Any]:
         "413": error("body (after gzip) or event count over the limit"),
         "415": error("Content-Encoding other than gzip"),
         "503": {
-            **error("the store is down or too slow: nothing was applied; retry"),
+            **error(
+                "the store is down or too slow (`store_unavailable`), or the request "
+                "waited too long for its turn (`busy`, nothing applied): retry"
+            ),
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
         },
     }

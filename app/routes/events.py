@@ -1,7 +1,8 @@
 """Events in: `POST /v1/events` (native) and the Segment HTTP Tracking API under
 `/segment` (`/segment/v1/batch`, `/segment/v1/track`, ...), both taking write keys, both
 answering CORS preflight so a site's pages can post them. Each request counts once
-against its key's rate limit (`app/ratelimit.py`, family `events`), a batch as one."""
+against its key's rate limit (`app/ratelimit.py`, family `events`), a batch as one, and
+takes its turn to be applied (`KAIROS_EVENTS_IN_FLIGHT` events at once per process)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.auth import presented_key
-from app.errors import NO_STORE, Forbidden, KairosError, UnsupportedMediaType, error_response
+from app.errors import (
+    NO_STORE,
+    Busy,
+    Forbidden,
+    KairosError,
+    UnsupportedMediaType,
+    error_response,
+)
 from app.events.intake import (
     WEBHOOK,
     SegmentBody,
@@ -28,6 +36,7 @@ from app.http import content_type, parse_json
 from app.ratelimit import EVENTS, attach, stamp
 from app.responses import JSONResponse
 from app.services import Services
+from app.turns import Turns
 
 NATIVE_PATH = "/v1/events"
 SEGMENT_PREFIX = "/segment"
@@ -52,6 +61,15 @@ def routes(services: Services) -> list[Route]:
     keys, ingest, limits = services.api_keys, services.ingest, services.limits
     limit, max_count = settings.events_max_body_bytes, settings.events_max_count
     cors = Cors(settings.event_origins)
+    waited, refused = (services.metrics.events_turns.labels(r) for r in ("waited", "busy"))
+
+    def busy() -> Busy:
+        refused.inc()
+        return Busy("the server is busy applying other events: nothing was applied; retry")
+
+    # Parsed requests wait here rather than interleave: a few at a time keep their readers
+    # in the CPU's caches (16 interleaved 100-event requests cost each event ~10 % more).
+    turns = Turns(settings.events_in_flight, settings.events_wait_s, busy, waited.inc)
 
     async def native(request: Request) -> Response:
         presented = presented_key(request)
@@ -64,7 +82,8 @@ def routes(services: Services) -> list[Route]:
             body = await read_body(request, limit)
             docs = native_events(parse_json(body))
             check_count(docs, max_count)
-            result = await ingest.ingest(docs, trusted=trusted, body_bytes=len(body))
+            async with turns(len(docs)):
+                result = await ingest.ingest(docs, trusted=trusted, body_bytes=len(body))
         except KairosError as exc:
             attach(exc, fields)
             raise
@@ -89,7 +108,8 @@ def routes(services: Services) -> list[Route]:
                     fields = await limits.take(EVENTS, (body.write_key or "").encode())
                 check_count(body.messages, max_count)
                 docs = body.translated(ingest.clock)
-                result = await ingest.ingest(docs, dialect="segment", trusted=trusted)
+                async with turns(len(docs)):
+                    result = await ingest.ingest(docs, dialect="segment", trusted=trusted)
             except KairosError as exc:
                 attach(exc, fields)
                 raise

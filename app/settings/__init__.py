@@ -73,6 +73,8 @@ class Settings:
     event_max_bytes: int
     dedupe_window_s: int
     events_warm_readers: int
+    events_in_flight: int
+    events_wait_s: float
     history_events: int
     history_days: int
     event_origins: tuple[str, ...]

@@ -38,6 +38,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from app.errors import CorruptData, StoreUnavailable
 from app.stores.redis.breaker import Breaker
+from app.turns import Turns
 
 log = logging.getLogger("kairos.redis")
 
@@ -75,7 +76,9 @@ class RedisConnection:
             )
             # The cluster client answers the same commands the stores send.
             self.redis = cast(Redis, client)
-            self._turns = Turns(pool_size, timeout_s)
+            # Its client fails at once past `max_connections` to a node (where the pool
+            # of one server waits for a free one): a burst waits its turn here instead.
+            self._turns = Turns(pool_size, timeout_s, _no_connection_free)
         else:
             self._pool = BlockingConnectionPool.from_url(
                 url,
@@ -126,7 +129,7 @@ class RedisConnection:
             if turns is None:
                 result = await awaitable
             else:
-                async with turns:
+                async with turns():
                     result = await awaitable
         except ResponseError as exc:  # an answer: the server is there
             breaker.succeeded()
@@ -148,7 +151,7 @@ class RedisConnection:
         cluster the block waits its turn among `pool_size` (`Turns`)."""
         probe = self.breaker.admit()
         try:
-            async with self._turns or contextlib.nullcontext():
+            async with self._turns() if self._turns else contextlib.nullcontext():
                 try:
                     yield
                 except ResponseError as exc:
@@ -276,26 +279,8 @@ class RedisConnection:
             await self._pool.disconnect()
 
 
-class Turns:
-    """At most `size` blocks at once, a block waiting at most `timeout_s` for its turn.
-
-    The cluster client opens up to `max_connections` to each node and then fails at once
-    (`MaxConnectionsError`), where the pool of one server waits for a free connection:
-    a burst of requests on a cluster waits here, as it would on one server."""
-
-    def __init__(self, size: int, timeout_s: float) -> None:
-        self._free = asyncio.Semaphore(size)
-        self._timeout_s = timeout_s
-
-    async def __aenter__(self) -> None:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                await self._free.acquire()
-        except TimeoutError:
-            raise StoreUnavailable("redis: no connection free in time") from None
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._free.release()
+def _no_connection_free() -> StoreUnavailable:
+    return StoreUnavailable("redis: no connection free in time")
 
 
 async def _replies(connection: Connection, n: int) -> list[Any]:
