@@ -8,6 +8,7 @@ import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -98,9 +99,10 @@ return out
 
 
 HISTORY_SLICE = 100
-# Which of `script_keys` each script takes, in its KEYS order.
+# Which of `script_keys` the read script takes, in its KEYS order (the write script
+# takes them all, in their order).
 READ_KEYS = (0, 4, 1, 5)
-WRITE_KEYS = (0, 1, 2, 3, 4, 5)
+_read_keys = itemgetter(*READ_KEYS)
 # The write script's answers as read (bytes), to their `Written`: an enum call per
 # reader costs more than the lookup.
 ANSWERS = MappingProxyType({answer.value.encode(): answer for answer in Written})
@@ -125,7 +127,7 @@ class RedisEvents:
     def _spell_keys(self, user_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The read script's keys and the write script's, for `user_id`."""
         every = script_keys(user_id, self._connection.slot_tag(user_id))
-        return tuple(every[i] for i in READ_KEYS), tuple(every[i] for i in WRITE_KEYS)
+        return _read_keys(every), every
 
     async def read(self, asks: Sequence[ReaderAsk]) -> list[ReaderState]:
         # Ids are trimmed only by writes: one older than the window may still be stored.
