@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MILLISECOND = timedelta(milliseconds=1)
@@ -52,6 +53,12 @@ def stamped(ts_ms: int, clock: Clock | None = None) -> Stamp:
     return text
 
 
+# A time's milliseconds as spelled after its second, both ways (a table lookup is a
+# quarter of a format or a parse of them: ~0.15 µs of the ~0.4 every event spends).
+_SPELLED_MS = tuple(f".{ms:03d}Z" for ms in range(1000))
+_MS_OF = MappingProxyType({spelled: ms for ms, spelled in enumerate(_SPELLED_MS)})
+
+
 def _second(seconds: int) -> str:
     return (EPOCH + timedelta(seconds=seconds)).isoformat()[:19]
 
@@ -66,10 +73,12 @@ class Clock:
         self._spelled: dict[int, str] = {}  # and back
 
     def parse_ms(self, value: str) -> int:
-        if len(value) == 24 and value[19] == "." and value[23] == "Z":
-            seconds, digits = self._seconds.get(value[:19]), value[20:23]
-            if seconds is not None and digits.isascii() and digits.isdecimal():
-                return seconds * 1000 + int(digits)
+        # A remembered second (only those spelled in the kept form are) and ".mmmZ".
+        seconds = self._seconds.get(value[:19])
+        if seconds is not None:
+            ms = _MS_OF.get(value[19:])
+            if ms is not None:
+                return seconds * 1000 + ms
         ts_ms = parse_ms(value)
         if KEPT_TIME.fullmatch(value) is not None:
             self._remember(ts_ms // 1000, value[:19])
@@ -81,7 +90,7 @@ class Clock:
         if spelled is None:
             spelled = _second(seconds)
             self._remember(seconds, spelled)
-        return f"{spelled}.{ms:03d}Z"
+        return spelled + _SPELLED_MS[ms]
 
     def remembered(self) -> int:
         """How many seconds the table holds."""
