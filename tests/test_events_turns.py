@@ -130,3 +130,20 @@ async def test_requests_within_the_limit_do_not_wait(make_client):
         assert [a.status_code for a in answers] == [202, 202]
         metrics = (await client.get("/metrics")).text
         assert turns_metric(metrics, "waited") == 0
+
+
+async def test_a_body_waits_its_turn_unparsed(make_client, own_redis):
+    """Parsed only once its turn comes: a broken body behind a full turn is answered 400
+    after the request holding the turn, while one over the size cap is refused at once."""
+    async with make_client(wait_ms=5000) as client:
+        first = await hold(client, own_redis)
+        headers = {**WRITE, "Content-Type": "application/json"}
+        too_large = b'{"events": [' + b" " * (4 * 1024 * 1024) + b"]}"
+        refused = await client.post("/v1/events", content=too_large, headers=headers)
+        assert refused.status_code == 413
+        assert not first.done()
+        broken = b'{"events": [{"event_id": "x"'
+        answer = await client.post("/v1/events", content=broken, headers=headers)
+        assert first.done()
+        assert answer.status_code == 400
+        assert (await first).status_code == 202

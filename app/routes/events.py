@@ -67,8 +67,11 @@ def routes(services: Services) -> list[Route]:
         refused.inc()
         return Busy("the server is busy applying other events: nothing was applied; retry")
 
-    # Parsed requests wait here rather than interleave: a few at a time keep their readers
-    # in the CPU's caches (16 interleaved 100-event requests cost each event ~10 % more).
+    # Requests wait here, their bodies read but not yet parsed, rather than interleave: a
+    # few at a time, each parsed just before it is applied, keep their events and readers
+    # in the CPU's caches (16 interleaved 100-event requests cost each event 10-20 %
+    # more). A body counts its events by their ids, before it is parsed (a count that is
+    # off only moves its place in line: nothing is checked by it).
     turns = Turns(settings.events_in_flight, settings.events_wait_s, busy, waited.inc)
 
     async def native(request: Request) -> Response:
@@ -80,9 +83,9 @@ def routes(services: Services) -> list[Route]:
             if media_type != "application/json":
                 raise UnsupportedMediaType("send the events as application/json")
             body = await read_body(request, limit)
-            docs = native_events(parse_json(body))
-            check_count(docs, max_count)
-            async with turns(len(docs)):
+            async with turns(body.count(b'"event_id"')):
+                docs = native_events(parse_json(body))
+                check_count(docs, max_count)
                 result = await ingest.ingest(docs, trusted=trusted, body_bytes=len(body))
         except KairosError as exc:
             attach(exc, fields)
@@ -102,13 +105,15 @@ def routes(services: Services) -> list[Route]:
                 fields = await limits.take(EVENTS, presented.encode())
             try:
                 # analytics.js posts text/plain (no preflight); the SDKs application/json.
-                body = SegmentBody(call, parse_json(await read_body(request, limit)))
-                if trusted is None:
-                    trusted = keys.check_writer(body.write_key)
-                    fields = await limits.take(EVENTS, (body.write_key or "").encode())
-                check_count(body.messages, max_count)
-                docs = body.translated(ingest.clock)
-                async with turns(len(docs)):
+                raw = await read_body(request, limit)
+                async with turns(raw.count(b'"messageId"')):
+                    body = SegmentBody(call, parse_json(raw))
+                    if trusted is None:
+                        trusted = keys.check_writer(body.write_key)
+                        fields = await limits.take(EVENTS, (body.write_key or "").encode())
+                    check_count(body.messages, max_count)
+                    docs = body.translated(ingest.clock)
+                    del body  # the messages, translated: freed before the events are applied
                     result = await ingest.ingest(docs, dialect="segment", trusted=trusted)
             except KairosError as exc:
                 attach(exc, fields)
