@@ -36,9 +36,9 @@ class Shareable(Protocol):
 class SharedFiles:
     """This process's files in the shared directory, and the merge of everyone's."""
 
-    def __init__(self, directory: Path, pid: int | None = None) -> None:
+    def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.pid = os.getpid() if pid is None else pid
+        self.pid = os.getpid()
         self._files: dict[str, MmapedDict] = {}
         self._keys: dict[tuple[str, tuple[str, ...]], str] = {}
         self._written: dict[tuple[str, str], float] = {}

@@ -42,10 +42,10 @@ RawHeaders = list[tuple[bytes, bytes]]
 class Policy:
     """`per_s` requests a second for one key on one family, in bursts of as many."""
 
-    __slots__ = ("capacity_us", "family", "interval_us", "per_s", "_fixed")
+    __slots__ = ("capacity_us", "interval_us", "per_s", "_fixed")
 
-    def __init__(self, family: str, per_s: int) -> None:
-        self.family, self.per_s = family, per_s
+    def __init__(self, per_s: int) -> None:
+        self.per_s = per_s
         self.interval_us = US // per_s
         self.capacity_us = self.interval_us * per_s
         self._fixed = (
@@ -84,7 +84,7 @@ class RateLimits:
     def __init__(self, settings: Settings, store: RateStore, metrics: Metrics) -> None:
         self._store = store
         per_s = {API: settings.rate_api, EVENTS: settings.rate_events}
-        self._policies = {f: Policy(f, per_s[f]) if per_s[f] else None for f in FAMILIES}
+        self._policies = {f: Policy(per_s[f]) if per_s[f] else None for f in FAMILIES}
         # From the signing key every process shares, so all of them name a key's bucket
         # alike; a rotation renames the buckets, which only restarts them.
         keys = settings.secret_keys
@@ -92,9 +92,6 @@ class RateLimits:
         self._names: Bounded[tuple[str, bytes], str] = Bounded(NAMES_KEPT)
         self._limited = {f: metrics.rate_limited.labels(f) for f in FAMILIES}
         self._failed_open = {f: metrics.rate_limit_fail_open.labels(f) for f in FAMILIES}
-
-    def policy(self, family: str) -> Policy | None:
-        return self._policies[family]
 
     async def take(self, family: str, key: bytes) -> RawHeaders | None:
         """Count a request of `key` (authenticated) on `family`: the fields to add to

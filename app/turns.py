@@ -3,8 +3,8 @@ bounded time.
 
 Used where doing everything at once costs more than taking turns: calls to a Redis
 Cluster (its client fails at once past its connections, where a pool waits) and the
-events a process applies (a few requests at a time keep their readers in the CPU's
-caches, where sixteen interleaved cost each event ~10 % more).
+events a process applies (a few requests at a time keep their data in the CPU's caches,
+where sixteen interleaved cost each event 10-20 % more).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Turns:
         return sum(1 for _, f in self._queue if not f.done())
 
     async def acquire(self, units: int) -> None:
+        """Take `units` (at most `size`), waiting in line; `refusal()` past the wait."""
         if not self._queue and self._free >= units:  # the usual case: no timer to set
             self._free -= units
             return
@@ -75,6 +76,7 @@ class Turns:
             raise
 
     def release(self, units: int) -> None:
+        """Give back `units` taken by `acquire`; the blocks in line that fit go."""
         self._free += units
         self._wake()
 

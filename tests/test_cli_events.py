@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 import redis
-from support import API_KEY, AUTH, feed_url, free_port, serve
+from support import API_KEY, AUTH, feed_url, free_port, listening, serve
 from test_cli import (  # running_server: the fixture, `kairos serve` on the embedded store
     KAIROS,
     jsonl,
@@ -467,3 +467,27 @@ def test_segments_explain_says_why_rule_by_rule(
 def test_segments_explain_needs_redis(clean_environ: Env, capsys: Capsys) -> None:
     assert main(["segments", "explain", "sx"]) == 2
     assert "set REDIS_URL" in capsys.readouterr().err
+
+
+async def test_a_server_that_never_answers_is_a_store_error_after_every_retry(monkeypatch):
+    """Every attempt's answer lost (the connection closed before it): the batch ends as
+    `StoreUnavailable` saying so, after all the retries."""
+    attempts = 0
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        await reader.read(1024)
+        writer.close()
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    monkeypatch.setattr(events.asyncio, "sleep", no_wait)
+    async with listening(hang_up) as port:
+        server = f"http://127.0.0.1:{port}"
+        async with events._client(server, Secret(API_KEY)) as client:
+            refused = f"still answered nothing after {events.RETRIES} attempts"
+            with pytest.raises(events.StoreUnavailable, match=refused):
+                await events._post(client, server, [{"event_id": "e"}])
+    assert attempts == events.RETRIES

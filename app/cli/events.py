@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import orjson
 
+from app.cli.common import retry_after
 from app.cli.common import settings as cli_settings
 from app.errors import KairosError, StoreUnavailable
 from app.events.clock import format_ms, parse_ms
@@ -146,6 +147,7 @@ async def _post(client: httpx.AsyncClient, server: str, docs: list[Any]) -> dict
     """The server's answer to one batch. A 503, a 429 (the key over its rate limit) or a
     lost answer is retried: the server dedupes, so a retried event is applied once."""
     body, headers = orjson.dumps({"events": docs}), {"Content-Type": "application/json"}
+    last = "nothing"
     for attempt in range(RETRIES):
         wait = min(0.25 * 2**attempt, 8.0)
         try:
@@ -153,6 +155,7 @@ async def _post(client: httpx.AsyncClient, server: str, docs: list[Any]) -> dict
         except httpx.ConnectError as exc:
             raise KairosError(f"cannot reach {server}: {exc}") from None
         except httpx.TransportError:
+            last = "nothing"
             await asyncio.sleep(wait)
             continue
         if response.status_code in (202, 422):  # 422: nothing valid, each entry says why
@@ -160,12 +163,9 @@ async def _post(client: httpx.AsyncClient, server: str, docs: list[Any]) -> dict
             return answer
         if response.status_code not in (429, 503):
             raise KairosError(f"{server} answered {response.status_code}: {response.text[:300]}")
-        after = response.headers.get("Retry-After", "")
-        numeric = after.isascii() and after.isdigit()
-        await asyncio.sleep(min(float(after), 30.0) if numeric else wait)
-    raise StoreUnavailable(
-        f"{server} still answered {response.status_code} after {RETRIES} attempts"
-    )
+        last = str(response.status_code)
+        await asyncio.sleep(retry_after(response, wait))
+    raise StoreUnavailable(f"{server} still answered {last} after {RETRIES} attempts")
 
 
 def _doc(line: bytes) -> Any:

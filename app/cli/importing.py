@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from app.cli.common import retry_after
 from app.importer import BadImportLine, product_row, profile_row, read_jsonl
 from app.progress import Progress
 from app.settings import Secret, Settings
@@ -104,9 +105,7 @@ async def _import_http(kind: str, path: Path, server: str, api_key: Secret | Non
                     if response.status_code != 429:
                         break
                     # The key is over its rate limit (KAIROS_RATE_API): wait as told.
-                    after = response.headers.get("Retry-After", "")
-                    numeric = after.isascii() and after.isdigit()
-                    await asyncio.sleep(min(int(after), 30) if numeric else 1)
+                    await asyncio.sleep(retry_after(response, 1.0))
         except httpx.HTTPError as exc:
             errors.append(f"{user_id}: {type(exc).__name__}: {exc}")
         else:

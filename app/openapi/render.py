@@ -15,10 +15,11 @@ from app.openapi.schemas import (
     render_result,
     unsubscribe_url,
 )
+from app.render.result import FORMATS
 
 
 def render_paths() -> dict[str, Any]:
-    one = "(html|amp|text)"
+    one = f"({'|'.join(FORMATS)})"
     return {
         "/v1/render": {
             "post": {

@@ -9,8 +9,7 @@ from app.events.intake import WEBHOOK
 from app.events.model import MAX_EVENT_ID
 from app.events.segment import BATCHES, CALLS
 from app.openapi.events import answer_schema, common_errors, gzip_header, nothing_valid, preflight
-from app.openapi.schemas import bearer, json
-from app.profiles.schema import USER_ID
+from app.openapi.schemas import bearer, json, reader_id
 from app.routes.events import SEGMENT_CALLS, SEGMENT_PREFIX
 
 
@@ -19,7 +18,7 @@ def segment_message(typed: bool = True) -> dict[str, Any]:
     the path does and `type` is ignored. A null field is as if absent."""
     ids = {"type": ["string", "number", "null"]}
     # A number is read as its text, so the pattern (for texts) is the reader id's.
-    reader = {**ids, "pattern": f"^{USER_ID.pattern}$"}
+    reader = {**ids, "pattern": reader_id()["pattern"]}
     time = {"type": ["string", "null"], "format": "date-time"}
     text = {"type": ["string", "null"]}
     obj = {"type": ["object", "null"]}

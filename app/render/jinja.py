@@ -33,7 +33,6 @@ Methods = Mapping[type, frozenset[str]]
 # which the renderer answers as a template error): a string or list made by `*`, an
 # exponent, and the items of all the ranges it iterates; texts, output and time in
 # app/render/bounds.py.
-MAX_BUILT = bounds.MAX_ITEMS
 MAX_EXPONENT = 100
 MAX_RANGED = 100_000
 SEQUENCES = (str, list, tuple)
@@ -71,7 +70,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         return super()._generate(source, name, filename, defer_init)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        """`*` and `**` with what they may build bounded (`MAX_BUILT` items and
+        """`*` and `**` with what they may build bounded (`bounds.MAX_ITEMS` items and
         `bounds.MAX_TEXT` characters, `MAX_EXPONENT`): `'B' * 20000000` rendered 20 MB."""
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
@@ -209,25 +208,30 @@ def check_part(env: SandboxedEnvironment, part: Part) -> None:
 def _check(env: SandboxedEnvironment, part: Part) -> None:
     try:
         tree = env.parse(part.text)
-        # Before compiling, which adds filters of Kairos's own (app/render/bounds.py).
+        # Read before compiling, which wraps outputs in filters of Kairos's own
+        # (app/render/bounds.py), in place.
         own = [used for used in tree.find_all(nodes.Filter) if used.name.startswith("_")]
+        # Printed as they are, these show Python objects and their addresses, not data.
+        objects = {"self", "links", *env.globals}
+        printed = [
+            shown
+            for output in tree.find_all(nodes.Output)
+            for shown in output.nodes
+            if isinstance(shown, nodes.Name) and shown.name in objects
+        ]
         env.compile(tree)  # unknown filters and tests surface here, with their line
     except TemplateSyntaxError as exc:
         raise SourceError(part.path, f"template syntax error: {exc.message}", exc.lineno) from None
-    for used in own:
+    if own:
         raise SourceError(
-            part.path, f"filter {used.name!r} is Kairos's own, not for templates", used.lineno
+            part.path, f"filter {own[0].name!r} is Kairos's own, not for templates", own[0].lineno
         )
-    # Printed as they are, these show Python objects and their addresses, not data.
-    objects = {"self", "links", *env.globals}
-    for output in tree.find_all(nodes.Output):
-        for shown in output.nodes:
-            if isinstance(shown, nodes.Name) and shown.name in objects:
-                raise SourceError(
-                    part.path,
-                    f"sandbox: {{{{ {shown.name} }}}} prints an object, not a value",
-                    shown.lineno,
-                )
+    if printed:
+        raise SourceError(
+            part.path,
+            f"sandbox: {{{{ {printed[0].name} }}}} prints an object, not a value",
+            printed[0].lineno,
+        )
     for used_name in tree.find_all(nodes.Name):
         if used_name.name == "self":
             raise SourceError(part.path, "sandbox: `self` is not for templates", used_name.lineno)

@@ -23,10 +23,7 @@ class MemoryRates:
         self._arrivals: dict[str, int] = {}
 
     async def take(self, bucket: str, interval_us: int, capacity_us: int) -> tuple[bool, int]:
-        return self.take_now(bucket, interval_us, capacity_us)
-
-    def take_now(self, bucket: str, interval_us: int, capacity_us: int) -> tuple[bool, int]:
-        """`take`, without an await (the buckets are this process's memory)."""
+        """Whether a request fits `bucket` now, and how far ahead of now it stands (µs)."""
         now = self._clock()
         arrival = self._arrivals.get(bucket, now)
         if arrival < now:

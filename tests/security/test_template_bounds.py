@@ -63,7 +63,16 @@ async def test_abuse_is_refused_fast_and_small(client, expression):
         assert r.json()["error"]["code"] == "template_broken"
 
 
-OBJECTS = ["{{ self }}", "{{ range }}", "{{ links }}", "{{ cycler }}", "{{ self.__class__ }}"]
+OBJECTS = [
+    "{{ self }}",
+    "{{ range }}",
+    "{{ links }}",
+    "{{ cycler }}",
+    "{{ self.__class__ }}",
+    # In a loop in a macro: printed through the output bound's own filter once compiled.
+    "{% macro m() %}{% for x in [1] %}{{ range }}{% endfor %}{% endmacro %}{{ m() }}",
+    "{% set s %}{% for x in [1] %}{{ links }}{% endfor %}{% endset %}{{ s }}",
+]
 
 
 @pytest.mark.parametrize("expression", OBJECTS)
