@@ -231,6 +231,12 @@ async def _wake_follower(app: Starlette, exit_task: asyncio.Future[Any]) -> None
         await client.publish(CHANGES_CHANNEL, WAKE_UP)
 
 
+async def profile_counters(client: httpx.AsyncClient, user: str) -> dict[str, int]:
+    """The reader's event counters as the profiles API shows them ({} without a profile)."""
+    r = await client.get(f"/v1/profiles/{user}", headers=AUTH)
+    return dict(r.json().get("counters", {})) if r.status_code == 200 else {}
+
+
 @contextlib.asynccontextmanager
 async def listening(handle: Any) -> AsyncIterator[int]:
     """A local TCP server whose connections `handle(reader, writer)` answers: its port."""
@@ -392,27 +398,17 @@ class KairosProcess:
                 stderr=subprocess.STDOUT,
             )
 
-    def wait_ready(self, deadline: float) -> None:
+    def wait_ready(self, deadline: float, path: str = "/readyz") -> None:
+        """Until `path` answers 200 (`/healthz`: the server listens, its store may be
+        down)."""
         while True:
             assert self.proc.poll() is None, self.log.read_text()
             try:
-                if httpx.get(f"{self.base}/readyz", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.base}{path}", timeout=0.5).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            assert time.monotonic() < deadline, f"server {self.name} did not become ready"
-            time.sleep(0.05)
-
-    def wait_alive(self, deadline: float) -> None:
-        """Until `/healthz` answers 200 (the server listens; its store may be down)."""
-        while True:
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=0.5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"server {self.name} did not start"
+            assert time.monotonic() < deadline, f"server {self.name}: {path} never answered 200"
             time.sleep(0.05)
 
     def stop(self) -> None:

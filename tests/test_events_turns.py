@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import AUTH, RedisServer, serve
+from support import RedisServer, profile_counters, serve
 
 from app.app import create_app
 
@@ -60,11 +60,6 @@ async def hold(client: httpx.AsyncClient, server: RedisServer) -> asyncio.Task[h
     return task
 
 
-async def counters(client: httpx.AsyncClient, user: str) -> dict[str, int]:
-    r = await client.get(f"/v1/profiles/{user}", headers=AUTH)
-    return r.json().get("counters", {}) if r.status_code == 200 else {}
-
-
 def turns_metric(text: str, result: str) -> float:
     line = f'kairos_events_turns_total{{result="{result}"}} '
     found = [row for row in text.splitlines() if row.startswith(line)]
@@ -81,7 +76,7 @@ async def test_a_request_behind_a_full_turn_waits_and_lands_after_it(make_client
         assert (await first).status_code == 202
         assert second.status_code == 202 and second.json()["accepted"] == 1
         assert waited >= (PAUSE_MS - 150) / 1000
-        assert await counters(client, "u-second") == {"page_view": 1}
+        assert await profile_counters(client, "u-second") == {"page_view": 1}
         metrics = (await client.get("/metrics")).text
         assert turns_metric(metrics, "waited") == 1
         assert turns_metric(metrics, "busy") == 0
@@ -106,14 +101,14 @@ async def test_a_wait_past_its_limit_is_a_503_busy_with_nothing_applied(
         assert second.headers["Retry-After"] == "1"
         assert second.headers["Cache-Control"] == "no-store"
         assert (await first).status_code in (200, 202)
-        assert await counters(client, "u-second") == {}  # nothing of it applied
+        assert await profile_counters(client, "u-second") == {}  # nothing of it applied
         again = await (
             client.post("/v1/events", json=events("u-second", 1, "b"), headers=WRITE)
             if dialect == "native"
             else client.post("/segment/v1/batch", json={"batch": [message]}, headers=WRITE)
         )
         assert again.status_code in (200, 202) and again.json()["accepted"] == 1
-        assert await counters(client, "u-second") == {"page_view": 1}
+        assert await profile_counters(client, "u-second") == {"page_view": 1}
         metrics = (await client.get("/metrics")).text
         assert turns_metric(metrics, "busy") == 1
         assert turns_metric(metrics, "waited") == 1

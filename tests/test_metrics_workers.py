@@ -80,9 +80,10 @@ def settled(base: str, want: float) -> dict[tuple[str, tuple[tuple[str, str], ..
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    redis = RedisServer(tmp_path / "redis")
-    redis.start()
+def server(
+    tmp_path: Path, own_redis: RedisServer
+) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    redis = own_redis
     port = free_port()
     scratch = tmp_path / "scratch"
     scratch.mkdir()
@@ -110,7 +111,6 @@ def server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]
         yield base, proc, scratch
     finally:
         stop_process(proc)
-        redis.stop()
 
 
 def test_one_scrape_counts_the_requests_of_every_worker(server):

@@ -17,7 +17,7 @@ from typing import Any, cast
 import httpx
 import orjson
 import pytest
-from support import AUTH, serve
+from support import AUTH, profile_counters, serve
 
 from app.app import create_app
 from app.settings import Settings
@@ -69,11 +69,6 @@ def sized(body: bytes, size: int) -> bytes:
     return body + b" " * (size - len(body))
 
 
-async def counters(c: httpx.AsyncClient, user: str) -> dict[str, int]:
-    r = await c.get(f"/v1/profiles/{user}", headers=AUTH)
-    return cast(dict[str, int], r.json().get("counters", {})) if r.status_code == 200 else {}
-
-
 # --- sizes: just under and just over each cap ------------------------------------------------
 
 
@@ -116,10 +111,10 @@ async def test_each_cap_holds_to_the_byte(
     if status == 413:
         code = "too_many_events" if len(body) < MB else "payload_too_large"
         assert r.json()["error"]["code"] == code
-        assert await counters(c, "size") == {}  # nothing of a refused request applied
+        assert await profile_counters(c, "size") == {}  # nothing of a refused request applied
     else:
         accepted = r.json()["accepted"]
-        assert sum((await counters(c, "size")).values()) == accepted > 0
+        assert sum((await profile_counters(c, "size")).values()) == accepted > 0
 
 
 def one_event(size: int) -> Json:
@@ -144,7 +139,7 @@ async def test_one_event_at_and_over_its_cap(c: httpx.AsyncClient) -> None:
     alone = await c.post(NATIVE, content=orjson.dumps(one_event(1025)), headers=WRITE)
     assert alone.status_code == 422
     assert alone.json()["rejected"][0]["code"] == "event_too_large"
-    assert await counters(c, "big") == {"custom:x": 1}
+    assert await profile_counters(c, "big") == {"custom:x": 1}
 
 
 # --- clock abuse -----------------------------------------------------------------------------
@@ -220,7 +215,7 @@ async def test_non_finite_epochs_are_refused_as_json(
         raw = f'{{"batch":[{message}{literal}}}]}}'
     r = await c.post(path, content=raw.encode(), headers=WRITE)
     assert (r.status_code, r.json()["error"]["code"]) == (400, "invalid_json"), r.text
-    assert await counters(c, "clock2") == {}
+    assert await profile_counters(c, "clock2") == {}
 
 
 FAR_PAST, FAR_FUTURE = "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z"
@@ -258,7 +253,7 @@ async def test_segment_clock_abuse(c: httpx.AsyncClient, times: Json, ok: bool) 
     else:
         assert r.status_code == 400, r.text
         assert r.json()["rejected"][0]["code"] == "invalid_ts"
-        assert await counters(c, "clock3") == {}
+        assert await profile_counters(c, "clock3") == {}
 
 
 # --- one event id, two readers ---------------------------------------------------------------
@@ -287,7 +282,7 @@ async def test_an_event_id_is_deduplicated_per_reader_only(open_app: Open, backe
         r = await client.post(BATCH, json={"batch": [message, message]}, headers=WRITE)
         assert (r.json()["accepted"], r.json()["duplicates"]) == (1, 1)
         for user in ("victim", "mallory", "eve"):
-            assert sum((await counters(client, user)).values()) == 1, user
+            assert sum((await profile_counters(client, user)).values()) == 1, user
         anonymous = await client.get("/v1/profiles/victim?anonymous=true", headers=AUTH)
         assert anonymous.json()["counters"] == {"page_view": 1}
 
@@ -353,7 +348,7 @@ async def test_a_gzip_bomb_is_refused_in_bounded_memory(
         assert r.status_code in (400, 413), r.text
         assert r.json()["error"]["code"] in ("payload_too_large", "invalid_gzip", "invalid_json")
         assert peak < 24 * MB, peak  # the 4 MiB cap, a copy or two; never gigabytes
-        assert await counters(client, "size") == {}
+        assert await profile_counters(client, "size") == {}
 
 
 GZIPPED = gzip.compress(segment(1))

@@ -23,6 +23,7 @@ import pytest
 import redis
 from starlette.applications import Starlette
 from support import (
+    API_KEY,
     AUTH,
     TOKENS,
     KairosProcess,
@@ -81,7 +82,7 @@ def make(settings: Any, backend: str, clock: Clock, request: pytest.FixtureReque
     the session's redis-server (flushed), on Redis's own clock."""
 
     def build(**env: Any) -> Starlette:
-        env.setdefault("KAIROS_API_KEYS", f"{AUTH['Authorization'][7:]},{OTHER_KEY}")
+        env.setdefault("KAIROS_API_KEYS", f"{API_KEY},{OTHER_KEY}")
         env.setdefault("KAIROS_WRITE_KEYS", WRITE_KEY)
         env.setdefault("KAIROS_DEMO_DATA", "true")
         if backend == "embedded":
@@ -120,7 +121,7 @@ def assert_refused(response: httpx.Response, limit: int) -> None:
     assert fields(response) == allowed(limit, 0)
     assert response.headers["cache-control"] == "no-store"
     assert f"{limit} requests a second" in error["message"]
-    for key in (AUTH["Authorization"][7:], OTHER_KEY, WRITE_KEY):
+    for key in (API_KEY, OTHER_KEY, WRITE_KEY):
         assert key not in response.text
 
 
@@ -365,10 +366,6 @@ async def test_a_burst_on_open_time_routes_is_never_429(make: Make):
 # --- Redis: no key in names or commands, fail open, one budget for two processes --------
 
 
-def api_key() -> str:
-    return AUTH["Authorization"][7:]
-
-
 async def test_redis_names_buckets_by_a_keyed_hash_and_no_command_carries_a_key(
     settings: Any, redis_url: str, redis_client: redis.Redis, redis_server: RedisServer
 ):
@@ -403,12 +400,12 @@ async def test_redis_names_buckets_by_a_keyed_hash_and_no_command_carries_a_key(
     assert [n.rsplit(":", 1)[0] for n in names] == ["kairos:rate:api", "kairos:rate:events"]
     assert all(len(n.rsplit(":", 1)[1]) == 32 for n in names)
     plain = {
-        hashlib.blake2b(k.encode(), digest_size=16).hexdigest() for k in (api_key(), WRITE_KEY)
+        hashlib.blake2b(k.encode(), digest_size=16).hexdigest() for k in (API_KEY, WRITE_KEY)
     }
     assert not plain & {n.rsplit(":", 1)[1] for n in names}  # keyed, not a bare hash
     assert b"EVALSHA" in seen and b"kairos:rate:api:" in seen
     every_name = b" ".join(redis_client.keys("*"))
-    for key in (api_key(), WRITE_KEY):
+    for key in (API_KEY, WRITE_KEY):
         for part in (key, key[:12], key[-12:]):
             assert part.encode() not in seen, part
             assert part.encode() not in every_name, part
@@ -432,7 +429,7 @@ async def test_a_stale_bucket_gives_a_full_burst_never_more(
     # A bucket whose time is long past (written by hand, without its expiry): the
     # script holds it at now, as the embedded store does.
     seconds, micros = redis_client.time()
-    name = app.state.services.limits.bucket("api", api_key().encode())
+    name = app.state.services.limits.bucket("api", API_KEY.encode())
     redis_client.set(name, (seconds - 60) * US + micros)
     async with serve(app) as c:
         for remaining in (2, 1, 0):
@@ -594,7 +591,7 @@ def test_kairos_import_through_a_limited_server_waits_and_loses_nothing(
     tmp_path: Path,
 ):
     a, _ = two_servers  # 4 API requests and 3 events requests a second per key
-    monkeypatch.setenv("KAIROS_API_KEY", api_key())
+    monkeypatch.setenv("KAIROS_API_KEY", API_KEY)
     profiles = tmp_path / "profiles.jsonl"
     rows = [{"user_id": f"rl{i}", "loyalty_points": i} for i in range(10)]
     profiles.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))

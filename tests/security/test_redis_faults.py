@@ -247,7 +247,7 @@ def test_redis_down_at_start_up_then_up(tmp_path: Path, servers: list[Any]) -> N
     redis_server = RedisServer(tmp_path / "redis", port=port)
     kairos = start(tmp_path, redis_server.url, "down-at-start")
     servers.append(kairos)
-    kairos.wait_alive(time.monotonic() + 20)
+    kairos.wait_ready(time.monotonic() + 20, "/healthz")
 
     r = readyz(kairos.base)
     assert r.status_code == 503, r.text
@@ -466,9 +466,10 @@ async def pauses(server: RedisServer, stop: asyncio.Event) -> int:
     return count
 
 
-async def test_commands_cancelled_mid_flight_leave_no_reply_for_the_next(tmp_path: Path) -> None:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
+async def test_commands_cancelled_mid_flight_leave_no_reply_for_the_next(
+    own_redis: RedisServer,
+) -> None:
+    server = own_redis
     connection = RedisConnection(server.url, timeout_s=2.0, pool_size=16)
     try:
         with server.client() as direct:
@@ -524,18 +525,16 @@ async def test_commands_cancelled_mid_flight_leave_no_reply_for_the_next(tmp_pat
         assert connection.breaker.state == "closed"
     finally:
         await connection.close()
-        server.stop()
 
 
 async def test_a_probe_cut_by_its_callers_deadline_lets_the_next_probe_go(
-    tmp_path: Path,
+    own_redis: RedisServer,
 ) -> None:
     """Open-time reads run under the request's budget (`asyncio.timeout_at`), shorter
     than Redis's timeout: the half-open breaker's one probe may be such a call, cut
     before any answer. The breaker must let another call probe later, or it stays
     open, and Redis unused, for good."""
-    server = RedisServer(tmp_path / "redis")
-    server.start()
+    server = own_redis
     connection = RedisConnection(server.url, timeout_s=0.2, pool_size=8)
     try:
         breaker = connection.breaker
@@ -563,4 +562,3 @@ async def test_a_probe_cut_by_its_callers_deadline_lets_the_next_probe_go(
         assert breaker.state == "closed"
     finally:
         await connection.close()
-        server.stop()
