@@ -395,8 +395,6 @@ def start_redis(
     """A redis-server of the bench's own on a free port of 127.0.0.1 (data in `tmp`, no RDB
     or AOF), pinned to `core` when given; waits until it answers PING. Its process and
     port."""
-    import redis  # the project's client; imported here so the other benches need not
-
     port = free_port()
     data = tmp / f"redis-{port}"
     data.mkdir()
@@ -415,6 +413,15 @@ def start_redis(
         argv = ["taskset", "-c", str(core), *argv]
     log = tmp / f"redis-{port}.log"
     proc = procs.start("redis-server", argv, env=dict(os.environ), log=log)
+    wait_redis(proc, port, log)
+    return proc, port
+
+
+def wait_redis(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Until the redis-server `proc` on `port` answers PING (BenchError if it exits or
+    takes longer than START_TIMEOUT_S; `log` is its output)."""
+    import redis  # the project's client; imported here so the other benches need not
+
     deadline = time.monotonic() + START_TIMEOUT_S
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1.0)
     try:
@@ -423,7 +430,7 @@ def start_redis(
                 raise BenchError(f"redis-server exited with {proc.returncode}:\n{tail(log)}")
             try:
                 if client.ping():
-                    break
+                    return
             except redis.RedisError:
                 pass
             if time.monotonic() > deadline:
@@ -431,7 +438,6 @@ def start_redis(
             time.sleep(0.05)
     finally:
         client.close()
-    return proc, port
 
 
 def cpu_seconds(pid: int) -> float:

@@ -91,6 +91,7 @@ from common import (
     run_main,
     tail,
     wait_ready,
+    wait_redis,
 )
 
 from app.metrics import SHARE_EVERY_S
@@ -472,22 +473,7 @@ class Redis:
 
     def ready(self) -> None:
         assert self.proc is not None
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1.0)
-        deadline = time.monotonic() + 30
-        try:
-            while True:
-                if self.proc.poll() is not None:
-                    raise BenchError(f"redis-server exited:\n{tail(self.dir / 'log')}")
-                try:
-                    if client.ping():
-                        return
-                except redis.RedisError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise BenchError("redis-server did not answer in time")
-                time.sleep(0.05)
-        finally:
-            client.close()
+        wait_redis(self.proc, self.port, self.dir / "log")
 
     def kill(self) -> None:
         assert self.proc is not None
